@@ -1,0 +1,57 @@
+# cubepose: every target sets up .venv (Python 3.11, pinned deps) on first use.
+# Set-up is stamped, so later runs skip it unless the requirement files change.
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cubepose-installed
+# Python 3.11 still ships distutils; numpy 1.23's numpy.distutils (imported by
+# chainer) needs it instead of setuptools' copy. A .pth file in the venv sets this
+# for every process, so `edflow` works without the user exporting anything.
+COMPAT_PTH := $(VENV)/lib/python3.11/site-packages/cubepose_distutils_stdlib.pth
+
+DEMO_DATA  := data/demo
+DEMO_COUNT ?= 3000
+
+.PHONY: setup test lint format demo clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt constraints-build.txt setup.py
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	rm -f $(COMPAT_PTH)
+	# chainer ships only an sdist whose setup needs pkg_resources: build it alone
+	# under setuptools<70 (the constraint reaches pip's isolated build env).
+	PIP_CONSTRAINT=$(CURDIR)/constraints-build.txt $(BIN)/pip install --no-deps chainer==7.8.1
+	$(BIN)/pip install -r requirements.txt
+	# edflow 0.4.0 declares Pillow<7; it runs with a current Pillow, so no deps.
+	$(BIN)/pip install --no-deps edflow==0.4.0
+	$(BIN)/pip install --no-deps --no-build-isolation -e .
+	echo "import os, warnings; os.environ.setdefault('SETUPTOOLS_USE_DISTUTILS', 'stdlib'); warnings.filterwarnings('ignore', 'pkg_resources is deprecated')" > $(COMPAT_PTH)
+	$(BIN)/python -c "import chainer, edflow.iterators.batches, torch, cubepose"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check cubepose tests eval setup.py
+	$(BIN)/ruff check cubepose tests eval setup.py
+
+format: $(STAMP)
+	$(BIN)/ruff format cubepose tests eval setup.py
+	$(BIN)/ruff check --fix cubepose tests eval setup.py
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q tests
+
+# Generate a synthetic dataset once, train the CPU config, evaluate, print metrics.
+$(DEMO_DATA)/.complete: $(STAMP)
+	$(BIN)/cubepose generate $(DEMO_DATA)/train --count $(DEMO_COUNT) --seed 1
+	$(BIN)/cubepose generate $(DEMO_DATA)/validation --count 300 --seed 2
+	$(BIN)/cubepose generate $(DEMO_DATA)/test --count 300 --seed 3
+	touch $@
+
+demo: $(STAMP) $(DEMO_DATA)/.complete
+	$(BIN)/cubepose demo --data $(DEMO_DATA)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,81 @@
+"""The ``cubepose`` command: generate synthetic data and read evaluation results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cubepose.errors import CubeposeError
+
+logger = logging.getLogger("cubepose")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from cubepose.synth.generate import GenerationOptions, generate_dataset
+
+    options = GenerationOptions(
+        count=args.count,
+        seed=args.seed,
+        image_size=args.image_size,
+        vertical_fov_deg=args.fov,
+        distance=(args.min_distance, args.max_distance),
+        symmetric=args.symmetric,
+    )
+    generate_dataset(args.out, options)
+
+
+def latest_metrics_file(path: Path) -> Path:
+    """The newest metrics.json at or below ``path`` (a run folder, an eval folder or the file)."""
+    if path.is_file():
+        return path
+    candidates = sorted(path.rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise CubeposeError(f"no metrics.json under {path}; evaluate first: edflow -b <configs> -p <run>")
+    return candidates[-1]
+
+
+def _metrics(args: argparse.Namespace) -> None:
+    path = latest_metrics_file(Path(args.path))
+    metrics = json.loads(path.read_text())
+    width = max(len(k) for k in metrics)
+    lines = [f"metrics of {path}"] + [f"  {k:<{width}}  {v:.6g}" for k, v in sorted(metrics.items())]
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cubepose", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="write a synthetic dataset in Unity Perception's legacy layout")
+    gen.add_argument("out", help="output folder (the dataset root to put in data/<split>/root)")
+    gen.add_argument("--count", type=int, required=True, help="number of images")
+    gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
+    gen.add_argument("--image-size", type=int, default=128, help="square image side in pixels (default 128)")
+    gen.add_argument("--fov", type=float, default=50.0, help="vertical field of view in degrees (default 50)")
+    gen.add_argument("--min-distance", type=float, default=0.35, help="nearest cube distance in metres")
+    gen.add_argument("--max-distance", type=float, default=0.7, help="farthest cube distance in metres")
+    gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
+    gen.set_defaults(run=_generate)
+
+    met = commands.add_parser("metrics", help="print the newest metrics.json of a run or eval folder")
+    met.add_argument("path", help="logs/<run>, one of its eval folders, or a metrics.json")
+    met.set_defaults(run=_metrics)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.run(args)
+    except (CubeposeError, ValueError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The config schema: every key cubepose reads, its type and default, and validation.
+
+edflow merges ``-b`` files shallowly (a later file that sets ``network:`` replaces the
+whole tree), so validation fills keys missing from a tree with the defaults below,
+which are the values written in configs/base.yaml (a test keeps the two equal).
+Unknown or mistyped keys fail at start with one message naming every problem.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from cubepose.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_ABSENT = object()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One config leaf: default, accepted type and constraints."""
+
+    default: Any
+    kind: type | None  # None: any value (edflow's own keys, passed through)
+    nullable: bool = False
+    choices: tuple | None = None
+    minimum: float | None = None
+    length: int | None = None  # for lists
+
+
+def _opt(default: Any, kind: type | None, **kw: Any) -> Option:
+    return Option(default, kind, **kw)
+
+
+def _split(root: str) -> dict:
+    return {"root": _opt(root, str), "sample_size": _opt(None, int, nullable=True, minimum=1)}
+
+
+# Keys edflow itself reads or adds at run time; cubepose passes them through unchecked.
+EDFLOW_KEYS = (
+    "hook_freq",
+    "test_mode",
+    "nogpu",
+    "eval_hook",
+    "train_ops",
+    "log_ops",
+    "start_log_freq",
+    "ckpt_zero",
+    "val_freq",
+    "eval_all",
+    "eval_forever",
+    "eval_functor",
+    "debug",
+    "n_prefetch",
+    "error_on_timeout",
+    "max_batches_per_epoch",
+    "experiment_name",
+    "code_root",
+    "dataset",
+    "validation_dataset",
+)
+
+SCHEMA: dict[str, Any] = {
+    "model": _opt("cubepose.models.PoseNet", str),
+    "iterator": _opt("cubepose.iterator.Iterator", str),
+    "datasets": {
+        "train": _opt("cubepose.data.TrainDataset", str),
+        "validation": _opt("cubepose.data.ValidationDataset", str),
+    },
+    "network": {
+        "backbone": _opt("vgg16", str),
+        "image_size": _opt(224, int, minimum=32),
+        "symmetric": _opt(False, bool),
+        "pretrained": _opt(None, str, nullable=True),
+    },
+    "data": {
+        "label_name": _opt(None, str, nullable=True),
+        "seed": _opt(0, int),
+        "train": _split("data/cube/train"),
+        "validation": _split("data/cube/validation"),
+        "test": _split("data/cube/test"),
+    },
+    "batch_size": _opt(20, int, minimum=1),
+    "test_batch_size": _opt(20, int, minimum=1),
+    "num_epochs": _opt(120, int, minimum=1),
+    "num_steps": _opt(_ABSENT, int, minimum=1),
+    "accumulation_steps": _opt(10, int, minimum=1),
+    "optimizer": {
+        "type": _opt("adam", str, choices=("adam",)),
+        "lr": _opt(1.0e-4, float, minimum=0.0),
+        "betas": _opt([0.9, 0.999], list, length=2),
+        "weight_decay": _opt(0.0, float, minimum=0.0),
+    },
+    "losses": _opt(
+        {
+            "translation": {"type": "mse", "weight": 1.0},
+            "orientation": {"type": "mse", "weight": 1.0},
+        },
+        dict,
+    ),
+    "device": _opt("auto", str, choices=("auto", "cpu", "cuda")),
+    "seed": _opt(0, int),
+    "log_freq": _opt(1000, int, minimum=1),
+    "ckpt_freq": _opt(None, int, nullable=True, minimum=1),
+    "n_data_processes": _opt(4, int, minimum=1),
+    "integrations": {
+        "tensorboard": {
+            "active": _opt(True, bool),
+            "handlers": _opt(["scalars", "images", "figures"], list),
+        },
+        "wandb": _opt(_ABSENT, None),
+        "git": _opt(_ABSENT, None),
+    },
+    "eval_pipeline": {
+        "callbacks": _opt({"unity_metrics": "cubepose.evaluation.unity_metrics"}, dict),
+        "callback_kwargs": _opt({}, dict),
+    },
+    **{key: _opt(_ABSENT, None) for key in EDFLOW_KEYS},
+}
+
+LOSS_QUANTITIES = ("translation", "orientation")
+
+
+def defaults() -> dict:
+    """The complete default config (what configs/base.yaml spells out)."""
+
+    def build(schema: dict) -> dict:
+        out = {}
+        for key, spec in schema.items():
+            if isinstance(spec, dict):
+                out[key] = build(spec)
+            elif spec.default is not _ABSENT:
+                out[key] = copy.deepcopy(spec.default)
+        return out
+
+    return build(SCHEMA)
+
+
+def validate_config(config: dict) -> dict:
+    """Check ``config`` in place against the schema, fill defaults, return it.
+
+    Raises ConfigError listing every unknown, mistyped or out-of-range key.
+    """
+    errors: list[str] = []
+    _check_tree(config, SCHEMA, "", errors)
+    if not errors:
+        _check_losses(config, errors)
+        _check_registries(config, errors)
+    if errors:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
+    return config
+
+
+def _check_tree(tree: dict, schema: dict, prefix: str, errors: list[str]) -> None:
+    for key in tree:
+        if key not in schema:
+            path = prefix + str(key)
+            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
+            hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known keys here: {', '.join(schema)}"
+            errors.append(f"unknown key {path!r}{hint}")
+    for key, spec in schema.items():
+        path = prefix + key
+        if isinstance(spec, dict):
+            sub = tree.setdefault(key, {})
+            if not isinstance(sub, dict):
+                errors.append(f"{path}: expected a mapping of {', '.join(spec)}, got {sub!r}")
+                continue
+            _check_tree(sub, spec, path + "/", errors)
+            continue
+        if key not in tree:
+            if spec.default is not _ABSENT:
+                tree[key] = copy.deepcopy(spec.default)
+            continue
+        tree[key] = _check_leaf(tree[key], spec, path, errors)
+
+
+def _check_leaf(value: Any, spec: Option, path: str, errors: list[str]) -> Any:
+    if spec.kind is None or (value is None and spec.nullable):
+        return value
+    value = _coerce(value, spec.kind)
+    if not _is_kind(value, spec.kind):
+        errors.append(f"{path}: expected {_kind_name(spec)}, got {value!r} ({type(value).__name__})")
+        return value
+    if spec.choices is not None and value not in spec.choices:
+        errors.append(f"{path}: {value!r} is not one of {', '.join(map(str, spec.choices))}")
+    if spec.minimum is not None and value < spec.minimum:
+        errors.append(f"{path}: {value!r} is below the minimum {spec.minimum}")
+    if spec.length is not None and len(value) != spec.length:
+        errors.append(f"{path}: expected a list of {spec.length} values, got {value!r}")
+    return value
+
+
+def _coerce(value: Any, kind: type) -> Any:
+    """Accept numbers written as strings (YAML reads ``1e-4`` as a string)."""
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _is_kind(value: Any, kind: type) -> bool:
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _kind_name(spec: Option) -> str:
+    name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        spec.kind, f"a {spec.kind.__name__}"
+    )
+    return name + (" or null" if spec.nullable else "")
+
+
+def _check_losses(config: dict, errors: list[str]) -> None:
+    """``losses/<quantity>: {type, weight}``; the quantity names what the loss compares."""
+    from cubepose.losses import LOSSES
+
+    for name, entry in config["losses"].items():
+        path = f"losses/{name}"
+        if name not in LOSS_QUANTITIES:
+            errors.append(f"unknown loss {path!r}; the losses tree takes {', '.join(LOSS_QUANTITIES)}")
+            continue
+        if not isinstance(entry, dict):
+            errors.append(f"{path}: expected {{type: ..., weight: ...}}, got {entry!r}")
+            continue
+        for key in entry:
+            if key not in ("type", "weight"):
+                errors.append(f"unknown key '{path}/{key}'; a loss takes type and weight")
+        entry.setdefault("weight", 1.0)
+        entry["weight"] = _check_leaf(entry["weight"], Option(1.0, float, minimum=0.0), f"{path}/weight", errors)
+        loss_type = entry.get("type")
+        if loss_type not in LOSSES:
+            errors.append(f"{path}/type: unknown loss {loss_type!r}; known: {', '.join(LOSSES.names())}")
+
+
+def _check_registries(config: dict, errors: list[str]) -> None:
+    from cubepose.models.backbones import BACKBONES
+
+    backbone = config["network"]["backbone"]
+    if backbone not in BACKBONES:
+        errors.append(f"network/backbone: unknown backbone {backbone!r}; known: {', '.join(BACKBONES.names())}")

@@ -1,0 +1,17 @@
+"""Exceptions for mistakes a user can make, each message naming the thing and the fix."""
+
+
+class CubeposeError(Exception):
+    """Base class of errors caused by user input (configs, paths, files)."""
+
+
+class ConfigError(CubeposeError, ValueError):
+    """A config key is unknown, mistyped or out of range."""
+
+
+class DatasetError(CubeposeError, ValueError):
+    """A dataset cannot be used as a whole (missing root, no captures, ...)."""
+
+
+class CheckpointError(CubeposeError, ValueError):
+    """A checkpoint file is missing, truncated or does not fit the model."""

@@ -1,0 +1,145 @@
+"""The edflow Iterator: inputs -> model -> criterion -> train_op / log_op / eval_op.
+
+Loss and metric formulas live in cubepose.losses and cubepose.metrics; this module only
+wires them to edflow, the optimizer and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from edflow.iterators.template_iterator import TemplateIterator
+
+from cubepose.checkpoints import load_checkpoint, save_checkpoint
+from cubepose.config import validate_config
+from cubepose.errors import ConfigError
+from cubepose.losses import Criterion
+from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
+
+LOG_IMAGES = 16  # inputs shown in the log_op image grid
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a config error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' but no CUDA device is available; use configs/cpu.yaml or --device cpu")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _numpy(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in values.items()}
+
+
+class Iterator(TemplateIterator):
+    """Trains and evaluates ``cubepose.models.PoseNet`` under edflow."""
+
+    def __init__(self, config: dict, root: str, model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+        validate_config(config)
+        super().__init__(config, root, model, *args, **kwargs)
+        self.device = resolve_device(config["device"])
+        self.model = model.to(self.device)
+        optimizer = config["optimizer"]
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(),
+            lr=optimizer["lr"],
+            betas=tuple(optimizer["betas"]),
+            weight_decay=optimizer["weight_decay"],
+        )
+        self.criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
+        self.accumulation_steps = config["accumulation_steps"]
+        self.accumulated = 0  # backward passes since the last optimizer step
+        self.restored_from: str | None = None
+
+    def initialize(self, checkpoint_path: str | None = None) -> None:
+        if checkpoint_path is None and self.config.get("test_mode", False):
+            self.logger.warning(
+                "no checkpoint to evaluate: the model is untrained. Pass -p logs/<run> or -c <checkpoint>."
+            )
+        super().initialize(checkpoint_path)
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def save(self, checkpoint_path: str) -> None:
+        """Atomically write model, optimizer, step and the resolved config."""
+        save_checkpoint(
+            checkpoint_path,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            global_step=self.get_global_step(),
+            config=json.loads(json.dumps(self.config, default=str)),
+        )
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load model and (for training) optimizer state; edflow restores the step from the name."""
+        state = load_checkpoint(checkpoint_path, self.model, device=self.device)
+        if not self.config.get("test_mode", False) and "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.zero_grad(set_to_none=True)
+        self.accumulated = 0
+        self.restored_from = checkpoint_path
+
+    # -- the step --------------------------------------------------------------------------
+
+    def step_op(
+        self, model: torch.nn.Module, image: np.ndarray, translation: np.ndarray, quaternion: np.ndarray, **kwargs: Any
+    ) -> dict[str, Callable]:
+        inputs = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(0, 3, 1, 2)
+        targets = {
+            "translation": torch.from_numpy(np.asarray(translation, np.float32)).to(self.device),
+            "quaternion": torch.from_numpy(np.asarray(quaternion, np.float32)).to(self.device),
+        }
+        trained: dict[str, dict[str, np.ndarray]] = {}
+
+        def evaluate() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+            """Predictions and per-instance losses: from train_op of this step, else a no-grad pass."""
+            if trained:
+                return trained["predictions"], trained["losses"]
+            model.eval()
+            with torch.no_grad():
+                predictions = model(inputs)
+                losses = self.criterion(predictions, targets)
+            return _numpy(predictions), _numpy(losses)
+
+        def train_op() -> None:
+            model.train()
+            predictions = model(inputs)
+            losses = self.criterion(predictions, targets)
+            (losses["total"].mean() / self.accumulation_steps).backward()
+            self.accumulated += 1
+            if self.accumulated >= self.accumulation_steps:
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.accumulated = 0
+            trained["predictions"], trained["losses"] = _numpy(predictions), _numpy(losses)
+
+        def log_op() -> dict:
+            predictions, losses = evaluate()
+            scalars = {f"loss_{name}": float(values.mean()) for name, values in losses.items()}
+            scalars.update(
+                unity_dataset_metrics(
+                    predictions["translation"], translation, predictions.get("quaternion"), quaternion
+                )
+            )
+            return {"images": {"inputs": np.asarray(image[:LOG_IMAGES])}, "scalars": scalars}
+
+        def eval_op() -> dict:
+            predictions, losses = evaluate()
+            labels = {
+                "translation_pred": predictions["translation"],
+                "translation_true": np.asarray(translation, np.float32),
+                "quaternion_true": np.asarray(quaternion, np.float32),
+                "translation_mse": translation_squared_error(predictions["translation"], translation),
+                **{f"loss_{name}": values for name, values in losses.items()},
+            }
+            if "quaternion" in predictions:
+                labels["quaternion_pred"] = predictions["quaternion"]
+                labels["orientation_error"] = unity_quaternion_error(predictions["quaternion"], quaternion)
+            return {"labels": {k: np.asarray(v, np.float32) for k, v in labels.items()}}
+
+        return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}

@@ -1,0 +1,73 @@
+"""Image backbones in plain torch (no torchvision), found by name through ``BACKBONES``.
+
+A backbone maps images (B, 3, S, S) to a feature map; ``PoseNet`` flattens it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cubepose.errors import ConfigError
+from cubepose.registry import Registry
+
+BACKBONES: Registry[Callable[[], nn.Module]] = Registry("backbone")
+
+# torchvision's VGG16 layout ("D"); the module indices match torchvision's
+# ``features.N`` names, so its ImageNet state dict loads without renaming.
+VGG16_LAYERS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+
+
+@BACKBONES.register("vgg16")
+def vgg16() -> nn.Module:
+    """VGG16 convolutional features, as Unity's pose-estimation model uses (stride 32)."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for spec in VGG16_LAYERS:
+        if spec == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, spec, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+            channels = spec
+    return nn.Sequential(*layers)
+
+
+def _conv_bn(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(True)]
+
+
+@BACKBONES.register("small_cnn")
+def small_cnn() -> nn.Module:
+    """A five-stage conv net (stride 32, ~0.4 M parameters) that trains in minutes on 2 CPU cores."""
+    widths = [24, 48, 96, 128, 128]
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in widths:
+        layers += _conv_bn(channels, width, stride=2) + _conv_bn(width, width, stride=1)
+        channels = width
+    return nn.Sequential(*layers)
+
+
+def load_pretrained(backbone: nn.Module, path: str, name: str) -> None:
+    """Load local weights into ``backbone``: a backbone state dict or a full torchvision
+    VGG16 state dict (its ``features.*`` entries are used). Mismatches name the file."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"network/pretrained: no file at {file}; give the path of a local .pth state dict or null")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for non-checkpoint files
+        raise ConfigError(f"network/pretrained: {file} is not a torch state dict ({err})") from err
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ConfigError(f"network/pretrained: {file} holds a {type(state).__name__}, not a state dict")
+    if any(k.startswith("features.") for k in state):
+        state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    try:
+        backbone.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ConfigError(f"network/pretrained: {file} does not fit backbone {name!r}: {err}") from err

@@ -1,0 +1,1 @@
+"""Synthetic cube datasets written in Unity Perception's formats."""

@@ -1,0 +1,23 @@
+"""Package definition of cubepose; pinned dependencies live in requirements.txt."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="cubepose",
+    version="0.1.0",
+    description="6-DoF cube pose estimation from one RGB image, as an edflow plugin",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["cubepose", "cubepose.*"]),
+    install_requires=[
+        "numpy==1.23.5",
+        "torch==2.13.0",
+        "edflow==0.4.0",
+        "chainer==7.8.1",
+        "pillow",
+        "pyyaml",
+        "tqdm",
+        "tensorboardX",
+        "google-cloud-storage",
+    ],
+    entry_points={"console_scripts": ["cubepose = cubepose.cli:main"]},
+)
