@@ -10,14 +10,14 @@ STAMP  := $(VENV)/.cubepose-installed
 # for every process, so `edflow` works without the user exporting anything.
 COMPAT_PTH := $(VENV)/lib/python3.11/site-packages/cubepose_distutils_stdlib.pth
 
-DEMO_DATA  := data/demo
+DEMO_DATA  := data/cube
 DEMO_COUNT ?= 3000
 
 .PHONY: setup test lint format demo clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt constraints-build.txt setup.py
+$(STAMP): requirements.txt constraints-build.txt setup.py Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	rm -f $(COMPAT_PTH)
@@ -43,15 +43,19 @@ format: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q tests
 
-# Generate a synthetic dataset once, train the CPU config, evaluate, print metrics.
-$(DEMO_DATA)/.complete: $(STAMP)
+# Generate the synthetic dataset once (the roots configs/base.yaml points at), then
+# train the CPU config, evaluate its latest checkpoint and print the metrics.
+$(DEMO_DATA)/.complete: | $(STAMP)
 	$(BIN)/cubepose generate $(DEMO_DATA)/train --count $(DEMO_COUNT) --seed 1
 	$(BIN)/cubepose generate $(DEMO_DATA)/validation --count 300 --seed 2
 	$(BIN)/cubepose generate $(DEMO_DATA)/test --count 300 --seed 3
 	touch $@
 
 demo: $(STAMP) $(DEMO_DATA)/.complete
-	$(BIN)/cubepose demo --data $(DEMO_DATA)
+	$(BIN)/edflow -n demo -b configs/base.yaml configs/cpu.yaml -t
+	run=$$(ls -td logs/*_demo | head -n 1) && \
+	$(BIN)/edflow -b configs/base.yaml configs/cpu.yaml configs/test.yaml -p $$run && \
+	$(BIN)/cubepose metrics $$run
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -19,6 +19,7 @@ from cubepose.config import validate_config
 from cubepose.errors import ConfigError
 from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
+from cubepose.optim import GradientAccumulator, build_optimizer
 
 LOG_IMAGES = 16  # inputs shown in the log_op image grid
 
@@ -44,17 +45,9 @@ class Iterator(TemplateIterator):
         super().__init__(config, root, model, *args, **kwargs)
         self.device = resolve_device(config["device"])
         self.model = model.to(self.device)
-        optimizer = config["optimizer"]
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(),
-            lr=optimizer["lr"],
-            betas=tuple(optimizer["betas"]),
-            weight_decay=optimizer["weight_decay"],
-        )
+        self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
+        self.accumulator = GradientAccumulator(self.optimizer, config["accumulation_steps"])
         self.criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
-        self.accumulation_steps = config["accumulation_steps"]
-        self.accumulated = 0  # backward passes since the last optimizer step
-        self.restored_from: str | None = None
 
     def initialize(self, checkpoint_path: str | None = None) -> None:
         if checkpoint_path is None and self.config.get("test_mode", False):
@@ -80,9 +73,7 @@ class Iterator(TemplateIterator):
         state = load_checkpoint(checkpoint_path, self.model, device=self.device)
         if not self.config.get("test_mode", False) and "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
-        self.optimizer.zero_grad(set_to_none=True)
-        self.accumulated = 0
-        self.restored_from = checkpoint_path
+        self.accumulator.reset()
 
     # -- the step --------------------------------------------------------------------------
 
@@ -110,12 +101,7 @@ class Iterator(TemplateIterator):
             model.train()
             predictions = model(inputs)
             losses = self.criterion(predictions, targets)
-            (losses["total"].mean() / self.accumulation_steps).backward()
-            self.accumulated += 1
-            if self.accumulated >= self.accumulation_steps:
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.accumulated = 0
+            self.accumulator.backward(losses["total"].mean())
             trained["predictions"], trained["losses"] = _numpy(predictions), _numpy(losses)
 
         def log_op() -> dict:

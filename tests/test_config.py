@@ -1,0 +1,77 @@
+"""Config schema: base.yaml spells out the defaults; bad keys fail with a message naming them."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import REPO, load_configs
+
+from cubepose.config import defaults, validate_config
+from cubepose.errors import ConfigError
+
+
+def test_base_yaml_holds_every_key_with_the_schema_default():
+    base = yaml.safe_load((REPO / "configs" / "base.yaml").read_text())
+    assert base == defaults()
+
+
+@pytest.mark.parametrize("overlays", [("cpu.yaml",), ("gpu.yaml",), ("cpu.yaml", "test.yaml")])
+def test_shipped_overlays_validate_and_keep_untouched_defaults(overlays):
+    config = validate_config(load_configs("base.yaml", *overlays))
+    assert config["network"]["symmetric"] is False  # filled although the overlay replaced `network`
+    assert config["optimizer"]["betas"] == [0.9, 0.999]
+
+
+def test_gpu_overlay_is_unitys_recipe():
+    config = validate_config(load_configs("base.yaml", "gpu.yaml"))
+    assert config["network"] == {"backbone": "vgg16", "image_size": 224, "symmetric": False, "pretrained": None}
+    assert (config["batch_size"], config["accumulation_steps"], config["num_epochs"]) == (20, 10, 120)
+    assert config["optimizer"] == {"type": "adam", "lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0}
+    assert config["device"] == "cuda"
+
+
+def test_misspelt_key_is_named_with_a_suggestion():
+    config = load_configs("base.yaml")
+    config["network"]["backbon"] = "vgg16"
+    with pytest.raises(ConfigError, match=r"unknown key 'network/backbon'; did you mean 'network/backbone'"):
+        validate_config(config)
+
+
+def test_unknown_top_level_key_is_named():
+    with pytest.raises(ConfigError, match=r"unknown key 'batchsize'; did you mean 'batch_size'"):
+        validate_config({"batchsize": 3})
+
+
+def test_mistyped_values_are_all_reported_at_once():
+    config = load_configs("base.yaml")
+    config["batch_size"] = "many"
+    config["network"]["symmetric"] = "yes please"
+    with pytest.raises(ConfigError) as err:
+        validate_config(config)
+    assert "batch_size: expected an integer, got 'many'" in str(err.value)
+    assert "network/symmetric: expected true or false" in str(err.value)
+
+
+def test_numbers_given_as_strings_on_the_command_line_are_accepted():
+    config = validate_config({"optimizer": {"lr": "1e-3"}, "losses": {"translation": {"type": "mse", "weight": 2}}})
+    assert config["optimizer"]["lr"] == pytest.approx(1e-3)
+    assert config["losses"]["translation"]["weight"] == 2.0
+
+
+def test_unknown_loss_type_and_backbone_list_the_known_names():
+    with pytest.raises(ConfigError, match=r"losses/orientation/type: unknown loss 'msee'; known: l1, mse, smooth_l1"):
+        validate_config({"losses": {"orientation": {"type": "msee"}}})
+    with pytest.raises(ConfigError, match=r"unknown backbone 'resnet9'; known: small_cnn, vgg16"):
+        validate_config({"network": {"backbone": "resnet9"}})
+
+
+def test_unknown_loss_quantity_is_rejected():
+    with pytest.raises(ConfigError, match=r"unknown loss 'losses/rotation'"):
+        validate_config({"losses": {"rotation": {"type": "mse", "weight": 1.0}}})
+
+
+def test_out_of_range_and_bad_choice():
+    with pytest.raises(ConfigError) as err:
+        validate_config({"batch_size": 0, "device": "tpu"})
+    assert "batch_size: 0 is below the minimum 1" in str(err.value)
+    assert "device: 'tpu' is not one of auto, cpu, cuda" in str(err.value)

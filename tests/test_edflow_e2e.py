@@ -1,0 +1,120 @@
+"""End to end through the real `edflow` command: train, evaluate, resume, bad keys."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import BIN, REPO
+from edflow.data.believers.meta import MetaDataset
+
+from cubepose.metrics import unity_dataset_metrics
+
+CONFIGS = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "cpu.yaml")]
+
+
+def edflow(args: list[str], cwd: Path, data: dict[str, Path]) -> subprocess.CompletedProcess:
+    """Run the real edflow CLI on the tiny data with a tiny network."""
+    overrides = ["--code_root", str(REPO / "cubepose"), "--network/image_size", "32", "--batch_size", "8"]
+    overrides += ["--n_data_processes", "1", "--log_freq", "2", "--test_batch_size", "8"]
+    for split, root in data.items():
+        overrides += [f"--data/{split}/root", str(root)]
+    result = subprocess.run(
+        [str(BIN / "edflow"), *args, *overrides], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    return result
+
+
+def _ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _eval_dirs(run: Path) -> list[Path]:
+    """eval/<timestamp>/<step>/ folders, oldest first."""
+    return sorted(run.glob("eval/*/*/model_outputs"), key=lambda p: p.stat().st_mtime)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory) -> Path:
+    """One training run of 6 steps (one epoch of 48 images) with orientation weight 2."""
+    work = tmp_path_factory.mktemp("work")
+    _ok(
+        edflow(
+            ["-n", "e2e", "-b", *CONFIGS, "-t", "--num_steps", "6", "--losses/orientation/weight", "2"], work, tiny_data
+        )
+    )
+    (run,) = (work / "logs").glob("*_e2e")
+    return run
+
+
+def test_training_writes_checkpoint_per_instance_outputs_and_metrics(trained):
+    checkpoint = trained / "train" / "checkpoints" / "model-6.ckpt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["config"]["losses"]["orientation"]["weight"] == 2.0
+
+    (outputs,) = _eval_dirs(trained)
+    labels = MetaDataset(str(outputs)).labels
+    assert labels["translation_pred"].shape == (16, 3) and labels["quaternion_pred"].shape == (16, 4)
+    assert labels["loss_total"].shape == (16,)
+    np.testing.assert_allclose(np.linalg.norm(labels["quaternion_pred"], axis=1), 1.0, rtol=1e-5)
+
+    metrics = json.loads((outputs.parent / "metrics.json").read_text())
+    assert metrics["instances"] == 16
+    assert all(math.isfinite(metrics[k]) for k in ("translation_mse", "orientation_error"))
+    expected = unity_dataset_metrics(
+        labels["translation_pred"], labels["translation_true"], labels["quaternion_pred"], labels["quaternion_true"]
+    )
+    assert metrics["translation_mse"] == pytest.approx(expected["translation_mse"], rel=1e-6)
+    assert metrics["orientation_error"] == pytest.approx(expected["orientation_error"], rel=1e-6)
+
+
+def test_orientation_weight_from_the_command_line_changes_the_total(trained):
+    labels = MetaDataset(str(_eval_dirs(trained)[0])).labels
+    translation, orientation = labels["loss_translation"], labels["loss_orientation"]
+    assert np.all(orientation > 0)
+    np.testing.assert_allclose(labels["loss_total"], translation + 2.0 * orientation, rtol=1e-5)
+    assert not np.allclose(labels["loss_total"], translation + orientation, rtol=1e-3)
+
+
+def test_training_logs_scalars_images_and_tensorboard_events(trained):
+    assert list((trained / "train" / "train" / "log_op").glob("inputs_*.png"))
+    assert list(trained.glob("events.out.tfevents.*"))
+    log = (trained / "train" / "log.txt").read_text() if (trained / "train" / "log.txt").exists() else ""
+    assert "loss_total" in log and "orientation_error" in log
+
+
+def test_evaluation_without_t_uses_the_latest_checkpoint(trained, tiny_data, tmp_path):
+    before = _eval_dirs(trained)
+    _ok(edflow(["-b", *CONFIGS, "-p", str(trained)], tmp_path, tiny_data))
+    new = [d for d in _eval_dirs(trained) if d not in before]
+    assert len(new) == 1 and new[0].parent.name == "6"  # evaluated checkpoint model-6
+    assert (new[0].parent / "metrics.json").exists()
+    fresh, trained_outputs = MetaDataset(str(new[0])).labels, MetaDataset(str(before[0])).labels
+    np.testing.assert_allclose(fresh["translation_pred"], trained_outputs["translation_pred"], atol=1e-5)
+
+
+def test_test_overlay_evaluates_the_test_split(trained, tiny_data, tmp_path):
+    before = _eval_dirs(trained)
+    _ok(edflow(["-b", *CONFIGS, str(REPO / "configs" / "test.yaml"), "-p", str(trained)], tmp_path, tiny_data))
+    (new,) = [d for d in _eval_dirs(trained) if d not in before]
+    assert MetaDataset(str(new)).labels["translation_pred"].shape == (12, 3)  # the 12 test images
+
+
+def test_resume_continues_step_and_optimizer_state(trained, tiny_data, tmp_path):
+    _ok(edflow(["-b", *CONFIGS, "-p", str(trained), "-t", "--num_steps", "12"], tmp_path, tiny_data))
+    state = torch.load(trained / "train" / "checkpoints" / "model-12.ckpt", weights_only=True)
+    adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
+    assert adam_steps == {12.0}  # 6 restored + 6 new optimizer steps (accumulation_steps: 1)
+
+
+def test_misspelt_key_stops_the_run_at_start_naming_it(tiny_data, tmp_path):
+    result = edflow(["-n", "typo", "-b", *CONFIGS, "-t", "--network/backbon", "vgg16"], tmp_path, tiny_data)
+    assert result.returncode != 0
+    assert "unknown key 'network/backbon'; did you mean 'network/backbone'?" in result.stderr
+    assert not list(tmp_path.glob("logs/*/train/checkpoints/*.ckpt"))

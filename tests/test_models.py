@@ -1,0 +1,62 @@
+"""PoseNet, its backbones and the normalising activation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cubepose.config import validate_config
+from cubepose.errors import ConfigError
+from cubepose.models import PoseNet, normalize_quaternions
+from cubepose.models.backbones import vgg16
+
+
+def test_normalisation_gives_unit_quaternions_and_is_safe_for_zero():
+    q = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 4.0]], requires_grad=True)
+    out = normalize_quaternions(q)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.6, 0.0, 0.8]]))
+    out.sum().backward()
+    assert torch.isfinite(q.grad).all()
+
+
+@pytest.mark.parametrize("backbone", ["small_cnn", "vgg16"])
+def test_pose_net_outputs(backbone):
+    model = PoseNet(validate_config({"network": {"backbone": backbone, "image_size": 32}}))
+    out = model(torch.randn(3, 3, 32, 32))
+    assert out["translation"].shape == (3, 3)
+    torch.testing.assert_close(out["quaternion"].norm(dim=1), torch.ones(3))
+
+
+def test_symmetric_network_predicts_translation_only():
+    model = PoseNet(validate_config({"network": {"backbone": "small_cnn", "image_size": 32, "symmetric": True}}))
+    assert set(model(torch.randn(2, 3, 32, 32))) == {"translation"}
+
+
+def test_same_seed_same_initial_weights():
+    config = {"network": {"backbone": "small_cnn", "image_size": 32}, "seed": 7}
+    a, b = PoseNet(validate_config(dict(config))), PoseNet(validate_config(dict(config)))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb)
+
+
+def test_vgg16_loads_torchvision_style_weights_from_a_local_file(tmp_path):
+    reference = vgg16()
+    for p in reference.parameters():
+        torch.nn.init.constant_(p, 0.5)
+    state = {f"features.{k}": v for k, v in reference.state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # a full torchvision file also has the classifier
+    path = tmp_path / "vgg16.pth"
+    torch.save(state, path)
+    model = PoseNet(validate_config({"network": {"backbone": "vgg16", "image_size": 32, "pretrained": str(path)}}))
+    assert all(torch.all(p == 0.5) for p in model.backbone.parameters())
+
+
+def test_pretrained_file_that_does_not_fit_names_the_file(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"weight": torch.zeros(3)}, path)
+    config = validate_config({"network": {"backbone": "small_cnn", "image_size": 32, "pretrained": str(path)}})
+    with pytest.raises(ConfigError, match=f"network/pretrained: {path} does not fit backbone 'small_cnn'"):
+        PoseNet(config)
+    config["network"]["pretrained"] = str(tmp_path / "missing.pth")
+    with pytest.raises(ConfigError, match="network/pretrained: no file at"):
+        PoseNet(config)
