@@ -23,6 +23,7 @@ def _generate(args: argparse.Namespace) -> None:
         vertical_fov_deg=args.fov,
         distance=(args.min_distance, args.max_distance),
         symmetric=args.symmetric,
+        rotation=args.rotation,
     )
     generate_dataset(args.out, options)
 
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--fov", type=float, default=50.0, help="vertical field of view in degrees (default 50)")
     gen.add_argument("--min-distance", type=float, default=0.35, help="nearest cube distance in metres")
     gen.add_argument("--max-distance", type=float, default=0.7, help="farthest cube distance in metres")
+    gen.add_argument(
+        "--rotation",
+        choices=["yaw", "full"],
+        default="yaw",
+        help="yaw: about the camera's vertical axis, as Unity's UR3 demo (default); full: any rotation",
+    )
     gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
     gen.set_defaults(run=_generate)
 

@@ -77,9 +77,10 @@ def test_training_writes_checkpoint_per_instance_outputs_and_metrics(trained):
 def test_orientation_weight_from_the_command_line_changes_the_total(trained):
     labels = MetaDataset(str(_eval_dirs(trained)[0])).labels
     translation, orientation = labels["loss_translation"], labels["loss_orientation"]
+    translation_weight = 100.0  # configs/cpu.yaml
     assert np.all(orientation > 0)
-    np.testing.assert_allclose(labels["loss_total"], translation + 2.0 * orientation, rtol=1e-5)
-    assert not np.allclose(labels["loss_total"], translation + orientation, rtol=1e-3)
+    np.testing.assert_allclose(labels["loss_total"], translation_weight * translation + 2.0 * orientation, rtol=1e-5)
+    assert not np.allclose(labels["loss_total"], translation_weight * translation + orientation, rtol=1e-3)
 
 
 def test_training_logs_scalars_images_and_tensorboard_events(trained):

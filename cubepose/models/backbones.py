@@ -41,8 +41,9 @@ def _conv_bn(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
 
 @BACKBONES.register("small_cnn")
 def small_cnn() -> nn.Module:
-    """A five-stage conv net (stride 32, ~0.4 M parameters) that trains in minutes on 2 CPU cores."""
-    widths = [24, 48, 96, 128, 128]
+    """Four conv stages of stride 2 (stride 16: a 4x4 map at 64 px keeps where the cube is)
+    with batch norm; trains in minutes on 2 CPU cores."""
+    widths = [32, 64, 128, 128]
     layers: list[nn.Module] = []
     channels = 3
     for width in widths:

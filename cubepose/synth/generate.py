@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cubepose.geometry import CUBE_SIZE, random_quaternions
+from cubepose.geometry import CUBE_SIZE, canonicalize_quaternions, random_quaternions
 from cubepose.io_utils import atomic_write_text
 from cubepose.synth.render import Camera, render_cube
 
@@ -39,6 +39,20 @@ class GenerationOptions:
     distance: tuple[float, float] = (0.35, 0.7)  # metres along the optical axis
     margin: float = 0.6  # share of the half-image the cube centre may reach
     symmetric: bool = False
+    rotation: str = "yaw"  # "yaw": about the camera's vertical axis, as Unity's UR3 demo; "full": any
+
+
+ROTATION_MODES = ("yaw", "full")
+
+
+def sample_rotation(rng: np.random.Generator, mode: str) -> np.ndarray:
+    """A canonical unit quaternion: uniform yaw about the camera's y (up) axis, or uniform on SO(3)."""
+    if mode == "full":
+        return random_quaternions(rng, 1)[0]
+    if mode != "yaw":
+        raise ValueError(f"--rotation must be one of {', '.join(ROTATION_MODES)}, got {mode!r}")
+    half_angle = rng.uniform(0, np.pi)
+    return canonicalize_quaternions(np.array([0.0, np.sin(half_angle), 0.0, np.cos(half_angle)]))
 
 
 def sample_pose(rng: np.random.Generator, options: GenerationOptions) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +60,7 @@ def sample_pose(rng: np.random.Generator, options: GenerationOptions) -> tuple[n
     z = rng.uniform(*options.distance)
     half_height = z * np.tan(np.radians(options.vertical_fov_deg) / 2)
     x, y = rng.uniform(-1, 1, size=2) * half_height * options.margin
-    return np.array([x, y, z]), random_quaternions(rng, 1)[0]
+    return np.array([x, y, z]), sample_rotation(rng, options.rotation)
 
 
 def _stable_uuid(seed: int, salt: int) -> str:
