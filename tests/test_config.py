@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import REPO, load_configs
 
+from conftest import REPO, load_configs
 from cubepose.config import defaults, validate_config
 from cubepose.errors import ConfigError
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, REPO
 from edflow.data.believers.meta import MetaDataset
 
+from conftest import BIN, REPO
 from cubepose.metrics import unity_dataset_metrics
 
 CONFIGS = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "cpu.yaml")]
