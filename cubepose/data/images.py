@@ -1,0 +1,31 @@
+"""Decoding and resizing images to the network's input: float32 HWC RGB in [-1, 1].
+
+[-1, 1] is edflow's image convention, so its image logging shows inputs unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cubepose.errors import DatasetError
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """Read ``path`` as RGB, resize to ``size`` x ``size`` (bilinear, as Unity's model) and scale."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=3.0)
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise DatasetError(f"cannot decode image {path}: {err}; re-export or remove this capture") from err
+    return to_network_range(np.asarray(image))
+
+
+def to_network_range(image_uint8: np.ndarray) -> np.ndarray:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return image_uint8.astype(np.float32) / 127.5 - 1.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [-1, 1] -> uint8 [0, 255] (clipped)."""
+    return np.clip((np.asarray(image) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
