@@ -13,8 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cubepose.data.pose_index import PoseIndex
 from cubepose.errors import DatasetError
 

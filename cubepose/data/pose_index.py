@@ -31,7 +31,7 @@ class PoseIndex:
     total: int = 0
 
     @classmethod
-    def from_lists(cls, root, fmt, paths, translations, rotations, skipped, total) -> "PoseIndex":
+    def from_lists(cls, root, fmt, paths, translations, rotations, skipped, total) -> PoseIndex:
         return cls(
             root=Path(root),
             format=fmt,
@@ -45,7 +45,7 @@ class PoseIndex:
     def __len__(self) -> int:
         return len(self.image_paths)
 
-    def checked(self) -> "PoseIndex":
+    def checked(self) -> PoseIndex:
         """Drop captures with a non-finite pose, a zero quaternion or a missing image; report once."""
         skipped = Counter(self.skipped)
         norms = np.linalg.norm(self.quaternions, axis=1)
@@ -77,7 +77,7 @@ class PoseIndex:
         if self.skipped:
             logger.warning("%s: %s", self.root, self.skipped_summary())
 
-    def subset(self, indices: np.ndarray) -> "PoseIndex":
+    def subset(self, indices: np.ndarray) -> PoseIndex:
         return replace(
             self,
             image_paths=self.image_paths[indices],
@@ -94,7 +94,9 @@ def sample_indices(count: int, sample_size: int | None, seed: int, split: str) -
     """
     if sample_size is None or sample_size >= count:
         if sample_size is not None and sample_size > count:
-            logger.warning("data/%s/sample_size %d exceeds the %d usable captures; using all", split, sample_size, count)
+            logger.warning(
+                "data/%s/sample_size %d exceeds the %d usable captures; using all", split, sample_size, count
+            )
         return np.arange(count)
     rng = np.random.default_rng([seed, _SPLIT_SALT.get(split, 0)])
     return np.sort(rng.choice(count, size=sample_size, replace=False))
