@@ -96,6 +96,7 @@ def test_evaluation_without_t_uses_the_latest_checkpoint(trained, tiny_data, tmp
     new = [d for d in _eval_dirs(trained) if d not in before]
     assert len(new) == 1 and new[0].parent.name == "6"  # evaluated checkpoint model-6
     assert (new[0].parent / "metrics.json").exists()
+    assert list(new[0].parent.glob("events.out.tfevents.*"))  # the metrics also go to TensorBoard
     fresh, trained_outputs = MetaDataset(str(new[0])).labels, MetaDataset(str(before[0])).labels
     np.testing.assert_allclose(fresh["translation_pred"], trained_outputs["translation_pred"], atol=1e-5)
 
