@@ -63,6 +63,7 @@ EDFLOW_KEYS = (
     "code_root",
     "dataset",
     "validation_dataset",
+    "description",  # added to the saved config (meta.yaml) that edeval reads
 )
 
 SCHEMA: dict[str, Any] = {

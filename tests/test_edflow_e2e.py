@@ -120,3 +120,19 @@ def test_misspelt_key_stops_the_run_at_start_naming_it(tiny_data, tmp_path):
     assert result.returncode != 0
     assert "unknown key 'network/backbon'; did you mean 'network/backbone'?" in result.stderr
     assert not list(tmp_path.glob("logs/*/train/checkpoints/*.ckpt"))
+
+
+def test_edeval_reproduces_metrics_json_from_saved_outputs(trained, tmp_path):
+    outputs = _eval_dirs(trained)[0]
+    metrics_file = outputs.parent / "metrics.json"
+    expected = json.loads(metrics_file.read_text())
+    metrics_file.unlink()
+    result = subprocess.run(
+        [str(BIN / "edeval"), "-m", str(outputs), "-c", "unity_metrics:cubepose.evaluation.unity_metrics"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(metrics_file.read_text()) == expected
