@@ -1,4 +1,4 @@
-"""The ``cubepose`` command: generate synthetic data and read evaluation results."""
+"""The ``cubepose`` command: generate synthetic data, inspect datasets, read evaluation results."""
 
 from __future__ import annotations
 
@@ -24,8 +24,28 @@ def _generate(args: argparse.Namespace) -> None:
         distance=(args.min_distance, args.max_distance),
         symmetric=args.symmetric,
         rotation=args.rotation,
+        format=args.format,
     )
     generate_dataset(args.out, options)
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    from cubepose.data.datasets import read_root
+    from cubepose.data.summary import format_summary, summarize
+
+    camera = {
+        "vertical_fov": args.fov,
+        **dict(zip(("fx", "fy", "cx", "cy"), args.intrinsics or [None] * 4, strict=True)),
+    }
+    data = {
+        "format": args.format,
+        "label_name": args.label_name,
+        "instance_id": args.instance_id,
+        "camera": camera,
+        "cache_dir": args.cache_dir,
+    }
+    summary = summarize(read_root(data, args.root))
+    sys.stdout.write((json.dumps(summary) if args.json else format_summary(summary)) + "\n")
 
 
 def latest_metrics_file(path: Path) -> Path:
@@ -50,14 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cubepose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate", help="write a synthetic dataset in Unity Perception's legacy layout")
+    gen = commands.add_parser("generate", help="write a synthetic dataset in a Unity Perception layout")
     gen.add_argument("out", help="output folder (the dataset root to put in data/<split>/root)")
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
     gen.add_argument("--image-size", type=int, default=128, help="square image side in pixels (default 128)")
-    gen.add_argument("--fov", type=float, default=50.0, help="vertical field of view in degrees (default 50)")
-    gen.add_argument("--min-distance", type=float, default=0.35, help="nearest cube distance in metres")
-    gen.add_argument("--max-distance", type=float, default=0.7, help="farthest cube distance in metres")
+    gen.add_argument("--fov", type=float, default=60.0, help="vertical field of view in degrees (default 60)")
+    gen.add_argument("--min-distance", type=float, default=0.28, help="nearest cube distance in metres")
+    gen.add_argument("--max-distance", type=float, default=0.57, help="farthest cube distance in metres")
     gen.add_argument(
         "--rotation",
         choices=["yaw", "full"],
@@ -65,7 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="yaw: about the camera's vertical axis, as Unity's UR3 demo (default); full: any rotation",
     )
     gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
+    gen.add_argument("--format", choices=["legacy", "solo"], default="legacy", help="Perception layout to write")
     gen.set_defaults(run=_generate)
+
+    ins = commands.add_parser("inspect", help="check a Perception dataset before training on it")
+    ins.add_argument("root", help="dataset folder, .zip, gs://bucket/file.zip or gs://bucket/prefix/")
+    ins.add_argument("--label-name", help="label of the cube's 3D box (data/label_name)")
+    ins.add_argument("--instance-id", type=int, help="instance to pick when a capture has several (data/instance_id)")
+    ins.add_argument("--format", choices=["auto", "legacy", "solo"], default="auto", help="layout (data/format)")
+    ins.add_argument("--fov", type=float, default=60.0, help="legacy camera's vertical field of view in degrees")
+    ins.add_argument(
+        "--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="legacy camera in pixels"
+    )
+    ins.add_argument("--cache-dir", help="download folder for gs:// data (data/cache_dir)")
+    ins.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    ins.set_defaults(run=_inspect)
 
     met = commands.add_parser("metrics", help="print the newest metrics.json of a run or eval folder")
     met.add_argument("path", help="logs/<run>, one of its eval folders, or a metrics.json")

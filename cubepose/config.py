@@ -80,8 +80,16 @@ SCHEMA: dict[str, Any] = {
         "pretrained": _opt(None, str, nullable=True),
     },
     "data": {
+        "format": _opt("auto", str, choices=("auto", "legacy", "solo")),
         "label_name": _opt(None, str, nullable=True),
+        "instance_id": _opt(None, int, nullable=True),
+        "camera": {
+            "vertical_fov": _opt(60.0, float, minimum=1.0),
+            **{key: _opt(None, float, nullable=True, minimum=0.0) for key in ("fx", "fy", "cx", "cy")},
+        },
+        "cache_dir": _opt(None, str, nullable=True),
         "seed": _opt(0, int),
+        "validation_fraction": _opt(None, float, nullable=True, minimum=0.0),
         "train": _split("data/cube/train"),
         "validation": _split("data/cube/validation"),
         "test": _split("data/cube/test"),
@@ -150,6 +158,7 @@ def validate_config(config: dict) -> dict:
     errors: list[str] = []
     _check_tree(config, SCHEMA, "", errors)
     if not errors:
+        _check_data(config["data"], errors)
         _check_losses(config, errors)
         _check_registries(config, errors)
     if errors:
@@ -219,6 +228,20 @@ def _kind_name(spec: Option) -> str:
         spec.kind, f"a {spec.kind.__name__}"
     )
     return name + (" or null" if spec.nullable else "")
+
+
+def _check_data(data: dict, errors: list[str]) -> None:
+    """Constraints across ``data`` keys: all four pixel intrinsics or none; a fraction below 1."""
+    pixel_keys = ("fx", "fy", "cx", "cy")
+    given = [key for key in pixel_keys if data["camera"][key] is not None]
+    if given and len(given) < len(pixel_keys):
+        missing = ", ".join(f"data/camera/{key}" for key in pixel_keys if key not in given)
+        errors.append(f"data/camera: set all of fx, fy, cx, cy or none; missing {missing}")
+    if not 0 < data["camera"]["vertical_fov"] < 180:
+        errors.append(f"data/camera/vertical_fov: {data['camera']['vertical_fov']} is not between 0 and 180 degrees")
+    fraction = data["validation_fraction"]
+    if fraction is not None and not 0 < fraction < 1:
+        errors.append(f"data/validation_fraction: {fraction} is not between 0 and 1 (or null)")
 
 
 def _check_losses(config: dict, errors: list[str]) -> None:

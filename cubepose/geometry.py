@@ -60,3 +60,47 @@ def project_points(points: np.ndarray, m00: float, m11: float, width: int, heigh
     u = width / 2 * (1 + m00 * x / z)
     v = height / 2 * (1 - m11 * y / z)
     return np.stack([u, v], axis=-1)
+
+
+# --- pinhole intrinsics ------------------------------------------------------------------
+# A camera is (fx, fy, cx, cy) in pixels of one image size, in Unity's frame (y up):
+#   u = cx + fx * x / z,   v = cy - fy * y / z.
+
+
+def intrinsics_from_projection(m00: np.ndarray, m11: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """(..., 4) intrinsics of Unity's projection matrix entries at an image size (SOLO's ``matrix``)."""
+    width, height = np.asarray(width, np.float64), np.asarray(height, np.float64)
+    return np.stack(np.broadcast_arrays(width / 2 * m00, height / 2 * m11, width / 2, height / 2), axis=-1)
+
+
+def intrinsics_from_fov(vertical_fov_deg: float, width: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """(..., 4) intrinsics of a centred camera with square pixels and a vertical field of view."""
+    m11 = 1.0 / np.tan(np.radians(vertical_fov_deg) / 2)
+    width, height = np.asarray(width, np.float64), np.asarray(height, np.float64)
+    return intrinsics_from_projection(m11 * height / width, m11, width, height)
+
+
+def resize_intrinsics(intrinsics: np.ndarray, sizes: np.ndarray, new_size: tuple[int, int]) -> np.ndarray:
+    """Intrinsics (..., 4) of images of ``sizes`` (..., 2) (width, height) resized to ``new_size``."""
+    sizes = np.asarray(sizes, np.float64)
+    scale_x = new_size[0] / sizes[..., 0]
+    scale_y = new_size[1] / sizes[..., 1]
+    return np.asarray(intrinsics, np.float64) * np.stack([scale_x, scale_y, scale_x, scale_y], axis=-1)
+
+
+def project_with_intrinsics(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
+    """Camera-frame points (..., P, 3) -> pixels (..., P, 2) with intrinsics (..., 4)."""
+    points = np.asarray(points, np.float64)
+    fx, fy, cx, cy = (np.asarray(intrinsics, np.float64)[..., i, None] for i in range(4))
+    u = cx + fx * points[..., 0] / points[..., 2]
+    v = cy - fy * points[..., 1] / points[..., 2]
+    return np.stack([u, v], axis=-1)
+
+
+def unity_euler_angles(q: np.ndarray) -> np.ndarray:
+    """Euler angles (..., 3) in degrees about x (pitch), y (yaw), z (roll), composed as Unity does: R = Ry Rx Rz."""
+    r = quaternion_to_matrix(q)
+    pitch = np.arcsin(np.clip(-r[..., 1, 2], -1.0, 1.0))
+    yaw = np.arctan2(r[..., 0, 2], r[..., 2, 2])
+    roll = np.arctan2(r[..., 1, 0], r[..., 1, 1])
+    return np.degrees(np.stack([pitch, yaw, roll], axis=-1))

@@ -41,3 +41,7 @@ def tiny_config(tiny_data) -> dict:
     for split, root in tiny_data.items():
         config.setdefault("data", {}).setdefault(split, {})["root"] = str(root)
     return config
+
+
+# GCS endpoints (emulator, failing stubs); tests/ is on sys.path as the rootdir conftest's folder.
+from gcs_fixtures import gcs_emulator, truncating_gcs, unauthorized_gcs  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Reading the legacy Perception layout: real PNG files, variants and bad input."""
+"""The edflow datasets and the legacy layout's variants, on real generated PNG files."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ import pytest
 from cubepose.config import validate_config
 from cubepose.data import TestDataset as CubeTestDataset
 from cubepose.data import TrainDataset, ValidationDataset
+from cubepose.data.formats import read_dataset
 from cubepose.data.legacy import read_legacy
-from cubepose.data.pose_index import sample_indices
-from cubepose.errors import DatasetError
+from cubepose.data.splits import fraction_split, sample_indices
+from cubepose.errors import ConfigError, DatasetError
+from cubepose.geometry import intrinsics_from_fov
 
 
 def _captures_file(root: Path) -> Path:
     return next(root.glob("Dataset*/captures_000.json"))
 
 
-def _edit_captures(root: Path, edit) -> None:
+def edit_captures(root: Path, edit) -> None:
+    """Apply ``edit`` to the capture list of the dataset's first captures file."""
     path = _captures_file(root)
     data = json.loads(path.read_text())
     edit(data["captures"])
@@ -36,7 +39,7 @@ def copy_of(tiny_data, tmp_path):
     return copy
 
 
-def test_datasets_return_image_translation_quaternion(tiny_config, tiny_data):
+def test_datasets_return_image_translation_quaternion_camera(tiny_config, tiny_data):
     config = validate_config(tiny_config)
     train, validation, test = TrainDataset(config), ValidationDataset(config), CubeTestDataset(config)
     assert (len(train), len(validation), len(test)) == (48, 16, 12)
@@ -47,12 +50,34 @@ def test_datasets_return_image_translation_quaternion(tiny_config, tiny_data):
     np.testing.assert_allclose(example["translation"], first["translation"], rtol=1e-6)
     np.testing.assert_allclose(np.abs(example["quaternion"]), np.abs(first["rotation"]), rtol=1e-5)
     assert example["quaternion"][3] >= 0 and np.isclose(np.linalg.norm(example["quaternion"]), 1.0)
+    # legacy camera: data/camera/vertical_fov (60) at the 48 px export, scaled to the 32 px network input
+    np.testing.assert_allclose(example["camera"], intrinsics_from_fov(60.0, 48, 48) * 32 / 48, rtol=1e-6)
+    np.testing.assert_array_equal(train.labels["original_size"][0], [48, 48])
 
 
-def test_captures_are_read_from_every_captures_file(tiny_data):
-    files = sorted(tiny_data["train"].glob("Dataset*/captures_*.json"))
-    assert len(files) == 1
-    assert len(read_legacy(tiny_data["train"])) == 48
+def test_pixel_intrinsics_from_the_config_win_over_the_field_of_view(tiny_config):
+    tiny_config["data"]["camera"].update(fx=40.0, fy=41.0, cx=24.0, cy=23.0)
+    dataset = TrainDataset(validate_config(tiny_config))
+    np.testing.assert_allclose(dataset[0]["camera"], np.array([40.0, 41.0, 24.0, 23.0]) * 32 / 48, rtol=1e-6)
+
+
+def test_partial_pixel_intrinsics_are_a_config_error(tiny_config):
+    tiny_config["data"]["camera"]["fx"] = 40.0
+    with pytest.raises(ConfigError, match="set all of fx, fy, cx, cy or none; missing data/camera/fy"):
+        validate_config(tiny_config)
+
+
+def test_captures_files_are_read_in_numeric_order(copy_of):
+    root = copy_of("train")
+    path = _captures_file(root)
+    captures = json.loads(path.read_text())["captures"]
+    path.unlink()
+    # 1000 sorts before 999 as text; file order must be numeric
+    for number, chunk in ((999, captures[:20]), (1000, captures[20:40]), (2, captures[40:])):
+        (path.parent / f"captures_{number:03d}.json").write_text(json.dumps({"captures": chunk}))
+    index = read_legacy(root)
+    order = [captures[i]["filename"] for i in [*range(40, 48), *range(0, 40)]]
+    assert [Path(p).relative_to(root).as_posix() for p in index.image_paths] == order
 
 
 def test_sample_size_is_a_seeded_subset_identical_on_every_run(tiny_config):
@@ -66,8 +91,30 @@ def test_sample_size_is_a_seeded_subset_identical_on_every_run(tiny_config):
     assert not np.array_equal(sample_indices(48, 5, seed=1, split="train"), [14, 22, 26, 40, 45])
 
 
-def test_object_vectors_and_several_annotations_are_read(copy_of):
+def test_validation_fraction_splits_train_data_disjointly_and_stably(tiny_config):
+    tiny_config["data"]["validation_fraction"] = 0.25
+    tiny_config["data"]["validation"]["root"] = "/does/not/matter"
+    config = validate_config(tiny_config)
+    train, validation = TrainDataset(config), ValidationDataset(config)
+    assert (len(train), len(validation)) == (36, 12)
+    train_paths, validation_paths = set(train.labels["image_path"]), set(validation.labels["image_path"])
+    assert not train_paths & validation_paths and len(train_paths | validation_paths) == 48
+    np.testing.assert_array_equal(fraction_split(10, 0.3, seed=0)["validation"], [3, 7, 9])  # fixed on every machine
+    np.testing.assert_array_equal(ValidationDataset(config).labels["image_path"], validation.labels["image_path"])
+    tiny_config["data"]["seed"] = 1
+    assert set(ValidationDataset(validate_config(tiny_config)).labels["image_path"]) != validation_paths
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5])
+def test_validation_fraction_must_be_inside_zero_one(tiny_config, fraction):
+    tiny_config["data"]["validation_fraction"] = fraction
+    with pytest.raises(ConfigError, match="data/validation_fraction"):
+        validate_config(tiny_config)
+
+
+def test_object_vectors_in_any_key_order_and_several_annotations(copy_of):
     root = copy_of("validation")
+    reference = read_legacy(root)
 
     def to_objects_and_add_2d_boxes(captures):
         for capture in captures:
@@ -75,15 +122,37 @@ def test_object_vectors_and_several_annotations_are_read(copy_of):
             t, r = value["translation"], value["rotation"]
             value["translation"] = {"z": t[2], "x": t[0], "y": t[1]}
             value["rotation"] = {"w": r[3], "y": r[1], "x": r[0], "z": r[2]}
-            box2d = {"id": "a", "annotation_definition": "box2d-def", "values": [{"label_id": 1, "x": 3, "y": 4}]}
-            capture["annotations"].insert(0, box2d)
+            box2d = {"id": "a", "annotation_definition": 7, "values": [{"label_id": 1, "x": 3, "y": 4}]}
+            capture["annotations"].insert(0, box2d)  # the 3D box is no longer annotations[0]
 
-    reference = read_legacy(root)
-    _edit_captures(root, to_objects_and_add_2d_boxes)
-    (next(root.glob("Dataset*")) / "annotation_definitions.json").unlink()  # choose by value shape
-    index = read_legacy(root)
+    edit_captures(root, to_objects_and_add_2d_boxes)
+    index = read_legacy(root)  # chosen by definition name
     np.testing.assert_allclose(index.translations, reference.translations)
     np.testing.assert_allclose(index.quaternions, reference.quaternions)
+    (next(root.glob("Dataset*")) / "annotation_definitions.json").unlink()
+    index = read_legacy(root)  # chosen by the shape of its values
+    np.testing.assert_allclose(index.quaternions, reference.quaternions)
+
+
+def test_box_definition_with_an_int_id_is_found_by_its_definition(copy_of):
+    root = copy_of("validation")
+    definitions_path = next(root.glob("Dataset*/annotation_definitions.json"))
+    definitions = json.loads(definitions_path.read_text())
+    definitions["annotation_definitions"][0]["id"] = 3
+    # a decoy definition whose values also look like 3D boxes must not be picked
+    definitions["annotation_definitions"].append({"id": 4, "name": "keypoints", "format": "JSON"})
+    definitions_path.write_text(json.dumps(definitions))
+
+    def int_ids_and_decoy(captures):
+        for capture in captures:
+            box = capture["annotations"][0]
+            box["annotation_definition"] = 3
+            decoy = {**box, "annotation_definition": 4, "values": [{**box["values"][0], "translation": [5, 5, 5]}]}
+            capture["annotations"].insert(0, decoy)
+
+    edit_captures(root, int_ids_and_decoy)
+    index = read_legacy(root)
+    assert len(index) == 16 and np.all(index.translations[:, 0] < 5)
 
 
 def test_label_name_selects_among_several_objects(copy_of):
@@ -94,54 +163,33 @@ def test_label_name_selects_among_several_objects(copy_of):
             values = capture["annotations"][0]["values"]
             values.append({**values[0], "label_name": "table", "translation": [9.0, 9.0, 9.0], "instance_id": 2})
 
-    _edit_captures(root, add_a_second_object)
-    with pytest.raises(DatasetError, match=r"16 several labels \(set data/label_name\)"):
+    edit_captures(root, add_a_second_object)
+    with pytest.raises(DatasetError, match=r"16 several labels \(set data/label_name\).*cube_position \(16\)"):
         read_legacy(root)
     index = read_legacy(root, label_name="cube_position")
     assert len(index) == 16 and np.all(index.translations[:, 0] < 9)
+    with pytest.raises(DatasetError, match=r"16 label not present.*labels present: cube_position \(16\), table"):
+        read_legacy(root, label_name="Cube")
 
 
-def test_bad_captures_are_skipped_counted_and_reported_once(copy_of, caplog):
+def test_several_instances_of_the_label_are_skipped_unless_instance_id_picks_one(copy_of):
     root = copy_of("validation")
 
-    def break_some(captures):
-        captures[0]["annotations"][0]["values"] = []
-        captures[1]["annotations"][0]["values"][0]["translation"] = [float("nan"), 0.0, 1.0]
-        captures[2]["annotations"][0]["values"][0]["rotation"] = [0.0, 0.0, 0.0, 0.0]
-        captures[3]["filename"] = "RGBmissing/rgb_0.png"
+    def second_cube_in_half_the_captures(captures):
+        for capture in captures[:8]:
+            values = capture["annotations"][0]["values"]
+            values.append({**values[0], "instance_id": 2, "translation": [7.0, 7.0, 7.0]})
 
-    _edit_captures(root, break_some)
+    edit_captures(root, second_cube_in_half_the_captures)
     index = read_legacy(root)
-    assert len(index) == 12
-    assert index.skipped == {
-        "empty annotation": 1,
-        "non-finite translation": 1,
-        "zero or non-finite quaternion": 1,
-        "missing image": 1,
-    }
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "skipped 4 of 16 captures" in warnings[0]
+    assert len(index) == 8 and index.skipped == {"several instances (set data/instance_id)": 8}
+    index = read_legacy(root, instance_id=2)
+    assert len(index) == 8 and np.all(index.translations == 7.0)
+    assert index.skipped == {"instance not present": 8}
+    assert len(read_legacy(root, instance_id=1)) == 16
 
 
-def test_missing_root_and_malformed_json_name_the_path(copy_of, tmp_path):
-    with pytest.raises(DatasetError, match=f"dataset root {tmp_path / 'nowhere'} does not exist"):
-        read_legacy(tmp_path / "nowhere")
-    root = copy_of("test")
-    _captures_file(root).write_text('{"captures": [ {"id": 1,, } ]}')
-    with pytest.raises(DatasetError, match=r"malformed JSON in .*captures_000.json at line 1, column 25"):
-        read_legacy(root)
-
-
-def test_folder_without_captures_is_one_clear_error(tmp_path):
-    with pytest.raises(DatasetError, match="no captures_\\*.json under"):
-        read_legacy(tmp_path)
-
-
-def test_corrupt_png_names_the_file(copy_of, tiny_config):
-    root = copy_of("test")
-    image = next(root.glob("RGB*/rgb_2.png"))
-    image.write_bytes(image.read_bytes()[:50])  # truncated
-    tiny_config["data"]["test"]["root"] = str(root)
-    dataset = CubeTestDataset(validate_config(tiny_config))
-    with pytest.raises(DatasetError, match=f"cannot decode image {image}"):
-        dataset.get_example(0)
+def test_forced_format_must_match_the_data(tiny_data):
+    assert read_dataset(tiny_data["test"], fmt="legacy").format == "legacy"
+    with pytest.raises(DatasetError, match="expected a SOLO Unity Perception dataset.*set data/format: auto"):
+        read_dataset(tiny_data["test"], fmt="solo")

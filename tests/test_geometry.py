@@ -7,10 +7,15 @@ import numpy as np
 from cubepose.geometry import (
     canonicalize_quaternions,
     cube_corners,
+    intrinsics_from_fov,
+    intrinsics_from_projection,
     project_points,
+    project_with_intrinsics,
     projection_from_fov,
     quaternion_to_matrix,
+    resize_intrinsics,
     transform_points,
+    unity_euler_angles,
 )
 
 S = np.sqrt(0.5)
@@ -45,3 +50,35 @@ def test_cube_corners_under_a_pose():
     assert corners.shape == (8, 3)
     np.testing.assert_allclose(corners.min(axis=0), [-0.05, -0.05, 0.95])
     np.testing.assert_allclose(corners.max(axis=0), [0.05, 0.05, 1.05])
+
+
+def test_intrinsics_project_like_unity_projection_matrix():
+    points = np.array([[0.1, -0.2, 1.5], [-0.3, 0.05, 0.8]])
+    m00, m11 = projection_from_fov(50.0, 80, 60)
+    expected = project_points(points, m00, m11, 80, 60)
+    intrinsics = intrinsics_from_projection(m00, m11, 80, 60)
+    np.testing.assert_allclose(project_with_intrinsics(points, intrinsics), expected)
+    np.testing.assert_allclose(intrinsics_from_fov(50.0, 80, 60), intrinsics)
+    # fy = H / (2 tan(fov / 2)); square pixels; centred
+    np.testing.assert_allclose(intrinsics, [30 / np.tan(np.radians(25))] * 2 + [40, 30])
+
+
+def test_resized_intrinsics_project_onto_the_resized_pixels():
+    points = np.array([[0.1, -0.2, 1.5], [-0.3, 0.05, 0.8]])
+    intrinsics = intrinsics_from_fov(60.0, 640, 480)
+    resized = resize_intrinsics(intrinsics, np.array([640, 480]), (32, 24))
+    original = project_with_intrinsics(points, intrinsics)
+    np.testing.assert_allclose(project_with_intrinsics(points, resized), original * [32 / 640, 24 / 480])
+    # batched: one camera per example
+    batch = resize_intrinsics(np.stack([intrinsics] * 3), np.array([[640, 480]] * 3), (64, 64))
+    assert batch.shape == (3, 4)
+    np.testing.assert_allclose(batch[1], intrinsics * [0.1, 64 / 480, 0.1, 64 / 480])
+
+
+def test_unity_euler_angles_of_single_axis_rotations():
+    half = np.radians(40) / 2
+    about = {axis: np.array([*(np.sin(half) * np.eye(3)[axis]), np.cos(half)]) for axis in range(3)}
+    np.testing.assert_allclose(unity_euler_angles(about[0]), [40, 0, 0], atol=1e-9)  # pitch about x
+    np.testing.assert_allclose(unity_euler_angles(about[1]), [0, 40, 0], atol=1e-9)  # yaw about y (up)
+    np.testing.assert_allclose(unity_euler_angles(about[2]), [0, 0, 40], atol=1e-9)  # roll about z
+    np.testing.assert_allclose(unity_euler_angles(-about[1]), [0, 40, 0], atol=1e-9)  # q and -q agree

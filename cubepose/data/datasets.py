@@ -1,7 +1,8 @@
 """edflow dataset classes for the train, validation and test splits.
 
-edflow builds each as ``Cls(config=config)``; an example is a dict with ``image``
-(float32 HWC in [-1, 1]), ``translation`` (3,) metres and ``quaternion`` (4,) x, y, z, w.
+edflow builds each as ``Cls(config=config)``. An example is a dict with ``image`` (float32
+HWC in [-1, 1]), ``translation`` (3,) metres, ``quaternion`` (4,) x, y, z, w and ``camera``
+(4,) fx, fy, cx, cy in pixels of the resized image (u = cx + fx x/z, v = cy - fy y/z).
 """
 
 from __future__ import annotations
@@ -12,25 +13,48 @@ import numpy as np
 from edflow.data.dataset_mixin import DatasetMixin
 
 from cubepose.config import validate_config
+from cubepose.data.formats import read_dataset
 from cubepose.data.images import load_image
-from cubepose.data.legacy import read_legacy
-from cubepose.data.pose_index import PoseIndex, sample_indices
+from cubepose.data.pose_index import PoseIndex
+from cubepose.data.sources import local_root
+from cubepose.data.splits import fraction_split, sample_indices
+from cubepose.errors import ConfigError
+from cubepose.geometry import resize_intrinsics
 
 logger = logging.getLogger(__name__)
 
 
+def read_root(data: dict, root: str) -> PoseIndex:
+    """Fetch (zip, gs://) and index the dataset at ``root`` with the ``data`` config's reader options."""
+    return read_dataset(
+        local_root(root, data["cache_dir"]),
+        fmt=data["format"],
+        label_name=data["label_name"],
+        instance_id=data["instance_id"],
+        camera=data["camera"],
+    )
+
+
 def load_split(config: dict, split: str) -> PoseIndex:
-    """Index the split named in ``data/<split>`` and apply its seeded ``sample_size``."""
+    """Index ``data/<split>``, or a ``validation_fraction`` part of ``data/train``, then its ``sample_size``."""
     data = config["data"]
-    split_config = data[split]
-    index = read_legacy(split_config["root"], label_name=data["label_name"])
-    chosen = sample_indices(len(index), split_config["sample_size"], data["seed"], split)
-    logger.info("%s split: %d of %d usable captures from %s", split, len(chosen), len(index), index.root)
+    fraction = data["validation_fraction"]
+    if fraction is not None and split in ("train", "validation"):
+        index = read_root(data, data["train"]["root"])
+        index = index.subset(fraction_split(len(index), fraction, data["seed"])[split])
+    else:
+        index = read_root(data, data[split]["root"])
+    chosen = sample_indices(len(index), data[split]["sample_size"], data["seed"], split)
+    logger.info(
+        "%s split: %d of %d usable %s captures from %s", split, len(chosen), len(index), index.format, index.root
+    )
+    if len(chosen) == 0:
+        raise ConfigError(f"data/{split} is empty; lower data/validation_fraction or add captures")
     return index.subset(chosen)
 
 
 class PoseDataset(DatasetMixin):
-    """Images and cube poses of one split of a Unity Perception dataset."""
+    """Images, cube poses and cameras of one split of a Unity Perception dataset."""
 
     split = ""
 
@@ -38,9 +62,12 @@ class PoseDataset(DatasetMixin):
         validate_config(config)
         self.index = load_split(config, self.split)
         self.image_size = config["network"]["image_size"]
+        size = (self.image_size, self.image_size)
         self.labels = {
             "translation": self.index.translations,
             "quaternion": self.index.quaternions,
+            "camera": resize_intrinsics(self.index.cameras, self.index.image_sizes, size).astype(np.float32),
+            "original_size": self.index.image_sizes,
             "image_path": self.index.image_paths,
         }
 
@@ -50,8 +77,9 @@ class PoseDataset(DatasetMixin):
     def get_example(self, i: int) -> dict[str, np.ndarray]:
         return {
             "image": load_image(self.index.image_paths[i], self.image_size),
-            "translation": self.index.translations[i],
-            "quaternion": self.index.quaternions[i],
+            "translation": self.labels["translation"][i],
+            "quaternion": self.labels["quaternion"][i],
+            "camera": self.labels["camera"][i],
         }
 
 

@@ -1,26 +1,27 @@
 """Reader of Unity Perception's legacy (0.x) layout: Dataset<uuid>/captures_NNN.json.
 
-Indexing reads only JSON (no image is opened) and returns a ``PoseIndex``. A single bad
-capture is skipped and counted by reason; a dataset with nothing usable is an error.
+Indexing reads only JSON (images are checked, not decoded). The 3D-box annotation is
+chosen by its definition, or by the shape of its values, never by position. Legacy
+``camera_intrinsic`` is unreliable, so cameras come from the config (``cubepose.data.camera``).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
-from collections import Counter
+import re
 from pathlib import Path
-from typing import Any
 
-from cubepose.data.pose_index import PoseIndex
+from cubepose.data.perception_json import XYZ, XYZW, load_json, select_box, vector
+from cubepose.data.pose_index import IndexBuilder, PoseIndex
 from cubepose.errors import DatasetError
 
-logger = logging.getLogger(__name__)
-
-XYZ = ("x", "y", "z")
-XYZW = ("x", "y", "z", "w")
 BOX3D_KEYS = ("translation", "rotation", "size")
+_CAPTURES_NUMBER = re.compile(r"captures_(\d+)\.json$")
+
+
+def is_legacy(root: Path) -> bool:
+    """Whether ``root`` holds captures_*.json itself or in a Dataset* folder."""
+    return any(root.glob("captures_*.json")) or any(root.glob("Dataset*/captures_*.json"))
 
 
 def find_json_dir(root: Path) -> Path:
@@ -30,8 +31,8 @@ def find_json_dir(root: Path) -> Path:
     candidates = sorted(p for p in root.glob("Dataset*") if p.is_dir() and any(p.glob("captures_*.json")))
     if not candidates:
         raise DatasetError(
-            f"no captures_*.json under {root} or its Dataset* folders; point the config's "
-            "data/<split>/root at the folder of a Unity Perception export"
+            f"no captures_*.json under {root} or its Dataset* folders; point data/<split>/root at the "
+            "folder of a Unity Perception export"
         )
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
@@ -39,40 +40,22 @@ def find_json_dir(root: Path) -> Path:
     return candidates[0]
 
 
-def load_json(path: Path) -> Any:
-    """Parse a JSON file; malformed JSON names the file, line and column."""
-    try:
-        with open(path, "rb") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as err:
-        raise DatasetError(
-            f"malformed JSON in {path} at line {err.lineno}, column {err.colno}: {err.msg}; "
-            "re-export the dataset or fix the file"
-        ) from err
+def captures_files(json_dir: Path) -> list[Path]:
+    """captures_NNN.json in numeric order (captures_1000 after captures_999)."""
+    files = [(int(m.group(1)), p) for p in json_dir.iterdir() if (m := _CAPTURES_NUMBER.search(p.name))]
+    return [path for _, path in sorted(files)]
 
 
-def vector(value: Any, keys: tuple[str, ...]) -> list[float] | None:
-    """A list ``[x, y, z(, w)]`` or an object ``{"x":.., ...}`` as a list in ``keys`` order."""
-    if isinstance(value, dict):
-        if not all(k in value for k in keys):
-            return None
-        value = [value[k] for k in keys]
-    if isinstance(value, (list, tuple)) and len(value) == len(keys):
-        try:
-            return [float(v) for v in value]
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def _box3d_definition_ids(json_dir: Path) -> set[str] | None:
-    """Ids of annotation definitions that describe 3D bounding boxes, if definitions exist."""
+def box3d_definition_ids(json_dir: Path) -> set[str]:
+    """Ids (as strings: ints in old exports, UUIDs in new) of definitions naming a 3D bounding box."""
     path = json_dir / "annotation_definitions.json"
     if not path.exists():
-        return None
-    definitions = load_json(path).get("annotation_definitions", [])
+        return set()
+    definitions = load_json(path)
+    if not isinstance(definitions, dict):
+        raise DatasetError(f"{path} is not a Perception annotation_definitions file; re-export the dataset")
     ids = set()
-    for definition in definitions:
+    for definition in definitions.get("annotation_definitions") or []:
         name = str(definition.get("name", "")).lower().replace("_", " ")
         if "3d" in name and "box" in name:
             ids.add(str(definition.get("id")))
@@ -83,78 +66,64 @@ def _looks_like_box3d(values: list) -> bool:
     return bool(values) and all(isinstance(v, dict) and all(k in v for k in BOX3D_KEYS) for v in values)
 
 
-def _box3d_annotation(capture: dict, box_ids: set[str] | None) -> dict | None:
-    """The capture's 3D-box annotation: by definition id when known, else by value shape."""
+def box3d_annotation(capture: dict, box_ids: set[str]) -> dict | None:
+    """The capture's 3D-box annotation: by definition id when definitions name one, else by value shape."""
     for annotation in capture.get("annotations") or []:
         if not isinstance(annotation, dict):
             continue
-        definition = str(annotation.get("annotation_definition"))
-        values = annotation.get("values")
         if box_ids:
-            if definition in box_ids:
+            if str(annotation.get("annotation_definition")) in box_ids:
                 return annotation
-        elif _looks_like_box3d(values or []):
+        elif _looks_like_box3d(annotation.get("values") or []):
             return annotation
     return None
 
 
-def _select_value(values: list, label_name: str | None, instance_id: int | None) -> tuple[dict | None, str]:
-    """The one box value for the configured label, or None and the reason for skipping."""
-    if label_name is not None:
-        values = [v for v in values if v.get("label_name") == label_name]
-        if not values:
-            return None, "label not present"
-    elif len({v.get("label_name") for v in values}) > 1:
-        return None, "several labels (set data/label_name)"
-    if instance_id is not None:
-        values = [v for v in values if v.get("instance_id") == instance_id]
-        if not values:
-            return None, "instance not present"
-    if len(values) > 1:
-        return None, "several instances (set data/instance_id)"
-    return values[0], ""
+def _image_base(json_dir: Path, root: Path, first_filename: str | None) -> Path:
+    """Capture filenames are relative to the folder above Dataset<uuid>; accept flattened exports too."""
+    base = json_dir.parent if json_dir != root else root
+    if first_filename and not (base / first_filename).exists() and (json_dir / first_filename).exists():
+        return json_dir
+    return base
 
 
 def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None) -> PoseIndex:
     """Index a legacy Perception dataset: image paths and poses of the selected object."""
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(
-            f"dataset root {root} does not exist; set data/<split>/root to a Unity Perception "
-            f"export, or create one with `cubepose generate {root} --count 1000`"
-        )
     json_dir = find_json_dir(root)
-    box_ids = _box3d_definition_ids(json_dir)
-    files = sorted(json_dir.glob("captures_*.json"))
-
-    paths: list[str] = []
-    translations: list[list[float]] = []
-    rotations: list[list[float]] = []
-    skipped: Counter = Counter()
-    total = 0
-    for path in files:
-        for capture in load_json(path).get("captures", []):
-            total += 1
-            annotation = _box3d_annotation(capture, box_ids)
+    box_ids = box3d_definition_ids(json_dir)
+    builder = IndexBuilder(root, "legacy")
+    base = None
+    for path in captures_files(json_dir):
+        document = load_json(path)
+        captures = document.get("captures") if isinstance(document, dict) else None
+        if not isinstance(captures, list):
+            raise DatasetError(f"{path} has no 'captures' list; is it a Perception captures file?")
+        for capture in captures:
+            builder.total += 1
+            filename = capture.get("filename") if isinstance(capture, dict) else None
+            if not isinstance(filename, str):
+                builder.skip("malformed capture")
+                continue
+            if base is None:
+                base = _image_base(json_dir, root, filename)
+            annotation = box3d_annotation(capture, box_ids)
             if annotation is None:
-                skipped["no 3D box annotation"] += 1
+                builder.skip("no 3D box annotation")
                 continue
-            if not annotation.get("values"):
-                skipped["empty annotation"] += 1
+            values = annotation.get("values")
+            if not values:
+                builder.skip("empty annotation")
                 continue
-            value, reason = _select_value(annotation["values"], label_name, instance_id)
+            builder.labels_seen.update(v.get("label_name") for v in values if isinstance(v, dict))
+            value, reason = select_box(values, label_name, instance_id, "label_name", "instance_id")
             if value is None:
-                skipped[reason] += 1
+                builder.skip(reason)
                 continue
             translation = vector(value.get("translation"), XYZ)
             rotation = vector(value.get("rotation"), XYZW)
-            filename = capture.get("filename")
-            if translation is None or rotation is None or not isinstance(filename, str):
-                skipped["malformed capture"] += 1
+            if translation is None or rotation is None:
+                builder.skip("malformed capture")
                 continue
-            paths.append(str(root / filename))
-            translations.append(translation)
-            rotations.append(rotation)
-
-    index = PoseIndex.from_lists(root, "legacy", paths, translations, rotations, skipped, total)
-    return index.checked()
+            builder.add(os.path.join(base, filename), translation, rotation)
+    return builder.build()

@@ -1,72 +1,94 @@
-"""The index of a dataset split: image paths and poses as arrays, plus what was skipped."""
+"""The index of a dataset: image paths, poses and cameras as arrays, plus what was skipped.
+
+Readers of both layouts fill an ``IndexBuilder`` capture by capture; ``PoseIndex.checked``
+then drops unusable captures in one vectorised pass and reports them once.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from cubepose.data.image_check import OK, PROBLEM_NAMES, image_statuses
 from cubepose.errors import DatasetError
-from cubepose.geometry import canonicalize_quaternions
+from cubepose.geometry import canonicalize_quaternions, intrinsics_from_projection
 
 logger = logging.getLogger(__name__)
 
-_SPLIT_SALT = {"train": 1, "validation": 2, "test": 3}
+PER_EXAMPLE = ("image_paths", "translations", "quaternions", "cameras", "image_sizes")
 
 
 @dataclass(frozen=True)
 class PoseIndex:
-    """Poses of usable captures: ``image_paths`` (N,), ``translations`` (N, 3), ``quaternions`` (N, 4)."""
+    """Usable captures in file order.
+
+    ``translations`` (N, 3) metres and ``quaternions`` (N, 4) x, y, z, w in the camera frame;
+    ``cameras`` (N, 4) fx, fy, cx, cy in pixels of the original image of ``image_sizes``
+    (N, 2) width, height (NaN where the layout records no camera; see ``with_camera``).
+    """
 
     root: Path
     format: str
     image_paths: np.ndarray
     translations: np.ndarray
     quaternions: np.ndarray
+    cameras: np.ndarray
+    image_sizes: np.ndarray
     skipped: Counter = field(default_factory=Counter)
     total: int = 0
-
-    @classmethod
-    def from_lists(cls, root, fmt, paths, translations, rotations, skipped, total) -> PoseIndex:
-        return cls(
-            root=Path(root),
-            format=fmt,
-            image_paths=np.array(paths, dtype=str),
-            translations=np.array(translations, dtype=np.float64).reshape(-1, 3),
-            quaternions=np.array(rotations, dtype=np.float64).reshape(-1, 4),
-            skipped=Counter(skipped),
-            total=total,
-        )
+    labels_seen: Counter = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.image_paths)
 
+    def subset(self, indices: np.ndarray) -> PoseIndex:
+        """The examples at ``indices`` (integer indices or a boolean mask)."""
+        return replace(self, **{name: getattr(self, name)[indices] for name in PER_EXAMPLE})
+
     def checked(self) -> PoseIndex:
-        """Drop captures with a non-finite pose, a zero quaternion or a missing image; report once."""
+        """Drop captures with a non-finite pose, a zero quaternion or a missing/corrupt image; report once."""
         skipped = Counter(self.skipped)
         norms = np.linalg.norm(self.quaternions, axis=1)
         bad_translation = ~np.isfinite(self.translations).all(axis=1)
         bad_rotation = ~np.isfinite(norms) | (norms < 1e-6)
-        missing = np.array([not os.path.isfile(p) for p in self.image_paths], dtype=bool)
         skipped["non-finite translation"] += int(bad_translation.sum())
         skipped["zero or non-finite quaternion"] += int((bad_rotation & ~bad_translation).sum())
-        skipped["missing image"] += int((missing & ~bad_rotation & ~bad_translation).sum())
-        keep = ~(bad_translation | bad_rotation | missing)
+        keep = ~(bad_translation | bad_rotation)
+        statuses = np.full(len(self), OK, dtype=np.int8)
+        statuses[keep] = image_statuses(self.image_paths[keep])
+        for status, name in PROBLEM_NAMES.items():
+            skipped[name] += int((statuses == status).sum())
+        keep &= statuses == OK
+        index = self.subset(keep)
         index = replace(
-            self,
-            image_paths=self.image_paths[keep],
-            translations=self.translations[keep].astype(np.float32),
-            quaternions=canonicalize_quaternions(self.quaternions[keep]).astype(np.float32),
+            index,
+            translations=index.translations.astype(np.float32),
+            quaternions=canonicalize_quaternions(index.quaternions).astype(np.float32),
             skipped=+skipped,
         )
         index.report()
         if len(index) == 0:
-            raise DatasetError(f"no usable captures in {self.root} ({index.skipped_summary()}); check the export")
+            raise DatasetError(f"no usable captures in {self.root} ({index.skipped_summary()}){self._label_hint()}")
         return index
+
+    def _label_hint(self) -> str:
+        if not self.labels_seen:
+            return "; check the export"
+        labels = ", ".join(f"{name} ({count})" for name, count in self.labels_seen.most_common())
+        return f"; labels present: {labels}; set data/label_name (and data/instance_id) to pick the cube"
+
+    def with_camera(self, intrinsics: np.ndarray, image_size: tuple[int, int]) -> PoseIndex:
+        """Every example given the same camera (legacy data, whose camera comes from the config)."""
+        count = len(self)
+        return replace(
+            self,
+            cameras=np.broadcast_to(np.asarray(intrinsics, np.float64), (count, 4)).copy(),
+            image_sizes=np.broadcast_to(np.asarray(image_size, np.int64), (count, 2)).copy(),
+        )
 
     def skipped_summary(self) -> str:
         reasons = ", ".join(f"{count} {reason}" for reason, count in self.skipped.most_common())
@@ -77,26 +99,53 @@ class PoseIndex:
         if self.skipped:
             logger.warning("%s: %s", self.root, self.skipped_summary())
 
-    def subset(self, indices: np.ndarray) -> PoseIndex:
-        return replace(
-            self,
-            image_paths=self.image_paths[indices],
-            translations=self.translations[indices],
-            quaternions=self.quaternions[indices],
+
+class IndexBuilder:
+    """Collects captures while a reader walks a dataset, then builds the checked ``PoseIndex``."""
+
+    def __init__(self, root: Path, fmt: str) -> None:
+        self.root, self.format = root, fmt
+        self.paths: list[str] = []
+        self.translations: list[list[float]] = []
+        self.rotations: list[list[float]] = []
+        self.projections: list[list[float]] = []
+        self.sizes: list[list[float]] = []
+        self.skipped: Counter = Counter()
+        self.labels_seen: Counter = Counter()
+        self.total = 0
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+    def add(
+        self,
+        path: str,
+        translation: list[float],
+        rotation: list[float],
+        projection: list[float] | None = None,
+        size: list[float] | None = None,
+    ) -> None:
+        """One usable capture; ``projection`` is Unity's (m00, m11) when the layout records it."""
+        self.paths.append(path)
+        self.translations.append(translation)
+        self.rotations.append(rotation)
+        self.projections.append(projection if projection is not None else [np.nan] * 2)
+        self.sizes.append(size if size is not None else [0, 0])
+
+    def build(self) -> PoseIndex:
+        projections = np.array(self.projections, dtype=np.float64).reshape(-1, 2)
+        sizes = np.array(self.sizes, dtype=np.float64).reshape(-1, 2)
+        cameras = intrinsics_from_projection(projections[:, 0], projections[:, 1], sizes[:, 0], sizes[:, 1])
+        index = PoseIndex(
+            root=self.root,
+            format=self.format,
+            image_paths=np.array(self.paths, dtype=str),
+            translations=np.array(self.translations, dtype=np.float64).reshape(-1, 3),
+            quaternions=np.array(self.rotations, dtype=np.float64).reshape(-1, 4),
+            cameras=cameras.reshape(-1, 4),
+            image_sizes=sizes.astype(np.int64),
+            skipped=Counter(self.skipped),
+            total=self.total,
+            labels_seen=Counter(self.labels_seen),
         )
-
-
-def sample_indices(count: int, sample_size: int | None, seed: int, split: str) -> np.ndarray:
-    """Sorted indices of a seeded random subset (all when ``sample_size`` is None or too large).
-
-    numpy's Generator is specified to give the same stream for the same seed on every
-    machine, so a subset is identical on every run.
-    """
-    if sample_size is None or sample_size >= count:
-        if sample_size is not None and sample_size > count:
-            logger.warning(
-                "data/%s/sample_size %d exceeds the %d usable captures; using all", split, sample_size, count
-            )
-        return np.arange(count)
-    rng = np.random.default_rng([seed, _SPLIT_SALT.get(split, 0)])
-    return np.sort(rng.choice(count, size=sample_size, replace=False))
+        return index.checked()

@@ -1,0 +1,80 @@
+"""Finding a Perception dataset under a folder, detecting its layout, and reading it.
+
+A root may be the dataset itself or a folder wrapping it (a zip of the export folder);
+``data/format`` forces a layout when detection is ambiguous.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cubepose.data.camera import with_config_camera
+from cubepose.data.legacy import is_legacy, read_legacy
+from cubepose.data.pose_index import PoseIndex
+from cubepose.data.solo import is_solo, read_solo
+from cubepose.errors import DatasetError
+
+FORMATS = ("auto", "legacy", "solo")
+DETECTORS = {"legacy": is_legacy, "solo": is_solo}
+READERS = {"legacy": read_legacy, "solo": read_solo}
+DEFAULT_CAMERA = {"vertical_fov": 60.0}
+
+
+def _layouts(path: Path) -> list[str]:
+    return [name for name, detect in DETECTORS.items() if detect(path)]
+
+
+def _wrapped_dataset(root: Path) -> Path | None:
+    """The single visible sub-folder of ``root`` when ``root`` holds nothing else (a zipped export folder)."""
+    entries = [e for e in os.scandir(root) if not e.name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and entries[0].is_dir():
+        return Path(entries[0].path)
+    return None
+
+
+def locate_dataset(root: str | os.PathLike, fmt: str = "auto") -> tuple[str, Path]:
+    """The layout ("legacy" or "solo") and folder of the dataset at ``root``."""
+    root = Path(root)
+    if not root.exists():
+        raise DatasetError(
+            f"dataset root {root} does not exist; set data/<split>/root to a Unity Perception export "
+            f"(a folder, a .zip or gs://bucket/path), or create one with `cubepose generate {root} --count 1000`"
+        )
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} is a file; give a dataset folder, a .zip or a gs:// URL")
+    for path in (root, _wrapped_dataset(root)):
+        if path is None:
+            continue
+        found = _layouts(path)
+        if fmt != "auto":
+            if fmt in found:
+                return fmt, path
+            continue
+        if len(found) == 1:
+            return found[0], path
+        if len(found) > 1:
+            raise DatasetError(f"{path} holds both legacy and SOLO data; set data/format to legacy or solo")
+    wanted = {"auto": "a legacy or SOLO", "legacy": "a legacy", "solo": "a SOLO"}[fmt]
+    raise DatasetError(
+        f"no captures found in {root}: expected {wanted} Unity Perception dataset "
+        "(Dataset*/captures_NNN.json or sequence.N/stepK.frame_data.json); point data/<split>/root at the export"
+        + ("" if fmt == "auto" else " or set data/format: auto")
+    )
+
+
+def read_dataset(
+    root: str | os.PathLike,
+    fmt: str = "auto",
+    label_name: str | None = None,
+    instance_id: int | None = None,
+    camera: dict | None = None,
+) -> PoseIndex:
+    """Index the dataset at local folder ``root``; legacy examples get ``camera`` (``data/camera``)."""
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
+    layout, path = locate_dataset(root, fmt)
+    index = READERS[layout](path, label_name=label_name, instance_id=instance_id)
+    if layout == "legacy":
+        index = with_config_camera(index, camera or DEFAULT_CAMERA)
+    return index

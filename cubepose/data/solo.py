@@ -1,0 +1,107 @@
+"""Reader of Unity Perception's SOLO layout (1.0+): sequence.N/stepK.frame_data.json.
+
+Keys are camelCase; captures and annotations are chosen by ``@type``. Each RGB capture
+records its projection ``matrix`` and ``dimension``, which give its intrinsics exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cubepose.data.perception_json import XYZ, XYZW, load_json, select_box, vector
+from cubepose.data.pose_index import IndexBuilder, PoseIndex
+
+_SEQUENCE = re.compile(r"sequence\.(\d+)$")
+_STEP = re.compile(r"step(\d+)\.frame_data\.json$")
+BOX3D_TYPE_SUFFIX = "BoundingBox3DAnnotation"
+CAMERA_TYPE_SUFFIX = "Camera"
+
+
+def sequence_dirs(root: Path) -> list[Path]:
+    """sequence.N folders in numeric order."""
+    found = [(int(m.group(1)), Path(e.path)) for e in os.scandir(root) if e.is_dir() and (m := _SEQUENCE.match(e.name))]
+    return [path for _, path in sorted(found)]
+
+
+def is_solo(root: Path) -> bool:
+    """Whether ``root`` holds sequence.N folders."""
+    return bool(sequence_dirs(root)) if root.is_dir() else False
+
+
+def frame_files(sequence: Path) -> list[Path]:
+    """stepK.frame_data.json of one sequence in numeric step order."""
+    found = [(int(m.group(1)), Path(e.path)) for e in os.scandir(sequence) if (m := _STEP.match(e.name))]
+    return [path for _, path in sorted(found)]
+
+
+def _is_rgb_capture(capture: object) -> bool:
+    if not isinstance(capture, dict):
+        return False
+    kind = capture.get("@type")
+    return str(kind).endswith(CAMERA_TYPE_SUFFIX) if kind is not None else "filename" in capture
+
+
+def _box3d_values(capture: dict) -> list | None:
+    for annotation in capture.get("annotations") or []:
+        if isinstance(annotation, dict) and str(annotation.get("@type", "")).endswith(BOX3D_TYPE_SUFFIX):
+            return annotation.get("values") or []
+    return None
+
+
+def _camera(capture: dict) -> tuple[list[float], list[float]] | None:
+    """Projection entries (m00, m11) and image (width, height) of a perspective capture, or None."""
+    matrix, dimension = capture.get("matrix"), capture.get("dimension")
+    if str(capture.get("projection", "Perspective")).lower() != "perspective":
+        return None
+    try:
+        width, height = (float(v) for v in dimension)
+        m00, m11 = float(matrix[0]), float(matrix[4])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return [m00, m11], [width, height]
+
+
+def read_solo(root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None) -> PoseIndex:
+    """Index a SOLO dataset: one example per RGB capture holding the selected object."""
+    root = Path(root)
+    builder = IndexBuilder(root, "solo")
+    for sequence in sequence_dirs(root):
+        for path in frame_files(sequence):
+            frame = load_json(path)
+            captures = frame.get("captures") if isinstance(frame, dict) else None
+            for capture in captures or []:
+                if not _is_rgb_capture(capture):
+                    continue
+                builder.total += 1
+                _add_capture(builder, sequence, capture, label_name, instance_id)
+    return builder.build()
+
+
+def _add_capture(
+    builder: IndexBuilder, sequence: Path, capture: dict, label_name: str | None, instance_id: int | None
+) -> None:
+    values = _box3d_values(capture)
+    if values is None:
+        builder.skip("no 3D box annotation")
+        return
+    if not values:
+        builder.skip("empty annotation")
+        return
+    builder.labels_seen.update(v.get("labelName") for v in values if isinstance(v, dict))
+    value, reason = select_box(values, label_name, instance_id, "labelName", "instanceId")
+    if value is None:
+        builder.skip(reason)
+        return
+    translation = vector(value.get("translation"), XYZ)
+    rotation = vector(value.get("rotation"), XYZW)
+    camera = _camera(capture)
+    filename = capture.get("filename")
+    if translation is None or rotation is None or not isinstance(filename, str):
+        builder.skip("malformed capture")
+        return
+    if camera is None:
+        builder.skip("no perspective camera matrix")
+        return
+    builder.add(os.path.join(sequence, filename), translation, rotation, *camera)

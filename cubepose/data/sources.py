@@ -1,0 +1,31 @@
+"""Where a dataset lives: a local folder, a .zip archive, or gs://bucket/path(.zip or prefix/).
+
+Remote data is downloaded into a local cache (``data/cache_dir``); archives are extracted
+beside themselves; the result is always a local folder for the format readers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cubepose.data.archives import extract_zip
+from cubepose.storage import download_gcs, is_gcs_url
+
+CACHE_ENV = "CUBEPOSE_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """``$CUBEPOSE_CACHE``, else ~/.cache/cubepose."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cubepose").expanduser()
+
+
+def local_root(root: str, cache_dir: str | None = None) -> Path:
+    """A local folder holding the dataset named by ``root`` (downloading and extracting as needed)."""
+    if is_gcs_url(root):
+        path = download_gcs(root, Path(cache_dir).expanduser() if cache_dir else default_cache_dir())
+    else:
+        path = Path(root).expanduser()
+    if path.suffix.lower() == ".zip":
+        path = extract_zip(path)
+    return path

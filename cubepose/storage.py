@@ -1,0 +1,378 @@
+"""Download datasets from Google Cloud Storage (``gs://`` URLs) into a local cache, atomically and reusably.
+
+Cache layout: ``<cache_dir>/gcs/<bucket>/<object name>``. Next to every downloaded file ``name`` lies a sidecar
+``.<name>.gcs.json`` recording the object's ``generation`` and ``size`` and the bytes written; a file is reused
+only while its sidecar matches the object's current generation and the file's length. A prefix download also
+writes ``.gcs-prefix.json`` in its directory once every object under the prefix is complete, so that an offline
+run can tell a complete copy from a half-synced one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.auth import exceptions as auth_exceptions
+from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption
+from google.cloud.storage.retry import DEFAULT_RETRY
+from tqdm import tqdm
+
+from cubepose.errors import CubeposeError
+from cubepose.io_utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+URL_FORMS = "gs://bucket/path/file.zip (one object) or gs://bucket/prefix/ (every object under a prefix)"
+CREDENTIALS_HELP = (
+    "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS=/path/key.json "
+    "(a service-account key with read access, e.g. roles/storage.objectViewer)"
+)
+DEFAULT_WORKERS = 8
+PARTIAL_MARK = ".partial-"
+SIDECAR_SUFFIX = ".gcs.json"
+PREFIX_MARKER = ".gcs-prefix.json"
+
+# Errors meaning "GCS did not answer" (after the retries): a complete cached copy may then be used instead.
+_UNREACHABLE = (
+    api_exceptions.RetryError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    auth_exceptions.TransportError,
+    ConnectionError,
+)
+
+
+class StorageError(CubeposeError):
+    """A gs:// URL cannot be downloaded (malformed, missing, access denied, unreachable)."""
+
+
+class StorageUnreachableError(StorageError):
+    """GCS (or STORAGE_EMULATOR_HOST) could not be reached; raised only when no complete cached copy exists."""
+
+
+def is_gcs_url(value: str) -> bool:
+    """Whether ``value`` is a ``gs://`` URL, so callers can route dataset roots to :func:`download_gcs`."""
+    return isinstance(value, str) and value.startswith("gs://")
+
+
+def parse_gcs_url(url: str) -> tuple[str, str]:
+    """Split ``gs://bucket/path`` into ``(bucket, path)``; ``path`` keeps a trailing ``/`` of a prefix."""
+    if not is_gcs_url(url):
+        raise StorageError(f"{url!r} is not a gs:// URL; use {URL_FORMS}")
+    bucket, _, path = url[len("gs://") :].partition("/")
+    if not bucket:
+        raise StorageError(f"{url!r} names no bucket; use {URL_FORMS}")
+    return bucket, path
+
+
+def gcs_client() -> storage.Client:
+    """A storage client: application-default credentials if any, else anonymous (enough for public buckets).
+
+    With STORAGE_EMULATOR_HOST set, the library itself uses anonymous credentials and asks for none.
+    """
+    try:
+        # project=None: downloads need no project, and credentials without one must not fail here.
+        return storage.Client(project=None)
+    except auth_exceptions.DefaultCredentialsError:
+        logger.info("no Google application-default credentials found; using anonymous access (public buckets only)")
+        return storage.Client.create_anonymous_client()
+
+
+def download_gcs(
+    url: str,
+    cache_dir: str | os.PathLike,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    retry_timeout: float = 60.0,
+) -> Path:
+    """Download an object (``gs://b/file.zip``) or every object under a prefix (``gs://b/dir/``) into the cache.
+
+    Returns the cached file or directory; unchanged objects are reused, changed ones downloaded again.
+    """
+    bucket, path = parse_gcs_url(url)
+    root = Path(cache_dir) / "gcs" / bucket
+    retry = DEFAULT_RETRY.with_timeout(retry_timeout)
+    if url.endswith("/"):
+        directory = _local_path(root, path.rstrip("/"), url) if path else root
+        with gcs_client() as client:
+            return _download_prefix(client, url, bucket, path, directory, workers, retry)
+    if not path:
+        raise StorageError(f"{url!r} names no object; for the whole bucket use gs://{bucket}/, else {URL_FORMS}")
+    target = _local_path(root, path, url)
+    with gcs_client() as client:
+        return _download_object(client, url, bucket, path, target, retry)
+
+
+def _download_object(client: storage.Client, url: str, bucket: str, name: str, target: Path, retry) -> Path:
+    """Fetch one object unless the cached copy is current; fall back to the cache when GCS is unreachable."""
+    _remove_stale_partials(target.parent, target.name)
+    try:
+        with _gcs_errors(url):
+            blob = client.bucket(bucket).get_blob(name, retry=retry)
+    except StorageUnreachableError as err:
+        if _read_sidecar(target, complete=True) is None:
+            raise
+        logger.warning("%s; using the cached copy %s", err, target)
+        return target
+    if blob is None:
+        raise StorageError(
+            f"{url} not found: no object {name!r} in bucket {bucket!r}, or no such bucket. Check the URL; "
+            f"a directory of objects needs a trailing slash: gs://{bucket}/{name}/"
+        )
+    if _is_current(target, blob):
+        logger.info("%s: cached copy %s is up to date", url, target)
+        return target
+    with _progress(url, blob.size or 0) as bar, _gcs_errors(url):
+        _fetch(blob, target, bar, retry)
+    return target
+
+
+def _download_prefix(
+    client: storage.Client, url: str, bucket: str, prefix: str, directory: Path, workers: int, retry
+) -> Path:
+    """Sync every object under ``prefix`` into ``directory``; objects no longer in the bucket are removed."""
+    marker = directory / PREFIX_MARKER
+    _remove_stale_partials_tree(directory)
+    try:
+        with _gcs_errors(url, not_found=f"no bucket {bucket!r}"):
+            blobs = [b for b in client.list_blobs(bucket, prefix=prefix, retry=retry) if not b.name.endswith("/")]
+    except StorageUnreachableError as err:
+        if not marker.is_file():
+            raise
+        logger.warning("%s; using the cached copy %s", err, directory)
+        return directory
+    if not blobs:
+        raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: gcloud storage ls {url})")
+    targets = {blob.name: _local_path(directory, blob.name[len(prefix) :], url) for blob in blobs}
+    todo = [(blob, targets[blob.name]) for blob in blobs if not _is_current(targets[blob.name], blob)]
+    stale = _cached_files(directory) - set(targets.values())
+    if todo or stale:
+        marker.unlink(missing_ok=True)
+    for path in stale:
+        logger.info("%s: removing %s, no longer in the bucket", url, path)
+        _sidecar(path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+    logger.info("%s: %d of %d objects cached, downloading %d", url, len(blobs) - len(todo), len(blobs), len(todo))
+    _fetch_all(todo, url, workers, retry)
+    atomic_write_text(marker, json.dumps({"url": url, "objects": len(blobs)}) + "\n")
+    return directory
+
+
+def _fetch_all(todo: list[tuple[storage.Blob, Path]], url: str, workers: int, retry) -> None:
+    """Download ``(blob, target)`` pairs on a small thread pool; the first failure cancels the rest.
+
+    Not transfer_manager.download_many: given filenames it writes straight to the final names (no temp+rename),
+    and given open files it needs every file open at once and reports nothing per file until all are done.
+    The client is shared across threads as transfer_manager's THREAD workers do.
+    """
+    if not todo:
+        return
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gcs-download")
+    try:
+        with _progress(url, sum(blob.size or 0 for blob, _ in todo)) as bar:
+            futures = [pool.submit(_fetch_one, blob, target, bar, retry) for blob, target in todo]
+            for future in as_completed(futures):
+                future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _fetch_one(blob: storage.Blob, target: Path, bar: _Progress, retry) -> None:
+    """Thread-pool task: download one object, with errors translated for its own URL."""
+    with _gcs_errors(f"gs://{blob.bucket.name}/{blob.name}"):
+        _fetch(blob, target, bar, retry)
+
+
+def _fetch(blob: storage.Blob, target: Path, bar: _Progress, retry) -> None:
+    """Download ``blob`` to a temporary sibling of ``target``, rename it into place, then write its sidecar."""
+    # Read before downloading: the download overwrites blob.generation from the response headers.
+    record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "size": blob.size}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        with open(partial, "wb") as handle:
+            # The media link of a listed/fetched blob pins its generation, so bytes and record agree.
+            blob.download_to_file(_ProgressWriter(handle, bar), retry=retry)
+            handle.flush()
+            os.fsync(handle.fileno())
+        record["local_size"] = partial.stat().st_size
+        _sidecar(target).unlink(missing_ok=True)
+        os.replace(partial, target)
+        atomic_write_text(_sidecar(target), json.dumps(record) + "\n")
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _is_current(target: Path, blob: storage.Blob) -> bool:
+    """Whether the cached ``target`` is a complete copy of the blob's current generation."""
+    record = _read_sidecar(target, complete=True)
+    return record is not None and record.get("generation") == blob.generation and record.get("size") == blob.size
+
+
+def _read_sidecar(target: Path, complete: bool = False) -> dict | None:
+    """The sidecar record of ``target``; with ``complete``, None unless the file has the recorded length."""
+    try:
+        record = json.loads(_sidecar(target).read_text())
+        if complete and target.stat().st_size != record["local_size"]:
+            return None
+        return record
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _sidecar(target: Path) -> Path:
+    """Where the generation record of a cached file lives."""
+    return target.with_name(f".{target.name}{SIDECAR_SUFFIX}")
+
+
+def _cached_files(directory: Path) -> set[Path]:
+    """Files under ``directory`` that a download wrote (those with a sidecar)."""
+    found = set()
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(".") and name.endswith(SIDECAR_SUFFIX) and PARTIAL_MARK not in name:
+                found.add(Path(parent) / name[1 : -len(SIDECAR_SUFFIX)])
+    return found
+
+
+def _remove_stale_partials(directory: Path, name: str) -> None:
+    """Delete ``.<name>.partial-<pid>-*`` files left by processes that are gone (interrupted downloads)."""
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.name.startswith(f".{name}{PARTIAL_MARK}"):
+                _remove_if_orphaned(path)
+
+
+def _remove_stale_partials_tree(directory: Path) -> None:
+    """Delete orphaned partial downloads anywhere under ``directory``."""
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(".") and PARTIAL_MARK in name:
+                _remove_if_orphaned(Path(parent) / name)
+
+
+def _remove_if_orphaned(partial: Path) -> None:
+    """Delete a partial file unless the process named in it (maybe this one) is still running and writing it."""
+    pid_text = partial.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
+    if pid_text.isdigit() and _pid_alive(int(pid_text)):
+        return
+    logger.debug("removing interrupted download %s", partial)
+    partial.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        pass
+    return True
+
+
+def _local_path(root: Path, name: str, url: str) -> Path:
+    """Map an object name to a path under ``root``, refusing names that would escape it or clash with the cache."""
+    parts = name.split("/")
+    last = parts[-1]
+    if any(part in ("", ".", "..") for part in parts) or "\\" in name or "\0" in name:
+        raise StorageError(f"{url}: object name {name!r} cannot be stored as a local file (empty, '.' or '..' parts)")
+    if last == PREFIX_MARKER or (last.startswith(".") and (PARTIAL_MARK in last or last.endswith(SIDECAR_SUFFIX))):
+        raise StorageError(f"{url}: object name {name!r} clashes with the cache's bookkeeping files; rename it")
+    return root.joinpath(*parts)
+
+
+@contextmanager
+def _gcs_errors(url: str, not_found: str | None = None) -> Iterator[None]:
+    """Turn google-cloud errors into one StorageError naming ``url`` and the fix."""
+    try:
+        yield
+    except api_exceptions.NotFound as err:
+        raise StorageError(
+            f"{url} not found ({not_found or _reason(err)}): check the bucket and object names"
+        ) from None
+    except (api_exceptions.Unauthorized, api_exceptions.Forbidden) as err:
+        raise _denied(url, f"HTTP {err.code}: {_reason(err)}") from None
+    except auth_exceptions.InvalidOperation:
+        # On HTTP 401 google.auth refreshes the credentials and retries; anonymous ones refuse to refresh.
+        raise _denied(url, "HTTP 401: the bucket refuses anonymous access") from None
+    except (auth_exceptions.RefreshError, auth_exceptions.DefaultCredentialsError) as err:
+        raise StorageError(f"credentials for {url} do not work ({err}): {CREDENTIALS_HELP}") from None
+    except DataCorruption:
+        raise StorageError(f"{url}: downloaded bytes fail the checksum; run again to download anew") from None
+    except _UNREACHABLE as err:
+        endpoint = os.environ.get("STORAGE_EMULATOR_HOST") or "storage.googleapis.com"
+        raise StorageUnreachableError(
+            f"connection to Google Cloud Storage ({endpoint}) failed for {url}: {_short(err)}; check the network "
+            "connection (or STORAGE_EMULATOR_HOST) and run again"
+        ) from None
+    except api_exceptions.GoogleAPICallError as err:
+        raise StorageError(f"{url}: Google Cloud Storage request failed (HTTP {err.code}: {_reason(err)})") from None
+    except OSError as err:  # after _UNREACHABLE: requests' errors are OSErrors too
+        raise StorageError(f"{url}: cannot write the cache ({err}); check that it is writable and has space") from None
+
+
+def _denied(url: str, detail: str) -> StorageError:
+    """The error for a bucket that refuses the caller (anonymous, or credentials without access)."""
+    return StorageError(
+        f"access to {url} denied ({detail}). The bucket needs credentials with read access: {CREDENTIALS_HELP}"
+    )
+
+
+def _reason(err: api_exceptions.GoogleAPICallError) -> str:
+    """The server's explanation of a failed request, without the "GET <url>: " that api_core puts first."""
+    method, _, rest = err.message.partition(" ")
+    return (rest.partition(": ")[2] or err.message) if method.isupper() else err.message
+
+
+def _short(err: BaseException) -> str:
+    """The innermost cause of a retry or transport error, in one line."""
+    cause = getattr(err, "cause", None) or err
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"[:300]
+
+
+class _Progress:
+    """A byte-counting tqdm bar that several download threads can update."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self._bar = bar
+        self._lock = threading.Lock()
+
+    def update(self, count: int) -> None:
+        with self._lock:
+            self._bar.update(count)
+
+
+@contextmanager
+def _progress(url: str, total: int) -> Iterator[_Progress]:
+    """A tqdm bar over ``total`` bytes for ``url`` (silent when stderr is not a terminal)."""
+    with tqdm(total=total, desc=url, unit="B", unit_scale=True, unit_divisor=1024, disable=None) as bar:
+        yield _Progress(bar)
+
+
+class _ProgressWriter:
+    """Binary file wrapper that reports each write to a progress bar."""
+
+    def __init__(self, handle: IO[bytes], progress: _Progress) -> None:
+        self._handle = handle
+        self._progress = progress
+
+    def write(self, data: bytes) -> int:
+        written = self._handle.write(data)
+        self._progress.update(len(data))
+        return written
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)

@@ -1,0 +1,144 @@
+"""shared/perception-format.md §4 for both layouts: unusable datasets fail with one clear message,
+single bad captures are skipped, counted and reported once."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cubepose.config import validate_config
+from cubepose.data import TrainDataset
+from cubepose.data.formats import read_dataset
+from cubepose.errors import DatasetError
+from cubepose.synth.generate import GenerationOptions, generate_dataset
+
+COUNT = 8
+LAYOUTS = ("legacy", "solo")
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("pristine")
+    for layout in LAYOUTS:
+        generate_dataset(root / layout, GenerationOptions(count=COUNT, seed=4, image_size=32, format=layout))
+    return {layout: root / layout for layout in LAYOUTS}
+
+
+@pytest.fixture(params=LAYOUTS)
+def dataset(request, pristine, tmp_path) -> Path:
+    """A fresh copy of an 8-capture dataset in each layout."""
+    return Path(shutil.copytree(pristine[request.param], tmp_path / request.param))
+
+
+def box_values(root: Path) -> list[tuple[Path, dict, list]]:
+    """(file, document, values of the 3D box annotation) for every capture, in file order."""
+    out = []
+    for path in sorted(root.glob("Dataset*/captures_*.json")):
+        document = json.loads(path.read_text())
+        out += [(path, document, c["annotations"][0]["values"]) for c in document["captures"]]
+    for number in range(COUNT):
+        path = root / f"sequence.{number}" / "step0.frame_data.json"
+        if path.exists():
+            document = json.loads(path.read_text())
+            out.append((path, document, document["captures"][0]["annotations"][0]["values"]))
+    return out
+
+
+def edit(root: Path, changes: dict[int, callable]) -> None:
+    """Apply ``changes[i](values)`` to capture i's box values and write the files back."""
+    entries = box_values(root)
+    for i, change in changes.items():
+        change(entries[i][2])
+    for path, document, _ in {id(e[1]): e for e in entries}.values():
+        path.write_text(json.dumps(document))
+
+
+def image_paths(root: Path) -> list[Path]:
+    return [Path(p) for p in read_dataset(root).image_paths]
+
+
+def test_missing_root_names_the_path_and_how_to_make_data(tmp_path):
+    with pytest.raises(DatasetError, match=f"dataset root {tmp_path / 'nowhere'} does not exist.*cubepose generate"):
+        read_dataset(tmp_path / "nowhere")
+
+
+def test_root_without_captures_is_one_clear_error(tmp_path):
+    (tmp_path / "Logs").mkdir()
+    with pytest.raises(DatasetError, match=f"no captures found in {tmp_path}: expected a legacy or SOLO"):
+        read_dataset(tmp_path)
+
+
+def test_missing_dataset_root_through_the_config_is_one_clear_error(tiny_config, tmp_path):
+    tiny_config["data"]["train"]["root"] = str(tmp_path / "typo")
+    with pytest.raises(DatasetError, match="typo does not exist; set data/<split>/root"):
+        TrainDataset(validate_config(tiny_config))
+
+
+def test_malformed_json_names_the_file_line_and_column(dataset):
+    path = box_values(dataset)[0][0]
+    path.write_text('{"captures": [\n  {"id": 1,, } ]}')
+    with pytest.raises(DatasetError, match=rf"malformed JSON in {path} at line 2, column 12"):
+        read_dataset(dataset)
+
+
+def test_malformed_annotation_definitions_name_the_file(pristine, tmp_path):
+    root = Path(shutil.copytree(pristine["legacy"], tmp_path / "legacy"))
+    path = next(root.glob("Dataset*/annotation_definitions.json"))
+    path.write_text("{")
+    with pytest.raises(DatasetError, match=r"malformed JSON in .*annotation_definitions.json at line 1"):
+        read_dataset(root)
+
+
+def test_bad_captures_are_skipped_counted_and_reported_once(dataset, caplog):
+    edit(
+        dataset,
+        {
+            0: lambda values: values.clear(),
+            1: lambda values: values[0].update(translation=[float("nan"), 0.0, 1.0]),
+            2: lambda values: values[0].update(translation=[0.0, float("inf"), 1.0]),
+            3: lambda values: values[0].update(rotation=[0.0, 0.0, 0.0, 0.0]),
+            4: lambda values: values[0].update(rotation=[float("nan"), 0.0, 0.0, 1.0]),
+        },
+    )
+    paths = image_paths(dataset)  # captures 5, 6, 7 remain
+    paths[0].unlink()
+    paths[1].write_bytes(paths[1].read_bytes()[:60])  # truncated
+    paths[2].write_bytes(b"not a png at all")
+    caplog.clear()
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(DatasetError, match=rf"no usable captures in {dataset} \(skipped 8 of 8 captures"):
+        read_dataset(dataset)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "skipped 8 of 8 captures" in warnings[0]
+    for reason, count in [
+        ("empty annotation", 1),
+        ("non-finite translation", 2),
+        ("zero or non-finite quaternion", 2),
+        ("missing image", 1),
+        ("corrupt image", 2),
+    ]:
+        assert f"{count} {reason}" in warnings[0]
+
+
+def test_one_bad_capture_leaves_the_rest_usable(dataset):
+    reference = read_dataset(dataset)
+    edit(dataset, {2: lambda values: values.clear()})
+    index = read_dataset(dataset)
+    assert len(index) == COUNT - 1 and index.skipped == {"empty annotation": 1}
+    np.testing.assert_array_equal(index.translations, np.delete(reference.translations, 2, axis=0))
+
+
+def test_image_corrupt_inside_is_named_when_decoded(dataset, tiny_config):
+    image = image_paths(dataset)[0]
+    data = bytearray(image.read_bytes())
+    data[60:120] = bytes(60)  # damage the image data; signature and end marker stay intact
+    image.write_bytes(bytes(data))
+    tiny_config["data"]["train"]["root"] = str(dataset)
+    train = TrainDataset(validate_config(tiny_config))
+    with pytest.raises(DatasetError, match=f"cannot decode image {image}"):
+        train.get_example(0)
