@@ -20,3 +20,21 @@ def test_train_speed_prints_a_table_with_a_row_per_config():
     row = [line for line in result.stdout.splitlines() if line.startswith("| configs/cpu.yaml")]
     assert len(row) == 1 and "| small_cnn | 64 | 32 |" in row[0]
     assert float(row[0].split("|")[5]) > 0
+
+
+def test_data_speed_prints_indexing_decoding_and_loading_tables():
+    args = ["--captures", "300", "--repeats", "1", "--batches", "2", "--train-steps", "1", "--gpu-steps", "0"]
+    args += ["--decode-images", "10"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "data_speed.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
+    assert "| 300 |" in rows["legacy"] and "| 300 |" in rows["solo"]  # every synthesised capture indexed
+    assert float(rows["128 px (make demo)"].split("|")[3]) > 0
+    assert any(key.startswith("loading: edflow batches, 2 processes") for key in rows)
+    assert "the target of 3x the CPU config's training throughput" in result.stdout

@@ -12,7 +12,7 @@ XYZ = ("x", "y", "z")
 XYZW = ("x", "y", "z", "w")
 
 
-def load_json(path: Path) -> Any:
+def load_json(path: str | Path) -> Any:
     """Parse a JSON file; malformed JSON names the file, line and column."""
     try:
         with open(path, "rb") as handle:

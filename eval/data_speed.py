@@ -1,0 +1,171 @@
+"""Data pipeline speed and memory on this machine: indexing, decoding, edflow batches vs training.
+
+    .venv/bin/python eval/data_speed.py --captures 30000 --repeats 3
+
+1. Indexing ``--captures`` captures (Unity's training-set size) in both layouts: the JSON
+   is synthesised from a few real rendered PNGs, hard-linked once per capture, so every
+   capture has its own image file to check. Reports the median time and the Python heap
+   peak (tracemalloc) next to what the decoded images would take.
+2. Decode + resize throughput of one worker at the CPU config's size and at 224 px.
+3. Loading through edflow's own batch iterator with the CPU config's ``n_data_processes``,
+   side by side with the training throughput of the CPU and GPU-recipe models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+from edflow.iterators.batches import make_batches
+from train_speed import REPO, images_per_second, load_config
+
+from cubepose.data import TrainDataset
+from cubepose.data.formats import read_dataset
+from cubepose.data.images import load_image
+from cubepose.synth.generate import GenerationOptions, generate_dataset
+
+logger = logging.getLogger("data_speed")
+REAL_IMAGES = 32  # distinct rendered images the synthetic captures point to
+
+
+def median_time(action: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def replicate(source: Path, out: Path, layout: str, count: int) -> Path:
+    """A ``count``-capture dataset whose captures repeat those of ``source``, each with its own (linked) image."""
+    if layout == "legacy":
+        (json_dir,) = source.glob("Dataset*")
+        captures = [c for f in sorted(json_dir.glob("captures_*.json")) for c in json.loads(f.read_text())["captures"]]
+        (out / json_dir.name).mkdir(parents=True)
+        (out / "RGB").mkdir()
+        shutil.copy(json_dir / "annotation_definitions.json", out / json_dir.name)
+        chunk: list[dict] = []
+        for i in range(count):
+            capture = dict(captures[i % len(captures)])
+            os.link(source / capture["filename"], out / "RGB" / f"rgb_{i + 2}.png")
+            chunk.append({**capture, "filename": f"RGB/rgb_{i + 2}.png"})
+            if len(chunk) == 150 or i == count - 1:
+                path = out / json_dir.name / f"captures_{i // 150:03d}.json"
+                path.write_text(json.dumps({"version": "0.0.1", "captures": chunk}))
+                chunk = []
+        return out
+    frames = [(source / f"sequence.{i}") for i in range(REAL_IMAGES)]
+    for i in range(count):
+        sequence = out / f"sequence.{i}"
+        sequence.mkdir(parents=True)
+        frame = frames[i % len(frames)]
+        shutil.copy(frame / "step0.frame_data.json", sequence)
+        os.link(frame / "step0.camera.png", sequence / "step0.camera.png")
+    return out
+
+
+def indexing_rows(work: Path, count: int, repeats: int) -> list[str]:
+    rows = ["| layout | captures | index time, s (median) | heap peak while indexing, MB | decoded 128 px images, MB |"]
+    rows.append("|---|---|---|---|---|")
+    for layout in ("legacy", "solo"):
+        source = generate_dataset(
+            work / f"src-{layout}", GenerationOptions(count=REAL_IMAGES, seed=1, image_size=128, format=layout)
+        )
+        root = replicate(source, work / f"big-{layout}", layout, count)
+        seconds = median_time(lambda root=root: read_dataset(root), repeats)
+        tracemalloc.start()
+        index = read_dataset(root)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        images = len(index) * 128 * 128 * 3 / 2**20
+        rows.append(f"| {layout} | {len(index)} | {seconds:.2f} | {peak:.0f} | {images:.0f} |")
+    return rows
+
+
+def decode_rows(datasets: dict[str, Path], sizes: list[int], repeats: int) -> list[str]:
+    rows = ["| source images | network size | decode + resize, images/s per worker (median) |", "|---|---|---|"]
+    for name, root in datasets.items():
+        paths = read_dataset(root).image_paths
+        for size in sizes:
+            seconds = median_time(lambda paths=paths, size=size: [load_image(p, size) for p in paths], repeats)
+            rows.append(f"| {name} | {size} | {len(paths) / seconds:.0f} |")
+    return rows
+
+
+def loading_rate(config: dict, batches: int) -> float:
+    """Images/s delivered by edflow's batch iterator (chainer MultiprocessIterator) over the train split."""
+    dataset = TrainDataset(config)
+    iterator = make_batches(
+        dataset, config["batch_size"], shuffle=True, n_processes=config["n_data_processes"], n_prefetch=1
+    )
+    try:
+        for _ in range(3):  # the first batches start the worker processes
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        return batches * config["batch_size"] / (time.perf_counter() - start)
+    finally:
+        iterator.finalize()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--captures", type=int, default=30000, help="captures to index (Unity's train set: 30000)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats; medians are reported")
+    parser.add_argument("--batches", type=int, default=40, help="batches timed through edflow's iterator")
+    parser.add_argument("--train-steps", type=int, default=10, help="timed steps of the CPU config's model")
+    parser.add_argument("--gpu-steps", type=int, default=2, help="timed steps of the GPU recipe's model (0: skip)")
+    parser.add_argument("--decode-images", type=int, default=256, help="128 px images to decode (48 at 480 px)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+    cpu, gpu = load_config(str(REPO / "configs" / "cpu.yaml")), load_config(str(REPO / "configs" / "gpu.yaml"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        out = [f"## Indexing ({os.cpu_count()} cores; files in the page cache)", ""]
+        out += indexing_rows(work, args.captures, args.repeats)
+
+        demo = generate_dataset(work / "demo", GenerationOptions(count=args.decode_images, seed=2, image_size=128))
+        large_count = max(1, args.decode_images // 5)
+        large = generate_dataset(work / "large", GenerationOptions(count=large_count, seed=3, image_size=480))
+        sizes = [cpu["network"]["image_size"], 224]
+        out += ["", "## Decoding", ""]
+        out += decode_rows({"128 px (make demo)": demo, "480 px": large}, sizes, args.repeats)
+
+        cpu["data"]["train"]["root"] = str(demo)
+        loading = statistics.median(loading_rate(cpu, args.batches) for _ in range(args.repeats))
+        cpu_train = statistics.median(images_per_second(cpu, args.train_steps) for _ in range(args.repeats))
+        gpu_train = (
+            statistics.median(images_per_second(gpu, args.gpu_steps) for _ in range(args.repeats))
+            if args.gpu_steps
+            else None
+        )
+    processes = cpu["n_data_processes"]
+    out += ["", "## Loading vs training (CPU)", ""]
+    out += ["| what | images/s (median) | loading / this |", "|---|---|---|"]
+    out.append(f"| loading: edflow batches, {processes} processes, 128 -> 64 px | {loading:.0f} | 1.00 |")
+    out.append(f"| training: configs/cpu.yaml (small_cnn 64 px) | {cpu_train:.0f} | {loading / cpu_train:.2f} |")
+    if gpu_train is not None:
+        out.append(
+            f"| training: configs/gpu.yaml (vgg16 224 px) on CPU | {gpu_train:.1f} | {loading / gpu_train:.0f} |"
+        )
+    verdict = "meets" if loading >= 3 * cpu_train else "MISSES"
+    out += ["", f"loading {verdict} the target of 3x the CPU config's training throughput"]
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
