@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from cubepose.data.perception_json import XYZ, XYZW, load_json, select_box, vector
+from cubepose.data.perception_json import load_json, selected_pose
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 from cubepose.errors import DatasetError
 
@@ -108,22 +108,8 @@ def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance
             if base is None:
                 base = _image_base(json_dir, root, filename)
             annotation = box3d_annotation(capture, box_ids)
-            if annotation is None:
-                builder.skip("no 3D box annotation")
-                continue
-            values = annotation.get("values")
-            if not values:
-                builder.skip("empty annotation")
-                continue
-            builder.labels_seen.update(v.get("label_name") for v in values if isinstance(v, dict))
-            value, reason = select_box(values, label_name, instance_id, "label_name", "instance_id")
-            if value is None:
-                builder.skip(reason)
-                continue
-            translation = vector(value.get("translation"), XYZ)
-            rotation = vector(value.get("rotation"), XYZW)
-            if translation is None or rotation is None:
-                builder.skip("malformed capture")
-                continue
-            builder.add(os.path.join(base, filename), translation, rotation)
+            values = None if annotation is None else annotation.get("values") or []
+            pose = selected_pose(builder, values, label_name, instance_id, "label_name", "instance_id")
+            if pose is not None:
+                builder.add(os.path.join(base, filename), *pose)
     return builder.build()

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cubepose.data.pose_index import IndexBuilder
 from cubepose.errors import DatasetError
 
 XYZ = ("x", "y", "z")
@@ -62,3 +63,34 @@ def select_box(
     if len(values) > 1:
         return None, "several instances (set data/instance_id)"
     return values[0], ""
+
+
+def selected_pose(
+    builder: IndexBuilder,
+    values: list | None,
+    label_name: str | None,
+    instance_id: int | None,
+    label_key: str,
+    instance_key: str,
+) -> tuple[list[float], list[float]] | None:
+    """Translation and rotation of the selected box among a capture's 3D-box ``values``.
+
+    ``values`` is None when the capture has no 3D-box annotation. A capture that cannot be
+    used is counted in ``builder`` by reason and None is returned.
+    """
+    if values is None:
+        builder.skip("no 3D box annotation")
+        return None
+    if not values:
+        builder.skip("empty annotation")
+        return None
+    builder.labels_seen.update(v.get(label_key) for v in values if isinstance(v, dict))
+    value, reason = select_box(values, label_name, instance_id, label_key, instance_key)
+    if value is None:
+        builder.skip(reason)
+        return None
+    translation, rotation = vector(value.get("translation"), XYZ), vector(value.get("rotation"), XYZW)
+    if translation is None or rotation is None:
+        builder.skip("malformed capture")
+        return None
+    return translation, rotation

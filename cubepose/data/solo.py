@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from cubepose.data.perception_json import XYZ, XYZW, load_json, select_box, vector
+from cubepose.data.perception_json import load_json, selected_pose
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 
 _SEQUENCE = re.compile(r"sequence\.(\d+)$")
@@ -82,26 +82,13 @@ def read_solo(root: str | os.PathLike, label_name: str | None = None, instance_i
 def _add_capture(
     builder: IndexBuilder, sequence: str, capture: dict, label_name: str | None, instance_id: int | None
 ) -> None:
-    values = _box3d_values(capture)
-    if values is None:
-        builder.skip("no 3D box annotation")
+    pose = selected_pose(builder, _box3d_values(capture), label_name, instance_id, "labelName", "instanceId")
+    if pose is None:
         return
-    if not values:
-        builder.skip("empty annotation")
-        return
-    builder.labels_seen.update(v.get("labelName") for v in values if isinstance(v, dict))
-    value, reason = select_box(values, label_name, instance_id, "labelName", "instanceId")
-    if value is None:
-        builder.skip(reason)
-        return
-    translation = vector(value.get("translation"), XYZ)
-    rotation = vector(value.get("rotation"), XYZW)
-    camera = _camera(capture)
-    filename = capture.get("filename")
-    if translation is None or rotation is None or not isinstance(filename, str):
+    camera, filename = _camera(capture), capture.get("filename")
+    if not isinstance(filename, str):
         builder.skip("malformed capture")
-        return
-    if camera is None:
+    elif camera is None:
         builder.skip("no perspective camera matrix")
-        return
-    builder.add(os.path.join(sequence, filename), translation, rotation, *camera)
+    else:
+        builder.add(os.path.join(sequence, filename), *pose, *camera)
