@@ -193,3 +193,13 @@ def test_forced_format_must_match_the_data(tiny_data):
     assert read_dataset(tiny_data["test"], fmt="legacy").format == "legacy"
     with pytest.raises(DatasetError, match="expected a SOLO Unity Perception dataset.*set data/format: auto"):
         read_dataset(tiny_data["test"], fmt="solo")
+
+
+def test_root_may_be_the_dataset_json_folder_or_a_flattened_export(copy_of):
+    root = copy_of("test")
+    reference = read_legacy(root)
+    (json_dir,) = root.glob("Dataset*")
+    assert len(read_legacy(json_dir)) == 12  # images are found relative to the folder above
+    (rgb,) = root.glob("RGB*")
+    shutil.move(rgb, json_dir / rgb.name)  # everything in one folder
+    np.testing.assert_allclose(read_legacy(json_dir).translations, reference.translations)

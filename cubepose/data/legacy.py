@@ -79,12 +79,13 @@ def box3d_annotation(capture: dict, box_ids: set[str]) -> dict | None:
     return None
 
 
-def _image_base(json_dir: Path, root: Path, first_filename: str | None) -> Path:
-    """Capture filenames are relative to the folder above Dataset<uuid>; accept flattened exports too."""
-    base = json_dir.parent if json_dir != root else root
-    if first_filename and not (base / first_filename).exists() and (json_dir / first_filename).exists():
-        return json_dir
-    return base
+def _image_base(json_dir: Path, first_filename: str) -> Path:
+    """The folder capture filenames are relative to: the one above Dataset<uuid> (also when the root
+    is the Dataset folder itself), or the JSON folder of a flattened export."""
+    for base in (json_dir.parent, json_dir):
+        if (base / first_filename).exists():
+            return base
+    return json_dir.parent
 
 
 def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None) -> PoseIndex:
@@ -106,7 +107,7 @@ def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance
                 builder.skip("malformed capture")
                 continue
             if base is None:
-                base = _image_base(json_dir, root, filename)
+                base = _image_base(json_dir, filename)
             annotation = box3d_annotation(capture, box_ids)
             values = None if annotation is None else annotation.get("values") or []
             pose = selected_pose(builder, values, label_name, instance_id, "label_name", "instance_id")
