@@ -30,13 +30,15 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> None:
+    from cubepose.config import defaults
     from cubepose.data.datasets import read_root
     from cubepose.data.summary import format_summary, summarize
 
-    camera = {
-        "vertical_fov": args.fov,
-        **dict(zip(("fx", "fy", "cx", "cy"), args.intrinsics or [None] * 4, strict=True)),
-    }
+    camera = defaults()["data"]["camera"]
+    if args.fov is not None:
+        camera["vertical_fov"] = args.fov
+    if args.intrinsics:
+        camera.update(zip(("fx", "fy", "cx", "cy"), args.intrinsics, strict=True))
     data = {
         "format": args.format,
         "label_name": args.label_name,
@@ -93,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--label-name", help="label of the cube's 3D box (data/label_name)")
     ins.add_argument("--instance-id", type=int, help="instance to pick when a capture has several (data/instance_id)")
     ins.add_argument("--format", choices=["auto", "legacy", "solo"], default="auto", help="layout (data/format)")
-    ins.add_argument("--fov", type=float, default=60.0, help="legacy camera's vertical field of view in degrees")
+    ins.add_argument("--fov", type=float, help="legacy camera's vertical field of view in degrees (default 60)")
     ins.add_argument(
         "--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="legacy camera in pixels"
     )

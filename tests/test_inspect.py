@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 from test_data import edit_captures
 
@@ -54,3 +55,10 @@ def test_text_report_and_label_name(tiny_data):
     missing = inspect(tiny_data["test"], "--label-name", "Crate")
     assert missing.returncode == 2
     assert "12 label not present" in missing.stderr and "labels present: cube_position (12)" in missing.stderr
+
+
+def test_legacy_camera_from_field_of_view_or_pixel_intrinsics(tiny_data):
+    default = json.loads(inspect(tiny_data["test"], "--json").stdout)["camera"]
+    assert default["intrinsics"] == pytest.approx([24 / np.tan(np.radians(30))] * 2 + [24, 24])  # 60 deg at 48 px
+    given = json.loads(inspect(tiny_data["test"], "--json", "--intrinsics", "40", "41", "24", "23").stdout)
+    assert given["camera"]["intrinsics"] == [40.0, 41.0, 24.0, 23.0]

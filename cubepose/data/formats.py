@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cubepose.config import defaults
 from cubepose.data.camera import with_config_camera
 from cubepose.data.legacy import is_legacy, read_legacy
 from cubepose.data.pose_index import PoseIndex
@@ -18,7 +19,6 @@ from cubepose.errors import DatasetError
 FORMATS = ("auto", "legacy", "solo")
 DETECTORS = {"legacy": is_legacy, "solo": is_solo}
 READERS = {"legacy": read_legacy, "solo": read_solo}
-DEFAULT_CAMERA = {"vertical_fov": 60.0}
 
 
 def _layouts(path: Path) -> list[str]:
@@ -76,5 +76,5 @@ def read_dataset(
     layout, path = locate_dataset(root, fmt)
     index = READERS[layout](path, label_name=label_name, instance_id=instance_id)
     if layout == "legacy":
-        index = with_config_camera(index, camera or DEFAULT_CAMERA)
+        index = with_config_camera(index, camera or defaults()["data"]["camera"])
     return index
