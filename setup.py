@@ -18,6 +18,7 @@ setup(
         "tqdm",
         "tensorboardX",
         "google-cloud-storage",
+        "moderngl",
     ],
     entry_points={"console_scripts": ["cubepose = cubepose.cli:main"]},
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -14,17 +15,30 @@ logger = logging.getLogger("cubepose")
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from cubepose.synth.generate import GenerationOptions, generate_dataset
+    from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 
+    if args.fov and len(args.fov) > 2:
+        raise ValueError(f"--fov takes one angle or a range LO HI, got {args.fov}")
+    distance = None
+    if args.min_distance is not None or args.max_distance is not None:
+        preset = scene_options(args.preset)
+        distance = (args.min_distance or preset.distance[0], args.max_distance or preset.distance[1])
+    scene = scene_options(
+        args.preset,
+        distance=distance,
+        vertical_fov_deg=(args.fov[0], args.fov[-1]) if args.fov else None,
+        rotation=args.rotation,
+        symmetric=args.symmetric or None,
+        distractors=(0, args.max_distractors) if args.max_distractors is not None else None,
+    )
     options = GenerationOptions(
         count=args.count,
         seed=args.seed,
         image_size=args.image_size,
-        vertical_fov_deg=args.fov,
-        distance=(args.min_distance, args.max_distance),
-        symmetric=args.symmetric,
-        rotation=args.rotation,
         format=args.format,
+        scene=scene,
+        backgrounds=args.backgrounds,
+        workers=args.workers,
     )
     generate_dataset(args.out, options)
 
@@ -72,22 +86,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cubepose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate", help="write a synthetic dataset in a Unity Perception layout")
+    gen = commands.add_parser("generate", help="render a synthetic cube dataset in a Unity Perception layout")
     gen.add_argument("out", help="output folder (the dataset root to put in data/<split>/root)")
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
-    gen.add_argument("--image-size", type=int, default=128, help="square image side in pixels (default 128)")
-    gen.add_argument("--fov", type=float, default=60.0, help="vertical field of view in degrees (default 60)")
-    gen.add_argument("--min-distance", type=float, default=0.28, help="nearest cube distance in metres")
-    gen.add_argument("--max-distance", type=float, default=0.57, help="farthest cube distance in metres")
-    gen.add_argument(
-        "--rotation",
-        choices=["yaw", "full"],
-        default="yaw",
-        help="yaw: about the camera's vertical axis, as Unity's UR3 demo (default); full: any rotation",
-    )
-    gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
     gen.add_argument("--format", choices=["legacy", "solo"], default="legacy", help="Perception layout to write")
+    gen.add_argument("--image-size", type=int, default=128, help="square image side in pixels (default 128)")
+    gen.add_argument(
+        "--preset", default="default", help="scene ranges: default (cube fills a useful share) or ur3 (Unity's UR3)"
+    )
+    gen.add_argument("--rotation", choices=["yaw", "full"], help="yaw: about the table's normal (default); full: any")
+    gen.add_argument(
+        "--fov", type=float, nargs="+", metavar="DEG", help="vertical field of view, or a range LO HI (solo only)"
+    )
+    gen.add_argument("--min-distance", type=float, help="nearest cube distance in metres (preset's by default)")
+    gen.add_argument("--max-distance", type=float, help="farthest cube distance in metres")
+    gen.add_argument("--max-distractors", type=int, help="at most this many boxes besides the cube")
+    gen.add_argument("--backgrounds", help="folder of .png/.jpg images used as backgrounds")
+    gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
+    gen.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render processes (default: all cores)")
     gen.set_defaults(run=_generate)
 
     ins = commands.add_parser("inspect", help="check a Perception dataset before training on it")

@@ -104,3 +104,24 @@ def unity_euler_angles(q: np.ndarray) -> np.ndarray:
     yaw = np.arctan2(r[..., 0, 2], r[..., 2, 2])
     roll = np.arctan2(r[..., 1, 0], r[..., 1, 1])
     return np.degrees(np.stack([pitch, yaw, roll], axis=-1))
+
+
+def axis_angle_quaternions(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Quaternions (..., 4) x, y, z, w of rotations by ``angle`` radians about unit ``axis`` (..., 3)."""
+    angle = np.asarray(angle, np.float64)[..., None]
+    return np.concatenate([np.asarray(axis, np.float64) * np.sin(angle / 2), np.cos(angle / 2)], axis=-1)
+
+
+def quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton products a * b (..., 4) in x, y, z, w order: the rotation b followed by a."""
+    ax, ay, az, aw = np.moveaxis(np.asarray(a, np.float64), -1, 0)
+    bx, by, bz, bw = np.moveaxis(np.asarray(b, np.float64), -1, 0)
+    return np.stack(
+        [
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+            aw * bw - ax * bx - ay * by - az * bz,
+        ],
+        axis=-1,
+    )

@@ -11,10 +11,12 @@ from typing import IO
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[IO]:
     """Write to a temporary sibling of ``path`` and rename it over ``path`` on success.
 
     A crash or exception leaves any previous ``path`` untouched and no partial file.
+    ``durable=False`` skips the fsync: still safe against a killed process, not against
+    power loss; for files that can be made again (rendered frames), where fsync dominates.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -23,7 +25,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -31,7 +34,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike, text: str, durable: bool = True) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8)."""
-    with atomic_open(path, "w") as handle:
+    with atomic_open(path, "w", durable) as handle:
         handle.write(text)

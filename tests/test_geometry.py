@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cubepose.geometry import (
+    axis_angle_quaternions,
     canonicalize_quaternions,
     cube_corners,
     intrinsics_from_fov,
@@ -12,6 +13,7 @@ from cubepose.geometry import (
     project_points,
     project_with_intrinsics,
     projection_from_fov,
+    quaternion_multiply,
     quaternion_to_matrix,
     resize_intrinsics,
     transform_points,
@@ -82,3 +84,13 @@ def test_unity_euler_angles_of_single_axis_rotations():
     np.testing.assert_allclose(unity_euler_angles(about[1]), [0, 40, 0], atol=1e-9)  # yaw about y (up)
     np.testing.assert_allclose(unity_euler_angles(about[2]), [0, 0, 40], atol=1e-9)  # roll about z
     np.testing.assert_allclose(unity_euler_angles(-about[1]), [0, 40, 0], atol=1e-9)  # q and -q agree
+
+
+def test_quaternion_product_composes_rotations():
+    a = axis_angle_quaternions(np.array([0.0, 0.0, 1.0]), np.pi / 2)
+    b = axis_angle_quaternions(np.array([1.0, 0.0, 0.0]), np.pi / 2)
+    np.testing.assert_allclose(a, [0, 0, S, S])
+    composed = quaternion_to_matrix(quaternion_multiply(a, b))
+    np.testing.assert_allclose(composed, quaternion_to_matrix(a) @ quaternion_to_matrix(b), atol=1e-12)
+    # b maps y to z, then a leaves z: y -> z
+    np.testing.assert_allclose(composed @ [0, 1, 0], [0, 0, 1], atol=1e-12)

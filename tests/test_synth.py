@@ -1,52 +1,119 @@
-"""The synthetic generator: legacy layout, reproducible bytes, the cube where the label says."""
+"""`cubepose generate`: the OpenGL renderer, both layouts, reproducibility, resuming, presets."""
 
 from __future__ import annotations
 
 import filecmp
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cubepose.cli import main
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
-from cubepose.data.images import to_uint8
 from cubepose.data.legacy import read_legacy
-from cubepose.geometry import project_with_intrinsics
-from cubepose.synth.render import FACE_COLOURS
+from cubepose.geometry import CUBE_SIZE, cube_corners, project_with_intrinsics, quaternion_to_matrix, transform_points
+from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
+from cubepose.synth.gl_renderer import GLRenderer
+from cubepose.synth.scene import PRESETS, sample_scene
 
 
-def test_same_seed_gives_identical_files(tmp_path):
-    for name in ("a", "b"):
-        assert main(["generate", str(tmp_path / name), "--count", "4", "--seed", "5", "--image-size", "40"]) == 0
-    comparison = filecmp.dircmp(tmp_path / "a", tmp_path / "b")
-    assert comparison.left_list == comparison.right_list
-    files = [p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()]
-    assert len(files) == 6  # 4 images, captures_000.json, annotation_definitions.json
-    assert all(filecmp.cmp(tmp_path / "a" / f, tmp_path / "b" / f, shallow=False) for f in files)
-    main(["generate", str(tmp_path / "c"), "--count", "4", "--seed", "6", "--image-size", "40"])
-    assert not filecmp.cmp(next((tmp_path / "a").rglob("rgb_2.png")), next((tmp_path / "c").rglob("rgb_2.png")))
+def files_of(root: Path) -> dict[str, Path]:
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def same_files(a: Path, b: Path) -> bool:
+    left, right = files_of(a), files_of(b)
+    return left.keys() == right.keys() and all(filecmp.cmp(left[k], right[k], shallow=False) for k in left)
 
 
 @pytest.mark.parametrize("layout", ["legacy", "solo"])
-def test_labelled_cube_centre_projects_onto_the_cube_in_the_resized_image(tmp_path, tiny_config, layout):
-    """Render at 96 px, read back at 48 px: the example's camera projects the cube centre onto a cube face."""
-    main(["generate", str(tmp_path), "--count", "6", "--seed", "3", "--image-size", "96", "--format", layout])
-    tiny_config["network"]["image_size"] = 48
+def test_same_seed_gives_identical_files_whatever_the_workers(tmp_path, layout):
+    common = ["--count", "70", "--seed", "5", "--image-size", "40", "--format", layout]
+    assert main(["generate", str(tmp_path / "a"), *common, "--workers", "1"]) == 0
+    assert main(["generate", str(tmp_path / "b"), *common, "--workers", "2"]) == 0  # 3 tasks over 2 processes
+    assert same_files(tmp_path / "a", tmp_path / "b")
+    assert len([k for k in files_of(tmp_path / "a") if k.endswith(".png")]) == 70
+    main(["generate", str(tmp_path / "c"), *common[:3], "6", *common[4:]])
+    assert not same_files(tmp_path / "a", tmp_path / "c")
+
+
+def test_rerun_renders_only_what_is_missing(tmp_path):
+    options = GenerationOptions(count=12, seed=2, image_size=32, format="solo")
+    generate_dataset(tmp_path / "fresh", options)
+    root = generate_dataset(tmp_path / "resumed", options)
+    (root / "sequence.3" / "step0.camera.png").unlink()
+    (root / "sequence.7" / "step0.frame_data.json").unlink()
+    (root / "sequence.9" / ".step0.camera.png.x1.tmp").write_bytes(b"half an image")  # an interrupted write
+    untouched = root / "sequence.5" / "step0.camera.png"
+    before = untouched.stat().st_mtime_ns
+    generate_dataset(root, options)
+    assert untouched.stat().st_mtime_ns == before
+    assert same_files(tmp_path / "fresh", root)
+
+
+@pytest.mark.parametrize("layout", ["legacy", "solo"])
+def test_projected_cube_corners_fall_on_the_rendered_cube(tmp_path, tiny_config, layout):
+    """Read the labels and cameras back through the dataset; the true corners bound the cube's pixels."""
+    options = GenerationOptions(count=8, seed=3, image_size=96, format=layout)
+    generate_dataset(tmp_path, options)
+    tiny_config["network"]["image_size"] = 96
     tiny_config["data"]["train"]["root"] = str(tmp_path)
     dataset = TrainDataset(validate_config(tiny_config))
-    for i in range(len(dataset)):
-        example = dataset[i]
-        u, v = project_with_intrinsics(example["translation"][None], example["camera"])[0].astype(int)
-        pixel = to_uint8(example["image"])[v, u].astype(float)
-        # shading scales a face colour, so the pixel points in the direction of one face colour
-        cosines = FACE_COLOURS @ pixel / (np.linalg.norm(FACE_COLOURS, axis=1) * np.linalg.norm(pixel))
-        assert cosines.max() > 0.98, (i, pixel)
+    renderer = GLRenderer(96, 96)
+    for index in range(len(dataset)):
+        example = dataset[index]
+        _, mask = renderer.render(sample_scene(np.random.default_rng([3, index, 0]), options.scene), mask=True)
+        corners = transform_points(cube_corners(), example["translation"], example["quaternion"])
+        pixels = project_with_intrinsics(corners, example["camera"])
+        rows, cols = np.nonzero(mask)
+        assert abs(pixels[:, 0].min() - cols.min()) < 1.5 and abs(pixels[:, 0].max() - (cols.max() + 1)) < 1.5
+        assert abs(pixels[:, 1].min() - rows.min()) < 1.5 and abs(pixels[:, 1].max() - (rows.max() + 1)) < 1.5
+        centre = project_with_intrinsics(example["translation"][None], example["camera"])[0].astype(int)
+        assert mask[centre[1], centre[0]]
+    renderer.release()
 
 
-def test_count_must_be_positive(tmp_path):
+def test_yaw_turns_the_cube_about_the_table_normal_and_full_does_not():
+    for index in range(20):
+        scene = sample_scene(np.random.default_rng([0, index, 0]), PRESETS["default"])
+        cube_up = quaternion_to_matrix(scene.cube.quaternion)[:, 1]
+        np.testing.assert_allclose(cube_up, scene.up, atol=1e-9)  # standing on the table
+        assert np.dot(scene.cube.translation - scene.table_centre, scene.up) == pytest.approx(CUBE_SIZE / 2)
+    full = scene_options(rotation="full")
+    tilted = [sample_scene(np.random.default_rng([0, i, 0]), full) for i in range(20)]
+    assert max(abs(np.dot(quaternion_to_matrix(s.cube.quaternion)[:, 1], s.up)) for s in tilted) < 0.999
+
+
+def test_ur3_preset_frames_the_cube_like_unitys_tutorial():
+    scenes = [sample_scene(np.random.default_rng([1, i, 0]), PRESETS["ur3"]) for i in range(50)]
+    depths = np.array([s.cube.translation[2] for s in scenes])
+    tilts = np.degrees(np.arcsin([-s.up[2] for s in scenes]))  # table normal leans towards the camera
+    assert 1.7 <= depths.min() and depths.max() <= 2.5
+    assert 12 - 1e-6 <= tilts.min() and tilts.max() <= 18 + 1e-6
+
+
+def test_user_backgrounds_show_behind_the_scene(tmp_path):
+    scene = sample_scene(np.random.default_rng([4, 0, 0]), PRESETS["default"], backgrounds=1)
+    scene = replace(scene, table_size=0.0, distractors=[])  # nothing but the cube in front of the background
+    renderer = GLRenderer(64, 64, backgrounds=[np.full((8, 8, 3), (250, 20, 30), dtype=np.uint8)])
+    image, mask = renderer.render(scene, mask=True)
+    renderer.release()
+    np.testing.assert_allclose(image[~mask].mean(axis=0), [250, 20, 30], atol=2)
+    Image.fromarray(np.full((4, 4, 3), 9, dtype=np.uint8)).save(tmp_path / "bg.png")
+    assert main(["generate", str(tmp_path / "out"), "--count", "2", "--backgrounds", str(tmp_path)]) == 0
+    assert main(["generate", str(tmp_path / "none"), "--count", "2", "--backgrounds", str(tmp_path / "out")]) == 2
+
+
+def test_bad_options_are_clear_errors(tmp_path, caplog):
     assert main(["generate", str(tmp_path), "--count", "0"]) == 2
+    assert main(["generate", str(tmp_path), "--count", "2", "--fov", "50", "70"]) == 2  # legacy: one camera
+    assert "needs --format solo" in caplog.text
+    assert main(["generate", str(tmp_path / "s"), "--count", "2", "--fov", "50", "70", "--format", "solo"]) == 0
+    assert main(["generate", str(tmp_path), "--count", "2", "--preset", "studio"]) == 2
 
 
 def test_captures_are_split_into_files_of_150(tmp_path):
@@ -54,12 +121,4 @@ def test_captures_are_split_into_files_of_150(tmp_path):
     files = sorted(tmp_path.glob("Dataset*/captures_*.json"))
     assert [f.name for f in files] == ["captures_000.json", "captures_001.json"]
     assert len(json.loads(files[1].read_text())["captures"]) == 1
-
-
-def test_yaw_rotates_about_the_vertical_axis_only_and_full_does_not(tmp_path):
-    main(["generate", str(tmp_path / "yaw"), "--count", "8", "--image-size", "16"])
-    yaw = read_legacy(tmp_path / "yaw").quaternions
-    np.testing.assert_allclose(yaw[:, [0, 2]], 0.0, atol=1e-6)
-    assert np.ptp(yaw[:, 1]) > 0.5  # a spread of yaw angles
-    main(["generate", str(tmp_path / "full"), "--count", "8", "--image-size", "16", "--rotation", "full"])
-    assert np.abs(read_legacy(tmp_path / "full").quaternions[:, [0, 2]]).max() > 0.1
+    assert len(read_legacy(tmp_path)) == 151

@@ -1,76 +1,151 @@
-"""`cubepose generate`: a synthetic dataset in one of Unity Perception's layouts.
+"""`cubepose generate`: rendered cube datasets with domain randomisation in a Perception layout.
 
-Each image gets its own random generator seeded by (seed, index), so the same seed and
-options give the same dataset whatever the order of work.
+Each image's scene comes from its own generator seeded by (seed, index), so the same seed and
+options give the same files whatever the number of workers or the order of work. Images are
+written under a temporary name and renamed, so a re-run renders only what is missing.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import multiprocessing
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from cubepose.geometry import canonicalize_quaternions, random_quaternions
-from cubepose.synth.render import Camera, render_cube
-from cubepose.synth.writers import WRITERS
+from cubepose.io_utils import atomic_open
+from cubepose.synth.scene import PRESETS, ROTATION_MODES, SceneOptions, sample_scene
+from cubepose.synth.sensor import apply_sensor
+from cubepose.synth.writers import LAYOUTS, FrameLabel
 
 logger = logging.getLogger(__name__)
+
+IMAGES_PER_TASK = 32  # unit of work handed to a worker process
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+BACKGROUND_SIZE = 256  # user backgrounds are resized to this square texture
+PNG_COMPRESSION = 1  # zlib level: 6 (PIL's default) costs more time than the renderer, for ~10% smaller files
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """What the generator randomises and within which ranges."""
+    """What to write and the scene ranges (a preset, optionally overridden)."""
 
     count: int
     seed: int = 0
     image_size: int = 128
-    vertical_fov_deg: float = 60.0  # Unity's default camera
-    distance: tuple[float, float] = (0.28, 0.57)  # metres along the optical axis
-    margin: float = 0.6  # share of the half-image the cube centre may reach
-    symmetric: bool = False
-    rotation: str = "yaw"  # "yaw": about the camera's vertical axis, as Unity's UR3 demo; "full": any
-    format: str = "legacy"  # Perception layout written: "legacy" (0.x) or "solo" (1.0+)
+    format: str = "legacy"  # Perception layout: "legacy" (0.x) or "solo" (1.0+)
+    scene: SceneOptions = field(default_factory=SceneOptions)
+    backgrounds: str | None = None  # folder of user background images
+    workers: int = 1
 
 
-ROTATION_MODES = ("yaw", "full")
+def scene_options(preset: str = "default", **overrides) -> SceneOptions:
+    """A preset's ranges with the given fields replaced (None values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if overrides.get("rotation") not in (None, *ROTATION_MODES):
+        raise ValueError(f"--rotation must be one of {', '.join(ROTATION_MODES)}, got {overrides['rotation']!r}")
+    return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 
-def sample_rotation(rng: np.random.Generator, mode: str) -> np.ndarray:
-    """A canonical unit quaternion: uniform yaw about the camera's y (up) axis, or uniform on SO(3)."""
-    if mode == "full":
-        return random_quaternions(rng, 1)[0]
-    if mode != "yaw":
-        raise ValueError(f"--rotation must be one of {', '.join(ROTATION_MODES)}, got {mode!r}")
-    half_angle = rng.uniform(0, np.pi)
-    return canonicalize_quaternions(np.array([0.0, np.sin(half_angle), 0.0, np.cos(half_angle)]))
+def background_files(folder: str | None) -> list[Path]:
+    if folder is None:
+        return []
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"--backgrounds {folder}: no .png or .jpg images in it")
+    return files
 
 
-def sample_pose(rng: np.random.Generator, options: GenerationOptions) -> tuple[np.ndarray, np.ndarray]:
-    """A camera-frame translation inside the view frustum and a uniform random rotation."""
-    z = rng.uniform(*options.distance)
-    half_height = z * np.tan(np.radians(options.vertical_fov_deg) / 2)
-    x, y = rng.uniform(-1, 1, size=2) * half_height * options.margin
-    return np.array([x, y, z]), sample_rotation(rng, options.rotation)
+# -- work done in each process ---------------------------------------------------------------
+
+_renderer: tuple[tuple, object] | None = None  # (key, GLRenderer) of this process
+
+
+def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
+    """This process's renderer for this size and backgrounds, created on first use (GL cannot cross a fork)."""
+    global _renderer
+    key = (options.image_size, tuple(backgrounds))
+    if _renderer is None or _renderer[0] != key:
+        from cubepose.synth.gl_renderer import GLRenderer
+
+        if _renderer is not None:
+            _renderer[1].release()
+        textures = [
+            np.asarray(Image.open(p).convert("RGB").resize((BACKGROUND_SIZE,) * 2, Image.BILINEAR)) for p in backgrounds
+        ]
+        _renderer = (key, GLRenderer(options.image_size, options.image_size, textures))
+    return _renderer[1]
+
+
+def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index: int) -> FrameLabel:
+    """Render and write frame ``index`` unless its files exist; return its labels either way."""
+    layout = LAYOUTS[options.format](out, options.seed)
+    scene = sample_scene(np.random.default_rng([options.seed, index, 0]), options.scene, len(backgrounds))
+    cube = scene.cube
+    label = FrameLabel(
+        index, cube.translation, cube.quaternion, scene.vertical_fov_deg, options.image_size, options.image_size
+    )
+    image_path, label_path = layout.image_path(index), layout.label_path(index)
+    if image_path.exists() and (label_path is None or label_path.exists()):
+        return label
+    image = _get_renderer(options, backgrounds).render(scene, symmetric=options.scene.symmetric)
+    image = apply_sensor(image, scene.blur, scene.noise, np.random.default_rng([options.seed, index, 1]))
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(image_path, "wb", durable=False) as handle:
+        Image.fromarray(image).save(handle, format="PNG", compress_level=PNG_COMPRESSION)
+    layout.write_label(label)
+    return label
+
+
+def _frames(task: tuple[Path, GenerationOptions, list[Path], range]) -> list[FrameLabel]:
+    out, options, backgrounds, indices = task
+    return [frame(out, options, backgrounds, index) for index in indices]
+
+
+# -- the command ------------------------------------------------------------------------------
 
 
 def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path:
-    """Render ``options.count`` images and write them in ``options.format``'s Perception layout under ``out``."""
+    """Render ``options.count`` images into ``out`` in ``options.format``'s layout; resume if partly done."""
     if options.count < 1:
         raise ValueError(f"--count must be at least 1, got {options.count}")
-    if options.format not in WRITERS:
-        raise ValueError(f"--format must be one of {', '.join(WRITERS)}, got {options.format!r}")
+    if options.format not in LAYOUTS:
+        raise ValueError(f"--format must be one of {', '.join(LAYOUTS)}, got {options.format!r}")
+    if options.format == "legacy" and options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
+        raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
     out = Path(out)
-    camera = Camera(options.image_size, options.image_size, options.vertical_fov_deg)
-    writer = WRITERS[options.format](out, options.seed, camera)
-    for index in tqdm(range(options.count), desc=f"rendering {out}", unit="img"):
-        rng = np.random.default_rng([options.seed, index, 0])
-        translation, quaternion = sample_pose(rng, options)
-        image = render_cube(translation, quaternion, camera, rng, symmetric=options.symmetric)
-        writer.add(index, image, translation, quaternion)
-    writer.close()
+    backgrounds = background_files(options.backgrounds)
+    layout = LAYOUTS[options.format](out, options.seed)
+    layout.prepare()
+    for partial in out.rglob(".*.tmp"):  # left by an interrupted run
+        partial.unlink()
+
+    starts = range(0, options.count, IMAGES_PER_TASK)
+    tasks = [(out, options, backgrounds, range(s, min(s + IMAGES_PER_TASK, options.count))) for s in starts]
+    workers = max(1, min(options.workers, math.ceil(options.count / IMAGES_PER_TASK)))
+    labels: list[FrameLabel] = []
+    with tqdm(total=options.count, desc=f"rendering {out}", unit="img") as bar:
+        if workers == 1:
+            results = map(_frames, tasks)
+            pool = None
+        else:
+            pool = multiprocessing.get_context("spawn").Pool(workers)
+            results = pool.imap_unordered(_frames, tasks)
+        try:
+            for chunk in results:
+                labels += chunk
+                bar.update(len(chunk))
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
+    labels.sort(key=lambda label: label.index)
+    layout.finish(labels)
     logger.info("wrote %d captures (%s layout) to %s", options.count, options.format, out)
     return out

@@ -1,21 +1,22 @@
-"""Writers of Unity Perception's two layouts (legacy 0.x and SOLO) for generated frames.
+"""The two Unity Perception layouts (legacy 0.x and SOLO) as written by ``cubepose generate``.
 
-Both record the cube's 3D bounding box in the camera frame; SOLO also records the
-camera's projection matrix and image size, which the reader turns into intrinsics.
+A layout names each frame's files, writes the per-frame labels (SOLO: one JSON per frame,
+written by the worker that rendered it) and, at the end, the dataset-wide files (legacy:
+captures_NNN.json from all labels). Both record the cube's 3D box in the camera frame; SOLO
+also records each frame's projection matrix and image size.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from cubepose.geometry import CUBE_SIZE
+from cubepose.geometry import CUBE_SIZE, projection_from_fov
 from cubepose.io_utils import atomic_write_text
-from cubepose.synth.render import Camera
 
 CAPTURES_PER_FILE = 150  # as Perception 0.x writes them
 BOX3D_DEFINITION_NAME = "bounding box 3D"
@@ -23,7 +24,22 @@ LABEL_NAME = "cube_position"
 SOLO_RGB_TYPE = "type.unity.com/unity.solo.RGBCamera"
 SOLO_BOX3D_TYPE = "type.unity.com/unity.solo.BoundingBox3DAnnotation"
 FAR_CLIP_M22 = -1.0006  # Unity's m22 for near 0.3 m / far 1000 m; unused by the reader
-FORMATS = ("legacy", "solo")
+
+
+@dataclass(frozen=True)
+class FrameLabel:
+    """What a frame's labels record: the cube's pose and the camera that saw it."""
+
+    index: int
+    translation: np.ndarray
+    quaternion: np.ndarray
+    vertical_fov_deg: float
+    width: int
+    height: int
+
+    @property
+    def projection(self) -> tuple[float, float]:
+        return projection_from_fov(self.vertical_fov_deg, self.width, self.height)
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -35,28 +51,47 @@ def stable_uuid(seed: int, salt: int) -> str:
     return str(uuid.UUID(bytes=np.random.default_rng([seed, salt]).bytes(16), version=4))
 
 
-class LegacyWriter:
-    """Dataset<uuid>/captures_NNN.json + annotation_definitions.json, images in RGB<uuid>/."""
+def _box_value(label: FrameLabel, camel_case: bool) -> dict:
+    keys = ("instanceId", "labelId", "labelName") if camel_case else ("instance_id", "label_id", "label_name")
+    return {
+        **dict(zip(keys, (1, 1, LABEL_NAME), strict=True)),
+        "translation": _rounded(label.translation),
+        "size": [CUBE_SIZE] * 3,
+        "rotation": _rounded(label.quaternion),
+        "velocity": [0.0, 0.0, 0.0],
+        "acceleration": [0.0, 0.0, 0.0],
+    }
 
-    def __init__(self, out: Path, seed: int, camera: Camera) -> None:
+
+class LegacyLayout:
+    """Dataset<uuid>/captures_NNN.json + annotation_definitions.json, images in RGB<uuid>/rgb_N.png."""
+
+    def __init__(self, out: Path, seed: int) -> None:
         self.out = out
-        self.camera = camera
         self.dataset_dir = out / f"Dataset{stable_uuid(seed, 1)}"
-        self.rgb_name = f"RGB{stable_uuid(seed, 2)}"
+        self.rgb_dir = out / f"RGB{stable_uuid(seed, 2)}"
         self.definition_id = stable_uuid(seed, 3)
         self.sensor_id = stable_uuid(seed, 4)
-        (out / self.rgb_name).mkdir(parents=True, exist_ok=True)
+
+    def prepare(self) -> None:
+        self.rgb_dir.mkdir(parents=True, exist_ok=True)
         self.dataset_dir.mkdir(parents=True, exist_ok=True)
-        self.captures: list[dict] = []
 
-    def add(self, index: int, image: np.ndarray, translation: np.ndarray, quaternion: np.ndarray) -> None:
-        filename = f"{self.rgb_name}/rgb_{index + 2}.png"
-        Image.fromarray(image).save(self.out / filename)
-        self.captures.append(self._capture(index, filename, translation, quaternion))
+    def image_path(self, index: int) -> Path:
+        return self.rgb_dir / f"rgb_{index + 2}.png"
 
-    def close(self) -> None:
-        for number, start in enumerate(range(0, len(self.captures), CAPTURES_PER_FILE)):
-            chunk = {"version": "0.0.1", "captures": self.captures[start : start + CAPTURES_PER_FILE]}
+    def label_path(self, index: int) -> Path | None:
+        return None  # all labels go into captures_NNN.json at the end
+
+    def write_label(self, label: FrameLabel) -> None:
+        pass
+
+    def finish(self, labels: list[FrameLabel]) -> None:
+        if len({label.vertical_fov_deg for label in labels}) > 1:
+            raise ValueError("the legacy layout cannot record a field of view per image; use --format solo")
+        captures = [self._capture(label) for label in labels]
+        for number, start in enumerate(range(0, len(captures), CAPTURES_PER_FILE)):
+            chunk = {"version": "0.0.1", "captures": captures[start : start + CAPTURES_PER_FILE]}
             atomic_write_text(self.dataset_dir / f"captures_{number:03d}.json", json.dumps(chunk, indent=1))
         definition = {
             "id": self.definition_id,
@@ -68,11 +103,11 @@ class LegacyWriter:
         definitions = {"version": "0.0.1", "annotation_definitions": [definition]}
         atomic_write_text(self.dataset_dir / "annotation_definitions.json", json.dumps(definitions, indent=1))
 
-    def _capture(self, index: int, filename: str, translation: np.ndarray, quaternion: np.ndarray) -> dict:
-        camera = self.camera
+    def _capture(self, label: FrameLabel) -> dict:
+        m00, m11 = label.projection
         return {
-            "id": str(uuid.UUID(int=index + 1)),
-            "sequence_id": str(uuid.UUID(int=index + 1)),
+            "id": str(uuid.UUID(int=label.index + 1)),
+            "sequence_id": str(uuid.UUID(int=label.index + 1)),
             "step": 0,
             "timestamp": 0.0,
             "sensor": {
@@ -81,56 +116,47 @@ class LegacyWriter:
                 "modality": "camera",
                 "translation": [0.0, 0.0, 0.0],
                 "rotation": [0.0, 0.0, 0.0, 1.0],
-                "camera_intrinsic": [[camera.m00, 0.0, 0.0], [0.0, camera.m11, 0.0], [0.0, 0.0, FAR_CLIP_M22]],
+                "camera_intrinsic": [[m00, 0.0, 0.0], [0.0, m11, 0.0], [0.0, 0.0, FAR_CLIP_M22]],
             },
             "ego": {"ego_id": self.sensor_id, "translation": [0.0, 0.0, 0.0], "rotation": [0.0, 0.0, 0.0, 1.0]},
-            "filename": filename,
+            "filename": self.image_path(label.index).relative_to(self.out).as_posix(),
             "format": "PNG",
             "annotations": [
                 {
-                    "id": str(uuid.UUID(int=10**9 + index)),
+                    "id": str(uuid.UUID(int=10**9 + label.index)),
                     "annotation_definition": self.definition_id,
-                    "values": [
-                        {
-                            "label_id": 1,
-                            "label_name": LABEL_NAME,
-                            "instance_id": 1,
-                            "translation": _rounded(translation),
-                            "size": [CUBE_SIZE] * 3,
-                            "rotation": _rounded(quaternion),
-                            "velocity": [0.0, 0.0, 0.0],
-                            "acceleration": [0.0, 0.0, 0.0],
-                        }
-                    ],
+                    "values": [_box_value(label, camel_case=False)],
                 }
             ],
         }
 
 
-class SoloWriter:
+class SoloLayout:
     """metadata.json, annotation_definitions.json and sequence.N/step0.{camera.png,frame_data.json}."""
 
-    def __init__(self, out: Path, seed: int, camera: Camera) -> None:
+    def __init__(self, out: Path, seed: int) -> None:
         self.out = out
-        self.camera = camera
-        self.count = 0
-        out.mkdir(parents=True, exist_ok=True)
 
-    def add(self, index: int, image: np.ndarray, translation: np.ndarray, quaternion: np.ndarray) -> None:
-        sequence = self.out / f"sequence.{index}"
-        sequence.mkdir(exist_ok=True)
-        Image.fromarray(image).save(sequence / "step0.camera.png")
-        frame = {"frame": index, "sequence": index, "step": 0, "timestamp": 0.0, "metrics": []}
-        frame["captures"] = [self._capture(translation, quaternion)]
-        atomic_write_text(sequence / "step0.frame_data.json", json.dumps(frame, indent=1))
-        self.count += 1
+    def prepare(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
 
-    def close(self) -> None:
+    def image_path(self, index: int) -> Path:
+        return self.out / f"sequence.{index}" / "step0.camera.png"
+
+    def label_path(self, index: int) -> Path:
+        return self.out / f"sequence.{index}" / "step0.frame_data.json"
+
+    def write_label(self, label: FrameLabel) -> None:
+        frame = {"frame": label.index, "sequence": label.index, "step": 0, "timestamp": 0.0, "metrics": []}
+        frame["captures"] = [self._capture(label)]
+        atomic_write_text(self.label_path(label.index), json.dumps(frame, indent=1), durable=False)
+
+    def finish(self, labels: list[FrameLabel]) -> None:
         metadata = {
             "unityVersion": "none (cubepose generate)",
             "perceptionVersion": "SOLO layout written by cubepose",
-            "totalFrames": self.count,
-            "totalSequences": self.count,
+            "totalFrames": len(labels),
+            "totalSequences": len(labels),
             "sensors": ["camera"],
         }
         definition = {
@@ -140,22 +166,11 @@ class SoloWriter:
             "spec": [{"label_id": 1, "label_name": LABEL_NAME}],
         }
         atomic_write_text(self.out / "metadata.json", json.dumps(metadata, indent=1))
-        atomic_write_text(
-            self.out / "annotation_definitions.json", json.dumps({"annotationDefinitions": [definition]}, indent=1)
-        )
+        definitions = json.dumps({"annotationDefinitions": [definition]}, indent=1)
+        atomic_write_text(self.out / "annotation_definitions.json", definitions)
 
-    def _capture(self, translation: np.ndarray, quaternion: np.ndarray) -> dict:
-        camera = self.camera
-        box = {
-            "instanceId": 1,
-            "labelId": 1,
-            "labelName": LABEL_NAME,
-            "translation": _rounded(translation),
-            "size": [CUBE_SIZE] * 3,
-            "rotation": _rounded(quaternion),
-            "velocity": [0.0, 0.0, 0.0],
-            "acceleration": [0.0, 0.0, 0.0],
-        }
+    def _capture(self, label: FrameLabel) -> dict:
+        m00, m11 = label.projection
         return {
             "@type": SOLO_RGB_TYPE,
             "id": "camera",
@@ -164,13 +179,20 @@ class SoloWriter:
             "rotation": [0.0, 0.0, 0.0, 1.0],
             "velocity": [0.0, 0.0, 0.0],
             "acceleration": [0.0, 0.0, 0.0],
-            "filename": "step0.camera.png",
+            "filename": self.image_path(label.index).name,
             "imageFormat": "Png",
-            "dimension": [float(camera.width), float(camera.height)],
+            "dimension": [float(label.width), float(label.height)],
             "projection": "Perspective",
-            "matrix": [camera.m00, 0.0, 0.0, 0.0, camera.m11, 0.0, 0.0, 0.0, FAR_CLIP_M22],
-            "annotations": [{"@type": SOLO_BOX3D_TYPE, "id": "bounding box 3D", "sensorId": "camera", "values": [box]}],
+            "matrix": [m00, 0.0, 0.0, 0.0, m11, 0.0, 0.0, 0.0, FAR_CLIP_M22],
+            "annotations": [
+                {
+                    "@type": SOLO_BOX3D_TYPE,
+                    "id": "bounding box 3D",
+                    "sensorId": "camera",
+                    "values": [_box_value(label, camel_case=True)],
+                }
+            ],
         }
 
 
-WRITERS = {"legacy": LegacyWriter, "solo": SoloWriter}
+LAYOUTS = {"legacy": LegacyLayout, "solo": SoloLayout}

@@ -1,0 +1,230 @@
+"""OpenGL rendering of a sampled scene with moderngl on a headless EGL context.
+
+Mesa's llvmpipe renders on the CPU where no GPU driver exists. Scenes are given in Unity's
+camera frame (x right, y up, z forward); OpenGL's eye frame looks down -z, so every model
+matrix is premultiplied by diag(1, 1, -1), and the projection matches Unity's, so a point
+lands on u = W/2 (1 + m00 x/z), v = H/2 (1 - m11 y/z).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cubepose.errors import CubeposeError
+from cubepose.geometry import quaternion_to_matrix
+from cubepose.synth.scene import Box, Scene
+from cubepose.synth.textures import cube_atlas
+
+FLIP_Z = np.diag([1.0, 1.0, -1.0])
+NEAR, FAR = 0.05, 100.0
+SAMPLES = 4  # multisample anti-aliasing
+SYSTEM_LIBRARIES = "libEGL and Mesa's OpenGL drivers (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)"
+
+VERTEX_SHADER = """
+#version 330
+uniform mat4 projection;
+uniform mat4 model_view;
+uniform mat3 normal_matrix;
+in vec3 in_position;
+in vec3 in_normal;
+in vec2 in_uv;
+out vec3 v_position;
+out vec3 v_normal;
+out vec2 v_uv;
+void main() {
+    vec4 position = model_view * vec4(in_position, 1.0);
+    v_position = position.xyz;
+    v_normal = normal_matrix * in_normal;
+    v_uv = in_uv;
+    gl_Position = projection * position;
+}
+"""
+
+FRAGMENT_SHADER = """
+#version 330
+uniform sampler2D albedo;
+uniform vec3 tint;
+uniform vec2 uv_scale;
+uniform vec3 light_direction;
+uniform vec3 light_colour;
+uniform vec3 ambient;
+uniform int mode;  // 0: lit, 1: unlit (background), 2: mask
+in vec3 v_position;
+in vec3 v_normal;
+in vec2 v_uv;
+out vec4 colour;
+void main() {
+    if (mode == 2) { colour = vec4(1.0); return; }
+    vec3 base = texture(albedo, v_uv * uv_scale).rgb * tint;
+    if (mode == 1) { colour = vec4(base, 1.0); return; }
+    vec3 normal = normalize(v_normal);
+    vec3 view = normalize(-v_position);
+    if (dot(normal, view) < 0.0) normal = -normal;  // two-sided planes
+    float diffuse = max(dot(normal, light_direction), 0.0);
+    float specular = pow(max(dot(reflect(-light_direction, normal), view), 0.0), 24.0) * 0.25;
+    colour = vec4(base * (ambient + light_colour * diffuse) + light_colour * specular, 1.0);
+}
+"""
+
+
+def _box_mesh() -> tuple[np.ndarray, np.ndarray]:
+    """A unit box: 24 vertices (position, normal, uv into the 6-face atlas) and 36 indices."""
+    vertices, indices = [], []
+    for face, (axis, sign) in enumerate((a, s) for a in range(3) for s in (1, -1)):
+        normal = np.zeros(3)
+        normal[axis] = sign
+        u_axis, v_axis = [a for a in range(3) if a != axis]
+        for cu, cv in ((0, 0), (1, 0), (1, 1), (0, 1)):
+            position = normal * 0.5
+            position[u_axis], position[v_axis] = cu - 0.5, cv - 0.5
+            vertices.append([*position, *normal, (face + cu) / 6, cv])
+        base = 4 * face
+        indices += [base, base + 1, base + 2, base, base + 2, base + 3]
+    return np.array(vertices, dtype="f4"), np.array(indices, dtype="i4")
+
+
+def _quad(z: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A unit square in the x-z plane (normal +y), uv 0-1; with ``z`` set, a screen quad at that depth."""
+    corners = [(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)]
+    vertices = [[x, 0.0, y, 0, 1, 0, x + 0.5, y + 0.5] for x, y in corners]
+    if z:
+        vertices = [[2 * x, 2 * y, z, 0, 0, 1, x + 0.5, y + 0.5] for x, y in corners]
+    return np.array(vertices, dtype="f4"), np.array([0, 1, 2, 0, 2, 3], dtype="i4")
+
+
+def projection_matrix(vertical_fov_deg: float, aspect: float) -> np.ndarray:
+    """OpenGL's perspective projection with Unity's m11 = 1 / tan(fov / 2) and m00 = m11 / aspect."""
+    m11 = 1.0 / np.tan(np.radians(vertical_fov_deg) / 2)
+    return np.array(
+        [
+            [m11 / aspect, 0, 0, 0],
+            [0, m11, 0, 0],
+            [0, 0, (FAR + NEAR) / (NEAR - FAR), 2 * FAR * NEAR / (NEAR - FAR)],
+            [0, 0, -1, 0],
+        ]
+    )
+
+
+def _gl_matrix(matrix: np.ndarray) -> bytes:
+    return np.ascontiguousarray(matrix.T, dtype="f4").tobytes()  # OpenGL is column-major
+
+
+class GLRenderer:
+    """Renders scenes at one image size; create one per process (a GL context is not fork-safe)."""
+
+    def __init__(self, width: int, height: int, backgrounds: list[np.ndarray] | None = None) -> None:
+        try:
+            import moderngl
+
+            self.ctx = moderngl.create_standalone_context(backend="egl")
+        except Exception as err:  # moderngl/glcontext raise plain Exceptions for missing libraries
+            raise CubeposeError(
+                f"cannot create a headless OpenGL context ({err}); cubepose generate needs {SYSTEM_LIBRARIES}"
+            ) from err
+        import moderngl
+
+        self.size = (width, height)
+        self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
+        self.box = self._mesh(*_box_mesh())
+        self.plane = self._mesh(*_quad())
+        self.screen = self._mesh(*_quad(z=0.9999))
+        self.msaa = self.ctx.framebuffer(
+            self.ctx.renderbuffer(self.size, 3, samples=SAMPLES),
+            self.ctx.depth_renderbuffer(self.size, samples=SAMPLES),
+        )
+        self.resolved = self.ctx.framebuffer(
+            self.ctx.renderbuffer(self.size, 3), self.ctx.depth_renderbuffer(self.size)
+        )
+        self.atlases = {symmetric: self._texture(cube_atlas(symmetric)) for symmetric in (False, True)}
+        self.white = self._texture(np.full((1, 1, 3), 255, dtype=np.uint8))
+        self.backgrounds = [self._texture(image) for image in backgrounds or []]
+        self.ctx.enable(moderngl.DEPTH_TEST)
+
+    def _mesh(self, vertices: np.ndarray, indices: np.ndarray):
+        buffer, index_buffer = self.ctx.buffer(vertices.tobytes()), self.ctx.buffer(indices.tobytes())
+        layout = [(buffer, "3f 3f 2f", "in_position", "in_normal", "in_uv")]
+        return self.ctx.vertex_array(self.program, layout, index_buffer=index_buffer)
+
+    def _texture(self, image: np.ndarray, repeat: bool = False):
+        image = np.ascontiguousarray(image[::-1], dtype=np.uint8)  # OpenGL's rows start at the bottom
+        texture = self.ctx.texture((image.shape[1], image.shape[0]), 3, image.tobytes(), alignment=1)
+        texture.repeat_x = texture.repeat_y = repeat
+        return texture
+
+    def _set(self, name: str, value) -> None:
+        if name in self.program:
+            uniform = self.program[name]
+            if isinstance(value, bytes):
+                uniform.write(value)
+            else:
+                uniform.value = value
+
+    def _draw(self, vao, texture, model: np.ndarray, normal: np.ndarray, tint=(1, 1, 1), uv_scale=(1, 1), mode=0):
+        texture.use(0)
+        self._set("model_view", _gl_matrix(model))
+        self._set("normal_matrix", np.ascontiguousarray(normal.T, dtype="f4").tobytes())
+        self._set("tint", tuple(float(v) for v in tint))
+        self._set("uv_scale", tuple(float(v) for v in uv_scale))
+        self._set("mode", mode)
+        vao.render()
+
+    def _draw_box(self, box: Box, texture, mode: int = 0) -> None:
+        rotation = FLIP_Z @ quaternion_to_matrix(box.quaternion)
+        model = np.eye(4)
+        model[:3, :3] = rotation * box.size
+        model[:3, 3] = FLIP_Z @ box.translation
+        self._draw(self.box, texture, model, rotation, tint=box.colour, mode=mode)
+
+    def render(self, scene: Scene, symmetric: bool = False, mask: bool = False):
+        """RGB uint8 (H, W, 3) of ``scene`` before sensor effects; with ``mask``, also the cube's (H, W) bool mask."""
+        width, height = self.size
+        self.msaa.use()
+        self.msaa.clear(0.0, 0.0, 0.0, 1.0)
+        self._set("projection", _gl_matrix(projection_matrix(scene.vertical_fov_deg, width / height)))
+        self._set("light_direction", tuple(float(v) for v in FLIP_Z @ scene.light_direction))
+        self._set("light_colour", tuple(float(v) for v in scene.light_colour))
+        self._set("ambient", tuple(float(v) for v in scene.ambient))
+
+        own_background = scene.background_index < 0
+        background = (
+            self._texture(scene.background_texture) if own_background else self.backgrounds[scene.background_index]
+        )
+        self.ctx.depth_mask = False
+        self._set("projection", _gl_matrix(np.eye(4)))
+        self._draw(self.screen, background, np.eye(4), np.eye(3), mode=1)
+        self._set("projection", _gl_matrix(projection_matrix(scene.vertical_fov_deg, width / height)))
+        self.ctx.depth_mask = True
+
+        table = self._texture(scene.table_texture, repeat=True)
+        basis = self._table_basis(scene.up)
+        model = np.eye(4)
+        model[:3, :3] = FLIP_Z @ basis * [scene.table_size, 1, scene.table_size]
+        model[:3, 3] = FLIP_Z @ scene.table_centre
+        self._draw(self.plane, table, model, FLIP_Z @ basis, uv_scale=(scene.table_tiles,) * 2)
+        self._draw_box(scene.cube, self.atlases[symmetric])
+        for box in scene.distractors:
+            self._draw_box(box, self.white)
+        if own_background:
+            background.release()
+        table.release()
+
+        self.ctx.copy_framebuffer(self.resolved, self.msaa)
+        image = np.frombuffer(self.resolved.read(components=3, alignment=1), np.uint8).reshape(height, width, 3)
+        image = image[::-1].copy()
+        if not mask:
+            return image
+        self.resolved.use()
+        self.resolved.clear(0.0, 0.0, 0.0, 1.0)
+        self._draw_box(scene.cube, self.white, mode=2)
+        silhouette = np.frombuffer(self.resolved.read(components=1, alignment=1), np.uint8).reshape(height, width)
+        return image, silhouette[::-1] > 127
+
+    @staticmethod
+    def _table_basis(up: np.ndarray) -> np.ndarray:
+        """Columns: two table directions and the table normal ``up`` (in the middle, as the quad's +y)."""
+        along = np.array([1.0, 0.0, 0.0]) - up * up[0]
+        along /= np.linalg.norm(along)
+        return np.column_stack([along, up, np.cross(along, up)])
+
+    def release(self) -> None:
+        self.ctx.release()

@@ -1,0 +1,155 @@
+"""Random scenes for domain randomisation: what is where, how it is lit, and how the sensor degrades.
+
+Everything is sampled in the camera frame (Unity's: x right, y up, z forward) from one
+``numpy.random.Generator`` per image, so a scene depends only on (seed, index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cubepose.geometry import CUBE_SIZE, axis_angle_quaternions, quaternion_multiply, quaternion_to_matrix
+
+ROTATION_MODES = ("yaw", "full")
+X_AXIS, Y_AXIS, Z_AXIS = np.eye(3)
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """The ranges a preset randomises within (distances in metres, angles in degrees)."""
+
+    distance: tuple[float, float] = (0.3, 0.55)  # camera to cube centre, along the optical axis
+    tilt_deg: tuple[float, float] = (20.0, 50.0)  # camera pitched down from horizontal
+    roll_deg: float = 3.0  # camera roll jitter, +-
+    vertical_fov_deg: tuple[float, float] = (60.0, 60.0)  # Unity's default camera
+    margin: float = 0.6  # share of the half-image the cube centre may reach
+    distractors: tuple[int, int] = (0, 3)  # boxes on the table besides the cube
+    table_size: float = 4.0  # metres, edge of the square table
+    rotation: str = "yaw"  # "yaw": about the table's normal, as Unity's UR3 demo; "full": any
+    symmetric: bool = False  # plain cube (no markings)
+    noise: tuple[float, float] = (0.0, 6.0)  # sensor noise std, in 0-255 units
+    blur: tuple[float, float] = (0.0, 0.7)  # Gaussian blur sigma, in pixels
+
+
+PRESETS = {
+    "default": SceneOptions(),
+    # Unity's UR3 pick-and-place tutorial: cube on a table ~1.7-2.5 m away, camera tilted down ~15 deg
+    "ur3": SceneOptions(distance=(1.7, 2.5), tilt_deg=(12.0, 18.0), roll_deg=1.0, margin=0.5, table_size=10.0),
+}
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box in the camera frame: centre, rotation (x, y, z, w), edge lengths and RGB tint in [0, 1]."""
+
+    translation: np.ndarray
+    quaternion: np.ndarray
+    size: np.ndarray
+    colour: np.ndarray
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One image's sampled scene. ``up`` is the table normal in the camera frame."""
+
+    cube: Box
+    vertical_fov_deg: float
+    up: np.ndarray
+    table_centre: np.ndarray
+    table_texture: np.ndarray  # small uint8 RGB, magnified smoothly by the renderer
+    table_tiles: float
+    table_size: float
+    background_texture: np.ndarray
+    background_index: int  # which user background image, if any
+    light_direction: np.ndarray  # towards the light, camera frame
+    light_colour: np.ndarray
+    ambient: np.ndarray
+    noise: float
+    blur: float
+    distractors: list[Box] = field(default_factory=list)
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    return float(rng.uniform(*bounds)) if bounds[1] > bounds[0] else float(bounds[0])
+
+
+def camera_from_world(tilt_deg: float, roll_deg: float) -> np.ndarray:
+    """Quaternion turning world vectors (y up) into the frame of a camera pitched down and rolled."""
+    pitch = axis_angle_quaternions(X_AXIS, np.radians(-tilt_deg))
+    roll = axis_angle_quaternions(Z_AXIS, np.radians(roll_deg))
+    return quaternion_multiply(roll, pitch)
+
+
+def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: int = 0) -> Scene:
+    """A random scene: the cube on a table inside the view, distractors, lights, background, sensor."""
+    if options.rotation not in ROTATION_MODES:
+        raise ValueError(f"rotation must be one of {', '.join(ROTATION_MODES)}, got {options.rotation!r}")
+    fov = _uniform(rng, options.vertical_fov_deg)
+    world_to_camera = camera_from_world(_uniform(rng, options.tilt_deg), rng.uniform(-1, 1) * options.roll_deg)
+    rotate = quaternion_to_matrix(world_to_camera)
+    up = rotate @ Y_AXIS
+
+    depth = _uniform(rng, options.distance)
+    half_height = depth * np.tan(np.radians(fov) / 2)
+    x, y = rng.uniform(-1, 1, size=2) * half_height * options.margin
+    centre = np.array([x, y, depth])
+    if options.rotation == "yaw":
+        yaw = axis_angle_quaternions(Y_AXIS, rng.uniform(-np.pi, np.pi))
+        quaternion = quaternion_multiply(world_to_camera, yaw)
+        lift = CUBE_SIZE / 2
+    else:
+        quaternion = rng.normal(size=4)
+        quaternion /= np.linalg.norm(quaternion)
+        lift = CUBE_SIZE * np.sqrt(3) / 2  # clear of the table whatever the rotation
+    quaternion = quaternion if quaternion[3] >= 0 else -quaternion
+    cube = Box(centre, quaternion, np.full(3, CUBE_SIZE), np.ones(3))
+    table_centre = centre - up * lift
+
+    elevation, azimuth = np.radians(rng.uniform(20, 80)), rng.uniform(0, 2 * np.pi)
+    light_world = np.array(
+        [np.cos(elevation) * np.cos(azimuth), np.sin(elevation), np.cos(elevation) * np.sin(azimuth)]
+    )
+    return Scene(
+        cube=cube,
+        vertical_fov_deg=fov,
+        up=up,
+        table_centre=table_centre,
+        table_texture=_table_texture(rng),
+        table_tiles=float(rng.uniform(2, 12)),
+        table_size=options.table_size,
+        background_texture=rng.integers(0, 256, size=(rng.integers(2, 9), rng.integers(2, 9), 3), dtype=np.uint8),
+        background_index=int(rng.integers(backgrounds)) if backgrounds else -1,
+        light_direction=rotate @ light_world,
+        light_colour=rng.uniform(0.55, 1.1) * (1 + rng.uniform(-0.15, 0.15, size=3)),
+        ambient=rng.uniform(0.15, 0.45) * (1 + rng.uniform(-0.1, 0.1, size=3)),
+        noise=_uniform(rng, options.noise),
+        blur=_uniform(rng, options.blur),
+        distractors=_distractors(rng, options, table_centre, world_to_camera, depth),
+    )
+
+
+def _table_texture(rng: np.random.Generator) -> np.ndarray:
+    """A few texels around one base colour: smooth blotches once magnified."""
+    base = rng.uniform(40, 215, size=3)
+    texels = base + rng.normal(0, rng.uniform(5, 40), size=(8, 8, 3))
+    return np.clip(texels, 0, 255).astype(np.uint8)
+
+
+def _distractors(
+    rng: np.random.Generator, options: SceneOptions, table_centre: np.ndarray, world_to_camera: np.ndarray, depth: float
+) -> list[Box]:
+    """Boxes standing on the table around the cube, never overlapping it."""
+    count = int(rng.integers(options.distractors[0], options.distractors[1] + 1))
+    rotate = quaternion_to_matrix(world_to_camera)
+    up, along, across = rotate @ Y_AXIS, rotate @ X_AXIS, rotate @ Z_AXIS
+    boxes = []
+    for _ in range(count):
+        size = rng.uniform(0.04, 0.15, size=3)
+        angle = rng.uniform(0, 2 * np.pi)
+        gap = 0.2 + rng.uniform(0, 0.8) * depth  # 0.2 m clears the cube's and a box's half-diagonals
+        position = table_centre + gap * (np.cos(angle) * along + np.sin(angle) * across) + up * size[1] / 2
+        turn = quaternion_multiply(world_to_camera, axis_angle_quaternions(Y_AXIS, rng.uniform(0, np.pi)))
+        boxes.append(Box(position, turn, size, rng.uniform(0.05, 1.0, size=3)))
+    return boxes
