@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -38,3 +39,20 @@ def test_data_speed_prints_indexing_decoding_and_loading_tables():
     assert float(rows["128 px (make demo)"].split("|")[3]) > 0
     assert any(key.startswith("loading: edflow batches, 2 processes") for key in rows)
     assert "the target of 3x the CPU config's training throughput" in result.stdout
+
+
+def test_generate_speed_prints_rows_per_layout_and_workers():
+    args = ["--count", "40", "--repeats", "1", "--sizes", "32"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "generate_speed.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| 32 |")]
+    workers = sorted({"1", str(os.cpu_count())})
+    assert {(row[2].strip(), row[3].strip()) for row in rows} == {(f, w) for f in ("legacy", "solo") for w in workers}
+    assert all(float(row[4]) > 0 for row in rows)
+    assert "| OpenGL render, blur + noise, readback |" in result.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import filecmp
 import json
+import os
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import BIN
 from cubepose.cli import main
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
@@ -98,7 +101,7 @@ def test_ur3_preset_frames_the_cube_like_unitys_tutorial():
 
 def test_user_backgrounds_show_behind_the_scene(tmp_path):
     scene = sample_scene(np.random.default_rng([4, 0, 0]), PRESETS["default"], backgrounds=1)
-    scene = replace(scene, table_size=0.0, distractors=[])  # nothing but the cube in front of the background
+    scene = replace(scene, table_size=0.0, distractors=[], noise=0.0, blur=0.0)  # only the cube before it
     renderer = GLRenderer(64, 64, backgrounds=[np.full((8, 8, 3), (250, 20, 30), dtype=np.uint8)])
     image, mask = renderer.render(scene, mask=True)
     renderer.release()
@@ -122,3 +125,32 @@ def test_captures_are_split_into_files_of_150(tmp_path):
     assert [f.name for f in files] == ["captures_000.json", "captures_001.json"]
     assert len(json.loads(files[1].read_text())["captures"]) == 1
     assert len(read_legacy(tmp_path)) == 151
+
+
+def test_missing_opengl_libraries_stop_with_a_message_naming_them(tmp_path):
+    env = {**os.environ, "GLCONTEXT_LINUX_LIBEGL": str(tmp_path / "libEGL.so.1")}  # glcontext's own override
+    result = subprocess.run(
+        [str(BIN / "cubepose"), "generate", str(tmp_path / "out"), "--count", "2", "--workers", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "cannot create a headless OpenGL context" in result.stderr and "apt-get install libegl1" in result.stderr
+
+
+def test_sensor_noise_has_the_sampled_std_and_blur_smooths():
+    scene = sample_scene(np.random.default_rng([5, 0, 0]), PRESETS["default"])
+    renderer = GLRenderer(96, 96)
+    clean = renderer.render(replace(scene, noise=0.0, blur=0.0)).astype(float)
+    noisy = renderer.render(replace(scene, noise=8.0, blur=0.0)).astype(float)
+    blurred = renderer.render(replace(scene, noise=0.0, blur=1.0)).astype(float)
+    renderer.release()
+    inside = (clean > 30) & (clean < 225)  # away from clipping
+    assert np.std((noisy - clean)[inside]) == pytest.approx(8.0, rel=0.1)
+    assert abs(np.mean((noisy - clean)[inside])) < 0.5
+
+    def roughness(image):
+        return np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean()
+
+    assert roughness(blurred) < 0.8 * roughness(clean)

@@ -20,7 +20,6 @@ from tqdm import tqdm
 
 from cubepose.io_utils import atomic_open
 from cubepose.synth.scene import PRESETS, ROTATION_MODES, SceneOptions, sample_scene
-from cubepose.synth.sensor import apply_sensor
 from cubepose.synth.writers import LAYOUTS, FrameLabel
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,6 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
     if image_path.exists() and (label_path is None or label_path.exists()):
         return label
     image = _get_renderer(options, backgrounds).render(scene, symmetric=options.scene.symmetric)
-    image = apply_sensor(image, scene.blur, scene.noise, np.random.default_rng([options.seed, index, 1]))
     image_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(image_path, "wb", durable=False) as handle:
         Image.fromarray(image).save(handle, format="PNG", compress_level=PNG_COMPRESSION)

@@ -68,6 +68,7 @@ class Scene:
     ambient: np.ndarray
     noise: float
     blur: float
+    noise_seed: int  # seeds the per-pixel noise
     distractors: list[Box] = field(default_factory=list)
 
 
@@ -126,6 +127,7 @@ def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: i
         ambient=rng.uniform(0.15, 0.45) * (1 + rng.uniform(-0.1, 0.1, size=3)),
         noise=_uniform(rng, options.noise),
         blur=_uniform(rng, options.blur),
+        noise_seed=int(rng.integers(2**32)),
         distractors=_distractors(rng, options, table_centre, world_to_camera, depth),
     )
 
