@@ -117,6 +117,7 @@ SCHEMA: dict[str, Any] = {
     "log_freq": _opt(1000, int, minimum=1),
     "ckpt_freq": _opt(None, int, nullable=True, minimum=1),
     "n_data_processes": _opt(4, int, minimum=1),
+    "image_cache": _opt(False, bool),
     "integrations": {
         "tensorboard": {
             "active": _opt(True, bool),

@@ -8,7 +8,8 @@
    peak (tracemalloc) next to what the decoded images would take.
 2. Decode + resize throughput of one worker at the CPU config's size and at 224 px.
 3. Loading through edflow's own batch iterator with the CPU config's ``n_data_processes``,
-   side by side with the training throughput of the CPU and GPU-recipe models.
+   decoding PNGs and from the image cache (``image_cache``), side by side with the training
+   throughput of the CPU and GPU-recipe models.
 """
 
 from __future__ import annotations
@@ -145,7 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         out += decode_rows({"128 px (make demo)": demo, "480 px": large}, sizes, args.repeats)
 
         cpu["data"]["train"]["root"] = str(demo)
-        loading = statistics.median(loading_rate(cpu, args.batches) for _ in range(args.repeats))
+        cpu["data"]["cache_dir"] = str(work / "cache")
+        decoding = dict(cpu, image_cache=False)
+        start = time.perf_counter()
+        TrainDataset(cpu)  # builds the image cache of the configured run
+        cache_rate = args.decode_images / (time.perf_counter() - start)
+        loading = {}
+        for name, config in (("decoding PNGs (image_cache: false)", decoding), ("image cache (cpu.yaml)", cpu)):
+            loading[name] = statistics.median(loading_rate(config, args.batches) for _ in range(args.repeats))
         cpu_train = statistics.median(images_per_second(cpu, args.train_steps) for _ in range(args.repeats))
         gpu_train = (
             statistics.median(images_per_second(gpu, args.gpu_steps) for _ in range(args.repeats))
@@ -154,15 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     processes = cpu["n_data_processes"]
     out += ["", "## Loading vs training (CPU)", ""]
-    out += ["| what | images/s (median) | loading / this |", "|---|---|---|"]
-    out.append(f"| loading: edflow batches, {processes} processes, 128 -> 64 px | {loading:.0f} | 1.00 |")
-    out.append(f"| training: configs/cpu.yaml (small_cnn 64 px) | {cpu_train:.0f} | {loading / cpu_train:.2f} |")
+    out += ["| what | images/s (median) | CPU training / this |", "|---|---|---|"]
+    for name, rate in loading.items():
+        out.append(f"| loading 128 -> 64 px, edflow batches, {processes} processes, {name} | {rate:.0f} | ")
+        out[-1] += f"{rate / cpu_train:.2f}x |"
+    out.append(f"| training: configs/cpu.yaml (small_cnn 64 px) | {cpu_train:.0f} | 1.00 |")
     if gpu_train is not None:
-        out.append(
-            f"| training: configs/gpu.yaml (vgg16 224 px) on CPU | {gpu_train:.1f} | {loading / gpu_train:.0f} |"
-        )
-    verdict = "meets" if loading >= 3 * cpu_train else "MISSES"
-    out += ["", f"loading {verdict} the target of 3x the CPU config's training throughput"]
+        out.append(f"| training: configs/gpu.yaml (vgg16 224 px) on CPU | {gpu_train:.1f} | |")
+    out += ["", f"building the image cache: {cache_rate:.0f} images/s (once per split and image size)"]
+    configured = loading["image cache (cpu.yaml)"]
+    verdict = "meets" if configured >= 3 * cpu_train else "MISSES"
+    out += ["", f"loading as configured {verdict} the target of 3x the CPU config's training throughput"]
     sys.stdout.write("\n".join(out) + "\n")
     return 0
 

@@ -23,6 +23,14 @@ def load_configs(*names: str) -> dict:
     return copy.deepcopy(config)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_in_tmp(tmp_path_factory):
+    """Downloads and image caches go to a temporary folder, for this process and edflow subprocesses."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CUBEPOSE_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """Train / validation / test splits of a few 48 px images each."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from cubepose.config import validate_config
 from cubepose.data import TestDataset as CubeTestDataset
@@ -203,3 +204,38 @@ def test_root_may_be_the_dataset_json_folder_or_a_flattened_export(copy_of):
     (rgb,) = root.glob("RGB*")
     shutil.move(rgb, json_dir / rgb.name)  # everything in one folder
     np.testing.assert_allclose(read_legacy(json_dir).translations, reference.translations)
+
+
+def test_image_cache_gives_the_same_examples_and_is_rebuilt_when_an_image_changes(copy_of, tiny_config, tmp_path):
+    root = copy_of("validation")
+    tiny_config["data"]["train"]["root"] = str(root)
+    tiny_config["data"]["cache_dir"] = str(tmp_path / "cache")
+    tiny_config["image_cache"] = False
+    decoded = TrainDataset(validate_config(tiny_config))
+    tiny_config["image_cache"] = True
+    cached = TrainDataset(validate_config(tiny_config))
+    for i in (0, 7, 15):
+        np.testing.assert_array_equal(cached[i]["image"], decoded[i]["image"])
+    (built,) = (tmp_path / "cache" / "images").glob("*.npy")
+    before = built.stat().st_mtime_ns
+    TrainDataset(validate_config(tiny_config))
+    assert built.stat().st_mtime_ns == before  # reused
+    image = Path(cached.labels["image_path"][3])
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(image)  # a changed file: a new cache
+    rebuilt = TrainDataset(validate_config(tiny_config))
+    assert len(list((tmp_path / "cache" / "images").glob("*.npy"))) == 2
+    assert rebuilt[3]["image"].max() == -1.0
+    assert not list((tmp_path / "cache" / "images").glob(".*.tmp"))
+
+
+def test_image_cache_built_by_worker_processes_matches(tiny_config, tmp_path, monkeypatch):
+    from cubepose.data import image_cache
+
+    monkeypatch.setattr(image_cache, "POOL_MINIMUM", 1)  # use the process pool even for 48 images
+    tiny_config["data"]["cache_dir"] = str(tmp_path)
+    tiny_config["image_cache"] = False
+    decoded = TrainDataset(validate_config(tiny_config))
+    tiny_config["image_cache"] = True
+    cached = TrainDataset(validate_config(tiny_config))
+    for i in range(0, 48, 5):
+        np.testing.assert_array_equal(cached[i]["image"], decoded[i]["image"])

@@ -9,16 +9,18 @@ import sys
 from conftest import REPO
 
 
-def test_train_speed_prints_a_table_with_a_row_per_config():
+def run_script(name: str, *args: str) -> str:
+    """Run eval/<name> from the repository root and return its standard output."""
     result = subprocess.run(
-        [sys.executable, str(REPO / "eval" / "train_speed.py"), "configs/cpu.yaml", "--steps", "1", "--repeats", "1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, str(REPO / "eval" / name), *args], cwd=REPO, capture_output=True, text=True, timeout=600
     )
-    assert result.returncode == 0, result.stderr
-    row = [line for line in result.stdout.splitlines() if line.startswith("| configs/cpu.yaml")]
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_train_speed_prints_a_table_with_a_row_per_config():
+    stdout = run_script("train_speed.py", "configs/cpu.yaml", "--steps", "1", "--repeats", "1")
+    row = [line for line in stdout.splitlines() if line.startswith("| configs/cpu.yaml")]
     assert len(row) == 1 and "| small_cnn | 64 | 32 |" in row[0]
     assert float(row[0].split("|")[5]) > 0
 
@@ -26,33 +28,19 @@ def test_train_speed_prints_a_table_with_a_row_per_config():
 def test_data_speed_prints_indexing_decoding_and_loading_tables():
     args = ["--captures", "300", "--repeats", "1", "--batches", "2", "--train-steps", "1", "--gpu-steps", "0"]
     args += ["--decode-images", "10"]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "eval" / "data_speed.py"), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("| ")}
+    stdout = run_script("data_speed.py", *args)
+    rows = {line.split("|")[1].strip(): line for line in stdout.splitlines() if line.startswith("| ")}
     assert "| 300 |" in rows["legacy"] and "| 300 |" in rows["solo"]  # every synthesised capture indexed
     assert float(rows["128 px (make demo)"].split("|")[3]) > 0
-    assert any(key.startswith("loading: edflow batches, 2 processes") for key in rows)
-    assert "the target of 3x the CPU config's training throughput" in result.stdout
+    assert sum(key.startswith("loading 128 -> 64 px, edflow batches, 2 processes") for key in rows) == 2
+    assert "the target of 3x the CPU config's training throughput" in stdout
 
 
 def test_generate_speed_prints_rows_per_layout_and_workers():
     args = ["--count", "40", "--repeats", "1", "--sizes", "32"]
-    result = subprocess.run(
-        [sys.executable, str(REPO / "eval" / "generate_speed.py"), *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| 32 |")]
+    stdout = run_script("generate_speed.py", *args)
+    rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| 32 |")]
     workers = sorted({"1", str(os.cpu_count())})
     assert {(row[2].strip(), row[3].strip()) for row in rows} == {(f, w) for f in ("legacy", "solo") for w in workers}
     assert all(float(row[4]) > 0 for row in rows)
-    assert "| OpenGL render, blur + noise, readback |" in result.stdout
+    assert "| OpenGL render, blur + noise, readback |" in stdout

@@ -8,15 +8,17 @@ HWC in [-1, 1]), ``translation`` (3,) metres, ``quaternion`` (4,) x, y, z, w and
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 from edflow.data.dataset_mixin import DatasetMixin
 
 from cubepose.config import validate_config
 from cubepose.data.formats import read_dataset
-from cubepose.data.images import load_image
+from cubepose.data.image_cache import cached_images
+from cubepose.data.images import load_image, to_network_range
 from cubepose.data.pose_index import PoseIndex
-from cubepose.data.sources import local_root
+from cubepose.data.sources import default_cache_dir, local_root
 from cubepose.data.splits import fraction_split, sample_indices
 from cubepose.errors import ConfigError
 from cubepose.geometry import resize_intrinsics
@@ -70,13 +72,23 @@ class PoseDataset(DatasetMixin):
             "original_size": self.index.image_sizes,
             "image_path": self.index.image_paths,
         }
+        self.images = None
+        if config["image_cache"]:
+            cache_dir = Path(config["data"]["cache_dir"]).expanduser() if config["data"]["cache_dir"] else None
+            self.images = cached_images(
+                self.index.image_paths, self.image_size, cache_dir or default_cache_dir(), config["n_data_processes"]
+            )
 
     def __len__(self) -> int:
         return len(self.index)
 
     def get_example(self, i: int) -> dict[str, np.ndarray]:
         return {
-            "image": load_image(self.index.image_paths[i], self.image_size),
+            "image": (
+                to_network_range(self.images[i])
+                if self.images is not None
+                else load_image(self.index.image_paths[i], self.image_size)
+            ),
             "translation": self.labels["translation"][i],
             "quaternion": self.labels["quaternion"][i],
             "camera": self.labels["camera"][i],

@@ -11,14 +11,19 @@ from PIL import Image, UnidentifiedImageError
 from cubepose.errors import DatasetError
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-    """Read ``path`` as RGB, resize to ``size`` x ``size`` (bilinear, as Unity's model) and scale."""
+def decode_resized(path: str, size: int) -> np.ndarray:
+    """Read ``path`` as RGB and resize to ``size`` x ``size`` (bilinear, as Unity's model): uint8 HWC."""
     try:
         with Image.open(path) as image:
             image = image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=3.0)
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise DatasetError(f"cannot decode image {path}: {err}; re-export or remove this capture") from err
-    return to_network_range(np.asarray(image))
+    return np.asarray(image)
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """``decode_resized`` in the network's range: float32 HWC in [-1, 1]."""
+    return to_network_range(decode_resized(path, size))
 
 
 def to_network_range(image_uint8: np.ndarray) -> np.ndarray:
