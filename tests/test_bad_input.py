@@ -139,6 +139,10 @@ def test_image_corrupt_inside_is_named_when_decoded(dataset, tiny_config):
     data[60:120] = bytes(60)  # damage the image data; signature and end marker stay intact
     image.write_bytes(bytes(data))
     tiny_config["data"]["train"]["root"] = str(dataset)
+    tiny_config["image_cache"] = False
     train = TrainDataset(validate_config(tiny_config))
     with pytest.raises(DatasetError, match=f"cannot decode image {image}"):
         train.get_example(0)
+    tiny_config["image_cache"] = True  # decoded while building the cache, at load time
+    with pytest.raises(DatasetError, match=f"cannot decode image {image}.*re-export or remove this capture"):
+        TrainDataset(validate_config(tiny_config))
