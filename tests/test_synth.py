@@ -154,3 +154,15 @@ def test_sensor_noise_has_the_sampled_std_and_blur_smooths():
         return np.abs(np.diff(image, axis=0)).mean() + np.abs(np.diff(image, axis=1)).mean()
 
     assert roughness(blurred) < 0.8 * roughness(clean)
+
+
+def test_a_folder_is_never_mixed_with_other_options(tmp_path, caplog):
+    assert main(["generate", str(tmp_path / "a"), "--count", "3", "--image-size", "16"]) == 0
+    assert main(["generate", str(tmp_path / "a"), "--count", "5", "--image-size", "16"]) == 0  # extends it
+    assert len(read_legacy(tmp_path / "a")) == 5
+    assert main(["generate", str(tmp_path / "a"), "--count", "5", "--image-size", "16", "--seed", "2"]) == 2
+    assert "generated with other options (seed differ)" in caplog.text
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["generate", str(tmp_path / "mine"), "--count", "2"]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

@@ -7,18 +7,19 @@ written under a temporary name and renamed, so a re-run renders only what is mis
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cubepose.io_utils import atomic_open
+from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.synth.scene import PRESETS, ROTATION_MODES, SceneOptions, sample_scene
 from cubepose.synth.writers import LAYOUTS, FrameLabel
 
@@ -116,6 +117,27 @@ def _frames(task: tuple[Path, GenerationOptions, list[Path], range]) -> list[Fra
 
 # -- the command ------------------------------------------------------------------------------
 
+MANIFEST = ".cubepose-generate.json"
+
+
+def _claim(out: Path, options: GenerationOptions) -> None:
+    """Record the options in ``out``; a folder generated with other options is refused, never mixed."""
+    recorded = {k: v for k, v in asdict(options).items() if k not in ("count", "workers")}
+    recorded = json.loads(json.dumps(recorded))  # tuples as lists, as read back
+    manifest = out / MANIFEST
+    if manifest.exists():
+        previous = json.loads(manifest.read_text())
+        if previous != recorded:
+            changed = ", ".join(sorted(k for k in recorded if previous.get(k) != recorded[k]))
+            raise ValueError(
+                f"{out} was generated with other options ({changed} differ); use a new folder, or the same "
+                "options to resume or extend it"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty and was not made by cubepose generate; choose a new folder")
+    atomic_write_text(manifest, json.dumps(recorded, indent=1))
+
 
 def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path:
     """Render ``options.count`` images into ``out`` in ``options.format``'s layout; resume if partly done."""
@@ -127,6 +149,7 @@ def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path
         raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
     out = Path(out)
     backgrounds = background_files(options.backgrounds)
+    _claim(out, options)
     layout = LAYOUTS[options.format](out, options.seed)
     layout.prepare()
     for partial in out.rglob(".*.tmp"):  # left by an interrupted run
