@@ -127,7 +127,13 @@ SCHEMA: dict[str, Any] = {
         "git": _opt(_ABSENT, None),
     },
     "eval_pipeline": {
-        "callbacks": _opt({"unity_metrics": "cubepose.evaluation.unity_metrics"}, dict),
+        "callbacks": _opt(
+            {
+                "unity_metrics": "cubepose.evaluation.unity_metrics",
+                "pose_metrics": "cubepose.evaluation.pose_metrics",
+            },
+            dict,
+        ),
         "callback_kwargs": _opt({}, dict),
     },
     **{key: _opt(_ABSENT, None) for key in EDFLOW_KEYS},

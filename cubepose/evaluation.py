@@ -6,18 +6,28 @@ epoch, and by ``edeval`` over saved outputs; it never re-runs the model.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from cubepose.io_utils import atomic_write_text
-from cubepose.metrics import unity_dataset_metrics
+from cubepose.geometry import unity_euler_angles
+from cubepose.io_utils import atomic_open, atomic_write_text
+from cubepose.metrics import (
+    add_distance,
+    add_s_distance,
+    pose_dataset_metrics,
+    rotation_error,
+    translation_error,
+    unity_dataset_metrics,
+)
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+ERRORS_FILE = "errors.csv"
 
 
 def _step_of(root: Path) -> int:
@@ -40,6 +50,57 @@ def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
         # In training runs edflow logs the returned scalars itself; in evaluation it does not.
         log_to_tensorboard(Path(root), metrics)
     return {"scalars": {k: v for k, v in metrics.items() if k != "instances"}}
+
+
+def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
+    """Errors in cm and degrees, ADD / ADD-S and accuracies -> metrics.json, errors.csv and TensorBoard."""
+    labels = data_out.labels
+    symmetric = bool(config.get("network", {}).get("symmetric", False))
+    t_pred, t_true = np.asarray(labels["translation_pred"]), np.asarray(labels["translation_true"])
+    q_true = np.asarray(labels["quaternion_true"])
+    q_pred = np.asarray(labels["quaternion_pred"]) if "quaternion_pred" in labels else None
+    metrics = pose_dataset_metrics(t_pred, t_true, q_pred, q_true, symmetric=symmetric)
+    write_metrics(Path(root), metrics)
+    paths = getattr(data_in, "labels", {}).get("image_path")
+    write_errors(Path(root), t_pred, t_true, q_pred, q_true, symmetric, paths)
+    if config.get("test_mode", False):
+        log_to_tensorboard(Path(root), metrics)
+    return {"scalars": metrics}
+
+
+def write_errors(
+    root: Path,
+    t_pred: np.ndarray,
+    t_true: np.ndarray,
+    q_pred: np.ndarray | None,
+    q_true: np.ndarray,
+    symmetric: bool,
+    image_paths: np.ndarray | None,
+) -> Path:
+    """One row per instance: its errors, distance to the camera and true yaw (for slicing failures)."""
+    columns = {
+        "index": np.arange(len(t_pred)),
+        "image_path": image_paths if image_paths is not None else np.full(len(t_pred), ""),
+        "translation_error_cm": 100 * translation_error(t_pred, t_true),
+        "distance_m": np.linalg.norm(t_true, axis=-1),
+        "true_yaw_deg": unity_euler_angles(q_true)[:, 1],
+    }
+    if symmetric:
+        columns["add_s_cm"] = 100 * add_s_distance(t_pred, q_pred, t_true, q_true)
+    else:
+        columns["rotation_error_deg"] = np.degrees(rotation_error(q_pred, q_true))
+        columns["add_cm"] = 100 * add_distance(t_pred, q_pred, t_true, q_true)
+    path = root / ERRORS_FILE
+    with atomic_open(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        writer.writerows(zip(*(_formatted(v) for v in columns.values()), strict=True))
+    return path
+
+
+def _formatted(values: np.ndarray) -> list:
+    values = np.asarray(values)
+    return [f"{v:.6g}" for v in values] if values.dtype.kind == "f" else values.tolist()
 
 
 def write_metrics(root: Path, metrics: dict) -> Path:

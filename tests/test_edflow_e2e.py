@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import subprocess
@@ -13,7 +14,7 @@ import torch
 from edflow.data.believers.meta import MetaDataset
 
 from conftest import BIN, REPO
-from cubepose.metrics import unity_dataset_metrics
+from cubepose.metrics import pose_dataset_metrics, translation_error, unity_dataset_metrics
 
 CONFIGS = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "cpu.yaml")]
 
@@ -72,6 +73,20 @@ def test_training_writes_checkpoint_per_instance_outputs_and_metrics(trained):
     )
     assert metrics["translation_mse"] == pytest.approx(expected["translation_mse"], rel=1e-6)
     assert metrics["orientation_error"] == pytest.approx(expected["orientation_error"], rel=1e-6)
+    standard = pose_dataset_metrics(
+        labels["translation_pred"], labels["translation_true"], labels["quaternion_pred"], labels["quaternion_true"]
+    )
+    assert {k: metrics[k] for k in standard} == pytest.approx(standard, rel=1e-6)
+    assert {"add_cm_median", "rotation_error_deg_p90", "accuracy_5cm_5deg"} <= set(metrics)
+
+    with open(outputs.parent / "errors.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 16 and rows[0]["image_path"].endswith(".png")
+    np.testing.assert_allclose(
+        [float(r["translation_error_cm"]) for r in rows],
+        100 * translation_error(labels["translation_pred"], labels["translation_true"]),
+        rtol=1e-5,
+    )
 
 
 def test_orientation_weight_from_the_command_line_changes_the_total(trained):
@@ -128,7 +143,14 @@ def test_edeval_reproduces_metrics_json_from_saved_outputs(trained, tmp_path):
     expected = json.loads(metrics_file.read_text())
     metrics_file.unlink()
     result = subprocess.run(
-        [str(BIN / "edeval"), "-m", str(outputs), "-c", "unity_metrics:cubepose.evaluation.unity_metrics"],
+        [
+            str(BIN / "edeval"),
+            "-m",
+            str(outputs),
+            "-c",
+            "unity_metrics:cubepose.evaluation.unity_metrics",
+            "pose_metrics:cubepose.evaluation.pose_metrics",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -8,7 +8,16 @@ import torch
 
 from cubepose.errors import ConfigError
 from cubepose.losses import Criterion, l1, mse
-from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
+from cubepose.metrics import (
+    add_distance,
+    add_s_distance,
+    pose_dataset_metrics,
+    rotation_error,
+    translation_error,
+    translation_squared_error,
+    unity_dataset_metrics,
+    unity_quaternion_error,
+)
 
 S = np.sqrt(0.5)
 
@@ -67,3 +76,58 @@ def test_unity_dataset_metrics_average_over_instances():
     )
     assert metrics == pytest.approx({"translation_mse": 0.015, "orientation_error": np.pi / 4})
     assert set(unity_dataset_metrics(np.zeros((1, 3)), np.zeros((1, 3)))) == {"translation_mse"}
+
+
+# --- standard pose metrics, against hand-computed values ---------------------------------------
+
+IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
+Z_180 = np.array([0.0, 0.0, 1.0, 0.0])
+
+
+def test_translation_error_is_euclidean():
+    np.testing.assert_allclose(translation_error([[0.03, 0.04, 1.0], [0, 0, 2]], [[0, 0, 1.0], [0, 0, 2]]), [0.05, 0])
+
+
+def test_rotation_error_is_the_geodesic_angle_and_ignores_the_sign():
+    half = np.radians(30) / 2
+    about_x_30 = np.array([np.sin(half), 0, 0, np.cos(half)])
+    errors = rotation_error(np.stack([about_x_30, -about_x_30, -IDENTITY]), np.stack([IDENTITY] * 3))
+    np.testing.assert_allclose(np.degrees(errors), [30, 30, 0], atol=1e-6)
+    assert np.degrees(rotation_error(Z_180, IDENTITY)) == pytest.approx(180)
+
+
+def test_add_of_a_shift_is_its_length_and_of_a_half_turn_is_the_corner_travel():
+    t = np.array([0.0, 0.0, 1.0])
+    assert add_distance(t + [0.03, 0, 0.04], IDENTITY, t, IDENTITY) == pytest.approx(0.05)
+    # 180 deg about z moves every corner (+-s/2, +-s/2, z) to (-x, -y, z): a distance of s * sqrt(2)
+    assert add_distance(t, Z_180, t, IDENTITY) == pytest.approx(0.1 * np.sqrt(2))
+
+
+def test_add_s_ignores_the_cubes_symmetries():
+    t = np.array([0.0, 0.0, 1.0])
+    assert add_s_distance(t, Z_180, t, IDENTITY) == pytest.approx(0.0, abs=1e-12)
+    assert add_s_distance(t + [0.01, 0, 0], None, t, IDENTITY) == pytest.approx(0.01)  # translation-only model
+
+
+def test_pose_dataset_metrics_summaries_and_accuracies():
+    # four instances: errors of 1, 3, 6 and 10 cm along x, and 1, 4, 1, 1 degrees about y
+    shifts = np.array([0.01, 0.03, 0.06, 0.10])
+    degrees = np.array([1.0, 4.0, 1.0, 1.0])
+    true_t = np.tile([0.0, 0.0, 1.0], (4, 1))
+    pred_t = true_t + np.column_stack([shifts, np.zeros(4), np.zeros(4)])
+    half = np.radians(degrees) / 2
+    pred_q = np.column_stack([np.zeros(4), np.sin(half), np.zeros(4), np.cos(half)])
+    true_q = np.tile(IDENTITY, (4, 1))
+    metrics = pose_dataset_metrics(pred_t, true_t, pred_q, true_q)
+    assert metrics["translation_error_cm_mean"] == pytest.approx(5.0)
+    assert metrics["translation_error_cm_median"] == pytest.approx(4.5)
+    assert metrics["translation_error_cm_p90"] == pytest.approx(8.8)  # numpy's linear percentile: 6 + 0.7 * 4
+    assert metrics["rotation_error_deg_mean"] == pytest.approx(1.75)
+    assert metrics["accuracy_2cm_2deg"] == pytest.approx(0.25)  # only the first
+    assert metrics["accuracy_5cm_5deg"] == pytest.approx(0.5)  # the first two
+    # ADD < 10% of the diagonal (1.73 cm): only the 1 cm shift with its 1 deg turn qualifies
+    assert metrics["accuracy_add_10pct_diagonal"] == pytest.approx(0.25)
+    symmetric = pose_dataset_metrics(pred_t, true_t, None, true_q, symmetric=True)
+    # ADD-S of a shift d along an edge: half the corners travel d, the other half find a predicted corner
+    # min(d, |0.1 - d|) away: 1, 3, (6 + 4) / 2 = 5 and (10 + 0) / 2 = 5 cm
+    assert symmetric["add_s_cm_mean"] == pytest.approx(3.5) and "rotation_error_deg_mean" not in symmetric
