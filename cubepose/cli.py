@@ -82,6 +82,12 @@ def _metrics(args: argparse.Namespace) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from cubepose.report import report_from_folder
+
+    sys.stdout.write(f"{report_from_folder(args.folder)}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cubepose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     met = commands.add_parser("metrics", help="print the newest metrics.json of a run or eval folder")
     met.add_argument("path", help="logs/<run>, one of its eval folders, or a metrics.json")
     met.set_defaults(run=_metrics)
+
+    rep = commands.add_parser("report", help="write report.html of an evaluation from its saved outputs")
+    rep.add_argument("folder", help="an eval folder: logs/<run>/eval/<timestamp>/<step>/")
+    rep.set_defaults(run=_report)
     return parser
 
 

@@ -131,6 +131,7 @@ SCHEMA: dict[str, Any] = {
             {
                 "unity_metrics": "cubepose.evaluation.unity_metrics",
                 "pose_metrics": "cubepose.evaluation.pose_metrics",
+                "report": "cubepose.evaluation.report",
             },
             dict,
         ),

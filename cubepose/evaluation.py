@@ -68,6 +68,14 @@ def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     return {"scalars": metrics}
 
 
+def report(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
+    """report.html with metrics, plots and pose overlays (after the metric callbacks)."""
+    from cubepose.report import write_report
+
+    write_report(Path(root), dict(data_out.labels), getattr(data_in, "labels", {}).get("image_path"))
+    return {"scalars": {}}
+
+
 def write_errors(
     root: Path,
     t_pred: np.ndarray,

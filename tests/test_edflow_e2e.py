@@ -158,3 +158,17 @@ def test_edeval_reproduces_metrics_json_from_saved_outputs(trained, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(metrics_file.read_text()) == expected
+
+
+def test_evaluation_writes_a_report_with_overlays_and_the_cli_rebuilds_it(trained, tmp_path):
+    folder = _eval_dirs(trained)[0].parent
+    page = (folder / "report.html").read_text()
+    assert page.count("<figure>") == 16  # 8 worst + 8 median of the 16 validation images
+    assert "translation_error_cm_median" in page and page.count("data:image/png;base64,") >= 18  # + plots
+    (folder / "report.html").unlink()
+    result = subprocess.run([str(BIN / "cubepose"), "report", str(folder)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(folder / "report.html")
+    assert (folder / "report.html").read_text().count("<figure>") == 16
+    missing = subprocess.run([str(BIN / "cubepose"), "report", str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no model_outputs in" in missing.stderr

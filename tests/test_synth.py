@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from conftest import BIN
 from cubepose.cli import main
@@ -166,3 +166,24 @@ def test_a_folder_is_never_mixed_with_other_options(tmp_path, caplog):
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["generate", str(tmp_path / "mine"), "--count", "2"]) == 2
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_wireframe_of_the_true_pose_traces_the_rendered_cube():
+    from cubepose.geometry import intrinsics_from_fov
+    from cubepose.overlay import TRUE_COLOUR, draw_cube
+
+    renderer = GLRenderer(128, 128)
+    for index in range(4):
+        scene = sample_scene(np.random.default_rng([6, index, 0]), PRESETS["default"])
+        _, mask = renderer.render(scene, mask=True)
+        canvas = draw_cube(
+            Image.new("RGB", (128, 128)),
+            intrinsics_from_fov(scene.vertical_fov_deg, 128, 128),
+            scene.cube.translation,
+            scene.cube.quaternion,
+            TRUE_COLOUR,
+        )
+        drawn = np.all(np.asarray(canvas) == TRUE_COLOUR, axis=-1)
+        near_cube = np.asarray(Image.fromarray(mask).filter(ImageFilter.MaxFilter(5)))  # 2 px tolerance
+        assert drawn.sum() > 40 and not np.any(drawn & ~near_cube)
+    renderer.release()

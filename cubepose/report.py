@@ -1,0 +1,148 @@
+"""`cubepose report`: one self-contained HTML page per evaluation, with pictures.
+
+Metrics table, error histograms, error against distance and true yaw, and the 8 worst and 8
+median instances with the true (green) and predicted (red) cube drawn with each example's
+camera. Built from an evaluation's saved outputs, so it never re-runs the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from cubepose.geometry import unity_euler_angles
+from cubepose.io_utils import atomic_write_text
+from cubepose.metrics import add_distance, add_s_distance, rotation_error, translation_error
+from cubepose.overlay import pose_overlay
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+SHOWN = 8  # instances per gallery
+
+
+def _png(figure_or_image) -> str:
+    buffer = io.BytesIO()
+    if hasattr(figure_or_image, "savefig"):
+        figure_or_image.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    else:
+        figure_or_image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figures(errors: dict[str, np.ndarray]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("translation_error_cm", "translation error (cm)")]
+    if "rotation_error_deg" in errors:
+        panels.append(("rotation_error_deg", "rotation error (deg)"))
+    images = []
+    for key, title in panels:
+        figure, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+        axes[0].hist(errors[key], bins=30, color="#4477aa")
+        axes[0].set(title=title, xlabel=title, ylabel="instances")
+        axes[1].scatter(errors["distance_m"], errors[key], s=6, alpha=0.6)
+        axes[1].set(title=f"{title} vs distance", xlabel="distance to camera (m)", ylabel=title)
+        axes[2].scatter(errors["true_yaw_deg"], errors[key], s=6, alpha=0.6)
+        axes[2].set(title=f"{title} vs true yaw", xlabel="true yaw (deg)", ylabel=title)
+        images.append(_png(figure))
+        plt.close(figure)
+    return images
+
+
+def instance_errors(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-instance errors of an evaluation's outputs (the columns of errors.csv)."""
+    t_pred, t_true = labels["translation_pred"], labels["translation_true"]
+    q_pred, q_true = labels.get("quaternion_pred"), labels["quaternion_true"]
+    errors = {
+        "translation_error_cm": 100 * translation_error(t_pred, t_true),
+        "distance_m": np.linalg.norm(t_true, axis=-1),
+        "true_yaw_deg": unity_euler_angles(q_true)[:, 1],
+    }
+    if q_pred is None:
+        errors["add_s_cm"] = 100 * add_s_distance(t_pred, None, t_true, q_true)
+    else:
+        errors["rotation_error_deg"] = np.degrees(rotation_error(q_pred, q_true))
+        errors["add_cm"] = 100 * add_distance(t_pred, q_pred, t_true, q_true)
+    return errors
+
+
+def _gallery(title: str, indices: np.ndarray, labels: dict, image_paths, errors: dict) -> str:
+    cameras = labels["camera"]
+    tiles = []
+    for i in indices:
+        q_true = labels["quaternion_true"][i]
+        q_pred = labels["quaternion_pred"][i] if "quaternion_pred" in labels else q_true
+        image = pose_overlay(
+            str(image_paths[i]),
+            cameras[i],
+            round(2 * float(cameras[i][2])),  # cx is half the (square) network input
+            (labels["translation_true"][i], q_true),
+            (labels["translation_pred"][i], q_pred),
+        )
+        caption = f"#{i}: {errors['translation_error_cm'][i]:.1f} cm"
+        if "rotation_error_deg" in errors:
+            caption += f", {errors['rotation_error_deg'][i]:.1f} deg"
+        tiles.append(f'<figure><img src="{_png(image)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+    return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(tiles)}</div>"
+
+
+def write_report(root: str | Path, labels: dict[str, np.ndarray], image_paths) -> Path:
+    """Write ``root``/report.html from an evaluation's per-instance outputs and metrics.json."""
+    root = Path(root)
+    labels = {k: np.asarray(v) for k, v in labels.items()}
+    metrics_path = root / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    errors = instance_errors(labels)
+    rank = errors.get("add_cm", errors.get("add_s_cm"))
+    order = np.argsort(rank, kind="stable")
+    middle = max(0, len(order) // 2 - SHOWN // 2)
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.6g}</td></tr>" for k, v in sorted(metrics.items()))
+    body = [
+        f"<h1>cubepose evaluation: {html.escape(str(root))}</h1>",
+        f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
+        *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
+    ]
+    if "camera" in labels and image_paths is not None:
+        body.append(_gallery(f"{SHOWN} worst by ADD", order[::-1][:SHOWN], labels, image_paths, errors))
+        body.append(_gallery(f"{SHOWN} median by ADD", order[middle : middle + SHOWN], labels, image_paths, errors))
+        body.append("<p>green: true pose; red: predicted pose</p>")
+    style = (
+        "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
+        "padding:2px 8px} .gallery{display:flex;flex-wrap:wrap} figure{margin:4px} .plot{max-width:100%}"
+    )
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cubepose report</title><style>{style}</style>"
+    page += f"</head><body>{''.join(body)}</body></html>\n"
+    path = root / REPORT_FILE
+    atomic_write_text(path, page)
+    logger.info("report written to %s", path)
+    return path
+
+
+def report_from_folder(folder: str | Path) -> Path:
+    """Rebuild the report of an eval folder (``.../eval/<ts>/<step>/``) from its saved outputs."""
+    from edflow.data.believers.meta import MetaDataset
+
+    folder = Path(folder)
+    outputs = folder / "model_outputs"
+    if not outputs.is_dir():
+        from cubepose.errors import CubeposeError
+
+        raise CubeposeError(f"no model_outputs in {folder}; give an eval folder logs/<run>/eval/<ts>/<step>/")
+    labels = MetaDataset(str(outputs)).labels
+    image_paths = None
+    errors_csv = folder / "errors.csv"
+    if errors_csv.exists():
+        with open(errors_csv) as handle:
+            image_paths = [row["image_path"] for row in csv.DictReader(handle)]
+    return write_report(folder, dict(labels), image_paths)
