@@ -13,16 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cubepose.geometry import unity_euler_angles
 from cubepose.io_utils import atomic_open, atomic_write_text
-from cubepose.metrics import (
-    add_distance,
-    add_s_distance,
-    pose_dataset_metrics,
-    rotation_error,
-    translation_error,
-    unity_dataset_metrics,
-)
+from cubepose.metrics import instance_errors, pose_dataset_metrics, unity_dataset_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +53,8 @@ def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     q_pred = np.asarray(labels["quaternion_pred"]) if "quaternion_pred" in labels else None
     metrics = pose_dataset_metrics(t_pred, t_true, q_pred, q_true, symmetric=symmetric)
     write_metrics(Path(root), metrics)
-    paths = getattr(data_in, "labels", {}).get("image_path")
-    write_errors(Path(root), t_pred, t_true, q_pred, q_true, symmetric, paths)
+    errors = instance_errors(t_pred, t_true, q_pred, q_true, symmetric=symmetric)
+    write_errors(Path(root), errors, getattr(data_in, "labels", {}).get("image_path"))
     if config.get("test_mode", False):
         log_to_tensorboard(Path(root), metrics)
     return {"scalars": metrics}
@@ -76,28 +68,14 @@ def report(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     return {"scalars": {}}
 
 
-def write_errors(
-    root: Path,
-    t_pred: np.ndarray,
-    t_true: np.ndarray,
-    q_pred: np.ndarray | None,
-    q_true: np.ndarray,
-    symmetric: bool,
-    image_paths: np.ndarray | None,
-) -> Path:
-    """One row per instance: its errors, distance to the camera and true yaw (for slicing failures)."""
+def write_errors(root: Path, errors: dict[str, np.ndarray], image_paths: np.ndarray | None) -> Path:
+    """errors.csv: one row per instance with its errors, distance to the camera and true yaw."""
+    count = len(errors["translation_error_cm"])
     columns = {
-        "index": np.arange(len(t_pred)),
-        "image_path": image_paths if image_paths is not None else np.full(len(t_pred), ""),
-        "translation_error_cm": 100 * translation_error(t_pred, t_true),
-        "distance_m": np.linalg.norm(t_true, axis=-1),
-        "true_yaw_deg": unity_euler_angles(q_true)[:, 1],
+        "index": np.arange(count),
+        "image_path": image_paths if image_paths is not None else np.full(count, ""),
+        **errors,
     }
-    if symmetric:
-        columns["add_s_cm"] = 100 * add_s_distance(t_pred, q_pred, t_true, q_true)
-    else:
-        columns["rotation_error_deg"] = np.degrees(rotation_error(q_pred, q_true))
-        columns["add_cm"] = 100 * add_distance(t_pred, q_pred, t_true, q_true)
     path = root / ERRORS_FILE
     with atomic_open(path, "w") as handle:
         writer = csv.writer(handle)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cubepose.geometry import CUBE_SIZE, canonicalize_quaternions, cube_corners, transform_points
+from cubepose.geometry import CUBE_SIZE, canonicalize_quaternions, cube_corners, transform_points, unity_euler_angles
 
 ACCURACY_THRESHOLDS = ((0.02, 2.0), (0.05, 5.0))  # (metres, degrees)
 ADD_THRESHOLD = 0.1  # share of the cube's diagonal
@@ -97,8 +97,34 @@ def add_s_distance(
     return distances.min(axis=-1).mean(axis=-1)
 
 
-def _summary(name: str, values: np.ndarray, scale: float) -> dict[str, float]:
-    values = np.asarray(values, np.float64) * scale
+def instance_errors(
+    translation_pred: np.ndarray,
+    translation_true: np.ndarray,
+    quaternion_pred: np.ndarray | None,
+    quaternion_true: np.ndarray,
+    symmetric: bool = False,
+    size: float = CUBE_SIZE,
+) -> dict[str, np.ndarray]:
+    """Per instance, in report units: translation error (cm), rotation error (deg) and ADD (cm), or
+    ADD-S (cm) for a symmetric cube, plus the true distance to the camera (m) and true yaw (deg)."""
+    errors = {
+        "translation_error_cm": 100 * translation_error(translation_pred, translation_true),
+        "distance_m": np.linalg.norm(np.asarray(translation_true, np.float64), axis=-1),
+        "true_yaw_deg": unity_euler_angles(quaternion_true)[..., 1],
+    }
+    if symmetric or quaternion_pred is None:
+        add_s = add_s_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, size)
+        errors["add_s_cm"] = 100 * add_s
+    else:
+        errors["rotation_error_deg"] = np.degrees(rotation_error(quaternion_pred, quaternion_true))
+        errors["add_cm"] = 100 * add_distance(
+            translation_pred, quaternion_pred, translation_true, quaternion_true, size
+        )
+    return errors
+
+
+def _summary(name: str, values: np.ndarray) -> dict[str, float]:
+    values = np.asarray(values, np.float64)
     return {
         f"{name}_mean": float(values.mean()),
         f"{name}_median": float(np.median(values)),
@@ -115,19 +141,15 @@ def pose_dataset_metrics(
     size: float = CUBE_SIZE,
 ) -> dict[str, float]:
     """The standard metrics over a split: errors in cm and degrees, ADD or ADD-S in cm, accuracies in [0, 1]."""
-    t_error = translation_error(translation_pred, translation_true)
-    metrics = _summary("translation_error_cm", t_error, 100.0)
-    if symmetric:
-        add = add_s_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, size)
-        metrics.update(_summary("add_s_cm", add, 100.0))
-    else:
-        r_error = np.degrees(rotation_error(quaternion_pred, quaternion_true))
-        metrics.update(_summary("rotation_error_deg", r_error, 1.0))
-        add = add_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, size)
-        metrics.update(_summary("add_cm", add, 100.0))
+    errors = instance_errors(translation_pred, translation_true, quaternion_pred, quaternion_true, symmetric, size)
+    metrics: dict[str, float] = {}
+    for name in ("translation_error_cm", "rotation_error_deg", "add_cm", "add_s_cm"):
+        if name in errors:
+            metrics.update(_summary(name, errors[name]))
+    if "rotation_error_deg" in errors:
         for metres, degrees in ACCURACY_THRESHOLDS:
-            within = (t_error < metres) & (r_error < degrees)
+            within = (errors["translation_error_cm"] < 100 * metres) & (errors["rotation_error_deg"] < degrees)
             metrics[f"accuracy_{round(metres * 100)}cm_{round(degrees)}deg"] = float(within.mean())
-    diagonal = size * np.sqrt(3)
-    metrics["accuracy_add_10pct_diagonal"] = float((add < ADD_THRESHOLD * diagonal).mean())
+    add_cm = errors.get("add_cm", errors.get("add_s_cm"))
+    metrics["accuracy_add_10pct_diagonal"] = float((add_cm < 100 * ADD_THRESHOLD * size * np.sqrt(3)).mean())
     return metrics

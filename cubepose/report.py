@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cubepose.geometry import unity_euler_angles
 from cubepose.io_utils import atomic_write_text
-from cubepose.metrics import add_distance, add_s_distance, rotation_error, translation_error
+from cubepose.metrics import instance_errors
 from cubepose.overlay import pose_overlay
 
 logger = logging.getLogger(__name__)
@@ -60,23 +59,6 @@ def _figures(errors: dict[str, np.ndarray]) -> list[str]:
     return images
 
 
-def instance_errors(labels: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-instance errors of an evaluation's outputs (the columns of errors.csv)."""
-    t_pred, t_true = labels["translation_pred"], labels["translation_true"]
-    q_pred, q_true = labels.get("quaternion_pred"), labels["quaternion_true"]
-    errors = {
-        "translation_error_cm": 100 * translation_error(t_pred, t_true),
-        "distance_m": np.linalg.norm(t_true, axis=-1),
-        "true_yaw_deg": unity_euler_angles(q_true)[:, 1],
-    }
-    if q_pred is None:
-        errors["add_s_cm"] = 100 * add_s_distance(t_pred, None, t_true, q_true)
-    else:
-        errors["rotation_error_deg"] = np.degrees(rotation_error(q_pred, q_true))
-        errors["add_cm"] = 100 * add_distance(t_pred, q_pred, t_true, q_true)
-    return errors
-
-
 def _gallery(title: str, indices: np.ndarray, labels: dict, image_paths, errors: dict) -> str:
     cameras = labels["camera"]
     tiles = []
@@ -103,7 +85,9 @@ def write_report(root: str | Path, labels: dict[str, np.ndarray], image_paths) -
     labels = {k: np.asarray(v) for k, v in labels.items()}
     metrics_path = root / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    errors = instance_errors(labels)
+    errors = instance_errors(
+        labels["translation_pred"], labels["translation_true"], labels.get("quaternion_pred"), labels["quaternion_true"]
+    )
     rank = errors.get("add_cm", errors.get("add_s_cm"))
     order = np.argsort(rank, kind="stable")
     middle = max(0, len(order) // 2 - SHOWN // 2)

@@ -230,7 +230,6 @@ class GLRenderer:
         width, height = self.size
         self.msaa.use()
         self.msaa.clear(0.0, 0.0, 0.0, 1.0)
-        self._set("projection", _gl_matrix(projection_matrix(scene.vertical_fov_deg, width / height)))
         self._set("light_direction", tuple(float(v) for v in FLIP_Z @ scene.light_direction))
         self._set("light_colour", tuple(float(v) for v in scene.light_colour))
         self._set("ambient", tuple(float(v) for v in scene.ambient))
@@ -239,7 +238,7 @@ class GLRenderer:
         background = (
             self._texture(scene.background_texture) if own_background else self.backgrounds[scene.background_index]
         )
-        self.ctx.depth_mask = False
+        self.ctx.depth_mask = False  # the background is a screen quad behind everything
         self._set("projection", _gl_matrix(np.eye(4)))
         self._draw(self.screen, background, np.eye(4), np.eye(3), mode=1)
         self._set("projection", _gl_matrix(projection_matrix(scene.vertical_fov_deg, width / height)))
