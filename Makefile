@@ -44,7 +44,8 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q tests
 
 # Generate the synthetic dataset once (the roots configs/base.yaml points at), then
-# train the CPU config, evaluate its latest checkpoint and print the metrics.
+# train the CPU config, evaluate its latest checkpoint on the test split and print the
+# metrics table and the report's path.
 $(DEMO_DATA)/.complete: | $(STAMP)
 	$(BIN)/cubepose generate $(DEMO_DATA)/train --count $(DEMO_COUNT) --seed 1
 	$(BIN)/cubepose generate $(DEMO_DATA)/validation --count 300 --seed 2

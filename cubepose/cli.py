@@ -79,6 +79,9 @@ def _metrics(args: argparse.Namespace) -> None:
     metrics = json.loads(path.read_text())
     width = max(len(k) for k in metrics)
     lines = [f"metrics of {path}"] + [f"  {k:<{width}}  {v:.6g}" for k, v in sorted(metrics.items())]
+    report = path.parent / "report.html"
+    if report.exists():
+        lines.append(f"report: {report}")
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -126,7 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ins.set_defaults(run=_inspect)
 
-    met = commands.add_parser("metrics", help="print the newest metrics.json of a run or eval folder")
+    met = commands.add_parser(
+        "metrics", help="print the newest metrics.json of a run or eval folder and its report's path"
+    )
     met.add_argument("path", help="logs/<run>, one of its eval folders, or a metrics.json")
     met.set_defaults(run=_metrics)
 

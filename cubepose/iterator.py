@@ -16,12 +16,15 @@ from edflow.iterators.template_iterator import TemplateIterator
 
 from cubepose.checkpoints import load_checkpoint, save_checkpoint
 from cubepose.config import validate_config
+from cubepose.data.images import to_network_range, to_uint8
 from cubepose.errors import ConfigError
 from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.optim import GradientAccumulator, build_optimizer
+from cubepose.overlay import pose_overlays
 
-LOG_IMAGES = 16  # inputs shown in the log_op image grid
+LOG_IMAGES = 16  # inputs shown in the log_op image grids
+LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wireframes stay readable
 
 
 def resolve_device(name: str) -> torch.device:
@@ -35,6 +38,24 @@ def resolve_device(name: str) -> torch.device:
 
 def _numpy(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy() for k, v in values.items()}
+
+
+def _pose_images(
+    image: np.ndarray,
+    camera: np.ndarray,
+    translation: np.ndarray,
+    quaternion: np.ndarray,
+    predictions: dict[str, np.ndarray],
+) -> np.ndarray:
+    """The first inputs enlarged to about 128 px with the true (green) and predicted (red) cubes, in [-1, 1]."""
+    shown = slice(0, LOG_IMAGES)
+    true = (np.asarray(translation)[shown], np.asarray(quaternion)[shown])
+    predicted_q = predictions["quaternion"][shown] if "quaternion" in predictions else true[1]
+    scale = max(1, LOG_POSE_SIZE // image.shape[1])
+    canvas = pose_overlays(
+        to_uint8(image[shown]), np.asarray(camera)[shown], true, (predictions["translation"][shown], predicted_q), scale
+    )
+    return to_network_range(canvas)
 
 
 class Iterator(TemplateIterator):
@@ -112,7 +133,10 @@ class Iterator(TemplateIterator):
                     predictions["translation"], translation, predictions.get("quaternion"), quaternion
                 )
             )
-            return {"images": {"inputs": np.asarray(image[:LOG_IMAGES])}, "scalars": scalars}
+            images = {"inputs": np.asarray(image[:LOG_IMAGES])}
+            if "camera" in kwargs:
+                images["poses"] = _pose_images(image, kwargs["camera"], translation, quaternion, predictions)
+            return {"images": images, "scalars": scalars}
 
         def eval_op() -> dict:
             predictions, losses = evaluate()

@@ -16,15 +16,18 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from cubepose.data.images import decode_resized
 from cubepose.io_utils import atomic_write_text
 from cubepose.metrics import instance_errors
-from cubepose.overlay import pose_overlay
+from cubepose.overlay import pose_overlays
 
 logger = logging.getLogger(__name__)
 
 REPORT_FILE = "report.html"
 SHOWN = 8  # instances per gallery
+TILE = 256  # side of a gallery image in pixels
 
 
 def _png(figure_or_image) -> str:
@@ -60,23 +63,25 @@ def _figures(errors: dict[str, np.ndarray]) -> list[str]:
 
 
 def _gallery(title: str, indices: np.ndarray, labels: dict, image_paths, errors: dict) -> str:
-    cameras = labels["camera"]
-    tiles = []
-    for i in indices:
-        q_true = labels["quaternion_true"][i]
-        q_pred = labels["quaternion_pred"][i] if "quaternion_pred" in labels else q_true
-        image = pose_overlay(
-            str(image_paths[i]),
-            cameras[i],
-            round(2 * float(cameras[i][2])),  # cx is half the (square) network input
-            (labels["translation_true"][i], q_true),
-            (labels["translation_pred"][i], q_pred),
-        )
+    cameras = labels["camera"][indices]
+    network_size = np.round(2 * cameras[:, 2])  # cx is half the (square) network input
+    q_true = labels["quaternion_true"][indices]
+    q_pred = labels["quaternion_pred"][indices] if "quaternion_pred" in labels else q_true
+    images = np.stack([decode_resized(str(image_paths[i]), TILE) for i in indices])
+    tiles = pose_overlays(
+        images,
+        cameras * (TILE / network_size)[:, None],
+        (labels["translation_true"][indices], q_true),
+        (labels["translation_pred"][indices], q_pred),
+    )
+    figures = []
+    for i, tile in zip(indices, tiles, strict=True):
         caption = f"#{i}: {errors['translation_error_cm'][i]:.1f} cm"
         if "rotation_error_deg" in errors:
             caption += f", {errors['rotation_error_deg'][i]:.1f} deg"
-        tiles.append(f'<figure><img src="{_png(image)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
-    return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(tiles)}</div>"
+        image = _png(Image.fromarray(tile))
+        figures.append(f'<figure><img src="{image}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+    return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(figures)}</div>"
 
 
 def write_report(root: str | Path, labels: dict[str, np.ndarray], image_paths) -> Path:

@@ -15,6 +15,7 @@ from edflow.data.believers.meta import MetaDataset
 
 from conftest import BIN, REPO
 from cubepose.metrics import pose_dataset_metrics, translation_error, unity_dataset_metrics
+from cubepose.overlay import PREDICTED_COLOUR, TRUE_COLOUR
 
 CONFIGS = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "cpu.yaml")]
 
@@ -98,9 +99,40 @@ def test_orientation_weight_from_the_command_line_changes_the_total(trained):
     assert not np.allclose(labels["loss_total"], translation_weight * translation + orientation, rtol=1e-3)
 
 
+def _tensorboard_images(run: Path) -> dict[str, np.ndarray]:
+    """The last image of each tag in a run's event files, read with tensorboardX's protobufs."""
+    import io
+    import struct
+
+    from PIL import Image
+    from tensorboardX.proto.event_pb2 import Event
+
+    images = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        data = events.read_bytes()
+        offset = 0
+        while offset < len(data):  # TFRecord: length, crc, payload, crc
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            event = Event.FromString(data[offset + 12 : offset + 12 + length])
+            offset += 16 + length
+            for value in event.summary.value:
+                if value.HasField("image"):
+                    images[value.tag] = np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
+    return images
+
+
 def test_training_logs_scalars_images_and_tensorboard_events(trained):
     assert list((trained / "train" / "train" / "log_op").glob("inputs_*.png"))
     assert list(trained.glob("events.out.tfevents.*"))
+    images = _tensorboard_images(trained)
+    poses = images["train/log_op/poses"]  # 8 inputs of 32 px enlarged 4x, in edflow's grid
+    assert poses.shape[0] == 4 * 32 * 3 and poses.shape[1] == 4 * 32 * 3  # 3 x 3 grid
+
+    def painted(colour):  # edflow truncates [-1, 1] -> uint8, so a colour may come back 1 lower
+        return np.all(np.abs(poses[..., :3].astype(int) - colour) <= 1, axis=-1).sum()
+
+    assert painted(TRUE_COLOUR) > 100 and painted(PREDICTED_COLOUR) > 100  # both cubes are drawn
+    assert list((trained / "train" / "train" / "log_op").glob("poses_*.png"))
     log = (trained / "train" / "log.txt").read_text() if (trained / "train" / "log.txt").exists() else ""
     assert "loss_total" in log and "orientation_error" in log
 
@@ -165,6 +197,9 @@ def test_evaluation_writes_a_report_with_overlays_and_the_cli_rebuilds_it(traine
     page = (folder / "report.html").read_text()
     assert page.count("<figure>") == 16  # 8 worst + 8 median of the 16 validation images
     assert "translation_error_cm_median" in page and page.count("data:image/png;base64,") >= 18  # + plots
+    shown = subprocess.run([str(BIN / "cubepose"), "metrics", str(folder)], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.splitlines()[-1] == f"report: {folder / 'report.html'}"
+    assert "accuracy_5cm_5deg" in shown.stdout
     (folder / "report.html").unlink()
     result = subprocess.run([str(BIN / "cubepose"), "report", str(folder)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

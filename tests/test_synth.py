@@ -170,20 +170,19 @@ def test_a_folder_is_never_mixed_with_other_options(tmp_path, caplog):
 
 def test_wireframe_of_the_true_pose_traces_the_rendered_cube():
     from cubepose.geometry import intrinsics_from_fov
-    from cubepose.overlay import TRUE_COLOUR, draw_cube
+    from cubepose.overlay import TRUE_COLOUR, draw_cubes
 
     renderer = GLRenderer(128, 128)
-    for index in range(4):
-        scene = sample_scene(np.random.default_rng([6, index, 0]), PRESETS["default"])
-        _, mask = renderer.render(scene, mask=True)
-        canvas = draw_cube(
-            Image.new("RGB", (128, 128)),
-            intrinsics_from_fov(scene.vertical_fov_deg, 128, 128),
-            scene.cube.translation,
-            scene.cube.quaternion,
-            TRUE_COLOUR,
-        )
-        drawn = np.all(np.asarray(canvas) == TRUE_COLOUR, axis=-1)
-        near_cube = np.asarray(Image.fromarray(mask).filter(ImageFilter.MaxFilter(5)))  # 2 px tolerance
-        assert drawn.sum() > 40 and not np.any(drawn & ~near_cube)
+    scenes = [sample_scene(np.random.default_rng([6, index, 0]), PRESETS["default"]) for index in range(4)]
+    masks = np.stack([renderer.render(scene, mask=True)[1] for scene in scenes])
     renderer.release()
+    canvas = draw_cubes(
+        np.zeros((4, 128, 128, 3), np.uint8),
+        intrinsics_from_fov(np.array([s.vertical_fov_deg for s in scenes]), 128, 128),
+        np.stack([s.cube.translation for s in scenes]),
+        np.stack([s.cube.quaternion for s in scenes]),
+        TRUE_COLOUR,
+    )
+    drawn = np.all(canvas == TRUE_COLOUR, axis=-1)
+    near_cube = np.stack([np.asarray(Image.fromarray(m).filter(ImageFilter.MaxFilter(5))) for m in masks])  # 2 px
+    assert np.all(drawn.sum(axis=(1, 2)) > 40) and not np.any(drawn & ~near_cube)
