@@ -10,6 +10,33 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The permissions open() would give a new file: 0666 minus the umask."""
+    return 0o666 & ~_umask()
+
+
+def default_dir_mode() -> int:
+    """The permissions mkdir() would give a new folder: 0777 minus the umask."""
+    return 0o777 & ~_umask()
+
+
+def temporary_sibling(path: Path) -> tuple[int, str]:
+    """A new hidden temporary file beside ``path`` (fd, name) with the permissions of a plain open().
+
+    mkstemp makes files 0600; renamed into place they would hide datasets, checkpoints and
+    reports from the user's group, so the mode is reset to 0666 minus the umask.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, default_file_mode())
+    return fd, name
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[IO]:
     """Write to a temporary sibling of ``path`` and rename it over ``path`` on success.
@@ -20,7 +47,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", durable: bool = True)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_sibling(path)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cubepose.errors import DatasetError
-from cubepose.io_utils import atomic_write_text
+from cubepose.io_utils import atomic_write_text, default_dir_mode
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def extract_zip(archive: str | os.PathLike) -> Path:
 
 def _extract(archive: Path, target: Path, fingerprint: dict) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-", dir=target.parent))
+    staging.chmod(default_dir_mode())  # mkdtemp's 0700 would hide the dataset from the user's group
     try:
         with zipfile.ZipFile(archive) as handle:
             members = handle.infolist()

@@ -13,13 +13,13 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from cubepose.data.images import decode_resized
+from cubepose.io_utils import temporary_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def cached_images(paths: np.ndarray, size: int, cache_dir: Path, workers: int) -
 def _build(path: Path, paths: list[str], size: int, workers: int) -> None:
     """Decode into a temporary .npy beside ``path`` and rename it when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = temporary_sibling(path)
     os.close(handle)
     try:
         images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
