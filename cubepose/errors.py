@@ -15,3 +15,11 @@ class DatasetError(CubeposeError, ValueError):
 
 class CheckpointError(CubeposeError, ValueError):
     """A checkpoint file is missing, truncated or does not fit the model."""
+
+
+class StorageError(CubeposeError):
+    """A location (gs://, http(s)://, local path) cannot be read or written: malformed, missing, denied, damaged."""
+
+
+class StorageUnreachableError(StorageError):
+    """A remote store could not be reached; raised only when no complete cached copy exists."""

@@ -78,7 +78,7 @@ def test_object_lands_at_cache_path_and_is_reused(gcs_emulator, tmp_path):
 
     assert path == tmp_path / "gcs" / bucket / "sets" / "cube.zip"
     assert path.read_bytes() == payload
-    record = json.loads((path.parent / ".cube.zip.gcs.json").read_text())
+    record = json.loads((path.parent / ".cube.zip.source.json").read_text())
     assert record["size"] == len(payload) == record["local_size"]
     before = identity(path)
     assert download_gcs(f"gs://{bucket}/sets/cube.zip", tmp_path) == path
@@ -93,7 +93,7 @@ def test_changed_object_is_downloaded_again(gcs_emulator, tmp_path):
 
     assert download_gcs(f"gs://{bucket}/cube.zip", tmp_path) == path
     assert path.read_bytes() == b"second, longer version"
-    assert json.loads((path.parent / ".cube.zip.gcs.json").read_text())["generation"] == generation
+    assert json.loads((path.parent / ".cube.zip.source.json").read_text())["generation"] == generation
 
 
 def test_prefix_downloads_nested_objects_and_syncs_deletions(gcs_emulator, tmp_path):
@@ -114,7 +114,7 @@ def test_prefix_downloads_nested_objects_and_syncs_deletions(gcs_emulator, tmp_p
     download_gcs(f"gs://{bucket}/train/", tmp_path)
 
     assert identity(directory / "img_3.png") == before
-    assert not (directory / "img_0.png").exists() and not (directory / ".img_0.png.gcs.json").exists()
+    assert not (directory / "img_0.png").exists() and not (directory / ".img_0.png.source.json").exists()
     assert (directory / ".gcs-prefix.json").is_file()
 
 

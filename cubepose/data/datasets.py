@@ -18,10 +18,11 @@ from cubepose.data.formats import read_dataset
 from cubepose.data.image_cache import cached_images
 from cubepose.data.images import load_image, to_network_range
 from cubepose.data.pose_index import PoseIndex
-from cubepose.data.sources import default_cache_dir, local_root
+from cubepose.data.sources import local_root
 from cubepose.data.splits import fraction_split, sample_indices
 from cubepose.errors import ConfigError
 from cubepose.geometry import resize_intrinsics
+from cubepose.storage import default_cache_dir
 
 logger = logging.getLogger(__name__)
 

@@ -6,18 +6,10 @@ beside themselves; the result is always a local folder for the format readers.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from cubepose.data.archives import extract_zip
-from cubepose.storage import download_gcs, is_gcs_url
-
-CACHE_ENV = "CUBEPOSE_CACHE"
-
-
-def default_cache_dir() -> Path:
-    """``$CUBEPOSE_CACHE``, else ~/.cache/cubepose."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "cubepose").expanduser()
+from cubepose.storage import default_cache_dir, download_gcs, is_gcs_url
 
 
 def local_root(root: str, cache_dir: str | None = None) -> Path:

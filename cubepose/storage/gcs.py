@@ -1,10 +1,11 @@
-"""Download datasets from Google Cloud Storage (``gs://`` URLs) into a local cache, atomically and reusably.
+"""Google Cloud Storage (``gs://`` URLs): downloads into a local cache, atomic and reusable; uploads.
 
-Cache layout: ``<cache_dir>/gcs/<bucket>/<object name>``. Next to every downloaded file ``name`` lies a sidecar
-``.<name>.gcs.json`` recording the object's ``generation`` and ``size`` and the bytes written; a file is reused
-only while its sidecar matches the object's current generation and the file's length. A prefix download also
-writes ``.gcs-prefix.json`` in its directory once every object under the prefix is complete, so that an offline
-run can tell a complete copy from a half-synced one.
+Cache layout: ``<cache_dir>/gcs/<bucket>/<object name>``. Beside every downloaded file ``name``
+lies a sidecar ``.<name>.source.json`` (cache.py) recording the object's ``generation`` and
+``size`` and the bytes written; a file is reused only while its sidecar matches the object's
+current generation and the file's length. A prefix download also writes ``.gcs-prefix.json``
+in its directory once every object under the prefix is complete, so that an offline run can
+tell a complete copy from a half-synced one.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -26,21 +24,32 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
-from tqdm import tqdm
 
-from cubepose.errors import CubeposeError
+from cubepose.errors import StorageError, StorageUnreachableError
 from cubepose.io_utils import atomic_write_text
+from cubepose.storage.cache import (
+    PARTIAL_MARK,
+    SIDECAR_SUFFIX,
+    Progress,
+    ProgressWriter,
+    cached_files,
+    partial_path,
+    progress,
+    read_sidecar,
+    remove_stale_partials,
+    remove_stale_partials_tree,
+    sidecar,
+    write_sidecar,
+)
 
 logger = logging.getLogger(__name__)
 
 URL_FORMS = "gs://bucket/path/file.zip (one object) or gs://bucket/prefix/ (every object under a prefix)"
 CREDENTIALS_HELP = (
     "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS=/path/key.json "
-    "(a service-account key with read access, e.g. roles/storage.objectViewer)"
+    "(a service-account key with access to the bucket)"
 )
 DEFAULT_WORKERS = 8
-PARTIAL_MARK = ".partial-"
-SIDECAR_SUFFIX = ".gcs.json"
 PREFIX_MARKER = ".gcs-prefix.json"
 
 # Errors meaning "GCS did not answer" (after the retries): a complete cached copy may then be used instead.
@@ -52,14 +61,6 @@ _UNREACHABLE = (
     auth_exceptions.TransportError,
     ConnectionError,
 )
-
-
-class StorageError(CubeposeError):
-    """A gs:// URL cannot be downloaded (malformed, missing, access denied, unreachable)."""
-
-
-class StorageUnreachableError(StorageError):
-    """GCS (or STORAGE_EMULATOR_HOST) could not be reached; raised only when no complete cached copy exists."""
 
 
 def is_gcs_url(value: str) -> bool:
@@ -115,14 +116,28 @@ def download_gcs(
         return _download_object(client, url, bucket, path, target, retry)
 
 
+def upload_gcs(local: str | os.PathLike, url: str, *, timeout: float = 300.0) -> int:
+    """Upload one local file to ``gs://bucket/name`` in a single attempt (callers retry); return its generation.
+
+    Not through the cache: the object is written as is, replacing any previous generation.
+    """
+    bucket, name = parse_gcs_url(url)
+    if not name or name.endswith("/"):
+        raise StorageError(f"{url!r} names no object; upload to gs://bucket/path/file")
+    with gcs_client() as client, _gcs_errors(url, access="write"):
+        blob = client.bucket(bucket).blob(name)
+        blob.upload_from_filename(str(local), retry=None, timeout=timeout)
+        return blob.generation
+
+
 def _download_object(client: storage.Client, url: str, bucket: str, name: str, target: Path, retry) -> Path:
     """Fetch one object unless the cached copy is current; fall back to the cache when GCS is unreachable."""
-    _remove_stale_partials(target.parent, target.name)
+    remove_stale_partials(target.parent, target.name)
     try:
         with _gcs_errors(url):
             blob = client.bucket(bucket).get_blob(name, retry=retry)
     except StorageUnreachableError as err:
-        if _read_sidecar(target, complete=True) is None:
+        if read_sidecar(target, complete=True) is None:
             raise
         logger.warning("%s; using the cached copy %s", err, target)
         return target
@@ -134,7 +149,7 @@ def _download_object(client: storage.Client, url: str, bucket: str, name: str, t
     if _is_current(target, blob):
         logger.info("%s: cached copy %s is up to date", url, target)
         return target
-    with _progress(url, blob.size or 0) as bar, _gcs_errors(url):
+    with progress(url, blob.size or 0) as bar, _gcs_errors(url):
         _fetch(blob, target, bar, retry)
     return target
 
@@ -144,7 +159,7 @@ def _download_prefix(
 ) -> Path:
     """Sync every object under ``prefix`` into ``directory``; objects no longer in the bucket are removed."""
     marker = directory / PREFIX_MARKER
-    _remove_stale_partials_tree(directory)
+    remove_stale_partials_tree(directory)
     try:
         with _gcs_errors(url, not_found=f"no bucket {bucket!r}"):
             blobs = [b for b in client.list_blobs(bucket, prefix=prefix, retry=retry) if not b.name.endswith("/")]
@@ -157,12 +172,12 @@ def _download_prefix(
         raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: gcloud storage ls {url})")
     targets = {blob.name: _local_path(directory, blob.name[len(prefix) :], url) for blob in blobs}
     todo = [(blob, targets[blob.name]) for blob in blobs if not _is_current(targets[blob.name], blob)]
-    stale = _cached_files(directory) - set(targets.values())
+    stale = cached_files(directory) - set(targets.values())
     if todo or stale:
         marker.unlink(missing_ok=True)
     for path in stale:
         logger.info("%s: removing %s, no longer in the bucket", url, path)
-        _sidecar(path).unlink(missing_ok=True)
+        sidecar(path).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
     logger.info("%s: %d of %d objects cached, downloading %d", url, len(blobs) - len(todo), len(blobs), len(todo))
     _fetch_all(todo, url, workers, retry)
@@ -181,7 +196,7 @@ def _fetch_all(todo: list[tuple[storage.Blob, Path]], url: str, workers: int, re
         return
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gcs-download")
     try:
-        with _progress(url, sum(blob.size or 0 for blob, _ in todo)) as bar:
+        with progress(url, sum(blob.size or 0 for blob, _ in todo)) as bar:
             futures = [pool.submit(_fetch_one, blob, target, bar, retry) for blob, target in todo]
             for future in as_completed(futures):
                 future.result()
@@ -189,98 +204,36 @@ def _fetch_all(todo: list[tuple[storage.Blob, Path]], url: str, workers: int, re
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fetch_one(blob: storage.Blob, target: Path, bar: _Progress, retry) -> None:
+def _fetch_one(blob: storage.Blob, target: Path, bar: Progress, retry) -> None:
     """Thread-pool task: download one object, with errors translated for its own URL."""
     with _gcs_errors(f"gs://{blob.bucket.name}/{blob.name}"):
         _fetch(blob, target, bar, retry)
 
 
-def _fetch(blob: storage.Blob, target: Path, bar: _Progress, retry) -> None:
+def _fetch(blob: storage.Blob, target: Path, bar: Progress, retry) -> None:
     """Download ``blob`` to a temporary sibling of ``target``, rename it into place, then write its sidecar."""
     # Read before downloading: the download overwrites blob.generation from the response headers.
     record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "size": blob.size}
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    partial = partial_path(target)
     try:
         with open(partial, "wb") as handle:
             # The media link of a listed/fetched blob pins its generation, so bytes and record agree.
-            blob.download_to_file(_ProgressWriter(handle, bar), retry=retry)
+            blob.download_to_file(ProgressWriter(handle, bar), retry=retry)
             handle.flush()
             os.fsync(handle.fileno())
         record["local_size"] = partial.stat().st_size
-        _sidecar(target).unlink(missing_ok=True)
+        sidecar(target).unlink(missing_ok=True)
         os.replace(partial, target)
-        atomic_write_text(_sidecar(target), json.dumps(record) + "\n")
+        write_sidecar(target, record)
     finally:
         partial.unlink(missing_ok=True)
 
 
 def _is_current(target: Path, blob: storage.Blob) -> bool:
     """Whether the cached ``target`` is a complete copy of the blob's current generation."""
-    record = _read_sidecar(target, complete=True)
+    record = read_sidecar(target, complete=True)
     return record is not None and record.get("generation") == blob.generation and record.get("size") == blob.size
-
-
-def _read_sidecar(target: Path, complete: bool = False) -> dict | None:
-    """The sidecar record of ``target``; with ``complete``, None unless the file has the recorded length."""
-    try:
-        record = json.loads(_sidecar(target).read_text())
-        if complete and target.stat().st_size != record["local_size"]:
-            return None
-        return record
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _sidecar(target: Path) -> Path:
-    """Where the generation record of a cached file lives."""
-    return target.with_name(f".{target.name}{SIDECAR_SUFFIX}")
-
-
-def _cached_files(directory: Path) -> set[Path]:
-    """Files under ``directory`` that a download wrote (those with a sidecar)."""
-    found = set()
-    for parent, _, names in os.walk(directory):
-        for name in names:
-            if name.startswith(".") and name.endswith(SIDECAR_SUFFIX) and PARTIAL_MARK not in name:
-                found.add(Path(parent) / name[1 : -len(SIDECAR_SUFFIX)])
-    return found
-
-
-def _remove_stale_partials(directory: Path, name: str) -> None:
-    """Delete ``.<name>.partial-<pid>-*`` files left by processes that are gone (interrupted downloads)."""
-    if directory.is_dir():
-        for path in directory.iterdir():
-            if path.name.startswith(f".{name}{PARTIAL_MARK}"):
-                _remove_if_orphaned(path)
-
-
-def _remove_stale_partials_tree(directory: Path) -> None:
-    """Delete orphaned partial downloads anywhere under ``directory``."""
-    for parent, _, names in os.walk(directory):
-        for name in names:
-            if name.startswith(".") and PARTIAL_MARK in name:
-                _remove_if_orphaned(Path(parent) / name)
-
-
-def _remove_if_orphaned(partial: Path) -> None:
-    """Delete a partial file unless the process named in it (maybe this one) is still running and writing it."""
-    pid_text = partial.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
-    if pid_text.isdigit() and _pid_alive(int(pid_text)):
-        return
-    logger.debug("removing interrupted download %s", partial)
-    partial.unlink(missing_ok=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by another user
-        pass
-    return True
 
 
 def _local_path(root: Path, name: str, url: str) -> Path:
@@ -295,7 +248,7 @@ def _local_path(root: Path, name: str, url: str) -> Path:
 
 
 @contextmanager
-def _gcs_errors(url: str, not_found: str | None = None) -> Iterator[None]:
+def _gcs_errors(url: str, not_found: str | None = None, access: str = "read") -> Iterator[None]:
     """Turn google-cloud errors into one StorageError naming ``url`` and the fix."""
     try:
         yield
@@ -304,10 +257,10 @@ def _gcs_errors(url: str, not_found: str | None = None) -> Iterator[None]:
             f"{url} not found ({not_found or _reason(err)}): check the bucket and object names"
         ) from None
     except (api_exceptions.Unauthorized, api_exceptions.Forbidden) as err:
-        raise _denied(url, f"HTTP {err.code}: {_reason(err)}") from None
+        raise _denied(url, f"HTTP {err.code}: {_reason(err)}", access) from None
     except auth_exceptions.InvalidOperation:
         # On HTTP 401 google.auth refreshes the credentials and retries; anonymous ones refuse to refresh.
-        raise _denied(url, "HTTP 401: the bucket refuses anonymous access") from None
+        raise _denied(url, "HTTP 401: the bucket refuses anonymous access", access) from None
     except (auth_exceptions.RefreshError, auth_exceptions.DefaultCredentialsError) as err:
         raise StorageError(f"credentials for {url} do not work ({err}): {CREDENTIALS_HELP}") from None
     except DataCorruption:
@@ -321,13 +274,16 @@ def _gcs_errors(url: str, not_found: str | None = None) -> Iterator[None]:
     except api_exceptions.GoogleAPICallError as err:
         raise StorageError(f"{url}: Google Cloud Storage request failed (HTTP {err.code}: {_reason(err)})") from None
     except OSError as err:  # after _UNREACHABLE: requests' errors are OSErrors too
-        raise StorageError(f"{url}: cannot write the cache ({err}); check that it is writable and has space") from None
+        where = "read the file to upload" if access == "write" else "write the cache"
+        raise StorageError(f"{url}: cannot {where} ({err}); check the path, its permissions and free space") from None
 
 
-def _denied(url: str, detail: str) -> StorageError:
+def _denied(url: str, detail: str, access: str = "read") -> StorageError:
     """The error for a bucket that refuses the caller (anonymous, or credentials without access)."""
+    role = "roles/storage.objectUser" if access == "write" else "roles/storage.objectViewer"
     return StorageError(
-        f"access to {url} denied ({detail}). The bucket needs credentials with read access: {CREDENTIALS_HELP}"
+        f"access to {url} denied ({detail}). The bucket needs credentials with {access} access ({role}): "
+        f"{CREDENTIALS_HELP}"
     )
 
 
@@ -341,38 +297,3 @@ def _short(err: BaseException) -> str:
     """The innermost cause of a retry or transport error, in one line."""
     cause = getattr(err, "cause", None) or err
     return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"[:300]
-
-
-class _Progress:
-    """A byte-counting tqdm bar that several download threads can update."""
-
-    def __init__(self, bar: tqdm) -> None:
-        self._bar = bar
-        self._lock = threading.Lock()
-
-    def update(self, count: int) -> None:
-        with self._lock:
-            self._bar.update(count)
-
-
-@contextmanager
-def _progress(url: str, total: int) -> Iterator[_Progress]:
-    """A tqdm bar over ``total`` bytes for ``url`` (silent when stderr is not a terminal)."""
-    with tqdm(total=total, desc=url, unit="B", unit_scale=True, unit_divisor=1024, disable=None) as bar:
-        yield _Progress(bar)
-
-
-class _ProgressWriter:
-    """Binary file wrapper that reports each write to a progress bar."""
-
-    def __init__(self, handle: IO[bytes], progress: _Progress) -> None:
-        self._handle = handle
-        self._progress = progress
-
-    def write(self, data: bytes) -> int:
-        written = self._handle.write(data)
-        self._progress.update(len(data))
-        return written
-
-    def __getattr__(self, name: str):
-        return getattr(self._handle, name)

@@ -1,0 +1,135 @@
+"""The download cache's bookkeeping, shared by gs:// and http(s):// downloads.
+
+A download goes to ``.<name>.partial-<pid>-<random>`` beside its target and is renamed into
+place when complete; then a sidecar ``.<name>.source.json`` records where it came from and the
+bytes written, so a file is reused only while it is complete and its source is unchanged.
+Partial files of processes that are gone are removed on the next download.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_MARK = ".partial-"
+SIDECAR_SUFFIX = ".source.json"
+
+
+def partial_path(target: Path) -> Path:
+    """A fresh temporary name beside ``target`` that names this process (so orphans can be found)."""
+    return target.with_name(f".{target.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def write_sidecar(target: Path, record: dict) -> None:
+    """Record ``target``'s source and length (after ``target`` is in place)."""
+    from cubepose.io_utils import atomic_write_text
+
+    atomic_write_text(sidecar(target), json.dumps(record) + "\n")
+
+
+def read_sidecar(target: Path, complete: bool = False) -> dict | None:
+    """The sidecar record of ``target``; with ``complete``, None unless the file has the recorded length."""
+    try:
+        record = json.loads(sidecar(target).read_text())
+        if complete and target.stat().st_size != record["local_size"]:
+            return None
+        return record
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def sidecar(target: Path) -> Path:
+    """Where the generation record of a cached file lives."""
+    return target.with_name(f".{target.name}{SIDECAR_SUFFIX}")
+
+
+def cached_files(directory: Path) -> set[Path]:
+    """Files under ``directory`` that a download wrote (those with a sidecar)."""
+    found = set()
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(".") and name.endswith(SIDECAR_SUFFIX) and PARTIAL_MARK not in name:
+                found.add(Path(parent) / name[1 : -len(SIDECAR_SUFFIX)])
+    return found
+
+
+def remove_stale_partials(directory: Path, name: str) -> None:
+    """Delete ``.<name>.partial-<pid>-*`` files left by processes that are gone (interrupted downloads)."""
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.name.startswith(f".{name}{PARTIAL_MARK}"):
+                remove_if_orphaned(path)
+
+
+def remove_stale_partials_tree(directory: Path) -> None:
+    """Delete orphaned partial downloads anywhere under ``directory``."""
+    for parent, _, names in os.walk(directory):
+        for name in names:
+            if name.startswith(".") and PARTIAL_MARK in name:
+                remove_if_orphaned(Path(parent) / name)
+
+
+def remove_if_orphaned(partial: Path) -> None:
+    """Delete a partial file unless the process named in it (maybe this one) is still running and writing it."""
+    pid_text = partial.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
+    if pid_text.isdigit() and pid_alive(int(pid_text)):
+        return
+    logger.debug("removing interrupted download %s", partial)
+    partial.unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        pass
+    return True
+
+
+class Progress:
+    """A byte-counting tqdm bar that several download threads can update."""
+
+    def __init__(self, bar: tqdm) -> None:
+        self._bar = bar
+        self._lock = threading.Lock()
+
+    def update(self, count: int) -> None:
+        with self._lock:
+            self._bar.update(count)
+
+
+@contextmanager
+def progress(url: str, total: int) -> Iterator[Progress]:
+    """A tqdm bar over ``total`` bytes for ``url`` (silent when stderr is not a terminal)."""
+    with tqdm(total=total, desc=url, unit="B", unit_scale=True, unit_divisor=1024, disable=None) as bar:
+        yield Progress(bar)
+
+
+class ProgressWriter:
+    """Binary file wrapper that reports each write to a progress bar."""
+
+    def __init__(self, handle: IO[bytes], progress: Progress) -> None:
+        self._handle = handle
+        self._progress = progress
+
+    def write(self, data: bytes) -> int:
+        written = self._handle.write(data)
+        self._progress.update(len(data))
+        return written
+
+    def __getattr__(self, name: str):
+        return getattr(self._handle, name)

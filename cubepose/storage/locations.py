@@ -1,0 +1,59 @@
+"""A location string -> a local file: a path as is, gs:// and http(s):// through the download cache.
+
+An optional sha256 pin is checked on the local bytes before anyone reads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from cubepose.errors import StorageError
+from cubepose.storage.gcs import download_gcs, is_gcs_url
+from cubepose.storage.http import download_http, is_http_url
+
+HASH_CHUNK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """``$CUBEPOSE_CACHE``, else ``~/.cache/cubepose``: where remote datasets and checkpoints are kept."""
+    return Path(os.environ.get("CUBEPOSE_CACHE") or Path.home() / ".cache" / "cubepose").expanduser()
+
+
+def is_remote(location: str) -> bool:
+    """Whether ``location`` is a gs:// or http(s):// URL rather than a local path."""
+    return is_gcs_url(location) or is_http_url(location)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(location: str | os.PathLike, cache_dir: str | os.PathLike | None = None, sha256: str | None = None) -> Path:
+    """The local file for ``location`` (downloaded if remote), its SHA-256 checked against ``sha256`` if given."""
+    location = str(location)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if is_gcs_url(location):
+        if location.endswith("/"):
+            raise StorageError(f"{location} is a prefix; name one object (gs://bucket/path/model-100.ckpt)")
+        path = download_gcs(location, cache)
+    elif is_http_url(location):
+        path = download_http(location, cache)
+    else:
+        path = Path(location).expanduser()
+        if not path.is_file():
+            raise StorageError(f"{location} does not exist or is not a file; give a path, gs:// or http(s):// URL")
+    if sha256 is not None:
+        actual = sha256_of(path)
+        if actual != sha256.strip().lower():
+            raise StorageError(
+                f"sha256 of {location} is {actual}, but the pin says {sha256}: the file changed or the pin is wrong. "
+                "Check where the file came from; if it is the one you want, update the pin"
+            )
+    return path
