@@ -116,6 +116,11 @@ SCHEMA: dict[str, Any] = {
     "seed": _opt(0, int),
     "log_freq": _opt(1000, int, minimum=1),
     "ckpt_freq": _opt(None, int, nullable=True, minimum=1),
+    "checkpoint": {
+        "sha256": _opt(None, str, nullable=True),
+        "upload": _opt(None, str, nullable=True),
+        "upload_attempts": _opt(3, int, minimum=1),
+    },
     "n_data_processes": _opt(4, int, minimum=1),
     "image_cache": _opt(False, bool),
     "integrations": {

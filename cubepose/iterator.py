@@ -6,13 +6,17 @@ wires them to edflow, the optimizer and checkpoints.
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from edflow.iterators.template_iterator import TemplateIterator
+from edflow.project_manager import ProjectManager
 
 from cubepose.checkpoints import load_checkpoint, save_checkpoint
 from cubepose.config import validate_config
@@ -22,6 +26,7 @@ from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.optim import GradientAccumulator, build_optimizer
 from cubepose.overlay import pose_overlays
+from cubepose.storage import Uploader, is_remote
 
 LOG_IMAGES = 16  # inputs shown in the log_op image grids
 LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wireframes stay readable
@@ -58,6 +63,20 @@ def _pose_images(
     return to_network_range(canvas)
 
 
+def remove_interrupted_writes(directory: str) -> None:
+    """Delete temporary checkpoint files left by a killed save (``.model-<step>.ckpt.*.tmp``)."""
+    for leftover in Path(directory).glob(".*.ckpt.*.tmp"):
+        logging.getLogger(__name__).info("removing %s, left by an interrupted save", leftover)
+        leftover.unlink(missing_ok=True)
+
+
+def run_uploader(settings: dict, run_name: str) -> Uploader:
+    """An Uploader to ``<checkpoint/upload>/<run name>/``, drained before the process exits."""
+    uploader = Uploader(f"{settings['upload'].rstrip('/')}/{run_name}", attempts=settings["upload_attempts"])
+    atexit.register(uploader.close)
+    return uploader
+
+
 class Iterator(TemplateIterator):
     """Trains and evaluates ``cubepose.models.PoseNet`` under edflow."""
 
@@ -69,6 +88,11 @@ class Iterator(TemplateIterator):
         self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
         self.accumulator = GradientAccumulator(self.optimizer, config["accumulation_steps"])
         self.criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
+        self.uploader = None
+        if not config.get("test_mode", False):
+            remove_interrupted_writes(ProjectManager.checkpoints)
+            if config["checkpoint"]["upload"]:
+                self.uploader = run_uploader(config["checkpoint"], Path(ProjectManager.root).name)
 
     def initialize(self, checkpoint_path: str | None = None) -> None:
         if checkpoint_path is None and self.config.get("test_mode", False):
@@ -80,7 +104,7 @@ class Iterator(TemplateIterator):
     # -- checkpoints -------------------------------------------------------------------
 
     def save(self, checkpoint_path: str) -> None:
-        """Atomically write model, optimizer, step and the resolved config."""
+        """Atomically write model, optimizer, step and the resolved config; queue the upload if configured."""
         save_checkpoint(
             checkpoint_path,
             model=self.model.state_dict(),
@@ -88,10 +112,24 @@ class Iterator(TemplateIterator):
             global_step=self.get_global_step(),
             config=json.loads(json.dumps(self.config, default=str)),
         )
+        if self.uploader is not None:
+            self.uploader.submit(checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
-        """Load model and (for training) optimizer state; edflow restores the step from the name."""
-        state = load_checkpoint(checkpoint_path, self.model, device=self.device)
+        """Load model and (for training) optimizer state from a path, gs:// or http(s)://.
+
+        edflow restores the global step from the name (model-<step>.ckpt). A remote checkpoint
+        is checked against ``checkpoint/sha256`` when it is set.
+        """
+        pin = self.config["checkpoint"]["sha256"] if is_remote(checkpoint_path) else None
+        state = load_checkpoint(
+            checkpoint_path,
+            self.model,
+            device=self.device,
+            config=self.config,
+            cache_dir=self.config["data"]["cache_dir"],
+            sha256=pin,
+        )
         if not self.config.get("test_mode", False) and "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
         self.accumulator.reset()

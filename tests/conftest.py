@@ -53,3 +53,4 @@ def tiny_config(tiny_data) -> dict:
 
 # GCS endpoints (emulator, failing stubs); tests/ is on sys.path as the rootdir conftest's folder.
 from gcs_fixtures import gcs_emulator, truncating_gcs, unauthorized_gcs  # noqa: E402,F401
+from http_fixtures import file_server  # noqa: E402,F401

@@ -89,13 +89,11 @@ def _save_body(response: requests.Response, url: str, target: Path) -> None:
                     written += len(chunk)
                     bar.update(len(chunk))
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as err:
-                raise StorageError(
-                    f"download of {url} broke off after {written} bytes ({type(err).__name__}); run again"
-                ) from None
+                raise _broke_off(url, written, expected, type(err).__name__) from None
             handle.flush()
             os.fsync(handle.fileno())
         if 0 <= expected != written:
-            raise StorageError(f"download of {url} broke off after {written} of {expected} bytes; run again")
+            raise _broke_off(url, written, expected, "connection closed")
         sidecar(target).unlink(missing_ok=True)  # never a record of the old bytes beside the new ones
         os.replace(partial, target)
         record = {"url": url, "etag": response.headers.get("ETag"), "local_size": written}
@@ -103,3 +101,8 @@ def _save_body(response: requests.Response, url: str, target: Path) -> None:
         write_sidecar(target, record)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _broke_off(url: str, written: int, expected: int, reason: str) -> StorageError:
+    total = f" of {expected}" if expected >= 0 else ""
+    return StorageError(f"download of {url} broke off ({reason}) with {written}{total} bytes saved; run again")
