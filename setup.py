@@ -20,5 +20,6 @@ setup(
         "google-cloud-storage",
         "moderngl",
     ],
+    extras_require={"onnx": ["onnx", "onnxscript", "onnxruntime"]},  # cubepose export --format onnx
     entry_points={"console_scripts": ["cubepose = cubepose.cli:main"]},
 )

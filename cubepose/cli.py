@@ -1,4 +1,4 @@
-"""The ``cubepose`` command: generate synthetic data, inspect datasets, read evaluation results."""
+"""The ``cubepose`` command: generate and inspect data, read evaluations, predict and export."""
 
 from __future__ import annotations
 
@@ -91,6 +91,40 @@ def _report(args: argparse.Namespace) -> None:
     sys.stdout.write(f"{report_from_folder(args.folder)}\n")
 
 
+def _load_predictor(args: argparse.Namespace):
+    from cubepose.predict import PosePredictor
+
+    return PosePredictor.load(
+        args.checkpoint, args.device, sha256=args.sha256, cache_dir=args.cache_dir, batch_size=args.batch_size
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from cubepose.predict import as_json_record
+
+    predictor = _load_predictor(args)
+    done = 0
+    for poses in predictor.predict_items(args.images):
+        for index in range(len(poses["translation"])):
+            sys.stdout.write(json.dumps(as_json_record(args.images[done], poses, index)) + "\n")
+            done += 1
+        sys.stdout.flush()
+
+
+def _export(args: argparse.Namespace) -> None:
+    from cubepose.export import export_model
+
+    sys.stdout.write(f"{export_model(_load_predictor(args), args.out, args.format)}\n")
+
+
+def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs:// or http(s):// URL")
+    parser.add_argument("--sha256", help="expected SHA-256 of the checkpoint file, checked before loading")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the config's)")
+    parser.add_argument("--cache-dir", help="download folder for remote checkpoints")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cubepose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("report", help="write report.html of an evaluation from its saved outputs")
     rep.add_argument("folder", help="an eval folder: logs/<run>/eval/<timestamp>/<step>/")
     rep.set_defaults(run=_report)
+    pre = commands.add_parser("predict", help="print the pose of each image as one JSON object per line")
+    _checkpoint_arguments(pre)
+    pre.add_argument("images", nargs="+", help="PNG or JPEG files of any size")
+    pre.set_defaults(run=_predict)
+
+    exp = commands.add_parser("export", help="write the model as TorchScript or ONNX for deployment")
+    _checkpoint_arguments(exp)
+    exp.add_argument("--format", choices=["torchscript", "onnx"], required=True, help="TorchScript (.pt) or ONNX")
+    exp.add_argument("out", help="output file; a JSON note of inputs and outputs is written beside it")
+    exp.set_defaults(run=_export)
     return parser
 
 

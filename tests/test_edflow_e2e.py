@@ -207,3 +207,19 @@ def test_evaluation_writes_a_report_with_overlays_and_the_cli_rebuilds_it(traine
     assert (folder / "report.html").read_text().count("<figure>") == 16
     missing = subprocess.run([str(BIN / "cubepose"), "report", str(tmp_path)], capture_output=True, text=True)
     assert missing.returncode == 2 and "no model_outputs in" in missing.stderr
+
+
+def test_cubepose_predict_on_an_edflow_checkpoint_reproduces_its_evaluation(trained):
+    outputs = _eval_dirs(trained)[0]
+    with open(outputs.parent / "errors.csv") as handle:
+        images = [row["image_path"] for row in csv.DictReader(handle)]
+    checkpoint = trained / "train" / "checkpoints" / "model-6.ckpt"
+    result = subprocess.run(
+        [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), *images], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    labels = MetaDataset(str(outputs)).labels
+    np.testing.assert_allclose([r["translation"] for r in records], labels["translation_pred"], atol=1e-5)
+    rotation = [r["quaternion"] for r in records]
+    assert np.all(np.abs(np.sum(np.multiply(rotation, labels["quaternion_pred"]), axis=1)) > 1 - 1e-5)  # q or -q

@@ -11,14 +11,21 @@ from PIL import Image, UnidentifiedImageError
 from cubepose.errors import DatasetError
 
 
+def resize_rgb(image: Image.Image, size: int) -> np.ndarray:
+    """An image as RGB resized to ``size`` x ``size`` (bilinear, as Unity's model): uint8 HWC.
+
+    The one resize of network inputs: training, evaluation and ``cubepose.predict`` all use it.
+    """
+    return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=3.0))
+
+
 def decode_resized(path: str, size: int) -> np.ndarray:
-    """Read ``path`` as RGB and resize to ``size`` x ``size`` (bilinear, as Unity's model): uint8 HWC."""
+    """Read ``path`` and ``resize_rgb`` it: uint8 HWC."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=3.0)
+            return resize_rgb(image, size)
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise DatasetError(f"cannot decode image {path}: {err}; re-export or remove this capture") from err
-    return np.asarray(image)
 
 
 def load_image(path: str, size: int) -> np.ndarray:

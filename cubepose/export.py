@@ -1,0 +1,94 @@
+"""Export a trained model for deployment: TorchScript or ONNX, plus a JSON note of its contract.
+
+The exported graph takes the prepared input (N, 3, S, S) float32: RGB resized bilinearly to S x S,
+pixel / 127.5 - 1, channels first; it returns ``translation`` (N, 3) in metres and ``quaternion``
+(N, 4) x, y, z, w. The note beside the file says the same, with S.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cubepose.errors import CubeposeError
+from cubepose.io_utils import atomic_open, atomic_write_text, temporary_sibling
+from cubepose.predict import PosePredictor
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("torchscript", "onnx")
+EXAMPLE_BATCH = 2  # traced with a batch of 2 so that the batch axis stays free
+
+
+class PoseOutputs(nn.Module):
+    """PoseNet with a tuple output, which TorchScript and ONNX graphs carry better than a dict."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.model(images)
+        return tuple(outputs[k] for k in ("translation", "quaternion") if k in outputs)
+
+
+def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> Path:
+    """Write ``predictor``'s model to ``out`` as ``fmt`` (atomically) and a JSON contract to ``out``.json."""
+    if fmt not in FORMATS:
+        raise CubeposeError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    module = PoseOutputs(predictor.model.cpu()).eval()
+    size = predictor.image_size
+    example = torch.zeros(EXAMPLE_BATCH, 3, size, size)
+    outputs = ["translation", "quaternion"][: len(module(example))]
+    with torch.no_grad():
+        if fmt == "torchscript":
+            traced = torch.jit.trace(module, example)
+            with atomic_open(out, "wb") as handle:
+                torch.jit.save(traced, handle)
+        else:
+            _export_onnx(module, example, outputs, out)
+    contract = {
+        "format": fmt,
+        "input": {"name": "images", "shape": ["N", 3, size, size], "dtype": "float32"},
+        "preprocessing": f"RGB, bilinear resize to {size}x{size}, pixel / 127.5 - 1, channels first",
+        "outputs": {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w"},
+        "global_step": predictor.global_step,
+        "network": predictor.config["network"],
+    }
+    contract["outputs"] = {k: v for k, v in contract["outputs"].items() if k in outputs}
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(contract, indent=2) + "\n")
+    logger.info("exported %s model to %s", fmt, out)
+    return out
+
+
+def _export_onnx(module: nn.Module, example: torch.Tensor, outputs: list[str], out: Path) -> None:
+    """torch.onnx's exporter (torch.export based) with a free batch axis, saved via a temporary file."""
+    try:
+        import onnxscript  # noqa: F401  # the exporter needs it; fail with the fix, not deep inside torch
+    except ImportError:
+        raise CubeposeError("ONNX export needs onnx and onnxscript: pip install 'cubepose[onnx]'") from None
+    batch = torch.export.Dim("batch")
+    program = torch.onnx.export(
+        module,
+        (example,),
+        input_names=["images"],
+        output_names=outputs,
+        dynamic_shapes=({0: batch},),
+        dynamo=True,
+        verbose=False,
+    )
+    handle, temporary = temporary_sibling(out)
+    os.close(handle)
+    try:
+        program.save(temporary)
+        os.replace(temporary, out)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
