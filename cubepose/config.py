@@ -12,7 +12,10 @@ import copy
 import difflib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from cubepose.errors import ConfigError
 
@@ -161,6 +164,14 @@ def defaults() -> dict:
         return out
 
     return build(SCHEMA)
+
+
+def load_config_files(*paths: str | Path) -> dict:
+    """Merge YAML config files left to right as ``edflow -b`` does (shallow ``dict.update``), then validate."""
+    config: dict = {}
+    for path in paths:
+        config.update(yaml.safe_load(Path(path).read_text()) or {})
+    return validate_config(config)
 
 
 def validate_config(config: dict) -> dict:

@@ -19,9 +19,8 @@ from PIL import Image, UnidentifiedImageError
 
 from cubepose.checkpoints import read_checkpoint, save_checkpoint
 from cubepose.config import validate_config
-from cubepose.data.images import resize_rgb, to_network_range
+from cubepose.data.images import resize_rgb
 from cubepose.errors import CubeposeError
-from cubepose.geometry import canonicalize_quaternions
 from cubepose.models import PoseNet
 from cubepose.storage import fetch
 
@@ -79,15 +78,20 @@ class PosePredictor:
     # -- the adapter hooks ---------------------------------------------------------------
 
     def prepare_item(self, item: ImageLike) -> np.ndarray:
-        """One image (path, uint8 RGB/gray/RGBA array or PIL image, any size) -> float32 HWC network input."""
+        """One image (path, uint8 RGB/gray/RGBA array or PIL image, any size) -> uint8 RGB HWC at the network size.
+
+        Resized exactly as the training data; the scaling to [-1, 1] happens batched in ``predict_batch``.
+        """
         if isinstance(item, Image.Image):
-            return to_network_range(resize_rgb(item, self.image_size))
+            return resize_rgb(item, self.image_size)
         if isinstance(item, np.ndarray):
-            return to_network_range(resize_rgb(_array_image(item), self.image_size))
+            if item.dtype == np.uint8 and item.shape == (self.image_size, self.image_size, 3):
+                return item  # already the network input: nothing to resize
+            return resize_rgb(_array_image(item), self.image_size)
         if isinstance(item, (str, os.PathLike)):
             try:
                 with Image.open(item) as image:
-                    return to_network_range(resize_rgb(image, self.image_size))
+                    return resize_rgb(image, self.image_size)
             except FileNotFoundError:
                 raise CubeposeError(f"no image at {item}; give the path of a PNG or JPEG file") from None
             except (OSError, UnidentifiedImageError, SyntaxError) as err:
@@ -96,11 +100,16 @@ class PosePredictor:
 
     @torch.inference_mode()
     def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Prepared inputs (B, H, W, 3) float32 -> ``translation`` (B, 3) and ``quaternion`` (B, 4) x, y, z, w."""
-        inputs = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2)
-        outputs = {k: v.float().cpu().numpy() for k, v in self.model(inputs).items()}
-        if "quaternion" in outputs:
-            outputs["quaternion"] = canonicalize_quaternions(outputs["quaternion"]).astype(np.float32)
+        """Prepared images (B, S, S, 3) uint8 -> ``translation`` (B, 3) and ``quaternion`` (B, 4) x, y, z, w.
+
+        Scaled to [-1, 1] on the device in float32, the same arithmetic as the training data's
+        ``to_network_range``; the channels-last layout is kept (faster convolutions on CPU).
+        """
+        images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        outputs = {k: v.float().cpu().numpy() for k, v in self.model(images).items()}
+        if "quaternion" in outputs:  # canonical sign, w >= 0
+            q = outputs["quaternion"]
+            outputs["quaternion"] = np.where(q[:, 3:] < 0, -q, q)
         return outputs
 
     def predict_items(self, items: Iterable[ImageLike]) -> Iterator[dict[str, np.ndarray]]:
@@ -122,6 +131,8 @@ class PosePredictor:
         parts = list(self.predict_items(images))
         if not parts:
             raise CubeposeError("no images to predict")
+        if len(parts) == 1:
+            return parts[0]
         return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 

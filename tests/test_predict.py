@@ -18,6 +18,7 @@ from conftest import BIN, load_configs
 from cubepose.checkpoints import save_checkpoint
 from cubepose.config import validate_config
 from cubepose.data import ValidationDataset
+from cubepose.data.images import to_network_range
 from cubepose.errors import CubeposeError
 from cubepose.models import PoseNet
 from cubepose.predict import PosePredictor
@@ -47,7 +48,8 @@ def test_inputs_are_prepared_exactly_as_the_training_data(checkpoint, tiny_confi
     dataset = ValidationDataset(validate_config(tiny_config))
     for index in (0, 5):
         example = dataset[index]
-        np.testing.assert_array_equal(predictor.prepare_item(dataset.labels["image_path"][index]), example["image"])
+        prepared = predictor.prepare_item(dataset.labels["image_path"][index])
+        np.testing.assert_array_equal(to_network_range(prepared), example["image"])
 
 
 def test_paths_arrays_and_pil_images_of_any_size_give_the_same_poses(checkpoint, images):
@@ -147,7 +149,8 @@ def test_exported_models_match_pytorch_within_1e_5(checkpoint, images, tmp_path,
     contract = json.loads(out.with_name(out.name + ".json").read_text())
     assert contract["input"]["shape"] == ["N", 3, 32, 32] and list(contract["outputs"]) == ["translation", "quaternion"]
     predictor = PosePredictor.load(checkpoint)
-    batch = np.stack([predictor.prepare_item(p) for p in images]).transpose(0, 3, 1, 2)  # 7 images: any batch size
+    prepared = np.stack([predictor.prepare_item(p) for p in images])  # 7 images: the batch axis is free
+    batch = np.ascontiguousarray(to_network_range(prepared).transpose(0, 3, 1, 2))
     with torch.no_grad():
         expected = predictor.model(torch.from_numpy(batch))
         if fmt == "torchscript":
