@@ -44,3 +44,11 @@ def test_generate_speed_prints_rows_per_layout_and_workers():
     assert {(row[2].strip(), row[3].strip()) for row in rows} == {(f, w) for f in ("legacy", "solo") for w in workers}
     assert all(float(row[4]) > 0 for row in rows)
     assert "| OpenGL render, blur + noise, readback |" in stdout
+
+
+def test_predict_speed_prints_latency_and_throughput_against_the_bare_forward():
+    stdout = run_script("predict_speed.py", "configs/cpu.yaml", "--single", "5", "--batches", "2")
+    rows = {line.split("|")[1].strip(): line.split("|") for line in stdout.splitlines() if line.startswith("| ")}
+    assert {"bare forward", "array@64", "array@128", "png@128"} <= set(rows)
+    assert float(rows["png@128"][2]) > 0 and rows["png@128"][4].strip().endswith("%")
+    assert "| batch of 64 | images/s (median) |" in stdout
