@@ -28,6 +28,8 @@ from cubepose.optim import GradientAccumulator, build_optimizer
 from cubepose.overlay import pose_overlays
 from cubepose.storage import Uploader, is_remote
 
+logger = logging.getLogger(__name__)
+
 LOG_IMAGES = 16  # inputs shown in the log_op image grids
 LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wireframes stay readable
 
@@ -66,7 +68,7 @@ def _pose_images(
 def remove_interrupted_writes(directory: str) -> None:
     """Delete temporary checkpoint files left by a killed save (``.model-<step>.ckpt.*.tmp``)."""
     for leftover in Path(directory).glob(".*.ckpt.*.tmp"):
-        logging.getLogger(__name__).info("removing %s, left by an interrupted save", leftover)
+        logger.info("removing %s, left by an interrupted save", leftover)
         leftover.unlink(missing_ok=True)
 
 

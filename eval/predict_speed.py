@@ -38,13 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("predict_speed")
 
 
-def load_config(overlay: str) -> dict:
-    """configs/base.yaml merged with ``overlay``, on the CPU."""
-    config = load_config_files(REPO / "configs" / "base.yaml", overlay)
-    config["device"] = "cpu"
-    return config
-
-
 def timed(function: Callable[[], object]) -> float:
     start = time.perf_counter()
     function()
@@ -99,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    config = load_config(args.overlay)
+    config = load_config_files(REPO / "configs" / "base.yaml", args.overlay)  # the model runs on the CPU
     size, batch_size = config["network"]["image_size"], config["test_batch_size"]
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
