@@ -26,6 +26,7 @@ from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.optim import GradientAccumulator, build_optimizer
 from cubepose.overlay import pose_overlays
+from cubepose.seeding import seed_global_generators, seed_shuffling
 from cubepose.storage import Uploader, is_remote
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Iterator(TemplateIterator):
     def __init__(self, config: dict, root: str, model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
         validate_config(config)
         super().__init__(config, root, model, *args, **kwargs)
+        seed_global_generators(config["seed"])
         self.device = resolve_device(config["device"])
         self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
@@ -95,6 +97,12 @@ class Iterator(TemplateIterator):
             remove_interrupted_writes(ProjectManager.checkpoints)
             if config["checkpoint"]["upload"]:
                 self.uploader = run_uploader(config["checkpoint"], Path(ProjectManager.root).name)
+
+    def iterate(self, batches: dict) -> None:
+        """Seed each split's example order (``seed``), then let edflow iterate."""
+        for offset, split in enumerate(sorted(batches)):
+            seed_shuffling(batches[split], self.config["seed"] + offset)
+        super().iterate(batches)
 
     def initialize(self, checkpoint_path: str | None = None) -> None:
         if checkpoint_path is None and self.config.get("test_mode", False):

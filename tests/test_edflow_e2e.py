@@ -223,3 +223,18 @@ def test_cubepose_predict_on_an_edflow_checkpoint_reproduces_its_evaluation(trai
     np.testing.assert_allclose([r["translation"] for r in records], labels["translation_pred"], atol=1e-5)
     rotation = [r["quaternion"] for r in records]
     assert np.all(np.abs(np.sum(np.multiply(rotation, labels["quaternion_pred"]), axis=1)) > 1 - 1e-5)  # q or -q
+
+
+def test_same_seed_and_config_train_the_same_weights_on_cpu(trained, tiny_data, tmp_path):
+    """Two more runs like the `trained` one (seed 0), and one with seed 1: weights after 6 steps."""
+    states = {}
+    for name, seed in (("again", "0"), ("other", "1")):
+        work = tmp_path / name
+        work.mkdir()
+        args = ["-n", name, "-b", *CONFIGS, "-t", "--num_steps", "6", "--losses/orientation/weight", "2"]
+        _ok(edflow([*args, "--seed", seed, "--n_data_processes", "2"], work, tiny_data))
+        (run,) = (work / "logs").glob(f"*_{name}")
+        states[name] = torch.load(run / "train" / "checkpoints" / "model-6.ckpt", weights_only=True)["model"]
+    first = torch.load(trained / "train" / "checkpoints" / "model-6.ckpt", weights_only=True)["model"]
+    assert all(torch.equal(first[key], states["again"][key]) for key in first)
+    assert not all(torch.equal(first[key], states["other"][key]) for key in first)
