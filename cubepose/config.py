@@ -148,8 +148,6 @@ SCHEMA: dict[str, Any] = {
     **{key: _opt(_ABSENT, None) for key in EDFLOW_KEYS},
 }
 
-LOSS_QUANTITIES = ("translation", "orientation")
-
 
 def defaults() -> dict:
     """The complete default config (what configs/base.yaml spells out)."""
@@ -270,12 +268,12 @@ def _check_data(data: dict, errors: list[str]) -> None:
 
 def _check_losses(config: dict, errors: list[str]) -> None:
     """``losses/<quantity>: {type, weight}``; the quantity names what the loss compares."""
-    from cubepose.losses import LOSSES
+    from cubepose.losses import LOSSES, QUANTITY_LOSSES, ramp_is_valid
 
     for name, entry in config["losses"].items():
         path = f"losses/{name}"
-        if name not in LOSS_QUANTITIES:
-            errors.append(f"unknown loss {path!r}; the losses tree takes {', '.join(LOSS_QUANTITIES)}")
+        if name not in QUANTITY_LOSSES:
+            errors.append(f"unknown loss {path!r}; the losses tree takes {', '.join(QUANTITY_LOSSES)}")
             continue
         if not isinstance(entry, dict):
             errors.append(f"{path}: expected {{type: ..., weight: ...}}, got {entry!r}")
@@ -284,10 +282,19 @@ def _check_losses(config: dict, errors: list[str]) -> None:
             if key not in ("type", "weight"):
                 errors.append(f"unknown key '{path}/{key}'; a loss takes type and weight")
         entry.setdefault("weight", 1.0)
-        entry["weight"] = _check_leaf(entry["weight"], Option(1.0, float, minimum=0.0), f"{path}/weight", errors)
+        if isinstance(entry["weight"], dict):
+            problem = ramp_is_valid(entry["weight"])
+            if problem:
+                errors.append(f"{path}/weight: {problem} (e.g. {{start: 0.1, end: 1, start_step: 0, end_step: 2000}})")
+        else:
+            entry["weight"] = _check_leaf(entry["weight"], Option(1.0, float, minimum=0.0), f"{path}/weight", errors)
         loss_type = entry.get("type")
         if loss_type not in LOSSES:
             errors.append(f"{path}/type: unknown loss {loss_type!r}; known: {', '.join(LOSSES.names())}")
+        elif loss_type not in QUANTITY_LOSSES[name]:
+            errors.append(
+                f"{path}/type: {loss_type!r} does not apply to {name}; use {', '.join(QUANTITY_LOSSES[name])}"
+            )
 
 
 def _check_registries(config: dict, errors: list[str]) -> None:

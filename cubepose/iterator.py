@@ -155,6 +155,7 @@ class Iterator(TemplateIterator):
             "quaternion": torch.from_numpy(np.asarray(quaternion, np.float32)).to(self.device),
         }
         trained: dict[str, dict[str, np.ndarray]] = {}
+        step = self.get_global_step()  # for loss-weight ramps
 
         def evaluate() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
             """Predictions and per-instance losses: from train_op of this step, else a no-grad pass."""
@@ -163,19 +164,20 @@ class Iterator(TemplateIterator):
             model.eval()
             with torch.no_grad():
                 predictions = model(inputs)
-                losses = self.criterion(predictions, targets)
+                losses = self.criterion(predictions, targets, step)
             return _numpy(predictions), _numpy(losses)
 
         def train_op() -> None:
             model.train()
             predictions = model(inputs)
-            losses = self.criterion(predictions, targets)
+            losses = self.criterion(predictions, targets, step)
             self.accumulator.backward(losses["total"].mean())
             trained["predictions"], trained["losses"] = _numpy(predictions), _numpy(losses)
 
         def log_op() -> dict:
             predictions, losses = evaluate()
             scalars = {f"loss_{name}": float(values.mean()) for name, values in losses.items()}
+            scalars.update({f"weight_{name}": weight for name, weight in self.criterion.weights(step).items()})
             scalars.update(
                 unity_dataset_metrics(
                     predictions["translation"], translation, predictions.get("quaternion"), quaternion

@@ -1,25 +1,38 @@
 """Per-instance losses and the weighted criterion built from the config's ``losses`` tree.
 
-``losses/<quantity>: {type, weight}``: the quantity (translation or orientation) names
-what is compared, the type names a function in ``LOSSES``. Each loss returns one value
-per instance (B,); the total is the weighted sum, reduced to a batch mean by the caller.
+``losses/<quantity>: {type, weight}``: the quantity names what is compared (translation,
+orientation, or the whole pose), the type names a function in ``LOSSES``. Each loss returns
+one value per instance (B,); the total is the weighted sum, reduced to a batch mean by the
+caller. A weight is a number or a linear ramp ``{start, end, start_step, end_step}``, as
+edflow's VUNet ramps its KL weight.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from cubepose.errors import ConfigError
+from cubepose.geometry import CUBE_SIZE, cube_corners
 from cubepose.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSSES: Registry[LossFn] = Registry("loss")
 
-# losses/<quantity> compares this model output / dataset key.
-QUANTITY_KEYS = {"translation": "translation", "orientation": "quaternion"}
+# losses/<quantity> compares these model outputs / dataset keys (concatenated when several).
+QUANTITY_KEYS = {"translation": ("translation",), "orientation": ("quaternion",), "pose": ("translation", "quaternion")}
+# which loss types make sense for which quantity
+COMPONENT_LOSSES = ("mse", "l1", "smooth_l1")
+QUANTITY_LOSSES = {
+    "translation": COMPONENT_LOSSES,
+    "orientation": (*COMPONENT_LOSSES, "sign_invariant", "geodesic"),
+    "pose": ("add",),
+}
+ROTATION_FREE = ("translation",)  # the only quantity a symmetric cube keeps
 
 
 @LOSSES.register("mse")
@@ -40,26 +53,125 @@ def smooth_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.smooth_l1_loss(prediction, target, reduction="none", beta=0.01).mean(dim=-1)
 
 
+@LOSSES.register("sign_invariant")
+def sign_invariant(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Quaternion MSE against the closer of q and -q: both are the same rotation."""
+    return torch.minimum(mse(prediction, target), mse(prediction, -target))
+
+
+GEODESIC_CLAMP = 1 - 1e-7  # keeps acos' gradient finite at a perfect prediction
+
+
+@LOSSES.register("geodesic")
+def geodesic(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The rotation angle between unit quaternions, 2 acos |<p, q>| (radians; sign-invariant)."""
+    dot = (F.normalize(prediction, dim=-1) * target).sum(dim=-1).abs()
+    return 2 * torch.acos(dot.clamp(max=GEODESIC_CLAMP))
+
+
+def _rotation_matrices(q: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) rotations of unit quaternions (B, 4) in x, y, z, w order (as geometry.py, in torch)."""
+    x, y, z, w = q.unbind(-1)
+    return torch.stack(
+        [
+            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+
+
+@LOSSES.register("add")
+def add(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """ADD: mean distance (m) of the cube's 8 corners under the predicted and the true pose.
+
+    Poses are (B, 7): translation then quaternion. One loss for both, in metres, so translation
+    and rotation errors are weighed by what they do to the cube (sign-invariant by construction).
+    """
+    corners = torch.as_tensor(cube_corners(CUBE_SIZE), dtype=prediction.dtype, device=prediction.device)
+
+    def place(pose: torch.Tensor) -> torch.Tensor:
+        return corners @ _rotation_matrices(F.normalize(pose[:, 3:], dim=-1)).transpose(1, 2) + pose[:, None, :3]
+
+    return (place(prediction) - place(target)).norm(dim=-1).mean(dim=-1)
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A loss weight going linearly from ``start`` (until ``start_step``) to ``end`` (from ``end_step``)."""
+
+    start: float
+    end: float
+    start_step: int
+    end_step: int
+
+    def __call__(self, step: int) -> float:
+        if step <= self.start_step or self.end_step <= self.start_step:
+            return self.start if step <= self.start_step else self.end
+        share = min(1.0, (step - self.start_step) / (self.end_step - self.start_step))
+        return self.start + share * (self.end - self.start)
+
+
+def weight_schedule(weight: float | dict) -> Callable[[int], float]:
+    """A constant weight, or the Ramp a ``{start, end, start_step, end_step}`` mapping describes."""
+    if isinstance(weight, dict):
+        return Ramp(float(weight["start"]), float(weight["end"]), int(weight["start_step"]), int(weight["end_step"]))
+    return lambda step, value=float(weight): value
+
+
+@dataclass(frozen=True)
+class Term:
+    name: str
+    keys: tuple[str, ...]
+    loss: LossFn
+    weight: Callable[[int], float]
+
+
 class Criterion:
     """Weighted sum of the configured per-instance losses."""
 
     def __init__(self, losses: dict, symmetric: bool = False) -> None:
-        # A symmetric cube has no defined orientation: its loss is dropped.
+        # A symmetric cube has no defined orientation: losses that need one are dropped.
         self.terms = [
-            (name, LOSSES.get(entry["type"], f"losses/{name}/type"), float(entry["weight"]))
+            Term(
+                name,
+                QUANTITY_KEYS[name],
+                LOSSES.get(entry["type"], f"losses/{name}/type"),
+                weight_schedule(entry["weight"]),
+            )
             for name, entry in losses.items()
-            if not (symmetric and name == "orientation")
+            if not symmetric or name in ROTATION_FREE
         ]
         if not self.terms:
             raise ConfigError("losses: no loss left to optimise; configure at least losses/translation")
 
+    def weights(self, step: int) -> dict[str, float]:
+        """Each loss's weight at global step ``step``."""
+        return {term.name: term.weight(step) for term in self.terms}
+
     def __call__(
-        self, predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]
+        self, predictions: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], step: int = 0
     ) -> dict[str, torch.Tensor]:
-        """Per-instance values (B,) of each loss and of ``total``."""
+        """Per-instance values (B,) of each loss and of ``total`` (weights at ``step``)."""
         values = {}
-        for name, loss_fn, _ in self.terms:
-            key = QUANTITY_KEYS[name]
-            values[name] = loss_fn(predictions[key], targets[key])
-        values["total"] = sum(weight * values[name] for name, _, weight in self.terms)
+        for term in self.terms:
+            prediction = torch.cat([predictions[key] for key in term.keys], dim=-1)
+            target = torch.cat([targets[key] for key in term.keys], dim=-1)
+            values[term.name] = term.loss(prediction, target)
+        values["total"] = sum(term.weight(step) * values[term.name] for term in self.terms)
         return values
+
+
+def ramp_is_valid(weight: dict) -> str | None:
+    """Why a ramp mapping is unusable, or None."""
+    keys = {"start", "end", "start_step", "end_step"}
+    if set(weight) != keys:
+        return f"a ramp takes exactly {', '.join(sorted(keys))}, got {', '.join(sorted(map(str, weight)))}"
+    try:
+        numbers = [float(weight[k]) for k in keys]
+    except (TypeError, ValueError):
+        return "ramp values must be numbers"
+    if not all(math.isfinite(n) and n >= 0 for n in numbers):
+        return "ramp values must be finite and >= 0"
+    return None

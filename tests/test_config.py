@@ -59,7 +59,10 @@ def test_numbers_given_as_strings_on_the_command_line_are_accepted():
 
 
 def test_unknown_loss_type_and_backbone_list_the_known_names():
-    with pytest.raises(ConfigError, match=r"losses/orientation/type: unknown loss 'msee'; known: l1, mse, smooth_l1"):
+    with pytest.raises(
+        ConfigError,
+        match=r"losses/orientation/type: unknown loss 'msee'; known: add, geodesic, l1, mse, sign_invariant, smooth_l1",
+    ):
         validate_config({"losses": {"orientation": {"type": "msee"}}})
     with pytest.raises(ConfigError, match=r"unknown backbone 'resnet9'; known: small_cnn, vgg16"):
         validate_config({"network": {"backbone": "resnet9"}})

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from cubepose.config import validate_config
 from cubepose.errors import ConfigError
-from cubepose.losses import Criterion, l1, mse
+from cubepose.losses import Criterion, Ramp, add, geodesic, l1, mse, sign_invariant
 from cubepose.metrics import (
     add_distance,
     add_s_distance,
@@ -45,6 +46,67 @@ def test_symmetric_criterion_drops_orientation():
     assert set(values) == {"translation", "total"}
     with pytest.raises(ConfigError, match="no loss left"):
         Criterion({"orientation": {"type": "mse", "weight": 1.0}}, symmetric=True)
+
+
+UNIT = [0.0, 0.0, 0.0, 1.0]
+QUARTER_TURN_Z = [0.0, 0.0, float(S), float(S)]  # 90 degrees about z
+
+
+def test_sign_invariant_loss_is_zero_for_minus_q_and_the_mse_otherwise():
+    q = torch.tensor([[0.1, 0.2, 0.3, 0.927]])
+    assert sign_invariant(-q, q).item() == 0.0 and sign_invariant(q, q).item() == 0.0
+    assert mse(-q, q).item() > 0.9  # Unity's MSE punishes the same rotation
+    p, t = torch.tensor([[1.0, 0, 0, 0]]), torch.tensor([UNIT])
+    torch.testing.assert_close(sign_invariant(p, t), torch.tensor([0.5]))  # (1 + 1) / 4 either way
+
+
+def test_geodesic_loss_is_the_angle_with_a_finite_gradient_at_zero():
+    p = torch.tensor([QUARTER_TURN_Z, [-v for v in QUARTER_TURN_Z], UNIT], requires_grad=True)
+    t = torch.tensor([UNIT, UNIT, UNIT])
+    angles = geodesic(p, t)
+    torch.testing.assert_close(angles[:2], torch.tensor([np.pi / 2, np.pi / 2]))
+    assert angles[2].item() < 1e-3
+    angles.sum().backward()
+    assert torch.isfinite(p.grad).all()
+
+
+def test_add_loss_of_a_shift_is_its_length_and_of_a_half_turn_the_corner_travel():
+    true = torch.tensor([[0, 0, 1.0, *UNIT]])
+    shifted = torch.tensor([[0.03, 0.04, 1.0, *UNIT]])
+    torch.testing.assert_close(add(shifted, true), torch.tensor([0.05]))
+    half_turn = torch.tensor([[0, 0, 1.0, 0, 0, 1.0, 0], [0, 0, 1.0, 0, 0, -1.0, 0]])  # q and -q
+    expected = float(2 * np.hypot(0.05, 0.05))  # every corner goes to its opposite about z
+    torch.testing.assert_close(
+        add(half_turn, true.expand(2, -1)), torch.tensor([expected, expected]), rtol=1e-5, atol=0
+    )
+
+
+def test_a_ramped_weight_goes_linearly_between_its_steps():
+    ramp = Ramp(start=0.1, end=1.0, start_step=100, end_step=1100)
+    assert [ramp(s) for s in (0, 100, 600, 1100, 5000)] == pytest.approx([0.1, 0.1, 0.55, 1.0, 1.0])
+    losses = {
+        "translation": {"type": "mse", "weight": 1.0},
+        "orientation": {"type": "geodesic", "weight": {"start": 0.0, "end": 2.0, "start_step": 0, "end_step": 10}},
+        "pose": {"type": "add", "weight": 3.0},
+    }
+    criterion = Criterion(losses)
+    pred = {"translation": torch.zeros(1, 3), "quaternion": torch.tensor([QUARTER_TURN_Z])}
+    true = {"translation": torch.tensor([[0.0, 0.0, 0.0]]), "quaternion": torch.tensor([UNIT])}
+    values = criterion(pred, true, step=5)
+    assert criterion.weights(5) == {"translation": 1.0, "orientation": 1.0, "pose": 3.0}
+    torch.testing.assert_close(values["total"], values["orientation"] + 3.0 * values["pose"])
+    assert set(Criterion(losses, symmetric=True)(pred, true)) == {"translation", "total"}
+
+
+def test_loss_types_must_fit_their_quantity_and_ramps_their_form():
+    with pytest.raises(ConfigError, match=r"losses/translation/type: 'geodesic' does not apply to translation"):
+        validate_config({"losses": {"translation": {"type": "geodesic"}}})
+    with pytest.raises(ConfigError, match=r"losses/orientation/weight: a ramp takes exactly end, end_step, start"):
+        validate_config({"losses": {"orientation": {"type": "mse", "weight": {"start": 0.1, "end": 1}}}})
+    config = validate_config(
+        {"losses": {"pose": {"type": "add", "weight": {"start": 0, "end": 1, "start_step": 0, "end_step": 9}}}}
+    )
+    assert config["losses"]["pose"]["weight"]["end_step"] == 9
 
 
 def test_translation_squared_error():
