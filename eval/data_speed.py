@@ -28,8 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edflow.iterators.batches import make_batches
-from train_speed import REPO, images_per_second, load_config
+from train_speed import REPO, images_per_second
 
+from cubepose.config import load_config_files
 from cubepose.data import TrainDataset
 from cubepose.data.formats import read_dataset
 from cubepose.data.images import load_image
@@ -132,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
-    cpu, gpu = load_config(str(REPO / "configs" / "cpu.yaml")), load_config(str(REPO / "configs" / "gpu.yaml"))
+    cpu, gpu = (
+        load_config_files(REPO / "configs" / "base.yaml", REPO / "configs" / name) for name in ("cpu.yaml", "gpu.yaml")
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         out = [f"## Indexing ({os.cpu_count()} cores; files in the page cache)", ""]

@@ -24,7 +24,8 @@ def test_shipped_overlays_validate_and_keep_untouched_defaults(overlays):
 
 def test_gpu_overlay_is_unitys_recipe():
     config = validate_config(load_configs("base.yaml", "gpu.yaml"))
-    assert config["network"] == {"backbone": "vgg16", "image_size": 224, "symmetric": False, "pretrained": None}
+    network = {"backbone": "vgg16", "head": "unity_mlp", "image_size": 224, "symmetric": False, "pretrained": None}
+    assert config["network"] == network
     assert (config["batch_size"], config["accumulation_steps"], config["num_epochs"]) == (20, 10, 120)
     assert config["optimizer"] == {"type": "adam", "lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0}
     assert config["device"] == "cuda"
@@ -64,7 +65,7 @@ def test_unknown_loss_type_and_backbone_list_the_known_names():
         match=r"losses/orientation/type: unknown loss 'msee'; known: add, geodesic, l1, mse, sign_invariant, smooth_l1",
     ):
         validate_config({"losses": {"orientation": {"type": "msee"}}})
-    with pytest.raises(ConfigError, match=r"unknown backbone 'resnet9'; known: small_cnn, vgg16"):
+    with pytest.raises(ConfigError, match=r"unknown backbone 'resnet9'; known: resnet18, resnet34, small_cnn, vgg16"):
         validate_config({"network": {"backbone": "resnet9"}})
 
 

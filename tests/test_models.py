@@ -19,12 +19,43 @@ def test_normalisation_gives_unit_quaternions_and_is_safe_for_zero():
     assert torch.isfinite(q.grad).all()
 
 
-@pytest.mark.parametrize("backbone", ["small_cnn", "vgg16"])
-def test_pose_net_outputs(backbone):
-    model = PoseNet(validate_config({"network": {"backbone": backbone, "image_size": 32}}))
-    out = model(torch.randn(3, 3, 32, 32))
+@pytest.mark.parametrize("backbone", ["small_cnn", "vgg16", "resnet18", "resnet34"])
+@pytest.mark.parametrize("head", ["unity_mlp", "pooled"])
+def test_pose_net_outputs(backbone, head):
+    model = PoseNet(validate_config({"network": {"backbone": backbone, "head": head, "image_size": 64}}))
+    out = model(torch.randn(3, 3, 64, 64))
     assert out["translation"].shape == (3, 3)
     torch.testing.assert_close(out["quaternion"].norm(dim=1), torch.ones(3))
+
+
+def test_resnet_layouts_match_the_papers_parameter_counts():
+    from cubepose.models.backbones import resnet18, resnet34
+
+    # torchvision's resnet18 / resnet34 have 11,689,512 / 21,797,672 parameters, of which fc has 513,000
+    assert sum(p.numel() for p in resnet18().parameters()) == 11_689_512 - 513_000
+    assert sum(p.numel() for p in resnet34().parameters()) == 21_797_672 - 513_000
+
+
+def test_resnet_loads_a_torchvision_style_file_without_its_classifier(tmp_path):
+    from cubepose.models.backbones import resnet18
+
+    reference = resnet18()
+    for p in reference.parameters():
+        torch.nn.init.constant_(p, 0.25)
+    state = dict(reference.state_dict())
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
+    torch.save(state, tmp_path / "resnet18.pth")
+    network = {"backbone": "resnet18", "image_size": 64, "pretrained": str(tmp_path / "resnet18.pth")}
+    model = PoseNet(validate_config({"network": network}))
+    assert all(torch.all(p == 0.25) for p in model.backbone.parameters())
+    network["backbone"] = "resnet34"
+    with pytest.raises(ConfigError, match="does not fit backbone 'resnet34'"):
+        PoseNet(validate_config({"network": network}))
+
+
+def test_unknown_head_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"network/head: unknown head 'mlp'; known: pooled, unity_mlp"):
+        validate_config({"network": {"head": "mlp"}})
 
 
 def test_symmetric_network_predicts_translation_only():

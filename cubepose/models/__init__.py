@@ -1,6 +1,7 @@
-"""Pose networks and the backbones they are built from."""
+"""Pose networks and the backbones and heads they are built from (each a registry)."""
 
 from cubepose.models.backbones import BACKBONES
+from cubepose.models.heads import HEADS
 from cubepose.models.pose_net import PoseNet, normalize_quaternions
 
-__all__ = ["BACKBONES", "PoseNet", "normalize_quaternions"]
+__all__ = ["BACKBONES", "HEADS", "PoseNet", "normalize_quaternions"]

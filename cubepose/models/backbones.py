@@ -52,9 +52,65 @@ def small_cnn() -> nn.Module:
     return nn.Sequential(*layers)
 
 
+class BasicBlock(nn.Module):
+    """ResNet's two-conv residual block, with torchvision's parameter names."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(outputs)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(outputs, outputs, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(outputs)
+        self.downsample = None
+        if stride != 1 or inputs != outputs:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(inputs, outputs, 1, stride=stride, bias=False), nn.BatchNorm2d(outputs)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class ResNet(nn.Module):
+    """ResNet-18/34 features (stride 32, 512 channels); names match torchvision's resnet, so its
+    ImageNet state dict loads as is (its ``fc.*`` classifier is ignored)."""
+
+    def __init__(self, blocks: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        channels = 64
+        for index, (count, width) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True), start=1):
+            stride = 1 if index == 1 else 2
+            layer = [BasicBlock(channels, width, stride)] + [BasicBlock(width, width, 1) for _ in range(count - 1)]
+            setattr(self, f"layer{index}", nn.Sequential(*layer))
+            channels = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+@BACKBONES.register("resnet18")
+def resnet18() -> nn.Module:
+    """ResNet-18 (He et al. 2016) features."""
+    return ResNet((2, 2, 2, 2))
+
+
+@BACKBONES.register("resnet34")
+def resnet34() -> nn.Module:
+    """ResNet-34 features."""
+    return ResNet((3, 4, 6, 3))
+
+
 def load_pretrained(backbone: nn.Module, path: str, name: str) -> None:
-    """Load local weights into ``backbone``: a backbone state dict or a full torchvision
-    VGG16 state dict (its ``features.*`` entries are used). Mismatches name the file."""
+    """Load local weights into ``backbone``: a backbone state dict, or a whole torchvision VGG16
+    (its ``features.*`` entries) or ResNet (without ``fc.*``) state dict. Mismatches name the file."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"network/pretrained: no file at {file}; give the path of a local .pth state dict or null")
@@ -66,8 +122,9 @@ def load_pretrained(backbone: nn.Module, path: str, name: str) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ConfigError(f"network/pretrained: {file} holds a {type(state).__name__}, not a state dict")
-    if any(k.startswith("features.") for k in state):
+    if any(k.startswith("features.") for k in state):  # a whole torchvision VGG
         state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}  # a whole torchvision ResNet
     try:
         backbone.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -1,4 +1,4 @@
-"""The pose network: backbone -> flattened features -> translation and orientation heads."""
+"""The pose network: backbone -> head -> translation and unit quaternion."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from torch import nn
 
 from cubepose.config import validate_config
 from cubepose.models.backbones import BACKBONES, load_pretrained
+from cubepose.models.heads import HEADS
 
 IDENTITY_QUATERNION = (0.0, 0.0, 0.0, 1.0)
 
@@ -19,20 +20,6 @@ def normalize_quaternions(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return torch.where(norm > eps, unit, identity)
 
 
-class QuaternionNormalization(nn.Module):
-    """The orientation head's last layer: project onto unit quaternions."""
-
-    def forward(self, q: torch.Tensor) -> torch.Tensor:
-        return normalize_quaternions(q)
-
-
-def mlp_head(inputs: int, outputs: int) -> nn.Sequential:
-    """Unity's branch: Linear-ReLU-Linear-ReLU-Linear (256, 64 hidden units)."""
-    return nn.Sequential(
-        nn.Linear(inputs, 256), nn.ReLU(inplace=True), nn.Linear(256, 64), nn.ReLU(inplace=True), nn.Linear(64, outputs)
-    )
-
-
 class PoseNet(nn.Module):
     """Predicts ``translation`` (B, 3) and, unless ``network/symmetric``, ``quaternion`` (B, 4)."""
 
@@ -42,29 +29,26 @@ class PoseNet(nn.Module):
         network = config["network"]
         self.symmetric = network["symmetric"]
         self.image_size = network["image_size"]
+        outputs = {"translation": 3} if self.symmetric else {"translation": 3, "quaternion": 4}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
             self.backbone = BACKBONES.get(network["backbone"], "network/backbone")()
-            features = self.feature_size(self.image_size)
-            self.translation_head = mlp_head(features, 3)
-            self.orientation_head = (
-                None if self.symmetric else nn.Sequential(mlp_head(features, 4), QuaternionNormalization())
-            )
+            shape = self.feature_shape(self.image_size)
+            self.head = HEADS.get(network["head"], "network/head")(shape, outputs)
         if network["pretrained"]:
             load_pretrained(self.backbone, network["pretrained"], network["backbone"])
 
     @torch.no_grad()
-    def feature_size(self, image_size: int) -> int:
-        """Length of the flattened backbone output for square images of ``image_size``."""
+    def feature_shape(self, image_size: int) -> tuple[int, int, int]:
+        """(C, H, W) of the backbone's output for square images of ``image_size``."""
         was_training = self.backbone.training
         self.backbone.eval()
-        size = self.backbone(torch.zeros(1, 3, image_size, image_size)).numel()
+        shape = self.backbone(torch.zeros(1, 3, image_size, image_size)).shape[1:]
         self.backbone.train(was_training)
-        return size
+        return tuple(shape)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = torch.flatten(self.backbone(images), 1)
-        out = {"translation": self.translation_head(features)}
-        if self.orientation_head is not None:
-            out["quaternion"] = self.orientation_head(features)
+        out = self.head(self.backbone(images))
+        if "quaternion" in out:
+            out["quaternion"] = normalize_quaternions(out["quaternion"])
         return out
