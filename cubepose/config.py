@@ -108,6 +108,10 @@ SCHEMA: dict[str, Any] = {
         "lr": _opt(1.0e-4, float, minimum=0.0),
         "betas": _opt([0.9, 0.999], list, length=2),
         "weight_decay": _opt(0.0, float, minimum=0.0),
+        "clip_grad_norm": _opt(None, float, nullable=True, minimum=0.0),
+        "schedule": _opt("constant", str, choices=("constant", "cosine")),
+        "warmup_steps": _opt(0, int, minimum=0),
+        "final_lr_factor": _opt(0.01, float, minimum=0.0),
     },
     "losses": _opt(
         {
@@ -117,6 +121,9 @@ SCHEMA: dict[str, Any] = {
         dict,
     ),
     "device": _opt("auto", str, choices=("auto", "cpu", "cuda")),
+    "mixed_precision": _opt(False, bool),
+    "channels_last": _opt(False, bool),
+    "compile": _opt(False, bool),
     "seed": _opt(0, int),
     "log_freq": _opt(1000, int, minimum=1),
     "ckpt_freq": _opt(None, int, nullable=True, minimum=1),

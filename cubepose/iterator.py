@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,14 @@ import torch
 from edflow.iterators.template_iterator import TemplateIterator
 from edflow.project_manager import ProjectManager
 
+from cubepose.acceleration import accelerate
 from cubepose.checkpoints import load_checkpoint, save_checkpoint
 from cubepose.config import validate_config
 from cubepose.data.images import to_network_range, to_uint8
 from cubepose.errors import ConfigError
 from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
-from cubepose.optim import GradientAccumulator, build_optimizer
+from cubepose.optim import GradientAccumulator, build_optimizer, build_scheduler
 from cubepose.overlay import pose_overlays
 from cubepose.seeding import seed_global_generators, seed_shuffling
 from cubepose.storage import Uploader, is_remote
@@ -88,9 +90,18 @@ class Iterator(TemplateIterator):
         super().__init__(config, root, model, *args, **kwargs)
         seed_global_generators(config["seed"])
         self.device = resolve_device(config["device"])
-        self.model = model.to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), config["optimizer"])
-        self.accumulator = GradientAccumulator(self.optimizer, config["accumulation_steps"])
+        self.network = model  # what checkpoints hold; self.model may be its torch.compile wrapper
+        self.model, self.acceleration = accelerate(model, config, self.device)
+        self.optimizer = build_optimizer(self.network.parameters(), config["optimizer"])
+        optimizer_steps = math.ceil(config.get("num_steps", 1) / config["accumulation_steps"])
+        self.scheduler = build_scheduler(self.optimizer, config["optimizer"], optimizer_steps)
+        self.accumulator = GradientAccumulator(
+            self.optimizer,
+            config["accumulation_steps"],
+            clip_grad_norm=config["optimizer"]["clip_grad_norm"],
+            scheduler=self.scheduler,
+            scaler=self.acceleration.scaler(),
+        )
         self.criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
         self.uploader = None
         if not config.get("test_mode", False):
@@ -117,8 +128,9 @@ class Iterator(TemplateIterator):
         """Atomically write model, optimizer, step and the resolved config; queue the upload if configured."""
         save_checkpoint(
             checkpoint_path,
-            model=self.model.state_dict(),
+            model=self.network.state_dict(),
             optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
             global_step=self.get_global_step(),
             config=json.loads(json.dumps(self.config, default=str)),
         )
@@ -134,7 +146,7 @@ class Iterator(TemplateIterator):
         pin = self.config["checkpoint"]["sha256"] if is_remote(checkpoint_path) else None
         state = load_checkpoint(
             checkpoint_path,
-            self.model,
+            self.network,
             device=self.device,
             config=self.config,
             cache_dir=self.config["data"]["cache_dir"],
@@ -142,6 +154,8 @@ class Iterator(TemplateIterator):
         )
         if not self.config.get("test_mode", False) and "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
+            if "scheduler" in state:
+                self.scheduler.load_state_dict(state["scheduler"])
         self.accumulator.reset()
 
     # -- the step --------------------------------------------------------------------------
@@ -149,7 +163,9 @@ class Iterator(TemplateIterator):
     def step_op(
         self, model: torch.nn.Module, image: np.ndarray, translation: np.ndarray, quaternion: np.ndarray, **kwargs: Any
     ) -> dict[str, Callable]:
-        inputs = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(0, 3, 1, 2)
+        inputs = self.acceleration.inputs(
+            torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(0, 3, 1, 2)
+        )
         targets = {
             "translation": torch.from_numpy(np.asarray(translation, np.float32)).to(self.device),
             "quaternion": torch.from_numpy(np.asarray(quaternion, np.float32)).to(self.device),
@@ -163,13 +179,18 @@ class Iterator(TemplateIterator):
                 return trained["predictions"], trained["losses"]
             model.eval()
             with torch.no_grad():
-                predictions = model(inputs)
+                predictions = forward()
                 losses = self.criterion(predictions, targets, step)
             return _numpy(predictions), _numpy(losses)
 
+        def forward() -> dict[str, torch.Tensor]:
+            with self.acceleration.autocast():
+                predictions = model(inputs)
+            return {key: value.float() for key, value in predictions.items()}
+
         def train_op() -> None:
             model.train()
-            predictions = model(inputs)
+            predictions = forward()
             losses = self.criterion(predictions, targets, step)
             self.accumulator.backward(losses["total"].mean())
             trained["predictions"], trained["losses"] = _numpy(predictions), _numpy(losses)
@@ -178,6 +199,9 @@ class Iterator(TemplateIterator):
             predictions, losses = evaluate()
             scalars = {f"loss_{name}": float(values.mean()) for name, values in losses.items()}
             scalars.update({f"weight_{name}": weight for name, weight in self.criterion.weights(step).items()})
+            scalars["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            if self.accumulator.last_grad_norm is not None:
+                scalars["grad_norm"] = self.accumulator.last_grad_norm
             scalars.update(
                 unity_dataset_metrics(
                     predictions["translation"], translation, predictions.get("quaternion"), quaternion

@@ -27,7 +27,9 @@ def test_gpu_overlay_is_unitys_recipe():
     network = {"backbone": "vgg16", "head": "unity_mlp", "image_size": 224, "symmetric": False, "pretrained": None}
     assert config["network"] == network
     assert (config["batch_size"], config["accumulation_steps"], config["num_epochs"]) == (20, 10, 120)
-    assert config["optimizer"] == {"type": "adam", "lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0}
+    adam = {"type": "adam", "lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0}
+    assert {key: config["optimizer"][key] for key in adam} == adam
+    assert (config["optimizer"]["clip_grad_norm"], config["optimizer"]["schedule"]) == (None, "constant")
     assert config["device"] == "cuda"
 
 

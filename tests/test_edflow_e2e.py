@@ -160,6 +160,7 @@ def test_resume_continues_step_and_optimizer_state(trained, tiny_data, tmp_path)
     state = torch.load(trained / "train" / "checkpoints" / "model-12.ckpt", weights_only=True)
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
     assert adam_steps == {12.0}  # 6 restored + 6 new optimizer steps (accumulation_steps: 1)
+    assert state["scheduler"]["last_epoch"] == 12  # the learning-rate schedule continues too
 
 
 def test_misspelt_key_stops_the_run_at_start_naming_it(tiny_data, tmp_path):
