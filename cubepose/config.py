@@ -236,7 +236,10 @@ def _check_leaf(value: Any, spec: Option, path: str, errors: list[str]) -> Any:
 
 
 def _coerce(value: Any, kind: type) -> Any:
-    """Accept numbers written as strings (YAML reads ``1e-4`` as a string)."""
+    """Accept numbers written as strings (YAML reads ``1e-4`` as a string) and true/false from
+    edflow's command line, which passes ``--image_cache true`` as a string."""
+    if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
     if kind is float and isinstance(value, str):
         try:
             return float(value)

@@ -45,7 +45,8 @@ SPEED_PROBE_STEPS = 20
 
 def to_inputs(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float NCHW view in [-1, 1], the training data's arithmetic."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    images = np.array(images)  # a writable copy: memmap slices are read-only
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
 def batches(dataset: TrainDataset, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:

@@ -81,3 +81,10 @@ def test_out_of_range_and_bad_choice():
         validate_config({"batch_size": 0, "device": "tpu"})
     assert "batch_size: 0 is below the minimum 1" in str(err.value)
     assert "device: 'tpu' is not one of auto, cpu, cuda" in str(err.value)
+
+
+def test_true_and_false_from_the_command_line_are_booleans():
+    config = validate_config({"image_cache": "true", "network": {"symmetric": "False"}})
+    assert config["image_cache"] is True and config["network"]["symmetric"] is False
+    with pytest.raises(ConfigError, match="image_cache: expected true or false, got 'yes'"):
+        validate_config({"image_cache": "yes"})

@@ -52,3 +52,21 @@ def test_predict_speed_prints_latency_and_throughput_against_the_bare_forward():
     assert {"bare forward", "array@64", "array@128", "png@128"} <= set(rows)
     assert float(rows["png@128"][2]) > 0 and rows["png@128"][4].strip().endswith("%")
     assert "| batch of 64 | images/s (median) |" in stdout
+
+
+def test_accuracy_trains_both_recipes_for_the_budget_and_tabulates_the_metrics(tmp_path):
+    args = ["--budget-minutes", "0.05", "--train-count", "64", "--test-count", "16", "--image-size", "48"]
+    stdout = run_script("accuracy.py", *args, "--data-dir", str(tmp_path))
+    rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
+    assert [row[1].strip().split(" (")[0] for row in rows] == ["Unity's recipe, CPU-scaled", "cubepose CPU"]
+    assert all(int(row[2]) >= 20 and 0 <= float(row[8]) <= 1 for row in rows)  # steps; 5 cm 5 deg share
+    assert (tmp_path / "yaw" / "train" / ".cubepose-generate.json").exists()
+
+
+def test_edflow_overhead_times_both_arms_and_prints_their_ratio(tmp_path):
+    args = ["configs/cpu.yaml", "--short", "2", "--long", "4", "--repeats", "1", "--train-count", "160"]
+    args += ["--test-count", "16", "--image-size", "48"]
+    stdout = run_script("edflow_overhead.py", *args, "--data-dir", str(tmp_path))
+    rows = {line.split("|")[1].strip(): line for line in stdout.splitlines() if line.startswith("| ")}
+    assert {"edflow", "bare loop"} <= set(rows)
+    assert "edflow / bare loop: " in stdout and "target below +10%" in stdout

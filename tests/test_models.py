@@ -91,3 +91,18 @@ def test_pretrained_file_that_does_not_fit_names_the_file(tmp_path):
     config["network"]["pretrained"] = str(tmp_path / "missing.pth")
     with pytest.raises(ConfigError, match="network/pretrained: no file at"):
         PoseNet(config)
+
+
+def test_a_registered_backbone_is_usable_by_name(monkeypatch):
+    from cubepose.models import BACKBONES
+
+    monkeypatch.setattr(BACKBONES, "_items", dict(BACKBONES._items))  # registered for this test only
+
+    @BACKBONES.register("tiny")
+    def tiny() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, stride=4), torch.nn.ReLU())
+
+    model = PoseNet(validate_config({"network": {"backbone": "tiny", "head": "pooled", "image_size": 32}}))
+    assert model(torch.randn(2, 3, 32, 32))["translation"].shape == (2, 3)
+    with pytest.raises(ValueError, match="backbone 'tiny' is registered twice"):
+        BACKBONES.register("tiny")(tiny)
