@@ -19,6 +19,7 @@ setup(
         "tensorboardX",
         "google-cloud-storage",
         "moderngl",
+        "roma",
     ],
     extras_require={"onnx": ["onnx", "onnxscript", "onnxruntime"]},  # cubepose export --format onnx
     entry_points={"console_scripts": ["cubepose = cubepose.cli:main"]},

@@ -79,6 +79,7 @@ SCHEMA: dict[str, Any] = {
     "network": {
         "backbone": _opt("vgg16", str),
         "head": _opt("unity_mlp", str),
+        "rotation": _opt("quaternion", str),
         "image_size": _opt(224, int, minimum=32),
         "symmetric": _opt(False, bool),
         "pretrained": _opt(None, str, nullable=True),
@@ -311,8 +312,9 @@ def _check_losses(config: dict, errors: list[str]) -> None:
 def _check_registries(config: dict, errors: list[str]) -> None:
     from cubepose.models.backbones import BACKBONES
     from cubepose.models.heads import HEADS
+    from cubepose.models.rotations import ROTATIONS
 
-    for key, registry in (("backbone", BACKBONES), ("head", HEADS)):
+    for key, registry in (("backbone", BACKBONES), ("head", HEADS), ("rotation", ROTATIONS)):
         name = config["network"][key]
         if name not in registry:
             errors.append(f"network/{key}: unknown {key} {name!r}; known: {', '.join(registry.names())}")

@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=128, help="side of the generated images")
     parser.add_argument("--data-dir", default=str(REPO / "data" / "accuracy"), help="where the sets are generated")
     parser.add_argument("--rows", nargs="*", help="row names to run (default: all)")
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        metavar="A.yaml+B.yaml",
+        help="benchmark these overlays of base.yaml (paths joined by +) instead of the built-in rows; repeatable",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -144,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         "| rotation deg (mean) | 5 cm 5 deg |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, overlays in ROWS.items():
+    rows = {recipe: recipe.split("+") for recipe in args.recipe} if args.recipe else ROWS
+    for name, overlays in rows.items():
         if args.rows and name not in args.rows:
             continue
         config = load_config_files(REPO / "configs" / "base.yaml", *(REPO / o for o in overlays))

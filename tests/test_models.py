@@ -53,6 +53,35 @@ def test_resnet_loads_a_torchvision_style_file_without_its_classifier(tmp_path):
         PoseNet(validate_config({"network": network}))
 
 
+def test_6d_rotation_gives_canonical_unit_quaternions_with_finite_gradients():
+    model = PoseNet(validate_config({"network": {"backbone": "small_cnn", "image_size": 32, "rotation": "6d"}}))
+    assert model.head.branches["quaternion"][-1].out_features == 6  # the head regresses 6 numbers
+    q = model(torch.randn(4, 3, 32, 32))["quaternion"]
+    torch.testing.assert_close(q.norm(dim=1), torch.ones(4))
+    assert torch.all(q[:, 3] >= 0)
+    q.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_6d_of_a_known_rotation_is_its_quaternion():
+    from cubepose.models.rotations import six_d_to_quaternion
+
+    # 90 deg about z: x -> y, y -> -x; its first two matrix columns, unnormalised and not orthogonal
+    first, second = torch.tensor([0.0, 2.0, 0.0]), torch.tensor([-1.0, 0.5, 0.0])
+    q = six_d_to_quaternion(torch.cat([first, second])[None])
+    half = 0.5**0.5
+    torch.testing.assert_close(q, torch.tensor([[0.0, 0.0, half, half]]))
+    # a column pair whose quaternion has w < 0 comes back with the data's sign, w >= 0
+    flipped = six_d_to_quaternion(torch.tensor([[-1.0, 0.0, 0.0, 0.0, -1.0, 0.0]]))  # 180 deg about z
+    torch.testing.assert_close(flipped.abs(), torch.tensor([[0.0, 0.0, 1.0, 0.0]]))
+    assert flipped[0, 3] >= 0
+
+
+def test_unknown_rotation_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"network/rotation: unknown rotation 'euler'; known: 6d, quaternion"):
+        validate_config({"network": {"rotation": "euler"}})
+
+
 def test_unknown_head_lists_the_known_ones():
     with pytest.raises(ConfigError, match=r"network/head: unknown head 'mlp'; known: pooled, unity_mlp"):
         validate_config({"network": {"head": "mlp"}})

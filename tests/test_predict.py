@@ -38,6 +38,16 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def checkpoint_6d(tmp_path_factory) -> Path:
+    """The same model regressing the 6D rotation representation."""
+    config = validate_config(load_configs("base.yaml", "cpu.yaml"))
+    config["network"].update(image_size=32, rotation="6d")
+    path = tmp_path_factory.mktemp("ckpt6d") / "model-3.ckpt"
+    save_checkpoint(path, model=PoseNet(config).state_dict(), global_step=3, config=config)
+    return path
+
+
+@pytest.fixture(scope="module")
 def images(tiny_data) -> list[str]:
     return sorted(str(p) for p in tiny_data["test"].rglob("*.png"))[:7]
 
@@ -137,8 +147,17 @@ def test_cli_predict_prints_one_json_object_per_image(checkpoint, images):
     assert bad.returncode == 2 and "no image at missing.png" in bad.stderr
 
 
-@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
-def test_exported_models_match_pytorch_within_1e_5(checkpoint, images, tmp_path, fmt):
+@pytest.mark.parametrize(
+    "fmt, model",
+    [
+        ("torchscript", "checkpoint"),
+        ("onnx", "checkpoint"),
+        ("torchscript", "checkpoint_6d"),
+        ("onnx", "checkpoint_6d"),
+    ],
+)
+def test_exported_models_match_pytorch_within_1e_5(request, images, tmp_path, fmt, model):
+    checkpoint = request.getfixturevalue(model)
     out = tmp_path / f"cube.{'pt' if fmt == 'torchscript' else 'onnx'}"
     result = subprocess.run(
         [str(BIN / "cubepose"), "export", "--checkpoint", str(checkpoint), "--format", fmt, str(out)],

@@ -2,6 +2,7 @@
 
 from cubepose.models.backbones import BACKBONES
 from cubepose.models.heads import HEADS
-from cubepose.models.pose_net import PoseNet, normalize_quaternions
+from cubepose.models.pose_net import PoseNet
+from cubepose.models.rotations import ROTATIONS, normalize_quaternions
 
-__all__ = ["BACKBONES", "HEADS", "PoseNet", "normalize_quaternions"]
+__all__ = ["BACKBONES", "HEADS", "PoseNet", "ROTATIONS", "normalize_quaternions"]

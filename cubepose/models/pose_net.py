@@ -8,20 +8,12 @@ from torch import nn
 from cubepose.config import validate_config
 from cubepose.models.backbones import BACKBONES, load_pretrained
 from cubepose.models.heads import HEADS
-
-IDENTITY_QUATERNION = (0.0, 0.0, 0.0, 1.0)
-
-
-def normalize_quaternions(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Unit quaternions along the last axis; a (near) zero vector maps to the identity (0, 0, 0, 1)."""
-    norm = q.norm(dim=-1, keepdim=True)
-    unit = q / norm.clamp_min(eps)
-    identity = q.new_tensor(IDENTITY_QUATERNION).expand_as(q)
-    return torch.where(norm > eps, unit, identity)
+from cubepose.models.rotations import ROTATIONS
 
 
 class PoseNet(nn.Module):
-    """Predicts ``translation`` (B, 3) and, unless ``network/symmetric``, ``quaternion`` (B, 4)."""
+    """Predicts ``translation`` (B, 3) and, unless ``network/symmetric``, ``quaternion`` (B, 4),
+    regressed in the ``network/rotation`` representation and returned as a unit quaternion."""
 
     def __init__(self, config: dict) -> None:
         super().__init__()
@@ -29,7 +21,8 @@ class PoseNet(nn.Module):
         network = config["network"]
         self.symmetric = network["symmetric"]
         self.image_size = network["image_size"]
-        outputs = {"translation": 3} if self.symmetric else {"translation": 3, "quaternion": 4}
+        self.rotation = ROTATIONS.get(network["rotation"], "network/rotation")
+        outputs = {"translation": 3} if self.symmetric else {"translation": 3, "quaternion": self.rotation.size}
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
             self.backbone = BACKBONES.get(network["backbone"], "network/backbone")()
@@ -50,5 +43,5 @@ class PoseNet(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.head(self.backbone(images))
         if "quaternion" in out:
-            out["quaternion"] = normalize_quaternions(out["quaternion"])
+            out["quaternion"] = self.rotation.to_quaternion(out["quaternion"])
         return out
