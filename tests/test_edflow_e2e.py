@@ -239,3 +239,18 @@ def test_same_seed_and_config_train_the_same_weights_on_cpu(trained, tiny_data, 
     first = torch.load(trained / "train" / "checkpoints" / "model-6.ckpt", weights_only=True)["model"]
     assert all(torch.equal(first[key], states["again"][key]) for key in first)
     assert not all(torch.equal(first[key], states["other"][key]) for key in first)
+
+
+def test_the_accurate_cpu_recipe_trains_and_evaluates_through_edflow(tiny_data, tmp_path):
+    """accurate_cpu.yaml (6D rotation, small_cnn_hires, ramped geodesic + ADD losses, cosine) through the real CLI."""
+    configs = [*CONFIGS, str(REPO / "configs" / "accurate_cpu.yaml")]
+    _ok(edflow(["-n", "accurate", "-b", *configs, "-t", "--num_steps", "4"], tmp_path, tiny_data))
+    (run,) = (tmp_path / "logs").glob("*_accurate")
+    state = torch.load(run / "train" / "checkpoints" / "model-4.ckpt", weights_only=True)
+    assert state["config"]["network"]["rotation"] == "6d"
+    assert state["model"]["head.branches.quaternion.4.weight"].shape[0] == 6  # the head regresses 6 numbers
+    (metrics,) = run.glob("eval/*/*/metrics.json")
+    values = json.loads(metrics.read_text())
+    assert math.isfinite(values["rotation_error_deg_mean"]) and math.isfinite(values["add_cm_mean"])
+    log = (run / "train" / "log.txt").read_text()
+    assert "weight_orientation" in log and "learning_rate" in log

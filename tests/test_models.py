@@ -19,7 +19,7 @@ def test_normalisation_gives_unit_quaternions_and_is_safe_for_zero():
     assert torch.isfinite(q.grad).all()
 
 
-@pytest.mark.parametrize("backbone", ["small_cnn", "vgg16", "resnet18", "resnet34"])
+@pytest.mark.parametrize("backbone", ["small_cnn", "small_cnn_hires", "vgg16", "resnet18", "resnet34"])
 @pytest.mark.parametrize("head", ["unity_mlp", "pooled"])
 def test_pose_net_outputs(backbone, head):
     model = PoseNet(validate_config({"network": {"backbone": backbone, "head": head, "image_size": 64}}))

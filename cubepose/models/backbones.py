@@ -39,17 +39,32 @@ def _conv_bn(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
     return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(True)]
 
 
+SMALL_CNN_WIDTHS = (32, 64, 128, 128)
+
+
+def _small_cnn_stages(channels: int) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for width in SMALL_CNN_WIDTHS:
+        layers += _conv_bn(channels, width, stride=2) + _conv_bn(width, width, stride=1)
+        channels = width
+    return layers
+
+
 @BACKBONES.register("small_cnn")
 def small_cnn() -> nn.Module:
     """Four conv stages of stride 2 (stride 16: a 4x4 map at 64 px keeps where the cube is)
     with batch norm; trains in minutes on 2 CPU cores."""
-    widths = [32, 64, 128, 128]
-    layers: list[nn.Module] = []
-    channels = 3
-    for width in widths:
-        layers += _conv_bn(channels, width, stride=2) + _conv_bn(width, width, stride=1)
-        channels = width
-    return nn.Sequential(*layers)
+    return nn.Sequential(*_small_cnn_stages(3))
+
+
+HIRES_STEM_WIDTH = 16
+
+
+@BACKBONES.register("small_cnn_hires")
+def small_cnn_hires() -> nn.Module:
+    """small_cnn behind one strided 16-channel conv: twice the input size (128 px: the cube's
+    edges at twice the resolution) for about 15% more compute than small_cnn at half the size."""
+    return nn.Sequential(*_conv_bn(3, HIRES_STEM_WIDTH, stride=2), *_small_cnn_stages(HIRES_STEM_WIDTH))
 
 
 class BasicBlock(nn.Module):
