@@ -173,11 +173,20 @@ def defaults() -> dict:
     return build(SCHEMA)
 
 
-def load_config_files(*paths: str | Path) -> dict:
-    """Merge YAML config files left to right as ``edflow -b`` does (shallow ``dict.update``), then validate."""
+def load_config_files(*paths: str | Path, overrides: dict[str, Any] | None = None) -> dict:
+    """Merge YAML config files left to right as ``edflow -b`` does (shallow ``dict.update``), set
+    ``overrides`` ({"losses/orientation/weight": 2}, as edflow's ``--key value``), then validate."""
     config: dict = {}
     for path in paths:
         config.update(yaml.safe_load(Path(path).read_text()) or {})
+    for key, value in (overrides or {}).items():
+        *parents, leaf = key.split("/")
+        tree = config
+        for parent in parents:
+            tree = tree.setdefault(parent, {})
+            if not isinstance(tree, dict):
+                raise ConfigError(f"cannot set {key!r}: {parent!r} is not a mapping")
+        tree[leaf] = value
     return validate_config(config)
 
 

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from cubepose.config import load_config_files
 from cubepose.data import TestDataset, TrainDataset
+from cubepose.errors import ConfigError
 from cubepose.losses import Criterion
 from cubepose.metrics import pose_dataset_metrics, unity_dataset_metrics
 from cubepose.models import PoseNet
@@ -118,6 +120,12 @@ def evaluate(model: PoseNet, dataset: TestDataset, batch_size: int) -> dict[str,
     return metrics
 
 
+def parse_override(item: str) -> tuple[str, object]:
+    """``network/rotation=6d`` -> ("network/rotation", "6d"); the value is read as YAML (numbers, lists)."""
+    key, value = item.split("=", 1)
+    return key, yaml.safe_load(value)
+
+
 def make_data(root: Path, rotation: str, train_count: int, test_count: int, image_size: int) -> dict[str, Path]:
     """Seeded train (seed 1) and test (seed 3) sets; generation resumes and is reused when complete."""
     scene = scene_options("default", rotation=rotation)
@@ -140,11 +148,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recipe",
         action="append",
-        metavar="A.yaml+B.yaml",
-        help="benchmark these overlays of base.yaml (paths joined by +) instead of the built-in rows; repeatable",
+        metavar="A.yaml+B.yaml+key/path=value",
+        help="benchmark these overlays of base.yaml and key=value overrides (YAML values, as edflow's "
+        "--key value), joined by +, instead of the built-in rows; repeatable",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    recipes = {recipe: recipe.split("+") for recipe in args.recipe} if args.recipe else ROWS
+    configs = {}
+    for name, overlays in recipes.items():  # every config is checked before any data or training
+        if args.rows and name not in args.rows:
+            continue
+        files = [REPO / o for o in overlays if "=" not in o]
+        overrides = dict(parse_override(o) for o in overlays if "=" in o)
+        try:
+            configs[name] = load_config_files(REPO / "configs" / "base.yaml", *files, overrides=overrides)
+        except (ConfigError, OSError) as err:
+            parser.error(f"recipe {name!r}: {err}")
 
     data = make_data(Path(args.data_dir), args.rotation, args.train_count, args.test_count, args.image_size)
     lines = [
@@ -155,14 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         "| rotation deg (mean) | 5 cm 5 deg |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    rows = {recipe: recipe.split("+") for recipe in args.recipe} if args.recipe else ROWS
-    for name, overlays in rows.items():
-        if args.rows and name not in args.rows:
-            continue
-        config = load_config_files(REPO / "configs" / "base.yaml", *(REPO / o for o in overlays))
+    for name, config in configs.items():
         config["data"]["train"]["root"], config["data"]["test"]["root"] = str(data["train"]), str(data["test"])
         config["image_cache"] = True
-        logger.info("%s: %s", name, " ".join(overlays))
+        logger.info("%s", name)
         model, steps, rate = train_for(config, TrainDataset(config), args.budget_minutes * 60)
         m = evaluate(model, TestDataset(config), config["test_batch_size"])
         cells = [name, steps, f"{rate:.0f}", f"{m['translation_mse']:.5f}", f"{m['orientation_error']:.3f}"]

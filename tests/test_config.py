@@ -24,7 +24,8 @@ def test_shipped_overlays_validate_and_keep_untouched_defaults(overlays):
 
 def test_gpu_overlay_is_unitys_recipe():
     config = validate_config(load_configs("base.yaml", "gpu.yaml"))
-    network = {"backbone": "vgg16", "head": "unity_mlp", "image_size": 224, "symmetric": False, "pretrained": None}
+    network = {"backbone": "vgg16", "head": "unity_mlp", "rotation": "quaternion", "image_size": 224}
+    network.update(symmetric=False, pretrained=None)
     assert config["network"] == network
     assert (config["batch_size"], config["accumulation_steps"], config["num_epochs"]) == (20, 10, 120)
     adam = {"type": "adam", "lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0}
@@ -88,3 +89,16 @@ def test_true_and_false_from_the_command_line_are_booleans():
     assert config["image_cache"] is True and config["network"]["symmetric"] is False
     with pytest.raises(ConfigError, match="image_cache: expected true or false, got 'yes'"):
         validate_config({"image_cache": "yes"})
+
+
+def test_overrides_set_nested_keys_like_edflows_command_line():
+    from cubepose.config import load_config_files
+
+    paths = [REPO / "configs" / name for name in ("base.yaml", "cpu.yaml", "accurate_cpu.yaml")]
+    config = load_config_files(*paths, overrides={"network/rotation": "quaternion", "losses/pose/weight": 2.5})
+    assert config["network"]["rotation"] == "quaternion" and config["network"]["backbone"] == "small_cnn"
+    assert config["losses"]["pose"] == {"type": "add", "weight": 2.5}
+    with pytest.raises(ConfigError, match="unknown key 'network/rotaton'; did you mean 'network/rotation'"):
+        load_config_files(*paths, overrides={"network/rotaton": "6d"})
+    with pytest.raises(ConfigError, match="cannot set 'seed/x': 'seed' is not a mapping"):
+        load_config_files(*paths, overrides={"seed/x": 1})

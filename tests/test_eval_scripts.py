@@ -58,9 +58,24 @@ def test_accuracy_trains_both_recipes_for_the_budget_and_tabulates_the_metrics(t
     args = ["--budget-minutes", "0.05", "--train-count", "64", "--test-count", "16", "--image-size", "48"]
     stdout = run_script("accuracy.py", *args, "--data-dir", str(tmp_path))
     rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
-    assert [row[1].strip().split(" (")[0] for row in rows] == ["Unity's recipe, CPU-scaled", "cubepose CPU"]
+    assert [row[1].strip().split(" (")[0] for row in rows] == ["cubepose CPU", "Unity's recipe, CPU-scaled"]
     assert all(int(row[2]) >= 20 and 0 <= float(row[8]) <= 1 for row in rows)  # steps; 5 cm 5 deg share
     assert (tmp_path / "yaw" / "train" / ".cubepose-generate.json").exists()
+
+
+def test_accuracy_benchmarks_a_recipe_of_overlays_and_key_overrides(tmp_path):
+    recipe = "configs/cpu.yaml+configs/accurate_cpu.yaml+network/rotation=quaternion+losses/pose/weight=2.5"
+    args = ["--budget-minutes", "0.03", "--train-count", "64", "--test-count", "16", "--image-size", "48"]
+    stdout = run_script("accuracy.py", *args, "--rotation", "full", "--recipe", recipe, "--data-dir", str(tmp_path))
+    rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
+    assert [row[1].strip() for row in rows] == [recipe]
+    assert stdout.startswith("full rotation;") and (tmp_path / "full" / "test" / ".cubepose-generate.json").exists()
+    typo = ["--recipe", "configs/cpu.yaml+network/rotaton=6d", "--data-dir", str(tmp_path / "unused")]
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "eval" / "accuracy.py"), *typo], cwd=REPO, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "did you mean 'network/rotation'" in bad.stderr
+    assert not (tmp_path / "unused").exists()  # checked before generating any data
 
 
 def test_edflow_overhead_times_both_arms_and_prints_their_ratio(tmp_path):
