@@ -1,4 +1,4 @@
-"""Pose networks and the backbones and heads they are built from (each a registry)."""
+"""Pose networks and the backbones, heads and rotation representations they are built from (each a registry)."""
 
 from cubepose.models.backbones import BACKBONES
 from cubepose.models.heads import HEADS
