@@ -68,7 +68,9 @@ def test_unknown_loss_type_and_backbone_list_the_known_names():
         match=r"losses/orientation/type: unknown loss 'msee'; known: add, geodesic, l1, mse, sign_invariant, smooth_l1",
     ):
         validate_config({"losses": {"orientation": {"type": "msee"}}})
-    with pytest.raises(ConfigError, match=r"unknown backbone 'resnet9'; known: resnet18, resnet34, small_cnn, vgg16"):
+    with pytest.raises(
+        ConfigError, match=r"unknown backbone 'resnet9'; known: resnet18, resnet34, small_cnn, small_cnn_hires, vgg16"
+    ):
         validate_config({"network": {"backbone": "resnet9"}})
 
 
