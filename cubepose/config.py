@@ -83,6 +83,13 @@ SCHEMA: dict[str, Any] = {
         "image_size": _opt(224, int, minimum=32),
         "symmetric": _opt(False, bool),
         "pretrained": _opt(None, str, nullable=True),
+        "crop": {
+            "active": _opt(False, bool),
+            "locate_size": _opt(64, int, minimum=32),
+            "size": _opt(48, int, minimum=32),
+            "margin": _opt(1.3, float, minimum=0.5),
+            "backbone": _opt("small_cnn", str),
+        },
     },
     "data": {
         "format": _opt("auto", str, choices=("auto", "legacy", "solo")),
@@ -200,6 +207,7 @@ def validate_config(config: dict) -> dict:
     if not errors:
         _check_data(config["data"], errors)
         _check_losses(config, errors)
+        _check_crop(config, errors)
         _check_registries(config, errors)
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
@@ -318,6 +326,24 @@ def _check_losses(config: dict, errors: list[str]) -> None:
             )
 
 
+def _check_crop(config: dict, errors: list[str]) -> None:
+    """The two-stage crop needs an orientation to regress and the window loss; the window loss needs the crop."""
+    network, crop = config["network"], config["network"]["crop"]
+    has_window_loss = "window" in config["losses"]
+    if crop["active"]:
+        if network["symmetric"]:
+            errors.append("network/crop/active: a symmetric cube has no orientation to crop for; set it false")
+        if not has_window_loss:
+            errors.append("network/crop/active needs losses/window (e.g. {type: mse, weight: 1.0}) to locate the cube")
+        if crop["locate_size"] > network["image_size"]:
+            errors.append(
+                f"network/crop/locate_size: {crop['locate_size']} exceeds network/image_size "
+                f"{network['image_size']}; the first stage sees a downscaled view"
+            )
+    elif has_window_loss:
+        errors.append("losses/window: only the two-stage model predicts a window; set network/crop/active: true")
+
+
 def _check_registries(config: dict, errors: list[str]) -> None:
     from cubepose.models.backbones import BACKBONES
     from cubepose.models.heads import HEADS
@@ -327,3 +353,6 @@ def _check_registries(config: dict, errors: list[str]) -> None:
         name = config["network"][key]
         if name not in registry:
             errors.append(f"network/{key}: unknown {key} {name!r}; known: {', '.join(registry.names())}")
+    if config["network"]["crop"]["backbone"] not in BACKBONES:
+        name = config["network"]["crop"]["backbone"]
+        errors.append(f"network/crop/backbone: unknown backbone {name!r}; known: {', '.join(BACKBONES.names())}")

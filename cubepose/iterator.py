@@ -102,7 +102,7 @@ class Iterator(TemplateIterator):
             scheduler=self.scheduler,
             scaler=self.acceleration.scaler(),
         )
-        self.criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
+        self.criterion = Criterion.from_config(config)
         self.uploader = None
         if not config.get("test_mode", False):
             remove_interrupted_writes(ProjectManager.checkpoints)
@@ -170,6 +170,8 @@ class Iterator(TemplateIterator):
             "translation": torch.from_numpy(np.asarray(translation, np.float32)).to(self.device),
             "quaternion": torch.from_numpy(np.asarray(quaternion, np.float32)).to(self.device),
         }
+        if "camera" in kwargs:  # derived targets (the two-stage model's window) need it
+            targets["camera"] = torch.from_numpy(np.asarray(kwargs["camera"], np.float32)).to(self.device)
         trained: dict[str, dict[str, np.ndarray]] = {}
         step = self.get_global_step()  # for loss-weight ramps
 

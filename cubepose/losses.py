@@ -1,7 +1,8 @@
 """Per-instance losses and the weighted criterion built from the config's ``losses`` tree.
 
 ``losses/<quantity>: {type, weight}``: the quantity names what is compared (translation,
-orientation, or the whole pose), the type names a function in ``LOSSES``. Each loss returns
+orientation, the whole pose, or the two-stage model's crop window), the type names a function
+in ``LOSSES``. Each loss returns
 one value per instance (B,); the total is the weighted sum, reduced to a batch mean by the
 caller. A weight is a number or a linear ramp ``{start, end, start_step, end_step}``, as
 edflow's VUNet ramps its KL weight.
@@ -18,19 +19,26 @@ import torch.nn.functional as F
 
 from cubepose.errors import ConfigError
 from cubepose.geometry import CUBE_SIZE, cube_corners
+from cubepose.models.crop import cube_windows
 from cubepose.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 LOSSES: Registry[LossFn] = Registry("loss")
 
 # losses/<quantity> compares these model outputs / dataset keys (concatenated when several).
-QUANTITY_KEYS = {"translation": ("translation",), "orientation": ("quaternion",), "pose": ("translation", "quaternion")}
+QUANTITY_KEYS = {
+    "translation": ("translation",),
+    "orientation": ("quaternion",),
+    "pose": ("translation", "quaternion"),
+    "window": ("window",),  # its target is derived from translation and camera (cubepose.models.crop)
+}
 # which loss types make sense for which quantity
 COMPONENT_LOSSES = ("mse", "l1", "smooth_l1")
 QUANTITY_LOSSES = {
     "translation": COMPONENT_LOSSES,
     "orientation": (*COMPONENT_LOSSES, "sign_invariant", "geodesic"),
     "pose": ("add",),
+    "window": COMPONENT_LOSSES,
 }
 ROTATION_FREE = ("translation",)  # the only quantity a symmetric cube keeps
 
@@ -120,31 +128,60 @@ def weight_schedule(weight: float | dict) -> Callable[[int], float]:
     return lambda step, value=float(weight): value
 
 
+Targets = dict[str, torch.Tensor]
+
+
+def concatenated(keys: tuple[str, ...]) -> Callable[[Targets], torch.Tensor]:
+    """The target of a quantity that a dataset provides: its keys concatenated."""
+    return lambda targets: torch.cat([targets[key] for key in keys], dim=-1)
+
+
+def window_target(image_size: int, margin: float) -> Callable[[Targets], torch.Tensor]:
+    """The crop window a two-stage model should predict, from the true translation and the camera."""
+
+    def target(targets: Targets) -> torch.Tensor:
+        if "camera" not in targets:
+            raise ConfigError("losses/window needs each example's camera; the dataset returned none")
+        return cube_windows(targets["translation"], targets["camera"], image_size, margin)
+
+    return target
+
+
 @dataclass(frozen=True)
 class Term:
     name: str
     keys: tuple[str, ...]
     loss: LossFn
     weight: Callable[[int], float]
+    target: Callable[[Targets], torch.Tensor]
 
 
 class Criterion:
     """Weighted sum of the configured per-instance losses."""
 
-    def __init__(self, losses: dict, symmetric: bool = False) -> None:
+    def __init__(self, losses: dict, symmetric: bool = False, network: dict | None = None) -> None:
         # A symmetric cube has no defined orientation: losses that need one are dropped.
+        derived = {}
+        if network is not None and network["crop"]["active"]:
+            derived["window"] = window_target(network["image_size"], network["crop"]["margin"])
         self.terms = [
             Term(
                 name,
                 QUANTITY_KEYS[name],
                 LOSSES.get(entry["type"], f"losses/{name}/type"),
                 weight_schedule(entry["weight"]),
+                derived.get(name, concatenated(QUANTITY_KEYS[name])),
             )
             for name, entry in losses.items()
             if not symmetric or name in ROTATION_FREE
         ]
         if not self.terms:
             raise ConfigError("losses: no loss left to optimise; configure at least losses/translation")
+
+    @classmethod
+    def from_config(cls, config: dict) -> Criterion:
+        """The criterion of a validated config's ``losses`` tree for its ``network``."""
+        return cls(config["losses"], symmetric=config["network"]["symmetric"], network=config["network"])
 
     def weights(self, step: int) -> dict[str, float]:
         """Each loss's weight at global step ``step``."""
@@ -157,8 +194,7 @@ class Criterion:
         values = {}
         for term in self.terms:
             prediction = torch.cat([predictions[key] for key in term.keys], dim=-1)
-            target = torch.cat([targets[key] for key in term.keys], dim=-1)
-            values[term.name] = term.loss(prediction, target)
+            values[term.name] = term.loss(prediction, term.target(targets))
         values["total"] = sum(term.weight(step) * values[term.name] for term in self.terms)
         return values
 

@@ -61,6 +61,7 @@ def batches(dataset: TrainDataset, batch_size: int, seed: int) -> Iterator[dict[
     rng = np.random.default_rng(seed)
     translations = torch.from_numpy(dataset.labels["translation"].astype(np.float32))
     quaternions = torch.from_numpy(dataset.labels["quaternion"].astype(np.float32))
+    cameras = torch.from_numpy(dataset.labels["camera"].astype(np.float32))
     while True:
         order = rng.permutation(len(dataset))
         for start in range(0, len(order) - batch_size + 1, batch_size):
@@ -69,6 +70,7 @@ def batches(dataset: TrainDataset, batch_size: int, seed: int) -> Iterator[dict[
                 "image": to_inputs(dataset.images[chosen]),
                 "translation": translations[chosen],
                 "quaternion": quaternions[chosen],
+                "camera": cameras[chosen],
             }
 
 
@@ -76,7 +78,7 @@ def train_for(config: dict, dataset: TrainDataset, budget_s: float) -> tuple[Pos
     """Train ``config``'s model for ``budget_s`` seconds; returns (model, steps, train images/s)."""
     seed_global_generators(config["seed"])
     model = PoseNet(config).train()
-    criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
+    criterion = Criterion.from_config(config)
     optimizer = build_optimizer(model.parameters(), config["optimizer"])
     stream = batches(dataset, config["batch_size"], config["seed"])
 
@@ -106,15 +108,16 @@ def train_for(config: dict, dataset: TrainDataset, budget_s: float) -> tuple[Pos
 
 
 @torch.no_grad()
-def evaluate(model: PoseNet, dataset: TestDataset, batch_size: int) -> dict[str, float]:
-    """Unity's and the standard metrics of ``model`` on every test image."""
+def evaluate(model: PoseNet, dataset: TestDataset | TrainDataset, batch_size: int, limit: int | None = None) -> dict:
+    """Unity's and the standard metrics of ``model`` on the dataset's images (the first ``limit``)."""
+    count = len(dataset) if limit is None else min(limit, len(dataset))
     outputs: dict[str, list[np.ndarray]] = {"translation": [], "quaternion": []}
-    for start in range(0, len(dataset), batch_size):
-        predictions = model(to_inputs(dataset.images[start : start + batch_size]))
+    for start in range(0, count, batch_size):
+        predictions = model(to_inputs(dataset.images[start : min(start + batch_size, count)]))
         for key in outputs:
             outputs[key].append(predictions[key].numpy())
     predicted = {key: np.concatenate(values) for key, values in outputs.items()}
-    true_t, true_q = dataset.labels["translation"], dataset.labels["quaternion"]
+    true_t, true_q = dataset.labels["translation"][:count], dataset.labels["quaternion"][:count]
     metrics = unity_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q)
     metrics.update(pose_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q))
     return metrics
@@ -180,7 +183,15 @@ def main(argv: list[str] | None = None) -> int:
         config["data"]["train"]["root"], config["data"]["test"]["root"] = str(data["train"]), str(data["test"])
         config["image_cache"] = True
         logger.info("%s", name)
-        model, steps, rate = train_for(config, TrainDataset(config), args.budget_minutes * 60)
+        train_set = TrainDataset(config)
+        model, steps, rate = train_for(config, train_set, args.budget_minutes * 60)
+        seen = evaluate(model, train_set, config["test_batch_size"], limit=args.test_count)  # overfitting check
+        logger.info(
+            "on %d training images: %.2f cm, %.1f deg",
+            args.test_count,
+            seen["translation_error_cm_mean"],
+            seen["rotation_error_deg_mean"],
+        )
         m = evaluate(model, TestDataset(config), config["test_batch_size"])
         cells = [name, steps, f"{rate:.0f}", f"{m['translation_mse']:.5f}", f"{m['orientation_error']:.3f}"]
         cells += [f"{m['translation_error_cm_mean']:.2f}", f"{m['rotation_error_deg_mean']:.1f}"]

@@ -62,7 +62,7 @@ def bare_seconds(config: dict, dataset: TrainDataset, steps: int) -> float:
     """Wall time of a bare loop of ``steps`` training steps, model and optimizer built inside (as edflow does)."""
     start = time.perf_counter()
     model = PoseNet(config).train()
-    criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
+    criterion = Criterion.from_config(config)
     accumulator = GradientAccumulator(build_optimizer(model.parameters(), config["optimizer"]), 1)
     stream = batches(dataset, config["batch_size"], config["seed"])
     for step in range(steps):

@@ -31,7 +31,7 @@ def images_per_second(config: dict, steps: int) -> float:
     """Time ``steps`` training steps (after one warm-up step) and return images per second."""
     size, batch = config["network"]["image_size"], config["batch_size"]
     model = PoseNet(config).train()
-    criterion = Criterion(config["losses"], symmetric=config["network"]["symmetric"])
+    criterion = Criterion.from_config(config)
     accumulator = GradientAccumulator(build_optimizer(model.parameters(), config["optimizer"]), 1)
     images = torch.randn(batch, 3, size, size)
     targets = {"translation": torch.randn(batch, 3), "quaternion": torch.nn.functional.normalize(torch.randn(batch, 4))}

@@ -48,6 +48,18 @@ def checkpoint_6d(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def checkpoint_crop(tmp_path_factory) -> Path:
+    """A two-stage model (network/crop): locate, crop with grid_sample, orient along the viewing ray."""
+    config = load_configs("base.yaml", "cpu.yaml")
+    config["network"].update(image_size=32, rotation="6d", crop={"active": True, "locate_size": 32, "size": 32})
+    config["losses"]["window"] = {"type": "mse", "weight": 1.0}
+    config = validate_config(config)
+    path = tmp_path_factory.mktemp("ckptcrop") / "model-3.ckpt"
+    save_checkpoint(path, model=PoseNet(config).state_dict(), global_step=3, config=config)
+    return path
+
+
+@pytest.fixture(scope="module")
 def images(tiny_data) -> list[str]:
     return sorted(str(p) for p in tiny_data["test"].rglob("*.png"))[:7]
 
@@ -154,6 +166,8 @@ def test_cli_predict_prints_one_json_object_per_image(checkpoint, images):
         ("onnx", "checkpoint"),
         ("torchscript", "checkpoint_6d"),
         ("onnx", "checkpoint_6d"),
+        ("torchscript", "checkpoint_crop"),
+        ("onnx", "checkpoint_crop"),
     ],
 )
 def test_exported_models_match_pytorch_within_1e_5(request, images, tmp_path, fmt, model):

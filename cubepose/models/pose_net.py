@@ -1,19 +1,38 @@
-"""The pose network: backbone -> head -> translation and unit quaternion."""
+"""The pose network: backbone -> head -> translation and unit quaternion, optionally in two stages
+(``network/crop``): locate the cube on a downscaled view, then regress its rotation from a crop."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cubepose.config import validate_config
 from cubepose.models.backbones import BACKBONES, load_pretrained
+from cubepose.models.crop import crop_windows, ray_rotations, to_camera_frame
 from cubepose.models.heads import HEADS
-from cubepose.models.rotations import ROTATIONS
+from cubepose.models.rotations import ROTATIONS, canonical_sign
+
+
+def _feature_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]:
+    """(C, H, W) of ``backbone``'s output for square images of ``image_size``."""
+    was_training = backbone.training
+    backbone.eval()
+    with torch.no_grad():
+        shape = backbone(torch.zeros(1, 3, image_size, image_size)).shape[1:]
+    backbone.train(was_training)
+    return tuple(shape)
 
 
 class PoseNet(nn.Module):
     """Predicts ``translation`` (B, 3) and, unless ``network/symmetric``, ``quaternion`` (B, 4),
-    regressed in the ``network/rotation`` representation and returned as a unit quaternion."""
+    regressed in the ``network/rotation`` representation and returned as a unit quaternion.
+
+    With ``network/crop/active`` the first stage sees the input resized to ``crop/locate_size``
+    and predicts the translation and the cube's ``window`` (see cubepose.models.crop); the second
+    stage sees a ``crop/size`` crop of the full-resolution input at that window and regresses the
+    orientation relative to the viewing ray, which the stage-1 translation turns into the camera frame.
+    """
 
     def __init__(self, config: dict) -> None:
         super().__init__()
@@ -22,26 +41,42 @@ class PoseNet(nn.Module):
         self.symmetric = network["symmetric"]
         self.image_size = network["image_size"]
         self.rotation = ROTATIONS.get(network["rotation"], "network/rotation")
-        outputs = {"translation": 3} if self.symmetric else {"translation": 3, "quaternion": self.rotation.size}
+        crop = network["crop"]
+        self.crop = dict(crop) if crop["active"] else None
+        make_head = HEADS.get(network["head"], "network/head")
+        outputs = {"translation": 3}
+        if self.crop is not None:
+            outputs["window"] = 3
+        elif not self.symmetric:
+            outputs["quaternion"] = self.rotation.size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
             self.backbone = BACKBONES.get(network["backbone"], "network/backbone")()
-            shape = self.feature_shape(self.image_size)
-            self.head = HEADS.get(network["head"], "network/head")(shape, outputs)
+            self.head = make_head(_feature_shape(self.backbone, self.input_size), outputs)
+            if self.crop is not None:
+                self.crop_backbone = BACKBONES.get(crop["backbone"], "network/crop/backbone")()
+                shape = _feature_shape(self.crop_backbone, crop["size"])
+                self.crop_head = make_head(shape, {"quaternion": self.rotation.size})
         if network["pretrained"]:
             load_pretrained(self.backbone, network["pretrained"], network["backbone"])
 
-    @torch.no_grad()
-    def feature_shape(self, image_size: int) -> tuple[int, int, int]:
-        """(C, H, W) of the backbone's output for square images of ``image_size``."""
-        was_training = self.backbone.training
-        self.backbone.eval()
-        shape = self.backbone(torch.zeros(1, 3, image_size, image_size)).shape[1:]
-        self.backbone.train(was_training)
-        return tuple(shape)
+    @property
+    def input_size(self) -> int:
+        """Side of the images the first (or only) backbone sees."""
+        return self.crop["locate_size"] if self.crop is not None else self.image_size
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.head(self.backbone(images))
-        if "quaternion" in out:
-            out["quaternion"] = self.rotation.to_quaternion(out["quaternion"])
+        if self.crop is None:
+            out = self.head(self.backbone(images))
+            if "quaternion" in out:
+                out["quaternion"] = self.rotation.to_quaternion(out["quaternion"])
+            return out
+        view = images
+        if images.shape[-1] != self.input_size:
+            view = F.interpolate(images, size=(self.input_size, self.input_size), mode="area")
+        out = self.head(self.backbone(view))
+        # The crop follows the first stage's estimate without steering it: each stage has its own loss.
+        crops = crop_windows(images, out["window"].detach(), self.crop["size"])
+        along_ray = self.rotation.to_quaternion(self.crop_head(self.crop_backbone(crops))["quaternion"])
+        out["quaternion"] = canonical_sign(to_camera_frame(ray_rotations(out["translation"].detach()), along_ray))
         return out

@@ -1,0 +1,60 @@
+"""The two-stage crop: where the cube is in the image (a window), a crop there, and the rotation
+that turns an orientation seen along the crop's viewing ray into the camera frame.
+
+A window is (B, 3): the cube centre's image position (cu, cv) in grid_sample's normalised
+coordinates (-1 left/top edge, +1 right/bottom edge) and log s, where s is the crop's half side
+as a share of the half image: ``margin`` x the radius of the cube's bounding sphere in pixels.
+Crops of one window size show the cube at one scale whatever its distance, at the full input
+resolution: what a rotation regressor needs and a downscaled whole image lacks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import roma
+import torch
+import torch.nn.functional as F
+
+from cubepose.geometry import CUBE_SIZE
+
+CUBE_RADIUS = CUBE_SIZE * math.sqrt(3) / 2  # bounding sphere of the cube (m)
+MIN_DEPTH = 1e-3  # metres; keeps a (wrong) target behind the camera finite
+
+
+def cube_windows(translation: torch.Tensor, camera: torch.Tensor, image_size: int, margin: float) -> torch.Tensor:
+    """True windows (B, 3) of cubes at ``translation`` (B, 3) seen by ``camera`` (B, 4: fx, fy, cx, cy
+    in pixels of the square network input of side ``image_size``; Unity's frame, v = cy - fy y / z)."""
+    x, y, z = translation.unbind(-1)
+    fx, fy, cx, cy = camera.unbind(-1)
+    z = z.clamp_min(MIN_DEPTH)
+    u = cx + fx * x / z
+    v = cy - fy * y / z
+    half_side = margin * fy * CUBE_RADIUS / z  # pixels
+    return torch.stack([2 * u / image_size - 1, 2 * v / image_size - 1, torch.log(2 * half_side / image_size)], -1)
+
+
+def crop_windows(images: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear crops (B, C, size, size) of ``images`` (B, C, H, W) at ``windows`` (B, 3); outside
+    the image reads 0 (mid-grey in the [-1, 1] range). One batched affine_grid + grid_sample."""
+    cu, cv, log_s = windows.unbind(-1)
+    s = log_s.exp()
+    zero = torch.zeros_like(s)
+    theta = torch.stack([torch.stack([s, zero, cu], -1), torch.stack([zero, s, cv], -1)], -2)
+    grid = F.affine_grid(theta, [images.shape[0], images.shape[1], size, size], align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def ray_rotations(translation: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions (B, 4, x y z w) of the smallest rotation turning the optical axis (0, 0, 1)
+    onto the viewing ray towards ``translation`` (B, 3)."""
+    ray = F.normalize(translation, dim=-1)
+    axis = torch.cross(ray.new_tensor([0.0, 0.0, 1.0]).expand_as(ray), ray, dim=-1)  # |axis| = sin(angle)
+    sin_angle = axis.norm(dim=-1, keepdim=True)
+    angle = torch.atan2(sin_angle, ray[..., 2:3])
+    return roma.rotvec_to_unitquat(axis / sin_angle.clamp_min(1e-12) * angle)
+
+
+def to_camera_frame(ray_quaternions: torch.Tensor, along_ray: torch.Tensor) -> torch.Tensor:
+    """Orientations regressed relative to each viewing ray (what a crop shows) -> camera frame."""
+    return roma.quat_product(ray_quaternions, along_ray)
