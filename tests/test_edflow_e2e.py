@@ -242,15 +242,23 @@ def test_same_seed_and_config_train_the_same_weights_on_cpu(trained, tiny_data, 
 
 
 def test_the_accurate_cpu_recipe_trains_and_evaluates_through_edflow(tiny_data, tmp_path):
-    """accurate_cpu.yaml (6D rotation, small_cnn_hires, ramped geodesic + ADD losses, cosine) through the real CLI."""
+    """accurate_cpu.yaml (two stages with a crop, 6D rotation, window + sign-invariant + ADD losses,
+    cosine) through the real CLI, at the tiny data's size."""
     configs = [*CONFIGS, str(REPO / "configs" / "accurate_cpu.yaml")]
-    _ok(edflow(["-n", "accurate", "-b", *configs, "-t", "--num_steps", "4"], tmp_path, tiny_data))
+    small_crop = ["--network/crop/locate_size", "32", "--network/crop/size", "32"]
+    _ok(edflow(["-n", "accurate", "-b", *configs, "-t", "--num_steps", "4", *small_crop], tmp_path, tiny_data))
     (run,) = (tmp_path / "logs").glob("*_accurate")
     state = torch.load(run / "train" / "checkpoints" / "model-4.ckpt", weights_only=True)
-    assert state["config"]["network"]["rotation"] == "6d"
-    assert state["model"]["head.branches.quaternion.4.weight"].shape[0] == 6  # the head regresses 6 numbers
+    assert state["config"]["network"]["rotation"] == "6d" and state["config"]["network"]["crop"]["active"]
+    assert state["model"]["crop_head.branches.quaternion.4.weight"].shape[0] == 6  # stage 2 regresses 6 numbers
+    assert state["model"]["head.branches.window.4.weight"].shape[0] == 3  # stage 1 locates the cube
     (metrics,) = run.glob("eval/*/*/metrics.json")
     values = json.loads(metrics.read_text())
     assert math.isfinite(values["rotation_error_deg_mean"]) and math.isfinite(values["add_cm_mean"])
     log = (run / "train" / "log.txt").read_text()
-    assert "weight_orientation" in log and "learning_rate" in log
+    assert "loss_window" in log and "learning_rate" in log
+    # evaluating the checkpoint reproduces the run's own poses (the crop is deterministic)
+    _ok(edflow(["-b", *configs, "-p", str(run), *small_crop], tmp_path, tiny_data))
+    during, after = (MetaDataset(str(outputs)).labels for outputs in _eval_dirs(run))
+    for key in ("translation_pred", "quaternion_pred"):
+        np.testing.assert_allclose(after[key], during[key], atol=1e-5)
