@@ -2,10 +2,9 @@
 
 ``losses/<quantity>: {type, weight}``: the quantity names what is compared (translation,
 orientation, the whole pose, or the two-stage model's crop window), the type names a function
-in ``LOSSES``. Each loss returns
-one value per instance (B,); the total is the weighted sum, reduced to a batch mean by the
-caller. A weight is a number or a linear ramp ``{start, end, start_step, end_step}``, as
-edflow's VUNet ramps its KL weight.
+in ``LOSSES``. Each loss returns one value per instance (B,); the total is the weighted sum,
+reduced to a batch mean by the caller. A weight is a number or a linear ramp
+``{start, end, start_step, end_step}``, as edflow's VUNet ramps its KL weight.
 """
 
 from __future__ import annotations
