@@ -349,10 +349,13 @@ def _check_registries(config: dict, errors: list[str]) -> None:
     from cubepose.models.heads import HEADS
     from cubepose.models.rotations import ROTATIONS
 
-    for key, registry in (("backbone", BACKBONES), ("head", HEADS), ("rotation", ROTATIONS)):
-        name = config["network"][key]
+    network = config["network"]
+    named = [
+        ("network/backbone", network["backbone"], BACKBONES),
+        ("network/head", network["head"], HEADS),
+        ("network/rotation", network["rotation"], ROTATIONS),
+        ("network/crop/backbone", network["crop"]["backbone"], BACKBONES),
+    ]
+    for path, name, registry in named:
         if name not in registry:
-            errors.append(f"network/{key}: unknown {key} {name!r}; known: {', '.join(registry.names())}")
-    if config["network"]["crop"]["backbone"] not in BACKBONES:
-        name = config["network"]["crop"]["backbone"]
-        errors.append(f"network/crop/backbone: unknown backbone {name!r}; known: {', '.join(BACKBONES.names())}")
+            errors.append(f"{path}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
