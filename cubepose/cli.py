@@ -39,6 +39,8 @@ def _generate(args: argparse.Namespace) -> None:
         scene=scene,
         backgrounds=args.backgrounds,
         workers=args.workers,
+        shard=args.shard,
+        shards=args.shards,
     )
     generate_dataset(args.out, options)
 
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="render a synthetic cube dataset in a Unity Perception layout")
-    gen.add_argument("out", help="output folder (the dataset root to put in data/<split>/root)")
+    gen.add_argument("out", help="output folder or gs://bucket/prefix (the dataset root to put in data/<split>/root)")
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
     gen.add_argument("--format", choices=["legacy", "solo"], default="legacy", help="Perception layout to write")
@@ -148,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--backgrounds", help="folder of .png/.jpg images used as backgrounds")
     gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
     gen.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render processes (default: all cores)")
+    gen.add_argument("--shards", type=int, default=1, help="split the images into N shards, one per machine")
+    gen.add_argument(
+        "--shard", type=int, default=0, help="render only shard K (0..N-1) into <out>/shard-K-of-N/; same seed for all"
+    )
     gen.set_defaults(run=_generate)
 
     ins = commands.add_parser("inspect", help="check a Perception dataset before training on it")

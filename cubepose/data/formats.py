@@ -1,7 +1,8 @@
 """Finding a Perception dataset under a folder, detecting its layout, and reading it.
 
-A root may be the dataset itself or a folder wrapping it (a zip of the export folder);
-``data/format`` forces a layout when detection is ambiguous.
+A root may be the dataset itself, a folder wrapping it (a zip of the export folder), or a folder
+of ``shard-K-of-N`` sub-datasets (cubepose.data.shards), read as one; ``data/format`` forces a
+layout when detection is ambiguous.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from cubepose.config import defaults
 from cubepose.data.camera import with_config_camera
 from cubepose.data.legacy import is_legacy, read_legacy
 from cubepose.data.pose_index import PoseIndex
+from cubepose.data.shards import concatenate, shard_folders
 from cubepose.data.solo import is_solo, read_solo
 from cubepose.errors import DatasetError
 
@@ -70,9 +72,13 @@ def read_dataset(
     instance_id: int | None = None,
     camera: dict | None = None,
 ) -> PoseIndex:
-    """Index the dataset at local folder ``root``; legacy examples get ``camera`` (``data/camera``)."""
+    """Index the dataset (or every shard of it) at local folder ``root``; legacy examples get ``camera``."""
     if fmt not in FORMATS:
         raise DatasetError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
+    root = Path(root)
+    shards = shard_folders(root) if root.is_dir() else None
+    if shards:
+        return concatenate(root, [read_dataset(shard, fmt, label_name, instance_id, camera) for shard in shards])
     layout, path = locate_dataset(root, fmt)
     index = READERS[layout](path, label_name=label_name, instance_id=instance_id)
     if layout == "legacy":

@@ -124,7 +124,7 @@ def upload_gcs(local: str | os.PathLike, url: str, *, timeout: float = 300.0) ->
     bucket, name = parse_gcs_url(url)
     if not name or name.endswith("/"):
         raise StorageError(f"{url!r} names no object; upload to gs://bucket/path/file")
-    with gcs_client() as client, _gcs_errors(url, access="write"):
+    with gcs_client() as client, gcs_errors(url, access="write"):
         blob = client.bucket(bucket).blob(name)
         blob.upload_from_filename(str(local), retry=None, timeout=timeout)
         return blob.generation
@@ -134,7 +134,7 @@ def _download_object(client: storage.Client, url: str, bucket: str, name: str, t
     """Fetch one object unless the cached copy is current; fall back to the cache when GCS is unreachable."""
     remove_stale_partials(target.parent, target.name)
     try:
-        with _gcs_errors(url):
+        with gcs_errors(url):
             blob = client.bucket(bucket).get_blob(name, retry=retry)
     except StorageUnreachableError as err:
         if read_sidecar(target, complete=True) is None:
@@ -149,7 +149,7 @@ def _download_object(client: storage.Client, url: str, bucket: str, name: str, t
     if _is_current(target, blob):
         logger.info("%s: cached copy %s is up to date", url, target)
         return target
-    with progress(url, blob.size or 0) as bar, _gcs_errors(url):
+    with progress(url, blob.size or 0) as bar, gcs_errors(url):
         _fetch(blob, target, bar, retry)
     return target
 
@@ -161,7 +161,7 @@ def _download_prefix(
     marker = directory / PREFIX_MARKER
     remove_stale_partials_tree(directory)
     try:
-        with _gcs_errors(url, not_found=f"no bucket {bucket!r}"):
+        with gcs_errors(url, not_found=f"no bucket {bucket!r}"):
             blobs = [b for b in client.list_blobs(bucket, prefix=prefix, retry=retry) if not b.name.endswith("/")]
     except StorageUnreachableError as err:
         if not marker.is_file():
@@ -206,7 +206,7 @@ def _fetch_all(todo: list[tuple[storage.Blob, Path]], url: str, workers: int, re
 
 def _fetch_one(blob: storage.Blob, target: Path, bar: Progress, retry) -> None:
     """Thread-pool task: download one object, with errors translated for its own URL."""
-    with _gcs_errors(f"gs://{blob.bucket.name}/{blob.name}"):
+    with gcs_errors(f"gs://{blob.bucket.name}/{blob.name}"):
         _fetch(blob, target, bar, retry)
 
 
@@ -248,7 +248,7 @@ def _local_path(root: Path, name: str, url: str) -> Path:
 
 
 @contextmanager
-def _gcs_errors(url: str, not_found: str | None = None, access: str = "read") -> Iterator[None]:
+def gcs_errors(url: str, not_found: str | None = None, access: str = "read") -> Iterator[None]:
     """Turn google-cloud errors into one StorageError naming ``url`` and the fix."""
     try:
         yield

@@ -3,13 +3,18 @@
 Each image's scene comes from its own generator seeded by (seed, index), so the same seed and
 options give the same files whatever the number of workers or the order of work. Images are
 written under a temporary name and renamed, so a re-run renders only what is missing.
+
+``--shard K --shards N`` renders only the K-th of N equal ranges of indices into
+``<out>/shard-K-of-N/``: the shards of one dataset can render on N machines at once, never
+repeat a scene (every image keeps its own (seed, index)), and together hold exactly the images
+of the unsharded run. The readers take the folder of shards as one dataset (cubepose.data.shards).
+A ``gs://`` output renders into the local cache and is then uploaded.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import multiprocessing
 import os
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +24,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from cubepose.data.shards import MANIFEST, shard_name
 from cubepose.io_utils import atomic_open, atomic_write_text
+from cubepose.storage import default_cache_dir, is_gcs_url, upload_folder
 from cubepose.synth.scene import PRESETS, ROTATION_MODES, SceneOptions, sample_scene
 from cubepose.synth.writers import LAYOUTS, FrameLabel
 
@@ -42,6 +49,17 @@ class GenerationOptions:
     scene: SceneOptions = field(default_factory=SceneOptions)
     backgrounds: str | None = None  # folder of user background images
     workers: int = 1
+    shard: int = 0  # this process renders shard `shard` of `shards` equal index ranges
+    shards: int = 1
+
+    def indices(self) -> range:
+        """The image indices this run renders: all of them, or its shard's range."""
+        return shard_range(self.count, self.shard, self.shards)
+
+
+def shard_range(count: int, shard: int, shards: int) -> range:
+    """The ``shard``-th of ``shards`` contiguous, near-equal ranges that partition ``range(count)``."""
+    return range(shard * count // shards, (shard + 1) * count // shards)
 
 
 def scene_options(preset: str = "default", **overrides) -> SceneOptions:
@@ -117,12 +135,14 @@ def _frames(task: tuple[Path, GenerationOptions, list[Path], range]) -> list[Fra
 
 # -- the command ------------------------------------------------------------------------------
 
-MANIFEST = ".cubepose-generate.json"
-
 
 def _claim(out: Path, options: GenerationOptions) -> None:
-    """Record the options in ``out``; a folder generated with other options is refused, never mixed."""
-    recorded = {k: v for k, v in asdict(options).items() if k not in ("count", "workers")}
+    """Record the options in ``out``; a folder generated with other options is refused, never mixed.
+
+    ``count`` may grow between runs of an unsharded folder (extending it), but it fixes a shard's range.
+    """
+    ignored = ("workers",) if options.shards > 1 else ("count", "workers")
+    recorded = {k: v for k, v in asdict(options).items() if k not in ignored}
     recorded = json.loads(json.dumps(recorded))  # tuples as lists, as read back
     manifest = out / MANIFEST
     if manifest.exists():
@@ -139,15 +159,42 @@ def _claim(out: Path, options: GenerationOptions) -> None:
     atomic_write_text(manifest, json.dumps(recorded, indent=1))
 
 
-def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path:
-    """Render ``options.count`` images into ``out`` in ``options.format``'s layout; resume if partly done."""
+def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path | str:
+    """Render ``options.count`` images (or one shard of them) into ``out``; resume if partly done.
+
+    ``out`` may be a folder or ``gs://bucket/prefix``. Returns the folder (a Path) or the gs:// URL
+    that now holds the dataset or shard.
+    """
+    check_options(options)
+    target = str(out).rstrip("/")
+    if options.shards > 1:
+        target = f"{target}/{shard_name(options.shard, options.shards)}"
+    if not is_gcs_url(target):
+        _render(Path(target), options)
+        return Path(target)
+    staging = default_cache_dir() / "generate" / target.removeprefix("gs://")
+    _render(staging, options)
+    uploaded = upload_folder(staging, target)
+    logger.info("uploaded %d new or changed files of %s to %s", uploaded, staging, target)
+    return target
+
+
+def check_options(options: GenerationOptions) -> None:
+    """Refuse options that cannot make a dataset, naming the flag to change."""
     if options.count < 1:
         raise ValueError(f"--count must be at least 1, got {options.count}")
+    if options.shards < 1 or not 0 <= options.shard < options.shards:
+        raise ValueError(f"--shard must be in 0..{options.shards - 1} (--shards {options.shards}), got {options.shard}")
+    if options.shards > options.count:
+        raise ValueError(f"--shards {options.shards} is more than --count {options.count}; every shard needs images")
     if options.format not in LAYOUTS:
         raise ValueError(f"--format must be one of {', '.join(LAYOUTS)}, got {options.format!r}")
     if options.format == "legacy" and options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
         raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
-    out = Path(out)
+
+
+def _render(out: Path, options: GenerationOptions) -> None:
+    """Render this run's indices into the local folder ``out`` and write the layout's label files."""
     backgrounds = background_files(options.backgrounds)
     _claim(out, options)
     layout = LAYOUTS[options.format](out, options.seed)
@@ -155,11 +202,13 @@ def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path
     for partial in out.rglob(".*.tmp"):  # left by an interrupted run
         partial.unlink()
 
-    starts = range(0, options.count, IMAGES_PER_TASK)
-    tasks = [(out, options, backgrounds, range(s, min(s + IMAGES_PER_TASK, options.count))) for s in starts]
-    workers = max(1, min(options.workers, math.ceil(options.count / IMAGES_PER_TASK)))
+    indices = options.indices()
+    tasks = [
+        (out, options, backgrounds, indices[s : s + IMAGES_PER_TASK]) for s in range(0, len(indices), IMAGES_PER_TASK)
+    ]
+    workers = max(1, min(options.workers, len(tasks)))
     labels: list[FrameLabel] = []
-    with tqdm(total=options.count, desc=f"rendering {out}", unit="img") as bar:
+    with tqdm(total=len(indices), desc=f"rendering {out}", unit="img") as bar:
         if workers == 1:
             results = map(_frames, tasks)
             pool = None
@@ -176,5 +225,4 @@ def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path
                 pool.join()
     labels.sort(key=lambda label: label.index)
     layout.finish(labels)
-    logger.info("wrote %d captures (%s layout) to %s", options.count, options.format, out)
-    return out
+    logger.info("wrote %d captures (%s layout) to %s", len(indices), options.format, out)
