@@ -93,6 +93,36 @@ def _report(args: argparse.Namespace) -> None:
     sys.stdout.write(f"{report_from_folder(args.folder)}\n")
 
 
+def _publish(args: argparse.Namespace) -> None:
+    from cubepose.cluster.publish import newest_metrics, newest_run, publish_run, write_kfp_metrics
+
+    if bool(args.kfp_metrics) != bool(args.kfp_executor_input):
+        raise ValueError("--kfp-metrics and --kfp-executor-input go together (the artifact path and {{$}})")
+    logs = Path(args.logs)
+    published = publish_run(logs, args.to)
+    if args.checkpoint_url_file:
+        if published.checkpoint_url is None:
+            raise CubeposeError(f"{newest_run(logs)} has no checkpoint to name; did training save one?")
+        Path(args.checkpoint_url_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.checkpoint_url_file).write_text(published.checkpoint_url)
+    if args.kfp_metrics:
+        write_kfp_metrics(newest_metrics(newest_run(logs)), args.kfp_metrics, args.kfp_executor_input)
+    sys.stdout.write(f"{published.url}\n")
+
+
+def _pipeline(args: argparse.Namespace) -> None:
+    from cubepose.cluster.pipeline import PipelineOptions, compile_pipeline
+
+    options = PipelineOptions(
+        image=args.image,
+        generate_image=args.generate_image,
+        shards=args.shards,
+        generate=not args.no_generate,
+        gpus=args.gpus,
+    )
+    sys.stdout.write(f"{compile_pipeline(options, args.out)}\n")
+
+
 def _load_predictor(args: argparse.Namespace):
     from cubepose.predict import PosePredictor
 
@@ -178,6 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser("report", help="write report.html of an evaluation from its saved outputs")
     rep.add_argument("folder", help="an eval folder: logs/<run>/eval/<timestamp>/<step>/")
     rep.set_defaults(run=_report)
+    pub = commands.add_parser("publish", help="upload the newest edflow run folder (cluster steps: KFP outputs too)")
+    pub.add_argument("logs", help="edflow's logs folder; its newest run is published")
+    pub.add_argument("--to", required=True, help="gs://bucket/prefix or a folder: the run goes to <to>/<run name>/")
+    pub.add_argument("--checkpoint-url-file", help="write the URL of the run's newest checkpoint into this file")
+    pub.add_argument("--kfp-metrics", metavar="PATH", help="write the newest metrics.json as a KFP Metrics artifact")
+    pub.add_argument(
+        "--kfp-executor-input", metavar="JSON", help="the task's executor input ({{$}}), with --kfp-metrics"
+    )
+    pub.set_defaults(run=_publish)
+
+    pip = commands.add_parser("pipeline", help="compile the Kubeflow pipeline (generate -> train -> evaluate) to YAML")
+    pip.add_argument("--image", required=True, help="image of the train step (and the others unless overridden)")
+    pip.add_argument("--generate-image", help="image of the generate and evaluate steps (e.g. the CPU image)")
+    pip.add_argument("--shards", type=int, default=4, help="parallel generate steps for the train split (default 4)")
+    pip.add_argument("--no-generate", action="store_true", help="no generate steps: the data is already in data_root")
+    pip.add_argument("--gpus", type=int, default=1, help="GPUs requested by the train step (default 1; 0 = none)")
+    pip.add_argument("-o", "--out", default="cubepose-pipeline.yaml", help="spec file to write")
+    pip.set_defaults(run=_pipeline)
+
     pre = commands.add_parser("predict", help="print the pose of each image as one JSON object per line")
     _checkpoint_arguments(pre)
     pre.add_argument("images", nargs="+", help="PNG or JPEG files of any size")

@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -167,6 +168,8 @@ def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path
     """
     check_options(options)
     target = str(out).rstrip("/")
+    if is_gcs_url(target):  # gs://bucket/data/ + /train from a pipeline parameter: no empty path segments
+        target = "gs://" + re.sub("/{2,}", "/", target.removeprefix("gs://"))
     if options.shards > 1:
         target = f"{target}/{shard_name(options.shard, options.shards)}"
     if not is_gcs_url(target):

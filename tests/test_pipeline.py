@@ -1,0 +1,237 @@
+"""The Kubeflow pipeline: its compiled spec (steps, images, arguments, GPU, fan-out) and its steps run for real.
+
+No cluster runs here, so the second half does what the KFP launcher does with the compiled
+spec: it fills each executor's placeholders and runs its command line (generate shards, edflow
+training, edflow evaluation, cubepose publish) in a fresh folder per step, as pods would, with
+gs:// served by the GCS emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import BIN, REPO
+from cubepose.cluster.pipeline import DEFAULT_CONFIGS
+
+IMAGE = "europe-docker.pkg.dev/proj/cubepose/cubepose:gpu"
+CPU_IMAGE = "europe-docker.pkg.dev/proj/cubepose/cubepose:cpu"
+
+
+def compile_spec(tmp_path: Path, *flags: str) -> dict:
+    """Compile with the real `cubepose pipeline` command and load the YAML spec."""
+    out = tmp_path / "pipeline.yaml"
+    result = subprocess.run(
+        [str(BIN / "cubepose"), "pipeline", *flags, "-o", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(out)
+    return yaml.safe_load(out.read_text())
+
+
+def executor(spec: dict, task: dict) -> dict:
+    """The container of the executor that runs ``task``."""
+    label = spec["components"][task["componentRef"]["name"]]["executorLabel"]
+    return spec["deploymentSpec"]["executors"][label]["container"]
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> dict:
+    return compile_spec(
+        tmp_path_factory.mktemp("spec"), "--image", IMAGE, "--generate-image", CPU_IMAGE, "--shards", "3"
+    )
+
+
+def test_spec_fans_generation_out_then_trains_on_a_gpu_then_evaluates(spec):
+    tasks = spec["root"]["dag"]["tasks"]
+    by_name = {task["taskInfo"]["name"]: (key, task) for key, task in tasks.items()}
+    loop_key, loop = next((k, t) for k, t in tasks.items() if "parameterIterator" in t)
+    assert set(by_name) == {loop["taskInfo"]["name"], "generate validation", "generate test", "train", "evaluate"}
+
+    # N parallel generate steps for the train split: one per shard, each told its shard and the total.
+    assert json.loads(loop["parameterIterator"]["items"]["raw"]) == [0, 1, 2]
+    assert loop["iteratorPolicy"]["parallelismLimit"] == 3
+    (shard_task,) = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"].values()
+    inputs = shard_task["inputs"]["parameters"]
+    item = loop["parameterIterator"]["itemInput"]
+    assert inputs["shard"] == {"componentInputParameter": item}
+    assert inputs["shards"] == {"runtimeValue": {"constant": 3}}
+    assert inputs["seed"] == {"componentInputParameter": "pipelinechannel--train_seed"}
+    assert inputs["out"]["runtimeValue"]["constant"].endswith("['pipelinechannel--data_root']}}/train")
+    assert shard_task["retryPolicy"]["maxRetryCount"] == 2
+    for split in ("validation", "test"):
+        single = by_name[f"generate {split}"][1]["inputs"]["parameters"]
+        assert single["shards"] == {"runtimeValue": {"constant": 1}}
+        assert single["seed"] == {"componentInputParameter": f"{split}_seed"}
+
+    train_key, train = by_name["train"]
+    assert sorted(train["dependentTasks"]) == sorted(
+        [loop_key, by_name["generate validation"][0], by_name["generate test"][0]]
+    )
+    _, evaluate = by_name["evaluate"]
+    assert evaluate["dependentTasks"] == [train_key]
+    assert evaluate["inputs"]["parameters"]["checkpoint"] == {
+        "taskOutputParameter": {"outputParameterKey": "checkpoint", "producerTask": train_key}
+    }
+    assert "cachingOptions" in train and not train["cachingOptions"].get("enableCache")
+
+    # Images: the GPU image trains; the CPU image generates and evaluates. Training asks for one GPU.
+    train_container = executor(spec, train)
+    assert train_container["image"] == IMAGE
+    assert train_container["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    assert train_container["resources"]["accelerator"]["resourceCount"] == "1"
+    assert executor(spec, evaluate)["image"] == CPU_IMAGE
+    assert executor(spec, shard_task)["image"] == CPU_IMAGE
+    assert "resources" not in executor(spec, evaluate)
+
+
+def test_spec_command_lines_are_edflow_and_cubepose_with_the_run_parameters(spec):
+    tasks = {task["taskInfo"]["name"]: task for task in spec["root"]["dag"]["tasks"].values()}
+    generate = executor(spec, tasks["generate test"])
+    assert generate["command"] == ["cubepose", "generate"]
+    flags = generate["args"][1::2]
+    assert flags == ["--count", "--seed", "--shard", "--shards", "--image-size", "--rotation", "--format"]
+
+    train = executor(spec, tasks["train"])
+    assert train["command"][:2] == ["sh", "-c"]
+    script = train["command"][2]
+    assert 'edflow -n "$name" -b $configs -t' in script
+    assert '--checkpoint/upload "$runs" $overrides' in script
+    assert 'cubepose publish logs --to "$runs" --checkpoint-url-file "$checkpoint_file"' in script
+    assert train["args"] == [
+        "{{$.inputs.parameters['configs']}}",
+        "{{$.inputs.parameters['overrides']}}",
+        "{{$.inputs.parameters['data_root']}}",
+        "{{$.inputs.parameters['run_root']}}",
+        "{{$.inputs.parameters['name']}}",
+        "{{$.outputs.parameters['checkpoint'].output_file}}",
+    ]
+
+    evaluate = executor(spec, tasks["evaluate"])
+    assert 'edflow -n "$name" -b $configs configs/test.yaml -c "$checkpoint"' in evaluate["command"][2]
+    assert evaluate["args"][-2:] == ["{{$.outputs.artifacts['metrics'].path}}", "{{$}}"]
+    metrics = spec["components"][tasks["evaluate"]["componentRef"]["name"]]["outputDefinitions"]["artifacts"]
+    assert metrics["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert "defaultValue" not in parameters["data_root"] and "defaultValue" not in parameters["run_root"]
+    assert parameters["configs"]["defaultValue"] == DEFAULT_CONFIGS
+    assert parameters["overrides"]["defaultValue"] == ""
+    assert parameters["train_count"]["defaultValue"] == 30000
+
+
+def test_spec_without_generation_or_gpu(tmp_path):
+    spec = compile_spec(tmp_path, "--image", CPU_IMAGE, "--no-generate", "--gpus", "0")
+    tasks = spec["root"]["dag"]["tasks"]
+    assert sorted(t["taskInfo"]["name"] for t in tasks.values()) == ["evaluate", "train"]
+    assert "dependentTasks" not in tasks["train"]
+    assert all("resources" not in e["container"] for e in spec["deploymentSpec"]["executors"].values())
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {CPU_IMAGE}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--image", "a b"], "--image must name a container image"), (["--image", "x", "--shards", "0"], "--shards")],
+)
+def test_bad_compile_options_are_refused(tmp_path, flags, message):
+    result = subprocess.run(
+        [str(BIN / "cubepose"), "pipeline", *flags, "-o", str(tmp_path / "p.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "p.yaml").exists()
+
+
+# -- the compiled steps, run as the launcher would ---------------------------------------------
+
+
+def run_step(spec: dict, task: dict, values: dict, work: Path, env: dict) -> subprocess.CompletedProcess:
+    """Fill the executor's placeholders from ``values`` and run its command line in ``work`` (a fresh pod)."""
+    container = executor(spec, task)
+
+    def fill(text: str) -> str:
+        text = re.sub(r"\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}", lambda m: str(values[m.group(1)]), text)
+        text = re.sub(r"\{\{\$\.outputs\.parameters\['(\w+)'\]\.output_file\}\}", lambda m: values[m.group(1)], text)
+        text = re.sub(r"\{\{\$\.outputs\.artifacts\['(\w+)'\]\.path\}\}", lambda m: values[m.group(1)], text)
+        return text.replace("{{$}}", values.get("executor_input", "{{$}}"))
+
+    work.mkdir(parents=True)
+    (work / "configs").symlink_to(REPO / "configs")  # the image's working folder holds configs/
+    command = [fill(part) for part in container["command"] + container["args"]]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{shlex.join(command)[:2000]}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emulator, tmp_path):
+    spec = compile_spec(tmp_path, "--image", IMAGE, "--shards", "3")
+    tasks = {task["taskInfo"]["name"]: task for task in spec["root"]["dag"]["tasks"].values()}
+    loop = next(t for t in tasks.values() if "parameterIterator" in t)
+    (shard_task,) = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"].values()
+    bucket = gcs_emulator.bucket()
+    data_root, run_root = f"gs://{bucket}/cube/data/", f"gs://{bucket}/cube/runs"  # a trailing slash is fine
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CUBEPOSE_CACHE": str(tmp_path / "cache")}
+    scene = {"image_size": 40, "rotation": "yaw", "fmt": "legacy"}
+
+    for shard in range(3):  # the fan-out: three pods, one shard each
+        values = {"out": data_root + "/train", "count": 24, "seed": 1, "shard": shard, "shards": 3, **scene}
+        run_step(spec, shard_task, values, tmp_path / f"shard{shard}", env)
+    for split, seed in (("validation", 2), ("test", 3)):
+        values = {"out": f"{data_root}/{split}", "count": 8, "seed": seed, "shard": 0, "shards": 1, **scene}
+        run_step(spec, tasks[f"generate {split}"], values, tmp_path / split, env)
+    with gcs_emulator.client() as client:
+        shard_folders = {b.name.split("/")[3] for b in client.list_blobs(bucket, prefix="cube/data/train/")}
+    assert shard_folders == {f"shard-0000{k}-of-00003" for k in range(3)}
+
+    overrides = (
+        "--network/image_size 32 --batch_size 8 --num_steps 3 --n_data_processes 1 --log_freq 2 "
+        f"--test_batch_size 8 --code_root {REPO / 'cubepose'}"
+    )
+    run = {"configs": "configs/base.yaml configs/cpu.yaml", "overrides": overrides, "data_root": data_root}
+    run |= {"run_root": run_root, "name": "kfp"}
+    checkpoint_file = tmp_path / "outputs" / "checkpoint"
+    trained = run_step(spec, tasks["train"], {**run, "checkpoint": str(checkpoint_file)}, tmp_path / "train", env)
+    assert "train dataset size: 24" in trained.stdout  # the three shards, read as one dataset from gs://
+
+    checkpoint = checkpoint_file.read_text()
+    assert re.fullmatch(rf"gs://{bucket}/cube/runs/[^/]+_kfp/model-3\.ckpt", checkpoint)
+    run_prefix = checkpoint.removeprefix(f"gs://{bucket}/").rsplit("/", 1)[0]
+    with gcs_emulator.client() as client:
+        uploaded = {b.name.removeprefix(run_prefix + "/") for b in client.list_blobs(bucket, prefix=run_prefix + "/")}
+        client.bucket(bucket).blob(checkpoint.removeprefix(f"gs://{bucket}/")).download_to_filename(tmp_path / "m.ckpt")
+    assert {"model-3.ckpt", "train/log.txt"} <= uploaded
+    assert not any(name.startswith("train/checkpoints/") for name in uploaded)  # checkpoints are not sent twice
+    assert torch.load(tmp_path / "m.ckpt", weights_only=True)["global_step"] == 3
+
+    executor_output = tmp_path / "kfp_outputs" / "output_metadata.json"
+    metrics_uri = f"gs://{bucket}/pipeline-root/evaluate/metrics"
+    executor_input = {
+        "inputs": {"parameterValues": {"checkpoint": checkpoint}},
+        "outputs": {
+            "artifacts": {
+                "metrics": {
+                    "artifacts": [{"name": "metrics", "type": {"schemaTitle": "system.Metrics"}, "uri": metrics_uri}]
+                }
+            },
+            "outputFile": str(executor_output),
+        },
+    }
+    metrics_path = tmp_path / "artifacts" / "metrics"
+    values = {**run, "name": "kfp-eval", "checkpoint": checkpoint, "metrics": str(metrics_path)}
+    run_step(spec, tasks["evaluate"], values | {"executor_input": json.dumps(executor_input)}, tmp_path / "eval", env)
+
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["instances"] == 8 and {"translation_mse", "orientation_error"} <= metrics.keys()
+    (artifact,) = json.loads(executor_output.read_text())["artifacts"]["metrics"]["artifacts"]
+    assert artifact == {"name": "metrics", "uri": metrics_uri, "metadata": metrics}
+    with gcs_emulator.client() as client:
+        published = [b for b in client.list_blobs(bucket, prefix="cube/runs/") if b.name.endswith("/metrics.json")]
+        (evaluation,) = [b for b in published if "_kfp-eval/" in b.name]
+        assert json.loads(evaluation.download_as_text()) == pytest.approx(metrics)
