@@ -35,6 +35,7 @@ $(STAMP): requirements.txt constraints-build.txt setup.py Makefile
 lint: $(STAMP)
 	$(BIN)/ruff format --check cubepose tests eval setup.py
 	$(BIN)/ruff check cubepose tests eval setup.py
+	$(BIN)/hadolint Dockerfile Dockerfile.gpu
 
 format: $(STAMP)
 	$(BIN)/ruff format cubepose tests eval setup.py

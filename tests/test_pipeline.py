@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from conftest import BIN, REPO
+from cubepose.cli import main
 from cubepose.cluster.pipeline import DEFAULT_CONFIGS
 
 IMAGE = "europe-docker.pkg.dev/proj/cubepose/cubepose:gpu"
@@ -235,3 +236,54 @@ def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emula
         published = [b for b in client.list_blobs(bucket, prefix="cube/runs/") if b.name.endswith("/metrics.json")]
         (evaluation,) = [b for b in published if "_kfp-eval/" in b.name]
         assert json.loads(evaluation.download_as_text()) == pytest.approx(metrics)
+
+
+# -- cubepose publish on its own --------------------------------------------------------------
+
+
+def fake_run(logs: Path, name: str, steps: tuple[int, ...] = (), metrics: dict | None = None) -> Path:
+    """An edflow-shaped run folder: log, checkpoints of ``steps``, and an evaluation's metrics.json."""
+    run = logs / name
+    (run / "train" / "checkpoints").mkdir(parents=True)
+    (run / "train" / "log.txt").write_text("log\n")
+    for step in steps:
+        (run / "train" / "checkpoints" / f"model-{step}.ckpt").write_bytes(b"w" * step)
+    if metrics is not None:
+        (run / "eval" / "2026-01-01T00-00-00_x" / "5").mkdir(parents=True)
+        (run / "eval" / "2026-01-01T00-00-00_x" / "5" / "metrics.json").write_text(json.dumps(metrics))
+    return run
+
+
+def test_publish_copies_the_newest_run_and_names_its_newest_checkpoint(tmp_path):
+    logs = tmp_path / "logs"
+    fake_run(logs, "2026-01-01T00-00-00_old", (1,))
+    fake_run(logs, "2026-01-02T00-00-00_new", (5, 10, 40))
+    out = tmp_path / "out" / "checkpoint"
+    assert main(["publish", str(logs), "--to", str(tmp_path / "runs"), "--checkpoint-url-file", str(out)]) == 0
+    published = tmp_path / "runs" / "2026-01-02T00-00-00_new"
+    assert out.read_text() == str(published / "model-40.ckpt")
+    assert sorted(p.relative_to(published).as_posix() for p in published.rglob("*") if p.is_file()) == [
+        "model-40.ckpt",  # sent because no checkpoint/upload put it there; older ones are not
+        "train/log.txt",
+    ]
+    assert not (tmp_path / "runs" / "2026-01-01T00-00-00_old").exists()
+
+
+def test_publish_refuses_what_it_cannot_do(tmp_path, caplog):
+    logs = tmp_path / "logs"
+    assert main(["publish", str(logs), "--to", str(tmp_path / "runs")]) == 2
+    assert "no edflow run folder in" in caplog.text
+    fake_run(logs, "2026-01-01T00-00-00_eval")
+    metrics_args = ["--kfp-metrics", str(tmp_path / "m")]
+    assert main(["publish", str(logs), "--to", str(tmp_path / "runs"), *metrics_args]) == 2
+    assert "--kfp-metrics and --kfp-executor-input go together" in caplog.text
+    executor_input = ["--kfp-executor-input", '{"outputs": {}}']
+    assert main(["publish", str(logs), "--to", str(tmp_path / "runs"), *metrics_args, *executor_input]) == 2
+    assert "wrote no metrics" in caplog.text
+    logs2 = tmp_path / "logs2"
+    fake_run(logs2, "2026-01-01T00-00-00_eval", metrics={"translation_mse": 0.5})
+    assert main(["publish", str(logs2), "--to", str(tmp_path / "runs"), *metrics_args, *executor_input]) == 2
+    assert "is not a KFP executor input with a 'metrics' artifact" in caplog.text
+    checkpoint_file = ["--checkpoint-url-file", str(tmp_path / "c")]
+    assert main(["publish", str(logs2), "--to", str(tmp_path / "runs"), *checkpoint_file]) == 2
+    assert "has no checkpoint to name" in caplog.text
