@@ -226,7 +226,12 @@ def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emula
     }
     metrics_path = tmp_path / "artifacts" / "metrics"
     values = {**run, "name": "kfp-eval", "checkpoint": checkpoint, "metrics": str(metrics_path)}
-    run_step(spec, tasks["evaluate"], values | {"executor_input": json.dumps(executor_input)}, tmp_path / "eval", env)
+    eval_env = env | {"CUBEPOSE_CACHE": str(tmp_path / "eval-cache")}  # a fresh pod: nothing cached
+    run_step(
+        spec, tasks["evaluate"], values | {"executor_input": json.dumps(executor_input)}, tmp_path / "eval", eval_env
+    )
+    downloaded = tmp_path / "eval-cache" / "gcs" / bucket / "cube" / "data"
+    assert sorted(p.name for p in downloaded.iterdir()) == ["test"]  # evaluation never fetches the training data
 
     metrics = json.loads(metrics_path.read_text())
     assert metrics["instances"] == 8 and {"translation_mse", "orientation_error"} <= metrics.keys()

@@ -20,7 +20,7 @@ from kfp import compiler, dsl
 
 PIPELINE_NAME = "cubepose"
 DEFAULT_CONFIGS = "configs/base.yaml configs/gpu.yaml"
-EVAL_OVERLAY = "configs/test.yaml"  # points edflow's evaluated split at data/test
+EVAL_OVERLAY = "configs/test.yaml"  # points edflow's evaluated split (and its unused train split) at data/test
 
 # sh -c scripts: the positional parameters are the component's arguments. Overlays and overrides
 # are split on whitespace with globbing off (set -f), so "[1,2]" stays a YAML list.
@@ -34,8 +34,7 @@ cubepose publish logs --to "$runs" --checkpoint-url-file "$checkpoint_file"
 
 EVALUATE_SCRIPT = """set -euf
 configs=$1 overrides=$2 data=${3%/} runs=${4%/} name=$5 checkpoint=$6 metrics=$7 executor_input=$8
-edflow -n "$name" -b $configs EVAL_OVERLAY -c "$checkpoint" \\
-  --data/train/root "$data/train/" --data/test/root "$data/test/" $overrides
+edflow -n "$name" -b $configs EVAL_OVERLAY -c "$checkpoint" --data/test/root "$data/test/" $overrides
 cubepose publish logs --to "$runs" --kfp-metrics "$metrics" --kfp-executor-input "$executor_input"
 """.replace("EVAL_OVERLAY", EVAL_OVERLAY)
 
