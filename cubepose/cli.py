@@ -115,7 +115,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
     options = PipelineOptions(
         image=args.image,
-        generate_image=args.generate_image,
+        cpu_image=args.cpu_image,
         shards=args.shards,
         generate=not args.no_generate,
         gpus=args.gpus,
@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pip = commands.add_parser("pipeline", help="compile the Kubeflow pipeline (generate -> train -> evaluate) to YAML")
     pip.add_argument("--image", required=True, help="image of the train step (and the others unless overridden)")
-    pip.add_argument("--generate-image", help="image of the generate and evaluate steps (e.g. the CPU image)")
+    pip.add_argument("--cpu-image", help="image of the generate and evaluate steps (e.g. the CPU image)")
     pip.add_argument("--shards", type=int, default=4, help="parallel generate steps for the train split (default 4)")
     pip.add_argument("--no-generate", action="store_true", help="no generate steps: the data is already in data_root")
     pip.add_argument("--gpus", type=int, default=1, help="GPUs requested by the train step (default 1; 0 = none)")

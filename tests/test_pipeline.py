@@ -46,9 +46,7 @@ def executor(spec: dict, task: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def spec(tmp_path_factory) -> dict:
-    return compile_spec(
-        tmp_path_factory.mktemp("spec"), "--image", IMAGE, "--generate-image", CPU_IMAGE, "--shards", "3"
-    )
+    return compile_spec(tmp_path_factory.mktemp("spec"), "--image", IMAGE, "--cpu-image", CPU_IMAGE, "--shards", "3")
 
 
 def test_spec_fans_generation_out_then_trains_on_a_gpu_then_evaluates(spec):
@@ -118,6 +116,7 @@ def test_spec_command_lines_are_edflow_and_cubepose_with_the_run_parameters(spec
 
     evaluate = executor(spec, tasks["evaluate"])
     assert 'edflow -n "$name" -b $configs configs/test.yaml -c "$checkpoint"' in evaluate["command"][2]
+    assert "--device auto $overrides" in evaluate["command"][2]
     assert evaluate["args"][-2:] == ["{{$.outputs.artifacts['metrics'].path}}", "{{$}}"]
     metrics = spec["components"][tasks["evaluate"]["componentRef"]["name"]]["outputDefinitions"]["artifacts"]
     assert metrics["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"

@@ -23,7 +23,8 @@ DEFAULT_CONFIGS = "configs/base.yaml configs/gpu.yaml"
 EVAL_OVERLAY = "configs/test.yaml"  # points edflow's evaluated split (and its unused train split) at data/test
 
 # sh -c scripts: the positional parameters are the component's arguments. Overlays and overrides
-# are split on whitespace with globbing off (set -f), so "[1,2]" stays a YAML list.
+# are split on whitespace with globbing off (set -f), so "[1,2]" stays a YAML list. Evaluation
+# runs with --device auto: on the CPU image it must not insist on gpu.yaml's cuda.
 TRAIN_SCRIPT = """set -euf
 configs=$1 overrides=$2 data=${3%/} runs=${4%/} name=$5 checkpoint_file=$6
 edflow -n "$name" -b $configs -t \\
@@ -34,7 +35,7 @@ cubepose publish logs --to "$runs" --checkpoint-url-file "$checkpoint_file"
 
 EVALUATE_SCRIPT = """set -euf
 configs=$1 overrides=$2 data=${3%/} runs=${4%/} name=$5 checkpoint=$6 metrics=$7 executor_input=$8
-edflow -n "$name" -b $configs EVAL_OVERLAY -c "$checkpoint" --data/test/root "$data/test/" $overrides
+edflow -n "$name" -b $configs EVAL_OVERLAY -c "$checkpoint" --data/test/root "$data/test/" --device auto $overrides
 cubepose publish logs --to "$runs" --kfp-metrics "$metrics" --kfp-executor-input "$executor_input"
 """.replace("EVAL_OVERLAY", EVAL_OVERLAY)
 
@@ -44,7 +45,7 @@ class PipelineOptions:
     """What compiling fixes: images, the fan-out of generation, the GPUs of training."""
 
     image: str
-    generate_image: str | None = None  # image of the generate steps (default: image); they need no GPU
+    cpu_image: str | None = None  # image of the generate and evaluate steps, which need no GPU (default: image)
     shards: int = 4  # parallel generate steps for the train split
     generate: bool = True  # False: the data already lies under data_root
     gpus: int = 1  # nvidia.com/gpu requested by the train step (0: none)
@@ -66,7 +67,7 @@ def _components(options: PipelineOptions):
     def generate(out: str, count: int, seed: int, shard: int, shards: int, image_size: int, rotation: str, fmt: str):
         """Render shard ``shard`` of ``shards`` of a synthetic dataset into ``out`` (gs://)."""
         return dsl.ContainerSpec(
-            image=options.generate_image or options.image,
+            image=options.cpu_image or options.image,
             command=["cubepose", "generate"],
             args=[
                 out,
@@ -108,7 +109,7 @@ def _components(options: PipelineOptions):
     ):
         """Evaluate a checkpoint with edflow on data_root/test; metrics.json becomes the run's KFP metrics."""
         return dsl.ContainerSpec(
-            image=options.generate_image or options.image,
+            image=options.cpu_image or options.image,
             command=["sh", "-c", EVALUATE_SCRIPT, "evaluate"],
             args=[configs, overrides, data_root, run_root, name, checkpoint, metrics.path, "{{$}}"],
         )
