@@ -6,7 +6,7 @@ FROM python:3.11.14-slim-bookworm
 
 # make runs the set-up; EGL + Mesa (llvmpipe) let `cubepose generate` render without a display.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends make libegl1 libegl-mesa0 libgl1-mesa-dri \
+    && apt-get install -y --no-install-recommends make libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri \
     && rm -rf /var/lib/apt/lists/*
 
 # torch==2.13.0 from requirements.txt resolves to the CPU build on this index (2.13.0+cpu), not PyPI's CUDA one.

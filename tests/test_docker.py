@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BIN, REPO
+from cubepose.synth.gl_renderer import SYSTEM_PACKAGES
 
 DOCKERFILES = {"cpu": REPO / "Dockerfile", "gpu": REPO / "Dockerfile.gpu"}
 
@@ -76,6 +77,18 @@ def test_images_set_up_with_make_run_as_non_root_and_start_edflow(kind):
     else:
         assert base.startswith("python:3.11") and "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" in env
     assert "torch==2.13.0" in (REPO / "requirements.txt").read_text().splitlines()  # resolved on that index
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_images_install_the_libraries_the_renderer_loads(kind):
+    """The apt packages of the image hold what the EGL renderer needs (the same tuple its error message names)."""
+    runs = " ".join(args for keyword, args in instructions(DOCKERFILES[kind]) if keyword == "RUN")
+    installed = set()
+    for command in re.findall(r"apt-get install ([^&]+)", runs):
+        installed |= {word for word in command.split() if not word.startswith("-")}
+    assert {"make", *SYSTEM_PACKAGES} <= installed
+    if kind == "gpu":
+        assert {"python3.11", "python3.11-venv", "ca-certificates"} <= installed
 
 
 def dockerignore_admits(relative: str) -> bool:

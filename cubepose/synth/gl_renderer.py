@@ -18,7 +18,12 @@ from cubepose.synth.textures import cube_atlas
 FLIP_Z = np.diag([1.0, 1.0, -1.0])
 NEAR, FAR = 0.05, 100.0
 SAMPLES = 4  # multisample anti-aliasing
-SYSTEM_LIBRARIES = "libEGL and Mesa's OpenGL drivers (Debian/Ubuntu: apt-get install libegl1 libgl1-mesa-dri)"
+# Debian/Ubuntu packages of what the EGL context loads: libEGL and libGL (glvnd), Mesa's EGL vendor and
+# drivers (llvmpipe). glcontext finds libGL.so.1 and libEGL.so.1 by soname; the Dockerfiles install these.
+SYSTEM_PACKAGES = ("libegl1", "libegl-mesa0", "libgl1", "libgl1-mesa-dri")
+SYSTEM_LIBRARIES = (
+    f"libEGL, libGL and Mesa's OpenGL drivers (Debian/Ubuntu: apt-get install {' '.join(SYSTEM_PACKAGES)})"
+)
 
 VERTEX_SHADER = """
 #version 330
