@@ -22,8 +22,11 @@ RUN make setup PYTHON=python3.11
 COPY cubepose cubepose
 COPY configs configs
 
+# The KFP v2 launcher writes output artifacts under /gcs, /minio or /s3 (by the pipeline root's scheme)
+# as the container's user, so those must be writable for a non-root step.
+RUN useradd --create-home --uid 1000 cubepose && mkdir logs && chown cubepose:cubepose logs \
+    && mkdir -m 1777 /gcs /minio /s3
 # A numeric USER lets Kubernetes check runAsNonRoot without reading /etc/passwd.
-RUN useradd --create-home --uid 1000 cubepose && mkdir logs && chown cubepose:cubepose logs
 USER 1000:1000
 ENV PATH=/app/.venv/bin:$PATH
 ENTRYPOINT ["edflow"]

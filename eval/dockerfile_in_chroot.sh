@@ -46,11 +46,12 @@ step "the code, the non-root user uid $UID_IN_IMAGE and its logs folder"
 cp -r "$REPO/cubepose" "$REPO/configs" "$ROOTFS/app/"
 find "$ROOTFS/app/cubepose" -name __pycache__ -prune -exec rm -rf {} +
 chroot "$ROOTFS" sh -c "id -u cubepose >/dev/null 2>&1 || useradd --create-home --uid $UID_IN_IMAGE cubepose; \
-  mkdir -p /app/logs && rm -rf /app/logs/* /tmp/cube && chown cubepose:cubepose /app/logs"
+  mkdir -p /app/logs && rm -rf /app/logs/* /tmp/cube && chown cubepose:cubepose /app/logs && mkdir -p -m 1777 /gcs /minio /s3"
 
 step "as uid $UID_IN_IMAGE: generate, train, evaluate"
 chroot --userspec="$UID_IN_IMAGE:$UID_IN_IMAGE" "$ROOTFS" env HOME=/home/cubepose PATH=/app/.venv/bin:/usr/bin:/bin sh -euc '
 cd /app
+touch /minio/artifact && rm /minio/artifact  # where the KFP launcher writes outputs
 pip list 2>/dev/null | grep -E "^torch "
 for split in train:1 validation:2 test:3; do
   cubepose generate /tmp/cube/${split%%:*} --count 16 --seed ${split##*:} --image-size 32 --workers 1 2>&1 | tail -n 1

@@ -69,6 +69,7 @@ def test_images_set_up_with_make_run_as_non_root_and_start_edflow(kind):
     assert [args for keyword, args in steps if keyword == "ENTRYPOINT"] == ['["edflow"]']
     env = " ".join(args for keyword, args in steps if keyword == "ENV")
     assert "PATH=/app/.venv/bin:$PATH" in env
+    assert any("mkdir -m 1777 /gcs /minio /s3" in run for run in runs)  # where KFP's launcher puts artifacts
     base = steps[0][1] if steps[0][0] == "FROM" else next(a for k, a in steps if k == "FROM")
     if kind == "gpu":
         assert (
