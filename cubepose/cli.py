@@ -66,17 +66,9 @@ def _inspect(args: argparse.Namespace) -> None:
     sys.stdout.write((json.dumps(summary) if args.json else format_summary(summary)) + "\n")
 
 
-def latest_metrics_file(path: Path) -> Path:
-    """The newest metrics.json at or below ``path`` (a run folder, an eval folder or the file)."""
-    if path.is_file():
-        return path
-    candidates = sorted(path.rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise CubeposeError(f"no metrics.json under {path}; evaluate first: edflow -b <configs> -p <run>")
-    return candidates[-1]
-
-
 def _metrics(args: argparse.Namespace) -> None:
+    from cubepose.evaluation import latest_metrics_file
+
     path = latest_metrics_file(Path(args.path))
     metrics = json.loads(path.read_text())
     width = max(len(k) for k in metrics)
@@ -94,7 +86,8 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _publish(args: argparse.Namespace) -> None:
-    from cubepose.cluster.publish import newest_metrics, newest_run, publish_run, write_kfp_metrics
+    from cubepose.cluster.publish import newest_run, publish_run, write_kfp_metrics
+    from cubepose.evaluation import latest_metrics_file
 
     if bool(args.kfp_metrics) != bool(args.kfp_executor_input):
         raise ValueError("--kfp-metrics and --kfp-executor-input go together (the artifact path and {{$}})")
@@ -106,7 +99,8 @@ def _publish(args: argparse.Namespace) -> None:
         Path(args.checkpoint_url_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.checkpoint_url_file).write_text(published.checkpoint_url)
     if args.kfp_metrics:
-        write_kfp_metrics(newest_metrics(newest_run(logs)), args.kfp_metrics, args.kfp_executor_input)
+        metrics = json.loads(latest_metrics_file(newest_run(logs)).read_text())
+        write_kfp_metrics(metrics, args.kfp_metrics, args.kfp_executor_input)
     sys.stdout.write(f"{published.url}\n")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cubepose.errors import CubeposeError
 from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.metrics import instance_errors, pose_dataset_metrics, unity_dataset_metrics
 
@@ -106,3 +107,13 @@ def log_to_tensorboard(root: Path, metrics: dict) -> None:
     with SummaryWriter(str(root)) as writer:
         for name, value in metrics.items():
             writer.add_scalar(f"eval/{name}", value, global_step=_step_of(root))
+
+
+def latest_metrics_file(path: Path) -> Path:
+    """The newest metrics.json at or below ``path`` (a run folder, an eval folder or the file)."""
+    if path.is_file():
+        return path
+    candidates = sorted(path.rglob("metrics.json"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise CubeposeError(f"no metrics.json under {path}; evaluate first: edflow -b <configs> -p <run>")
+    return candidates[-1]

@@ -283,7 +283,7 @@ def test_publish_refuses_what_it_cannot_do(tmp_path, caplog):
     assert "--kfp-metrics and --kfp-executor-input go together" in caplog.text
     executor_input = ["--kfp-executor-input", '{"outputs": {}}']
     assert main(["publish", str(logs), "--to", str(tmp_path / "runs"), *metrics_args, *executor_input]) == 2
-    assert "wrote no metrics" in caplog.text
+    assert "no metrics.json under" in caplog.text
     logs2 = tmp_path / "logs2"
     fake_run(logs2, "2026-01-01T00-00-00_eval", metrics={"translation_mse": 0.5})
     assert main(["publish", str(logs2), "--to", str(tmp_path / "runs"), *metrics_args, *executor_input]) == 2

@@ -50,14 +50,6 @@ def newest_checkpoint(run: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def newest_metrics(run: Path) -> dict[str, float]:
-    """The newest metrics.json of the run's evaluations, as a dict of numbers."""
-    files = sorted(run.glob("eval/*/*/metrics.json"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        raise CubeposeError(f"no eval/*/*/metrics.json in {run}: the evaluation wrote no metrics")
-    return json.loads(files[-1].read_text())
-
-
 def publish_run(logs: Path, destination: str) -> PublishedRun:
     """Upload the newest run under ``logs`` to ``<destination>/<run name>/``; checkpoints stay flat beside it."""
     run = newest_run(logs)
