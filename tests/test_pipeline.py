@@ -152,7 +152,9 @@ def test_bad_compile_options_are_refused(tmp_path, flags, message):
 # -- the compiled steps, run as the launcher would ---------------------------------------------
 
 
-def run_step(spec: dict, task: dict, values: dict, work: Path, env: dict) -> subprocess.CompletedProcess:
+def run_step(
+    spec: dict, task: dict, values: dict, work: Path, env: dict, succeeds: bool = True
+) -> subprocess.CompletedProcess:
     """Fill the executor's placeholders from ``values`` and run its command line in ``work`` (a fresh pod)."""
     container = executor(spec, task)
 
@@ -166,7 +168,8 @@ def run_step(spec: dict, task: dict, values: dict, work: Path, env: dict) -> sub
     (work / "configs").symlink_to(REPO / "configs")  # the image's working folder holds configs/
     command = [fill(part) for part in container["command"] + container["args"]]
     result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{shlex.join(command)[:2000]}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    report = f"{shlex.join(command)[:2000]}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert (result.returncode == 0) == succeeds, report
     return result
 
 
@@ -240,6 +243,24 @@ def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emula
         published = [b for b in client.list_blobs(bucket, prefix="cube/runs/") if b.name.endswith("/metrics.json")]
         (evaluation,) = [b for b in published if "_kfp-eval/" in b.name]
         assert json.loads(evaluation.download_as_text()) == pytest.approx(metrics)
+
+
+def test_a_failed_training_step_fails_and_still_publishes_its_run_folder(gcs_emulator, tmp_path):
+    spec = compile_spec(tmp_path, "--image", IMAGE, "--no-generate")
+    train = next(t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "train")
+    bucket = gcs_emulator.bucket({"cube/data/README": "no datasets here"})
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CUBEPOSE_CACHE": str(tmp_path / "cache")}
+    overrides = f"--num_steps 2 --n_data_processes 1 --code_root {REPO / 'cubepose'}"
+    values = {"configs": "configs/base.yaml configs/cpu.yaml", "overrides": overrides}
+    values |= {"data_root": f"gs://{bucket}/cube/data", "run_root": f"gs://{bucket}/runs", "name": "broken"}
+    checkpoint_file = tmp_path / "outputs" / "checkpoint"
+    run_step(spec, train, values | {"checkpoint": str(checkpoint_file)}, tmp_path / "train", env, succeeds=False)
+    assert not checkpoint_file.exists()
+    with gcs_emulator.client() as client:
+        published = list(client.list_blobs(bucket, prefix="runs/"))
+        (log,) = [b for b in published if b.name.endswith("/train/log.txt")]
+        assert re.fullmatch(r"runs/[^/]+_broken/train/log\.txt", log.name)
+        assert "Instantiating datasets" in log.download_as_text()  # how far the run got before it failed
 
 
 # -- cubepose publish on its own --------------------------------------------------------------

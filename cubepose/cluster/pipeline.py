@@ -27,9 +27,14 @@ EVAL_OVERLAY = "configs/test.yaml"  # points edflow's evaluated split (and its u
 # runs with --device auto: on the CPU image it must not insist on gpu.yaml's cuda.
 TRAIN_SCRIPT = """set -euf
 configs=$1 overrides=$2 data=${3%/} runs=${4%/} name=$5 checkpoint_file=$6
+status=0
 edflow -n "$name" -b $configs -t \\
   --data/train/root "$data/train/" --data/validation/root "$data/validation/" \\
-  --checkpoint/upload "$runs" $overrides
+  --checkpoint/upload "$runs" $overrides || status=$?
+if [ "$status" -ne 0 ]; then  # keep the failed run's log and configs in gs:// too, then fail the step
+  cubepose publish logs --to "$runs" || true
+  exit "$status"
+fi
 cubepose publish logs --to "$runs" --checkpoint-url-file "$checkpoint_file"
 """
 
