@@ -86,7 +86,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _publish(args: argparse.Namespace) -> None:
-    from cubepose.cluster.publish import newest_run, publish_run, write_kfp_metrics
+    from cubepose.cluster.publish import publish_run, write_kfp_metrics
     from cubepose.evaluation import latest_metrics_file
 
     if bool(args.kfp_metrics) != bool(args.kfp_executor_input):
@@ -95,11 +95,11 @@ def _publish(args: argparse.Namespace) -> None:
     published = publish_run(logs, args.to)
     if args.checkpoint_url_file:
         if published.checkpoint_url is None:
-            raise CubeposeError(f"{newest_run(logs)} has no checkpoint to name; did training save one?")
+            raise CubeposeError(f"{published.run} has no checkpoint to name; did training save one?")
         Path(args.checkpoint_url_file).parent.mkdir(parents=True, exist_ok=True)
         Path(args.checkpoint_url_file).write_text(published.checkpoint_url)
     if args.kfp_metrics:
-        metrics = json.loads(latest_metrics_file(newest_run(logs)).read_text())
+        metrics = json.loads(latest_metrics_file(published.run).read_text())
         write_kfp_metrics(metrics, args.kfp_metrics, args.kfp_executor_input)
     sys.stdout.write(f"{published.url}\n")
 

@@ -28,8 +28,9 @@ CHECKPOINT_NAME = re.compile(r"model-(\d+)\.ckpt")
 
 @dataclass(frozen=True)
 class PublishedRun:
-    """Where a published run folder and its newest checkpoint now are."""
+    """Which run folder was published, where it and its newest checkpoint now are."""
 
+    run: Path
     url: str
     checkpoint_url: str | None
 
@@ -58,7 +59,7 @@ def publish_run(logs: Path, destination: str) -> PublishedRun:
     logger.info("published %s to %s (%d files sent)", run, url, sent)
     checkpoint = newest_checkpoint(run)
     if checkpoint is None:
-        return PublishedRun(url, None)
+        return PublishedRun(run, url, None)
     uploader = Uploader(url)  # the same place and name checkpoint/upload gives it
     checkpoint_url = uploader.target(checkpoint.name)
     if not _exists(checkpoint_url):
@@ -66,7 +67,7 @@ def publish_run(logs: Path, destination: str) -> PublishedRun:
         uploader.close()
         if uploader.failed:
             raise CubeposeError(f"could not upload {checkpoint} to {checkpoint_url}; see the errors above")
-    return PublishedRun(url, checkpoint_url)
+    return PublishedRun(run, url, checkpoint_url)
 
 
 def _exists(location: str) -> bool:

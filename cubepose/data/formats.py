@@ -14,7 +14,7 @@ from cubepose.config import defaults
 from cubepose.data.camera import with_config_camera
 from cubepose.data.legacy import is_legacy, read_legacy
 from cubepose.data.pose_index import PoseIndex
-from cubepose.data.shards import concatenate, shard_folders
+from cubepose.data.shards import concatenate, shard_folders, visible_entries
 from cubepose.data.solo import is_solo, read_solo
 from cubepose.errors import DatasetError
 
@@ -29,7 +29,7 @@ def _layouts(path: Path) -> list[str]:
 
 def _wrapped_dataset(root: Path) -> Path | None:
     """The single visible sub-folder of ``root`` when ``root`` holds nothing else (a zipped export folder)."""
-    entries = [e for e in os.scandir(root) if not e.name.startswith((".", "__MACOSX"))]
+    entries = visible_entries(root)
     if len(entries) == 1 and entries[0].is_dir():
         return Path(entries[0].path)
     return None

@@ -28,8 +28,9 @@ def shard_name(shard: int, shards: int) -> str:
     return f"shard-{shard:05d}-of-{shards:05d}"
 
 
-def _visible_dirs(root: Path) -> list[Path]:
-    return sorted(Path(e.path) for e in os.scandir(root) if e.is_dir() and not e.name.startswith((".", "__MACOSX")))
+def visible_entries(root: Path) -> list[os.DirEntry]:
+    """What a dataset root holds, minus hidden files (cache sidecars, manifests) and macOS zip debris."""
+    return [e for e in os.scandir(root) if not e.name.startswith((".", "__MACOSX"))]
 
 
 def shard_folders(root: Path) -> list[Path] | None:
@@ -37,7 +38,7 @@ def shard_folders(root: Path) -> list[Path] | None:
 
     Raises when the shards are incomplete, of different counts, or were generated with different options.
     """
-    folders = _visible_dirs(root)
+    folders = sorted(Path(e.path) for e in visible_entries(root) if e.is_dir())
     matches = [SHARD_PATTERN.fullmatch(p.name) for p in folders]
     if not folders or not any(matches):
         return None

@@ -74,7 +74,7 @@ def _upload_to_gcs(local: Path, names: list[str], url: str) -> int:
         remote = {
             blob.name[len(prefix) :]: blob.crc32c for blob in client.list_blobs(bucket_name, prefix=prefix or None)
         }
-        todo = [name for name in names if remote.get(name) != crc32c_base64(local / name)]
+        todo = [name for name in names if name not in remote or remote[name] != crc32c_base64(local / name)]
         logger.info(
             "%s: %d of %d files already there, uploading %d", url, len(names) - len(todo), len(names), len(todo)
         )
