@@ -11,6 +11,7 @@ import logging
 import os
 import pickle
 import zipfile
+import zlib
 from typing import Any
 
 import torch
@@ -40,6 +41,7 @@ def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise CheckpointError(
             f"{path} is not a readable checkpoint: truncated, damaged or not a torch file; save or download it again"
         )
+    verify_checksums(path)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -55,6 +57,38 @@ def read_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
         raise CheckpointError(f"{path} is a torch file but not a cubepose checkpoint (no {FORMAT!r} marker)")
     return state
+
+
+def verify_checksums(path: str | os.PathLike) -> None:
+    """Check every zip member of the torch file ``path`` against the CRC-32 recorded when it was saved.
+
+    torch.load does not check them, so a flipped bit in a weight would load silently as a wrong
+    model. Files saved with torch's CRC computation switched off record 0 for every member;
+    those carry nothing to check and are loaded as before.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [info for info in archive.infolist() if info.file_size]
+            if members and all(info.CRC == 0 for info in members):
+                logger.info("%s records no checksums (saved with torch's CRC-32 off); not verified", path)
+                return
+            for info in members:
+                _read_member(archive, info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as err:
+        raise CheckpointError(
+            f"{path} is damaged: {err} (its bytes changed on disk or in transfer). Download or save it "
+            "again, or use an earlier checkpoint"
+        ) from None
+
+
+CHECK_CHUNK = 1 << 20  # bytes read at a time while checking
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
+    """Read one member to its end; zipfile compares its CRC-32 there and raises BadZipFile on a mismatch."""
+    with archive.open(info) as member:
+        while member.read(CHECK_CHUNK):
+            pass
 
 
 def config_differences(saved: dict, current: dict, trees: tuple[str, ...] = MODEL_TREES) -> list[str]:

@@ -15,17 +15,14 @@ logger = logging.getLogger("cubepose")
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
+    """Build the options from the flags and render; every impossible value is refused before anything is written."""
+    from cubepose.synth.generate import GenerationOptions, distance_range, generate_dataset, scene_options
 
     if args.fov and len(args.fov) > 2:
-        raise ValueError(f"--fov takes one angle or a range LO HI, got {args.fov}")
-    distance = None
-    if args.min_distance is not None or args.max_distance is not None:
-        preset = scene_options(args.preset)
-        distance = (args.min_distance or preset.distance[0], args.max_distance or preset.distance[1])
+        raise ValueError(f"--fov takes one angle or a range LO HI, got {' '.join(map(str, args.fov))}")
     scene = scene_options(
         args.preset,
-        distance=distance,
+        distance=distance_range(args.preset, args.min_distance, args.max_distance),
         vertical_fov_deg=(args.fov[0], args.fov[-1]) if args.fov else None,
         rotation=args.rotation,
         symmetric=args.symmetric or None,
@@ -72,7 +69,9 @@ def _metrics(args: argparse.Namespace) -> None:
     path = latest_metrics_file(Path(args.path))
     metrics = json.loads(path.read_text())
     width = max(len(k) for k in metrics)
-    lines = [f"metrics of {path}"] + [f"  {k:<{width}}  {v:.6g}" for k, v in sorted(metrics.items())]
+    lines = [f"metrics of {path}"] + [
+        f"  {k:<{width}}  {'n/a' if v is None else f'{v:.6g}'}" for k, v in sorted(metrics.items())
+    ]
     report = path.parent / "report.html"
     if report.exists():
         lines.append(f"report: {report}")
@@ -118,6 +117,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 
 def _load_predictor(args: argparse.Namespace):
+    """The PosePredictor of ``--checkpoint`` on ``--device`` (checked before the checkpoint is read)."""
     from cubepose.predict import PosePredictor
 
     return PosePredictor.load(
@@ -126,18 +126,35 @@ def _load_predictor(args: argparse.Namespace):
 
 
 def _predict(args: argparse.Namespace) -> None:
+    """Print one JSON line per image, in order, as each batch finishes.
+
+    An image without a pose (unreadable, or a non-finite model output) gets an ``{"image", "error"}``
+    line and an error log, and the rest go on; if any failed, a summary error at the end makes the
+    exit status non-zero, so a script never mistakes a partial run for a complete one.
+    """
     from cubepose.predict import as_json_record
 
     predictor = _load_predictor(args)
-    done = 0
-    for poses in predictor.predict_items(args.images):
-        for index in range(len(poses["translation"])):
-            sys.stdout.write(json.dumps(as_json_record(args.images[done], poses, index)) + "\n")
+    done = failed = 0
+    for poses in predictor.predict_items(args.images, keep_going=True):
+        for index in range(len(poses["valid"])):
+            record = as_json_record(args.images[done], poses, index)
+            if "error" in record:
+                failed += 1
+                name, error = record["image"], record["error"]
+                logger.error("%s", error if name in error else f"{name}: {error}")
+            sys.stdout.write(json.dumps(record, allow_nan=False) + "\n")
             done += 1
         sys.stdout.flush()
+    if failed:
+        raise CubeposeError(
+            f"{failed} of {done} images failed (see their error lines); the other poses are valid. "
+            "Give readable PNG or JPEG files; for non-finite outputs use another checkpoint"
+        )
 
 
 def _export(args: argparse.Namespace) -> None:
+    """Write the checkpoint's model as TorchScript or ONNX and print the file's path."""
     from cubepose.export import export_model
 
     sys.stdout.write(f"{export_model(_load_predictor(args), args.out, args.format)}\n")
@@ -146,7 +163,7 @@ def _export(args: argparse.Namespace) -> None:
 def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs:// or http(s):// URL")
     parser.add_argument("--sha256", help="expected SHA-256 of the checkpoint file, checked before loading")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 or auto")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the config's)")
     parser.add_argument("--cache-dir", help="download folder for remote checkpoints")
 
@@ -160,20 +177,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
     gen.add_argument("--format", choices=["legacy", "solo"], default="legacy", help="Perception layout to write")
-    gen.add_argument("--image-size", type=int, default=128, help="square image side in pixels (default 128)")
+    gen.add_argument("--image-size", type=int, default=128, help="square image side in pixels, 16-4096 (default 128)")
     gen.add_argument(
         "--preset", default="default", help="scene ranges: default (cube fills a useful share) or ur3 (Unity's UR3)"
     )
     gen.add_argument("--rotation", choices=["yaw", "full"], help="yaw: about the table's normal (default); full: any")
     gen.add_argument(
-        "--fov", type=float, nargs="+", metavar="DEG", help="vertical field of view, or a range LO HI (solo only)"
+        "--fov",
+        type=float,
+        nargs="+",
+        metavar="DEG",
+        help="vertical field of view in (0, 180) degrees, or a range LO HI (solo only)",
     )
-    gen.add_argument("--min-distance", type=float, help="nearest cube distance in metres (preset's by default)")
-    gen.add_argument("--max-distance", type=float, help="farthest cube distance in metres")
-    gen.add_argument("--max-distractors", type=int, help="at most this many boxes besides the cube")
-    gen.add_argument("--backgrounds", help="folder of .png/.jpg images used as backgrounds")
+    gen.add_argument(
+        "--min-distance", type=float, help="nearest cube distance in metres, 0.15-50 (preset's by default)"
+    )
+    gen.add_argument("--max-distance", type=float, help="farthest cube distance in metres, 0.15-50")
+    gen.add_argument("--max-distractors", type=int, help="at most this many boxes besides the cube (0-100)")
+    gen.add_argument("--backgrounds", help="an existing folder of .png/.jpg images used as backgrounds")
     gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
-    gen.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="render processes (default: all cores)")
+    gen.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="render processes, 1 or more (default: all cores)"
+    )
     gen.add_argument("--shards", type=int, default=1, help="split the images into N shards, one per machine")
     gen.add_argument(
         "--shard", type=int, default=0, help="render only shard K (0..N-1) into <out>/shard-K-of-N/; same seed for all"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,9 @@ class Option:
     nullable: bool = False
     choices: tuple | None = None
     minimum: float | None = None
+    positive: bool = False  # strictly above zero (a learning rate of 0 trains nothing)
     length: int | None = None  # for lists
+    item_range: tuple[float, float] | None = None  # lists of numbers: each in [low, high)
 
 
 def _opt(default: Any, kind: type | None, **kw: Any) -> Option:
@@ -113,8 +116,8 @@ SCHEMA: dict[str, Any] = {
     "accumulation_steps": _opt(10, int, minimum=1),
     "optimizer": {
         "type": _opt("adam", str, choices=("adam",)),
-        "lr": _opt(1.0e-4, float, minimum=0.0),
-        "betas": _opt([0.9, 0.999], list, length=2),
+        "lr": _opt(1.0e-4, float, positive=True),
+        "betas": _opt([0.9, 0.999], list, length=2, item_range=(0.0, 1.0)),
         "weight_decay": _opt(0.0, float, minimum=0.0),
         "clip_grad_norm": _opt(None, float, nullable=True, minimum=0.0),
         "schedule": _opt("constant", str, choices=("constant", "cosine")),
@@ -238,31 +241,59 @@ def _check_tree(tree: dict, schema: dict, prefix: str, errors: list[str]) -> Non
 
 
 def _check_leaf(value: Any, spec: Option, path: str, errors: list[str]) -> Any:
+    """Coerce one value to its option's type and append every constraint it breaks to ``errors``.
+
+    Floats must be finite: YAML's ``.nan`` / ``.inf`` and edflow's ``--key inf`` would otherwise
+    pass every comparison (``nan < 0`` is false) and only show up as a NaN loss later.
+    """
     if spec.kind is None or (value is None and spec.nullable):
         return value
     value = _coerce(value, spec.kind)
     if not _is_kind(value, spec.kind):
         errors.append(f"{path}: expected {_kind_name(spec)}, got {value!r} ({type(value).__name__})")
         return value
+    if spec.kind is float and not math.isfinite(value):
+        errors.append(f"{path}: {value!r} is not a finite number; give a number such as {spec.default!r}")
+        return value
     if spec.choices is not None and value not in spec.choices:
         errors.append(f"{path}: {value!r} is not one of {', '.join(map(str, spec.choices))}")
     if spec.minimum is not None and value < spec.minimum:
         errors.append(f"{path}: {value!r} is below the minimum {spec.minimum}")
+    if spec.positive and value <= 0:
+        errors.append(f"{path}: {value!r} must be above 0 (e.g. {spec.default!r})")
     if spec.length is not None and len(value) != spec.length:
         errors.append(f"{path}: expected a list of {spec.length} values, got {value!r}")
+    elif spec.item_range is not None:
+        return _check_items(value, spec, path, errors)
     return value
 
 
+def _check_items(values: list, spec: Option, path: str, errors: list[str]) -> list:
+    """A list of numbers (``optimizer/betas``): each finite and in ``spec.item_range`` (low inclusive)."""
+    low, high = spec.item_range
+    checked = [_coerce(item, float) for item in values]
+    for item in checked:
+        if not _is_kind(item, float) or not math.isfinite(item) or not low <= item < high:
+            errors.append(f"{path}: {item!r} is not a number in [{low}, {high}); e.g. {spec.default!r}")
+            return values
+    return checked
+
+
+YAML_SPECIAL_FLOATS = {".nan": math.nan, ".inf": math.inf, "+.inf": math.inf, "-.inf": -math.inf}
+
+
 def _coerce(value: Any, kind: type) -> Any:
-    """Accept numbers written as strings (YAML reads ``1e-4`` as a string) and true/false from
-    edflow's command line, which passes ``--image_cache true`` as a string."""
+    """Accept numbers written as strings (YAML reads ``1e-4`` as a string; edflow's command line
+    passes ``--lr inf`` and ``--lr .nan`` as strings) and true/false from edflow's command line,
+    which passes ``--image_cache true`` as a string. NaN and inf are coerced so that the finiteness
+    check can name them."""
     if kind is bool and isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     if kind is float and isinstance(value, str):
         try:
             return float(value)
         except ValueError:
-            return value
+            return YAML_SPECIAL_FLOATS.get(value.strip().lower(), value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value

@@ -9,18 +9,22 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 
+from cubepose.edflow_errors import install_error_handler
 from cubepose.errors import CubeposeError
 from cubepose.io_utils import atomic_open, atomic_write_text
-from cubepose.metrics import instance_errors, pose_dataset_metrics, unity_dataset_metrics
+from cubepose.metrics import finite_predictions, instance_errors, pose_dataset_metrics, unity_dataset_metrics
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 ERRORS_FILE = "errors.csv"
+
+install_error_handler()  # edeval imports these callbacks: a CubeposeError there prints one line too
 
 
 def _step_of(root: Path) -> int:
@@ -31,13 +35,11 @@ def _step_of(root: Path) -> int:
 def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     """Unity's translation MSE and average quaternion error -> metrics.json and TensorBoard."""
     labels = data_out.labels
-    metrics = unity_dataset_metrics(
-        np.asarray(labels["translation_pred"]),
-        np.asarray(labels["translation_true"]),
-        np.asarray(labels["quaternion_pred"]) if "quaternion_pred" in labels else None,
-        np.asarray(labels["quaternion_true"]),
-    )
-    metrics["instances"] = int(len(labels["translation_pred"]))
+    t_pred = np.asarray(labels["translation_pred"])
+    q_pred = np.asarray(labels["quaternion_pred"]) if "quaternion_pred" in labels else None
+    metrics = unity_dataset_metrics(t_pred, np.asarray(labels["translation_true"]), q_pred, labels["quaternion_true"])
+    metrics["instances"] = int(len(t_pred))
+    metrics["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
     write_metrics(Path(root), metrics)
     if config.get("test_mode", False):
         # In training runs edflow logs the returned scalars itself; in evaluation it does not.
@@ -59,6 +61,20 @@ def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     if config.get("test_mode", False):
         log_to_tensorboard(Path(root), metrics)
     return {"scalars": metrics}
+
+
+def count_non_finite(translation_pred: np.ndarray, quaternion_pred: np.ndarray | None) -> int:
+    """How many predictions hold a NaN or inf; warns once when there are any, since the metrics skip them."""
+    count = int(np.count_nonzero(~finite_predictions(translation_pred, quaternion_pred)))
+    if count:
+        logger.warning(
+            "%d of %d predictions are not finite (NaN or inf): the error averages leave them out and the "
+            "accuracies count them as failures (metrics.json: non_finite_predictions). A diverged model "
+            "predicts NaN: retrain with a lower optimizer/lr.",
+            count,
+            len(translation_pred),
+        )
+    return count
 
 
 def report(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
@@ -86,16 +102,21 @@ def write_errors(root: Path, errors: dict[str, np.ndarray], image_paths: np.ndar
 
 
 def _formatted(values: np.ndarray) -> list:
+    """CSV cells: floats with 6 significant digits (a non-finite prediction's errors read ``nan``)."""
     values = np.asarray(values)
     return [f"{v:.6g}" for v in values] if values.dtype.kind == "f" else values.tolist()
 
 
 def write_metrics(root: Path, metrics: dict) -> Path:
-    """Merge ``metrics`` into ``root``/metrics.json (atomic replace) and return its path."""
+    """Merge ``metrics`` into ``root``/metrics.json (atomic replace) and return its path.
+
+    A metric that is not finite (an error mean when no prediction was finite) is written as null:
+    NaN is not JSON, and other tools would refuse the file.
+    """
     path = root / METRICS_FILE
     existing = json.loads(path.read_text()) if path.exists() else {}
-    existing.update(metrics)
-    atomic_write_text(path, json.dumps(existing, indent=2, sort_keys=True) + "\n")
+    existing.update({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()})
+    atomic_write_text(path, json.dumps(existing, indent=2, sort_keys=True, allow_nan=False) + "\n")
     logger.info("metrics written to %s: %s", path, metrics)
     return path
 

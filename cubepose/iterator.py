@@ -2,6 +2,13 @@
 
 Loss and metric formulas live in cubepose.losses and cubepose.metrics; this module only
 wires them to edflow, the optimizer and checkpoints.
+
+Guards around edflow's loop: a non-finite loss stops training before its update with a
+TrainingDivergedError (checked on the host copy of the losses that each step makes anyway, so
+no extra device sync); no checkpoint is ever written from non-finite weights, not even by
+edflow's save-on-exception; the weights of the last training step are always checkpointed,
+whatever ``ckpt_freq`` is; and importing this module under edflow installs the handler that
+prints a CubeposeError as one line (cubepose.edflow_errors).
 """
 
 from __future__ import annotations
@@ -10,12 +17,14 @@ import atexit
 import json
 import logging
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from edflow.hooks.checkpoint_hooks.lambda_checkpoint_hook import LambdaCheckpointHook
 from edflow.iterators.template_iterator import TemplateIterator
 from edflow.project_manager import ProjectManager
 
@@ -23,7 +32,9 @@ from cubepose.acceleration import accelerate
 from cubepose.checkpoints import load_checkpoint, save_checkpoint
 from cubepose.config import validate_config
 from cubepose.data.images import to_network_range, to_uint8
-from cubepose.errors import ConfigError
+from cubepose.devices import resolve_device
+from cubepose.edflow_errors import install_error_handler
+from cubepose.errors import CubeposeError
 from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.optim import GradientAccumulator, build_optimizer, build_scheduler
@@ -36,14 +47,13 @@ logger = logging.getLogger(__name__)
 LOG_IMAGES = 16  # inputs shown in the log_op image grids
 LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wireframes stay readable
 
+# edflow imports this module (config key `iterator`) before it builds datasets, model and iterator,
+# so a ConfigError or DatasetError from any of them prints as one line instead of a traceback.
+install_error_handler()
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a config error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' but no CUDA device is available; use configs/cpu.yaml or --device cpu")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+
+class TrainingDivergedError(CubeposeError):
+    """Training produced a NaN or infinite loss (or weights): the run stops before saving or evaluating it."""
 
 
 def _numpy(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -78,8 +88,112 @@ def remove_interrupted_writes(directory: str) -> None:
 def run_uploader(settings: dict, run_name: str) -> Uploader:
     """An Uploader to ``<checkpoint/upload>/<run name>/``, drained before the process exits."""
     uploader = Uploader(f"{settings['upload'].rstrip('/')}/{run_name}", attempts=settings["upload_attempts"])
-    atexit.register(uploader.close)
+    atexit.register(drain_uploads, uploader)
     return uploader
+
+
+def drain_uploads(uploader: Uploader) -> None:
+    """At exit: wait for queued uploads. A failure or Ctrl-C here is one log line, not a traceback
+    printed after the run's own error message; the local checkpoints are kept either way."""
+    try:
+        uploader.close()
+    except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - nothing can be raised to anyone at exit
+        logger.error("checkpoint uploads did not all finish (%s); the local checkpoints are kept", err)
+
+
+def non_finite_names(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or inf (one device sync for all of them)."""
+    named = [(name, t) for name, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point()]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state (Adam's moments) as ``optimizer/<index>/<key>`` tensors."""
+    return {
+        f"optimizer/{index}/{key}": value
+        for index, state in optimizer.state_dict()["state"].items()
+        for key, value in state.items()
+        if torch.is_tensor(value)
+    }
+
+
+def divergence_message(
+    step: int, losses: dict[str, np.ndarray], label_ok: np.ndarray, indices: np.ndarray | None, config: dict
+) -> str:
+    """Why training stops at ``step``: the non-finite loss terms and the likely cause with its fix."""
+    terms = [name for name, values in losses.items() if name != "total" and not np.isfinite(values).all()]
+    named = ", ".join(terms) if terms else "total (the weighted sum overflowed)"
+    message = f"training stopped at global step {step}: the loss is not finite ({named})"
+    if not label_ok.all():
+        bad = np.flatnonzero(~label_ok) if indices is None else np.asarray(indices)[~label_ok]
+        examples = ", ".join(str(int(i)) for i in bad[:10])
+        return (
+            f"{message}; the labels of training examples {examples} are not finite: check the data with "
+            f"`cubepose inspect {config['data']['train']['root']}` and fix or remove those captures"
+        )
+    if not terms:
+        return f"{message}; the loss weights are too large: lower losses/<quantity>/weight"
+    lr = config["optimizer"]["lr"]
+    return (
+        f"{message}; the model diverged, most likely because the learning rate optimizer/lr {lr:g} is too "
+        f"high: lower it (e.g. --optimizer/lr {lr / 10:g}) or set optimizer/clip_grad_norm. If it fails at "
+        f"the first steps whatever the rate, check the labels with `cubepose inspect {config['data']['train']['root']}`"
+    )
+
+
+class CheckpointHook(LambdaCheckpointHook):
+    """edflow's LambdaCheckpointHook, plus: the last training step is always saved (edflow saves
+    after an epoch only when ``ckpt_freq`` is null, so ``--num_steps 7 --ckpt_freq 3`` kept only
+    model-3 and model-6 although model-7's weights were evaluated), and a step already on disk
+    (saved or restored in this process) is not written again.
+
+    ``save(path)`` (Iterator.save) returns False when it refuses a non-finite state; such a
+    step is not recorded as saved. ``check_state`` runs first at each epoch's end, before edflow's
+    evaluation hooks, and raises when the weights cannot be used.
+    """
+
+    def __init__(
+        self, *args: Any, is_last_epoch: Callable[[int], bool], check_state: Callable[[], None], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.is_last_epoch = is_last_epoch
+        self.check_state = check_state
+        self.saved: str | None = None  # normalised path of the checkpoint the weights were last written to / read from
+
+    def after_epoch(self, epoch: int) -> None:
+        """Check the weights, edflow's per-epoch save (ckpt_freq null), then the final step's save."""
+        self.check_state()
+        super().after_epoch(epoch)
+        if self.is_last_epoch(epoch):
+            self.save(force_active=True)
+
+    def save(self, force_active: bool = False) -> None:
+        """Write model-<global step>.ckpt unless that exact state is already on disk."""
+        if not (self._active or force_active):
+            return
+        path = self.savename.format(self.global_step_getter())
+        if os.path.normpath(path) == self.saved:
+            return
+        if self._save(path):
+            self.saved = os.path.normpath(path)
+            self.logger.info("Saved model to %s", path)
+
+    def __call__(self, checkpoint: str) -> None:
+        """Restore (edflow's behaviour) and remember the file, so that it is not rewritten unchanged."""
+        super().__call__(checkpoint)
+        self.saved = os.path.normpath(checkpoint)
+
+    def latest(self) -> str | None:
+        """The newest checkpoint of this run (highest step), or the one restored; None if there is none."""
+        steps = {}
+        for path in Path(self.root).glob("model-*.ckpt"):
+            step = path.stem.rsplit("-", 1)[1]
+            if step.isdigit():
+                steps[int(step)] = str(path)
+        return steps[max(steps)] if steps else self.saved
 
 
 class Iterator(TemplateIterator):
@@ -103,11 +217,49 @@ class Iterator(TemplateIterator):
             scaler=self.acceleration.scaler(),
         )
         self.criterion = Criterion.from_config(config)
+        self.diverged_at: int | None = None  # the step whose loss was not finite; nothing is saved after it
+        self._replace_checkpoint_hook()
         self.uploader = None
         if not config.get("test_mode", False):
             remove_interrupted_writes(ProjectManager.checkpoints)
             if config["checkpoint"]["upload"]:
                 self.uploader = run_uploader(config["checkpoint"], Path(ProjectManager.root).name)
+
+    def _replace_checkpoint_hook(self) -> None:
+        """Swap edflow's LambdaCheckpointHook for CheckpointHook (same settings, same place in the hooks)."""
+        edflows = self.ckpthook
+        self.ckpthook = CheckpointHook(
+            root_path=edflows.root,
+            global_step_getter=self.get_global_step,
+            global_step_setter=self.set_global_step,
+            save=self.save,
+            restore=self.restore,
+            interval=edflows.interval,
+            ckpt_zero=edflows.ckpt_zero,
+            is_last_epoch=self._is_last_epoch,
+            check_state=self.stop_if_weights_diverged,
+        )
+        self.hooks = [self.ckpthook if hook is edflows else hook for hook in self.hooks]
+
+    def _is_last_epoch(self, epoch: int) -> bool:
+        """Whether training ends after ``epoch``: num_steps reached or the last of num_epochs done."""
+        return self.get_global_step() >= self.config.get("num_steps", math.inf) or epoch + 1 >= self.num_epochs
+
+    def stop_if_weights_diverged(self) -> None:
+        """Raise TrainingDivergedError if a weight is NaN or inf (one check over all parameters).
+
+        Run at each epoch's end, before the evaluation: train_op checks the loss before each update,
+        so only the epoch's very last update could leave NaN weights that nothing has seen yet.
+        """
+        bad = non_finite_names(self.network.state_dict())
+        if bad:
+            latest = self.ckpthook.latest()
+            raise TrainingDivergedError(
+                f"training stopped at global step {self.get_global_step()}: the weights are not finite "
+                f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the model diverged, most likely because "
+                f"optimizer/lr {self.config['optimizer']['lr']:g} is too high: lower it or set "
+                f"optimizer/clip_grad_norm. {_kept(latest)}"
+            )
 
     def iterate(self, batches: dict) -> None:
         """Seed each split's example order (``seed``), then let edflow iterate."""
@@ -124,8 +276,26 @@ class Iterator(TemplateIterator):
 
     # -- checkpoints -------------------------------------------------------------------
 
-    def save(self, checkpoint_path: str) -> None:
-        """Atomically write model, optimizer, step and the resolved config; queue the upload if configured."""
+    def save(self, checkpoint_path: str) -> bool:
+        """Atomically write model, optimizer, step and the resolved config; queue the upload if configured.
+
+        Refuses (logs and returns False) when the weights or the optimizer state hold a NaN or inf,
+        or gave a non-finite loss (``diverged_at``): edflow saves on every exception, and a diverged
+        run must keep its last good checkpoint as its latest.
+        """
+        if self.diverged_at is not None:
+            self.logger.warning(
+                "not saving %s: these weights gave a non-finite loss at step %d", checkpoint_path, self.diverged_at
+            )
+            return False
+        bad = non_finite_names({**self.network.state_dict(), **optimizer_tensors(self.optimizer)})
+        if bad:
+            self.logger.warning(
+                "not saving %s: %s not finite; the last good checkpoint stays the latest",
+                checkpoint_path,
+                ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "") + (" is" if len(bad) == 1 else " are"),
+            )
+            return False
         save_checkpoint(
             checkpoint_path,
             model=self.network.state_dict(),
@@ -136,6 +306,7 @@ class Iterator(TemplateIterator):
         )
         if self.uploader is not None:
             self.uploader.submit(checkpoint_path)
+        return True
 
     def restore(self, checkpoint_path: str) -> None:
         """Load model and (for training) optimizer state from a path, gs:// or http(s)://.
@@ -194,8 +365,10 @@ class Iterator(TemplateIterator):
             model.train()
             predictions = forward()
             losses = self.criterion(predictions, targets, step)
-            self.accumulator.backward(losses["total"].mean())
             trained["predictions"], trained["losses"] = _numpy(predictions), _numpy(losses)
+            if not np.isfinite(trained["losses"]["total"]).all():  # the host copy: no extra device sync
+                self._stop_diverged(step, trained["losses"], translation, quaternion, kwargs.get("index_"))
+            self.accumulator.backward(losses["total"].mean())
 
         def log_op() -> dict:
             predictions, losses = evaluate()
@@ -231,3 +404,35 @@ class Iterator(TemplateIterator):
             return {"labels": {k: np.asarray(v, np.float32) for k, v in labels.items()}}
 
         return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
+
+    def _stop_diverged(
+        self,
+        step: int,
+        losses: dict[str, np.ndarray],
+        translation: np.ndarray,
+        quaternion: np.ndarray,
+        indices: np.ndarray | None,
+    ) -> None:
+        """Keep the last good state and raise TrainingDivergedError.
+
+        When only examples with non-finite labels have a non-finite loss, the weights (before this
+        step's update) are fine and are saved as model-<step>.ckpt. Otherwise the weights themselves
+        give a NaN or inf loss: nothing is saved from now on (edflow's save-on-exception included),
+        so the newest checkpoint on disk stays the last good one.
+        """
+        label_ok = np.isfinite(np.asarray(translation, np.float64)).all(-1)
+        label_ok &= np.isfinite(np.asarray(quaternion, np.float64)).all(-1)
+        broken = ~np.isfinite(losses["total"])
+        if np.any(broken & label_ok):
+            self.diverged_at = step
+        elif step > 0:  # step 0 holds the initial weights: nothing trained to keep
+            self.ckpthook.save(force_active=True)
+        message = divergence_message(step, losses, label_ok, indices, self.config)
+        raise TrainingDivergedError(f"{message}. {_kept(self.ckpthook.latest())}")
+
+
+def _kept(checkpoint: str | None) -> str:
+    """The sentence naming the checkpoint a stopped run keeps."""
+    if checkpoint is None:
+        return "No checkpoint was written: the run holds no finite trained weights."
+    return f"The last good checkpoint is {checkpoint} (resume with -p <run> -t once fixed)."

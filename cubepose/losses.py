@@ -199,14 +199,19 @@ class Criterion:
 
 
 def ramp_is_valid(weight: dict) -> str | None:
-    """Why a ramp mapping is unusable, or None."""
-    keys = {"start", "end", "start_step", "end_step"}
-    if set(weight) != keys:
+    """Why a ramp mapping is unusable, or None; names the offending ramp key.
+
+    Every value must be a finite number >= 0: a NaN or infinite weight makes the total loss
+    non-finite at the first step it applies, and a negative one rewards the error.
+    """
+    keys = ("start", "end", "start_step", "end_step")
+    if set(weight) != set(keys):
         return f"a ramp takes exactly {', '.join(sorted(keys))}, got {', '.join(sorted(map(str, weight)))}"
-    try:
-        numbers = [float(weight[k]) for k in keys]
-    except (TypeError, ValueError):
-        return "ramp values must be numbers"
-    if not all(math.isfinite(n) and n >= 0 for n in numbers):
-        return "ramp values must be finite and >= 0"
+    for key in keys:
+        try:
+            number = float(weight[key])
+        except (TypeError, ValueError):
+            return f"ramp value {key}: {weight[key]!r} is not a number"
+        if not math.isfinite(number) or number < 0:
+            return f"ramp value {key}: {weight[key]!r} must be a finite number >= 0"
     return None

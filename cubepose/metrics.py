@@ -4,6 +4,12 @@ Unity's two dataset metrics are reproduced exactly, thresholds included, for com
 with its pose-estimation model. The standard ones answer a robot engineer's questions:
 how many centimetres and degrees off, the cube-corner distance ADD (ADD-S for a symmetric
 cube), and the share of instances within the usual thresholds.
+
+Non-finite predictions: a diverged model or a broken input can predict NaN or inf. Such an
+instance (any predicted translation or quaternion component not finite) is counted as
+``non_finite_predictions``, gets NaN per-instance errors, is left out of every mean, median and
+percentile, and counts as a failure in every accuracy (whose denominator stays all instances):
+a pose that cannot be drawn is not within 5 cm and 5 degrees.
 """
 
 from __future__ import annotations
@@ -38,16 +44,43 @@ def unity_quaternion_error(predicted: np.ndarray, true: np.ndarray) -> np.ndarra
     return np.where(cos_angle >= UNITY_COS_HIGH, 0.0, angle)
 
 
+def finite_predictions(translation_pred: np.ndarray, quaternion_pred: np.ndarray | None = None) -> np.ndarray:
+    """Per instance: True where every predicted translation (and quaternion) component is finite."""
+    finite = np.isfinite(np.asarray(translation_pred, np.float64)).all(axis=-1)
+    if quaternion_pred is not None:
+        finite &= np.isfinite(np.asarray(quaternion_pred, np.float64)).all(axis=-1)
+    return finite
+
+
+def _finite_stand_ins(predicted: np.ndarray, true: np.ndarray, finite: np.ndarray) -> np.ndarray:
+    """``predicted`` with non-finite instances replaced by the true values, so that error formulas
+    run without NaN warnings; the caller masks those instances' errors to NaN afterwards."""
+    return np.where(finite[..., None], np.asarray(predicted, np.float64), np.asarray(true, np.float64))
+
+
+def _finite_mean(values: np.ndarray, finite: np.ndarray) -> float:
+    """Mean over the finite instances; NaN when there are none (an empty mean, without numpy's warning)."""
+    return float(np.mean(values[finite])) if finite.any() else float("nan")
+
+
 def unity_dataset_metrics(
     translation_pred: np.ndarray,
     translation_true: np.ndarray,
     quaternion_pred: np.ndarray | None = None,
     quaternion_true: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Unity's ``translation_mse`` and, when orientations are given, ``orientation_error`` (rad)."""
-    metrics = {"translation_mse": float(np.mean(translation_squared_error(translation_pred, translation_true)))}
-    if quaternion_pred is not None and quaternion_true is not None:
-        metrics["orientation_error"] = float(np.mean(unity_quaternion_error(quaternion_pred, quaternion_true)))
+    """Unity's ``translation_mse`` and, when orientations are given, ``orientation_error`` (rad).
+
+    Both are means over the instances with a finite prediction (see the module docstring), so one
+    NaN prediction does not turn the dataset's metric into NaN; NaN only when none is finite.
+    """
+    with_orientation = quaternion_pred is not None and quaternion_true is not None
+    finite = np.atleast_1d(finite_predictions(translation_pred, quaternion_pred if with_orientation else None))
+    translation = _finite_stand_ins(translation_pred, translation_true, finite)
+    metrics = {"translation_mse": _finite_mean(translation_squared_error(translation, translation_true), finite)}
+    if with_orientation:
+        quaternion = _finite_stand_ins(quaternion_pred, quaternion_true, finite)
+        metrics["orientation_error"] = _finite_mean(unity_quaternion_error(quaternion, quaternion_true), finite)
     return metrics
 
 
@@ -106,12 +139,16 @@ def instance_errors(
     size: float = CUBE_SIZE,
 ) -> dict[str, np.ndarray]:
     """Per instance, in report units: translation error (cm), rotation error (deg) and ADD (cm), or
-    ADD-S (cm) for a symmetric cube, plus the true distance to the camera (m) and true yaw (deg)."""
-    errors = {
-        "translation_error_cm": 100 * translation_error(translation_pred, translation_true),
-        "distance_m": np.linalg.norm(np.asarray(translation_true, np.float64), axis=-1),
-        "true_yaw_deg": unity_euler_angles(quaternion_true)[..., 1],
-    }
+    ADD-S (cm) for a symmetric cube, plus the true distance to the camera (m) and true yaw (deg).
+
+    The errors of an instance whose prediction is not finite are NaN (its row is kept, so that
+    errors.csv still lists every instance); distance and yaw come from the labels and stay.
+    """
+    finite = finite_predictions(translation_pred, quaternion_pred)
+    translation_pred = _finite_stand_ins(translation_pred, translation_true, finite)
+    if quaternion_pred is not None:
+        quaternion_pred = _finite_stand_ins(quaternion_pred, quaternion_true, finite)
+    errors = {"translation_error_cm": 100 * translation_error(translation_pred, translation_true)}
     if symmetric or quaternion_pred is None:
         add_s = add_s_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, size)
         errors["add_s_cm"] = 100 * add_s
@@ -120,16 +157,27 @@ def instance_errors(
         errors["add_cm"] = 100 * add_distance(
             translation_pred, quaternion_pred, translation_true, quaternion_true, size
         )
+    errors = {name: np.where(finite, values, np.nan) for name, values in errors.items()}
+    errors["distance_m"] = np.linalg.norm(np.asarray(translation_true, np.float64), axis=-1)
+    errors["true_yaw_deg"] = unity_euler_angles(quaternion_true)[..., 1]
     return errors
 
 
 def _summary(name: str, values: np.ndarray) -> dict[str, float]:
+    """Mean, median and 90th percentile of ``values`` (already the finite ones); NaN when empty."""
     values = np.asarray(values, np.float64)
+    if values.size == 0:
+        return {f"{name}_{stat}": float("nan") for stat in ("mean", "median", "p90")}
     return {
         f"{name}_mean": float(values.mean()),
         f"{name}_median": float(np.median(values)),
         f"{name}_p90": float(np.percentile(values, 90)),
     }
+
+
+def _within(values: np.ndarray, threshold: float, finite: np.ndarray) -> np.ndarray:
+    """Per instance: finite and below ``threshold`` (a non-finite prediction is a failure)."""
+    return finite & (np.where(finite, values, np.inf) < threshold)
 
 
 def pose_dataset_metrics(
@@ -140,16 +188,25 @@ def pose_dataset_metrics(
     symmetric: bool = False,
     size: float = CUBE_SIZE,
 ) -> dict[str, float]:
-    """The standard metrics over a split: errors in cm and degrees, ADD or ADD-S in cm, accuracies in [0, 1]."""
+    """The standard metrics over a split: errors in cm and degrees, ADD or ADD-S in cm, accuracies in [0, 1],
+    and ``non_finite_predictions``, the number of instances whose prediction is NaN or inf.
+
+    Error summaries are over the finite predictions; accuracies are shares of all instances, a
+    non-finite prediction counting as outside every threshold.
+    """
     errors = instance_errors(translation_pred, translation_true, quaternion_pred, quaternion_true, symmetric, size)
+    finite = finite_predictions(translation_pred, quaternion_pred)
     metrics: dict[str, float] = {}
     for name in ("translation_error_cm", "rotation_error_deg", "add_cm", "add_s_cm"):
         if name in errors:
-            metrics.update(_summary(name, errors[name]))
+            metrics.update(_summary(name, errors[name][finite]))
     if "rotation_error_deg" in errors:
         for metres, degrees in ACCURACY_THRESHOLDS:
-            within = (errors["translation_error_cm"] < 100 * metres) & (errors["rotation_error_deg"] < degrees)
+            within = _within(errors["translation_error_cm"], 100 * metres, finite)
+            within &= _within(errors["rotation_error_deg"], degrees, finite)
             metrics[f"accuracy_{round(metres * 100)}cm_{round(degrees)}deg"] = float(within.mean())
     add_cm = errors.get("add_cm", errors.get("add_s_cm"))
-    metrics["accuracy_add_10pct_diagonal"] = float((add_cm < 100 * ADD_THRESHOLD * size * np.sqrt(3)).mean())
+    within_add = _within(add_cm, 100 * ADD_THRESHOLD * size * np.sqrt(3), finite)
+    metrics["accuracy_add_10pct_diagonal"] = float(within_add.mean())
+    metrics["non_finite_predictions"] = int(np.count_nonzero(~finite))
     return metrics

@@ -3,6 +3,9 @@
 ``PosePredictor`` follows the model-adapter pattern (``load``, ``save``, ``prepare_item``,
 ``predict_items``, ``predict``): a platform integration subclasses it and overrides
 ``prepare_item`` for its own input type; batching and the model call stay here.
+
+A pose is never NaN or inf in disguise: outputs are checked per image, so a broken model (e.g.
+training diverged) yields images marked invalid, not identity rotations.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from PIL import Image, UnidentifiedImageError
 
 from cubepose.checkpoints import read_checkpoint, save_checkpoint
 from cubepose.config import validate_config
-from cubepose.data.images import resize_rgb
+from cubepose.data.images import open_image, resize_rgb
+from cubepose.devices import resolve_device
 from cubepose.errors import CubeposeError
 from cubepose.models import PoseNet
 from cubepose.storage import fetch
@@ -27,6 +31,12 @@ from cubepose.storage import fetch
 logger = logging.getLogger(__name__)
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
+
+NON_FINITE = (
+    "the model's output for this image is not finite (NaN or inf), so it has no pose: the checkpoint's "
+    "weights are broken (e.g. training diverged or the file was damaged); use an earlier checkpoint"
+)
+STATUS_KEYS = ("valid", "error")  # per-image status that predict_items adds next to the pose arrays
 
 
 class PosePredictor:
@@ -40,12 +50,13 @@ class PosePredictor:
         batch_size: int | None = None,
         global_step: int = 0,
     ) -> None:
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = config
         self.image_size = config["network"]["image_size"]
         self.batch_size = batch_size or config["test_batch_size"]
         self.global_step = global_step
+        self._output_shapes: dict[str, tuple[int, ...]] | None = None  # per-image shape of each output
 
     # -- load / save ---------------------------------------------------------------------
 
@@ -59,7 +70,12 @@ class PosePredictor:
         cache_dir: str | os.PathLike | None = None,
         batch_size: int | None = None,
     ) -> PosePredictor:
-        """Build the network a checkpoint (path, gs:// or http(s)://) was trained with and load its weights."""
+        """Build the network a checkpoint (path, gs:// or http(s)://) was trained with and load its weights.
+
+        ``device`` is checked first (ConfigError for an unknown name or a GPU this machine lacks),
+        so a device problem is never reported as a problem of the checkpoint.
+        """
+        device = resolve_device(device)
         state = read_checkpoint(fetch(checkpoint, cache_dir, sha256), device)
         config = copy.deepcopy(state.get("config") or {})
         if "network" not in config:
@@ -90,7 +106,7 @@ class PosePredictor:
             return resize_rgb(_array_image(item), self.image_size)
         if isinstance(item, (str, os.PathLike)):
             try:
-                with Image.open(item) as image:
+                with open_image(item) as image:  # an oversized image: a CubeposeError naming it
                     return resize_rgb(image, self.image_size)
             except FileNotFoundError:
                 raise CubeposeError(f"no image at {item}; give the path of a PNG or JPEG file") from None
@@ -100,40 +116,89 @@ class PosePredictor:
 
     @torch.inference_mode()
     def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Prepared images (B, S, S, 3) uint8 -> ``translation`` (B, 3) and ``quaternion`` (B, 4) x, y, z, w.
+        """Prepared images (B, S, S, 3) uint8 -> ``translation`` (B, 3), ``quaternion`` (B, 4) x, y, z, w
+        and ``valid`` (B,) bool.
 
+        ``valid`` is False where the network gave a NaN or inf for that image; those rows are NaN
+        throughout (normalising a non-finite raw rotation keeps it non-finite, never the identity).
         Scaled to [-1, 1] on the device in float32, the same arithmetic as the training data's
         ``to_network_range``; the channels-last layout is kept (faster convolutions on CPU).
         """
         images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
         outputs = {k: v.float().cpu().numpy() for k, v in self.model(images).items()}
+        valid = np.ones(len(batch), dtype=bool)
+        for value in outputs.values():
+            valid &= np.isfinite(value.reshape(len(batch), -1)).all(axis=1)
+        outputs = {key: np.where(_rows(valid, value), value, np.float32(np.nan)) for key, value in outputs.items()}
         if "quaternion" in outputs:  # canonical sign, w >= 0
             q = outputs["quaternion"]
             outputs["quaternion"] = np.where(q[:, 3:] < 0, -q, q)
-        return outputs
+        self._output_shapes = {key: value.shape[1:] for key, value in outputs.items()}
+        return {**outputs, "valid": valid}
 
-    def predict_items(self, items: Iterable[ImageLike]) -> Iterator[dict[str, np.ndarray]]:
-        """Predict ``items`` in batches of ``batch_size``; yields one dict of arrays per batch, in order."""
-        batch: list[np.ndarray] = []
+    def predict_items(self, items: Iterable[ImageLike], *, keep_going: bool = False) -> Iterator[dict[str, Any]]:
+        """Predict ``items`` in batches of ``batch_size``; yields one dict per batch, in order.
+
+        Each dict holds the pose arrays, ``valid`` (bool per image) and ``error`` (per image: None,
+        or why that image has no pose; its rows are NaN). A non-finite model output never raises
+        here, it is reported through ``valid`` and ``error``. An item ``prepare_item`` refuses raises
+        its CubeposeError, unless ``keep_going``: then it is reported the same way and the rest
+        are still predicted, the readable ones batched together as usual.
+        """
+        pending: list[np.ndarray | CubeposeError] = []
+        readable = 0
         for item in items:
-            batch.append(self.prepare_item(item))
-            if len(batch) == self.batch_size:
-                yield self.predict_batch(np.stack(batch))
-                batch = []
-        if batch:
-            yield self.predict_batch(np.stack(batch))
+            try:
+                pending.append(self.prepare_item(item))
+                readable += 1
+            except CubeposeError as err:
+                if not keep_going:
+                    raise
+                pending.append(err)
+            if readable == self.batch_size:
+                yield self._predict_pending(pending)
+                pending, readable = [], 0
+        if pending:
+            yield self._predict_pending(pending)
 
     def predict(self, images: Iterable[ImageLike]) -> dict[str, np.ndarray]:
         """Poses of ``images``: ``translation`` (N, 3) in metres, ``quaternion`` (N, 4) x, y, z, w (w >= 0).
 
+        Every row returned is a finite pose. An image that cannot be read raises its CubeposeError;
+        if the network gives a non-finite output (NaN or inf) for any image, a CubeposeError names
+        those images rather than return a made-up pose. To keep the good poses of a mixed batch, use
+        ``predict_items(images, keep_going=True)`` and its ``valid`` / ``error`` entries.
         A symmetric-cube model (``network/symmetric``) returns no ``quaternion``.
         """
+        images = list(images)
         parts = list(self.predict_items(images))
         if not parts:
             raise CubeposeError("no images to predict")
-        if len(parts) == 1:
-            return parts[0]
-        return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+        poses = {key: np.concatenate([part[key] for part in parts]) for key in parts[0] if key not in STATUS_KEYS}
+        invalid = np.flatnonzero(~np.concatenate([part["valid"] for part in parts]))
+        if len(invalid):
+            names = ", ".join(_describe(images[i], i) for i in invalid[:5])
+            more = f" and {len(invalid) - 5} more" if len(invalid) > 5 else ""
+            raise CubeposeError(f"no pose for {len(invalid)} of {len(images)} images ({names}{more}): {NON_FINITE}")
+        return poses
+
+    def _predict_pending(self, pending: list[np.ndarray | CubeposeError]) -> dict[str, Any]:
+        """One batch for ``predict_items``: the prepared images in one forward pass, refused ones as NaN rows."""
+        readable = [i for i, item in enumerate(pending) if isinstance(item, np.ndarray)]
+        poses = self.predict_batch(np.stack([pending[i] for i in readable])) if readable else None
+        if self._output_shapes is None:  # nothing predicted yet: one zero image tells the output shapes
+            self.predict_batch(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
+        out: dict[str, Any] = {
+            key: np.full((len(pending), *shape), np.nan, np.float32) for key, shape in self._output_shapes.items()
+        }
+        out["valid"] = np.zeros(len(pending), bool)
+        out["error"] = [str(item) if isinstance(item, CubeposeError) else None for item in pending]
+        if poses is not None:
+            for key, value in poses.items():
+                out[key][readable] = value
+            for index, valid in zip(readable, poses["valid"], strict=True):
+                out["error"][index] = None if valid else NON_FINITE
+        return out
 
 
 def _array_image(array: np.ndarray) -> Image.Image:
@@ -146,8 +211,23 @@ def _array_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
+def _rows(mask: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``mask`` (B,) shaped to broadcast over the rows of ``value`` (B, ...)."""
+    return mask.reshape(-1, *([1] * (value.ndim - 1)))
+
+
+def _describe(item: Any, index: int) -> str:
+    """How an error names an input: its path, else its position."""
+    return str(item) if isinstance(item, (str, os.PathLike)) else f"image {index}"
+
+
 def as_json_record(name: str, poses: dict[str, Any], index: int) -> dict[str, Any]:
-    """One image's pose as plain JSON data: ``{"image", "translation", "quaternion"}``."""
+    """One image's result as plain JSON data: ``{"image", "translation", "quaternion"}`` for a pose,
+    ``{"image", "error"}`` for an image without one (unreadable, or a non-finite model output)."""
+    valid = poses.get("valid")
+    if valid is not None and not valid[index]:
+        errors = poses.get("error")
+        return {"image": name, "error": (errors[index] if errors is not None else None) or NON_FINITE}
     quaternion = poses.get("quaternion")
     return {
         "image": name,

@@ -40,6 +40,8 @@ def _png(figure_or_image) -> str:
 
 
 def _figures(errors: dict[str, np.ndarray]) -> list[str]:
+    """Histogram and scatters per error; instances with a non-finite error are left out (matplotlib's
+    histogram cannot bin NaN, and such predictions have no error to plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,12 +52,14 @@ def _figures(errors: dict[str, np.ndarray]) -> list[str]:
         panels.append(("rotation_error_deg", "rotation error (deg)"))
     images = []
     for key, title in panels:
+        shown = np.isfinite(errors[key])
+        values = errors[key][shown]
         figure, axes = plt.subplots(1, 3, figsize=(13, 3.2))
-        axes[0].hist(errors[key], bins=30, color="#4477aa")
+        axes[0].hist(values, bins=30, color="#4477aa")
         axes[0].set(title=title, xlabel=title, ylabel="instances")
-        axes[1].scatter(errors["distance_m"], errors[key], s=6, alpha=0.6)
+        axes[1].scatter(errors["distance_m"][shown], values, s=6, alpha=0.6)
         axes[1].set(title=f"{title} vs distance", xlabel="distance to camera (m)", ylabel=title)
-        axes[2].scatter(errors["true_yaw_deg"], errors[key], s=6, alpha=0.6)
+        axes[2].scatter(errors["true_yaw_deg"][shown], values, s=6, alpha=0.6)
         axes[2].set(title=f"{title} vs true yaw", xlabel="true yaw (deg)", ylabel=title)
         images.append(_png(figure))
         plt.close(figure)
@@ -84,6 +88,24 @@ def _gallery(title: str, indices: np.ndarray, labels: dict, image_paths, errors:
     return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(figures)}</div>"
 
 
+def _cell(value) -> str:
+    """A metrics-table cell: numbers with 6 significant digits, anything else as text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.6g}"
+    return html.escape(str(value))
+
+
+def _non_finite_note(count: int, total: int) -> str:
+    """The paragraph saying how many predictions were NaN or inf and how they were treated (empty if none)."""
+    if not count:
+        return ""
+    return (
+        f"<p class='warning'>{count} of {total} predictions were not finite (NaN or inf): they are left out "
+        "of the error averages, plots and galleries and count as failures in the accuracies "
+        "(<code>non_finite_predictions</code> in metrics.json).</p>"
+    )
+
+
 def write_report(root: str | Path, labels: dict[str, np.ndarray], image_paths) -> Path:
     """Write ``root``/report.html from an evaluation's per-instance outputs and metrics.json."""
     root = Path(root)
@@ -94,12 +116,14 @@ def write_report(root: str | Path, labels: dict[str, np.ndarray], image_paths) -
         labels["translation_pred"], labels["translation_true"], labels.get("quaternion_pred"), labels["quaternion_true"]
     )
     rank = errors.get("add_cm", errors.get("add_s_cm"))
-    order = np.argsort(rank, kind="stable")
+    ranked = np.flatnonzero(np.isfinite(rank))  # a non-finite prediction has no pose to draw
+    order = ranked[np.argsort(rank[ranked], kind="stable")]
     middle = max(0, len(order) // 2 - SHOWN // 2)
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.6g}</td></tr>" for k, v in sorted(metrics.items()))
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in sorted(metrics.items()))
     body = [
         f"<h1>cubepose evaluation: {html.escape(str(root))}</h1>",
         f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
+        _non_finite_note(len(rank) - len(ranked), len(rank)),
         *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
     ]
     if "camera" in labels and image_paths is not None:
@@ -109,6 +133,7 @@ def write_report(root: str | Path, labels: dict[str, np.ndarray], image_paths) -
     style = (
         "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
         "padding:2px 8px} .gallery{display:flex;flex-wrap:wrap} figure{margin:4px} .plot{max-width:100%}"
+        " .warning{color:#a40}"
     )
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cubepose report</title><style>{style}</style>"
     page += f"</head><body>{''.join(body)}</body></html>\n"

@@ -245,7 +245,7 @@ def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emula
         assert json.loads(evaluation.download_as_text()) == pytest.approx(metrics)
 
 
-def test_a_failed_training_step_fails_and_still_publishes_its_run_folder(gcs_emulator, tmp_path):
+def test_a_training_step_failing_at_start_fails_with_one_line_and_publishes_nothing_empty(gcs_emulator, tmp_path):
     spec = compile_spec(tmp_path, "--image", IMAGE, "--no-generate")
     train = next(t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "train")
     bucket = gcs_emulator.bucket({"cube/data/README": "no datasets here"})
@@ -254,13 +254,14 @@ def test_a_failed_training_step_fails_and_still_publishes_its_run_folder(gcs_emu
     values = {"configs": "configs/base.yaml configs/cpu.yaml", "overrides": overrides}
     values |= {"data_root": f"gs://{bucket}/cube/data", "run_root": f"gs://{bucket}/runs", "name": "broken"}
     checkpoint_file = tmp_path / "outputs" / "checkpoint"
-    run_step(spec, train, values | {"checkpoint": str(checkpoint_file)}, tmp_path / "train", env, succeeds=False)
+    work = tmp_path / "train"
+    result = run_step(spec, train, values | {"checkpoint": str(checkpoint_file)}, work, env, succeeds=False)
     assert not checkpoint_file.exists()
+    assert f"error: no objects under gs://{bucket}/cube/data/train/" in result.stderr  # the step's log says why
+    assert "Traceback" not in result.stderr
+    assert not (work / "logs").exists() or not any((work / "logs").iterdir())  # edflow's empty run folder is gone
     with gcs_emulator.client() as client:
-        published = list(client.list_blobs(bucket, prefix="runs/"))
-        (log,) = [b for b in published if b.name.endswith("/train/log.txt")]
-        assert re.fullmatch(r"runs/[^/]+_broken/train/log\.txt", log.name)
-        assert "Instantiating datasets" in log.download_as_text()  # how far the run got before it failed
+        assert not list(client.list_blobs(bucket, prefix="runs/"))  # so nothing empty was published
 
 
 # -- cubepose publish on its own --------------------------------------------------------------

@@ -6,12 +6,19 @@ field of view (Unity's default camera: 60 deg) for a centred camera with square 
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+import logging
+from dataclasses import replace
 
+import numpy as np
+from PIL import UnidentifiedImageError
+
+from cubepose.data.image_check import declared_size
+from cubepose.data.images import open_image
 from cubepose.data.pose_index import PoseIndex
 from cubepose.errors import DatasetError
 from cubepose.geometry import intrinsics_from_fov
+
+logger = logging.getLogger(__name__)
 
 PIXEL_KEYS = ("fx", "fy", "cx", "cy")
 
@@ -23,18 +30,53 @@ def camera_from_config(spec: dict, image_size: tuple[int, int]) -> np.ndarray:
     return intrinsics_from_fov(spec["vertical_fov"], *image_size)
 
 
-def first_image_size(index: PoseIndex) -> tuple[int, int]:
-    """(width, height) of the first decodable image header; a legacy export has one camera resolution."""
-    for path in index.image_paths[:16]:
-        try:
-            with Image.open(path) as image:
-                return image.size
-        except (OSError, UnidentifiedImageError):
-            continue
-    raise DatasetError(f"cannot read the size of any of the first images in {index.root}; check the image files")
+def image_sizes(paths: np.ndarray) -> np.ndarray:
+    """(N, 2) width, height of each image from its header (PNG IHDR, JPEG frame; PIL for other formats);
+    (0, 0) where no size can be read."""
+    sizes = np.zeros((len(paths), 2), dtype=np.int64)
+    for i, path in enumerate(paths):
+        size = declared_size(path) or _opened_size(path)
+        if size is not None:
+            sizes[i] = size
+    return sizes
+
+
+def _opened_size(path: str) -> tuple[int, int] | None:
+    """The size PIL reads from the header of an image that is neither PNG nor JPEG.
+
+    An image too large to open safely is an error naming it (``open_image``): indexing already
+    drops oversized PNG/JPEG files, so one here is of another format and worth a message.
+    """
+    try:
+        with open_image(path) as image:
+            return image.size
+    except (OSError, UnidentifiedImageError):
+        return None
 
 
 def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
-    """``index`` with every example given the configured camera at the exported image size."""
-    size = first_image_size(index)
-    return index.with_camera(camera_from_config(spec, size), size)
+    """``index`` with each example given the configured camera at its own image's size.
+
+    A legacy export normally has one resolution; mixed sizes are reported and each image keeps its
+    own (a field of view gives each size its camera; pixel intrinsics fit one size only, so they are
+    refused). Images whose size cannot be read are skipped as corrupt.
+    """
+    sizes = image_sizes(index.image_paths)
+    readable = (sizes > 0).all(axis=1)
+    if not readable.all():
+        logger.warning("%s: skipped %d more captures: corrupt image (no readable size)", index.root, (~readable).sum())
+        index, sizes = index.subset(readable), sizes[readable]
+        index.skipped["corrupt image"] += int((~readable).sum())
+    if len(index) == 0:
+        raise DatasetError(f"cannot read the size of any image in {index.root}; check the image files")
+    distinct, inverse, counts = np.unique(sizes, axis=0, return_inverse=True, return_counts=True)
+    if len(distinct) > 1:
+        listed = ", ".join(f"{w}x{h} ({n})" for (w, h), n in zip(distinct, counts, strict=True))
+        if all(spec.get(key) is not None for key in PIXEL_KEYS):
+            raise DatasetError(
+                f"{index.root} mixes image sizes ({listed}) but data/camera gives fx, fy, cx, cy in pixels of one "
+                "size; set data/camera/vertical_fov instead (and fx, fy, cx, cy to null), or split the export by size"
+            )
+        logger.warning("%s mixes image sizes: %s; each image keeps its own size and camera", index.root, listed)
+    cameras = np.stack([camera_from_config(spec, tuple(size)) for size in distinct])
+    return replace(index, cameras=cameras[inverse.reshape(-1)], image_sizes=sizes)

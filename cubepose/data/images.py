@@ -1,14 +1,45 @@
-"""Decoding and resizing images to the network's input: float32 HWC RGB in [-1, 1].
+"""Opening, decoding and resizing images to the network's input: float32 HWC RGB in [-1, 1].
 
 [-1, 1] is edflow's image convention, so its image logging shows inputs unchanged.
+Every image cubepose reads from a file goes through ``open_image``, the one place that turns
+PIL's decompression-bomb guard (an image whose header declares more pixels than
+``PIL.Image.MAX_IMAGE_PIXELS``) into an error naming the file, its size and the fix.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from cubepose.data.image_check import declared_size
 from cubepose.errors import DatasetError
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """``PIL.Image.open(path)``, refusing an image of more pixels than PIL decodes safely with a DatasetError.
+
+    PIL only warns between ``MAX_IMAGE_PIXELS`` and twice that, then decodes up to ~1 GB of pixels;
+    above, it raises without naming the file. Both become one message with the file and the fix.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DatasetError(_oversized_message(path, err)) from err
+
+
+def _oversized_message(path: str | os.PathLike, err: Exception) -> str:
+    """What is wrong with an oversized image (its declared size where the header gives it) and the fix."""
+    size = declared_size(path)
+    found = f"declares {size[0]} x {size[1]} = {size[0] * size[1]:,} pixels" if size else f"is too large ({err})"
+    return (
+        f"image {path} {found}, more than the {Image.MAX_IMAGE_PIXELS:,} pixels PIL decodes safely "
+        "(a possible decompression bomb); resize the image, or remove it (in a dataset: remove its capture)"
+    )
 
 
 def resize_rgb(image: Image.Image, size: int) -> np.ndarray:
@@ -22,7 +53,7 @@ def resize_rgb(image: Image.Image, size: int) -> np.ndarray:
 def decode_resized(path: str, size: int) -> np.ndarray:
     """Read ``path`` and ``resize_rgb`` it: uint8 HWC."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             return resize_rgb(image, size)
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise DatasetError(f"cannot decode image {path}: {err}; re-export or remove this capture") from err

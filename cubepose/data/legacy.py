@@ -11,7 +11,8 @@ import os
 import re
 from pathlib import Path
 
-from cubepose.data.perception_json import load_json, selected_pose
+from cubepose.data.containment import is_plain_relative
+from cubepose.data.perception_json import as_list, load_json, selected_pose
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 from cubepose.errors import DatasetError
 
@@ -55,7 +56,9 @@ def box3d_definition_ids(json_dir: Path) -> set[str]:
     if not isinstance(definitions, dict):
         raise DatasetError(f"{path} is not a Perception annotation_definitions file; re-export the dataset")
     ids = set()
-    for definition in definitions.get("annotation_definitions") or []:
+    for definition in as_list(definitions.get("annotation_definitions")):
+        if not isinstance(definition, dict):
+            continue
         name = str(definition.get("name", "")).lower().replace("_", " ")
         if "3d" in name and "box" in name:
             ids.add(str(definition.get("id")))
@@ -68,20 +71,22 @@ def _looks_like_box3d(values: list) -> bool:
 
 def box3d_annotation(capture: dict, box_ids: set[str]) -> dict | None:
     """The capture's 3D-box annotation: by definition id when definitions name one, else by value shape."""
-    for annotation in capture.get("annotations") or []:
+    for annotation in as_list(capture.get("annotations")):
         if not isinstance(annotation, dict):
             continue
         if box_ids:
             if str(annotation.get("annotation_definition")) in box_ids:
                 return annotation
-        elif _looks_like_box3d(annotation.get("values") or []):
+        elif _looks_like_box3d(as_list(annotation.get("values"))):
             return annotation
     return None
 
 
 def _image_base(json_dir: Path, first_filename: str) -> Path:
     """The folder capture filenames are relative to: the one above Dataset<uuid> (also when the root
-    is the Dataset folder itself), or the JSON folder of a flattened export."""
+    is the Dataset folder itself), or the JSON folder of a flattened export.
+
+    Images must stay inside it (cubepose.data.containment)."""
     for base in (json_dir.parent, json_dir):
         if (base / first_filename).exists():
             return base
@@ -106,11 +111,12 @@ def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance
             if not isinstance(filename, str):
                 builder.skip("malformed capture")
                 continue
-            if base is None:
+            if base is None and is_plain_relative(filename):
                 base = _image_base(json_dir, filename)
             annotation = box3d_annotation(capture, box_ids)
             values = None if annotation is None else annotation.get("values") or []
             pose = selected_pose(builder, values, label_name, instance_id, "label_name", "instance_id")
             if pose is not None:
-                builder.add(os.path.join(base, filename), *pose)
+                builder.add(os.path.join(base or json_dir.parent, filename), *pose)
+    builder.image_root = base or json_dir.parent
     return builder.build()

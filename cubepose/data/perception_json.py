@@ -25,6 +25,21 @@ def load_json(path: str | Path) -> Any:
         ) from err
     except UnicodeDecodeError as err:
         raise DatasetError(f"{path} is not UTF-8 JSON ({err.reason}); re-export the dataset") from err
+    except OSError as err:
+        raise DatasetError(f"cannot read {path}: {err.strerror or err}; check the file's permissions") from None
+    except RecursionError:
+        raise DatasetError(f"{path} nests JSON too deeply to be a Perception file; re-export the dataset") from None
+
+
+def as_list(value: Any) -> list:
+    """``value`` if it is a JSON array, else an empty list: a malformed field holds nothing usable."""
+    return value if isinstance(value, list) else []
+
+
+def label_of(value: dict, key: str) -> Any:
+    """A box's label or instance id as a hashable value (a malformed list or object becomes its text)."""
+    label = value.get(key)
+    return label if label is None or isinstance(label, (str, int, float)) else repr(label)
 
 
 def vector(value: Any, keys: tuple[str, ...]) -> list[float] | None:
@@ -33,12 +48,22 @@ def vector(value: Any, keys: tuple[str, ...]) -> list[float] | None:
         if not all(k in value for k in keys):
             return None
         value = [value[k] for k in keys]
-    if isinstance(value, (list, tuple)) and len(value) == len(keys):
-        try:
-            return [float(v) for v in value]
-        except (TypeError, ValueError):
-            return None
+    if isinstance(value, (list, tuple)) and len(value) == len(keys) and all(map(is_number, value)):
+        return [as_float(v) for v in value]
     return None
+
+
+def as_float(value: int | float) -> float:
+    """``float(value)``, with integers too large for a float as infinity (then skipped as non-finite)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+
+
+def is_number(value: Any) -> bool:
+    """A JSON number: int or float, not a boolean (``true`` is not a coordinate) nor a numeric string."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def select_box(
@@ -50,14 +75,16 @@ def select_box(
     are ambiguous for a single-object model unless ``instance_id`` picks one.
     """
     values = [v for v in values if isinstance(v, dict)]
+    if not values:
+        return None, "malformed capture"
     if label_name is not None:
-        values = [v for v in values if v.get(label_key) == label_name]
+        values = [v for v in values if label_of(v, label_key) == label_name]
         if not values:
             return None, "label not present"
-    elif len({v.get(label_key) for v in values}) > 1:
+    elif len({label_of(v, label_key) for v in values}) > 1:
         return None, "several labels (set data/label_name)"
     if instance_id is not None:
-        values = [v for v in values if v.get(instance_key) == instance_id]
+        values = [v for v in values if label_of(v, instance_key) == instance_id]
         if not values:
             return None, "instance not present"
     if len(values) > 1:
@@ -81,16 +108,19 @@ def selected_pose(
     if values is None:
         builder.skip("no 3D box annotation")
         return None
+    if not isinstance(values, list):
+        builder.skip("malformed capture")
+        return None
     if not values:
         builder.skip("empty annotation")
         return None
-    builder.labels_seen.update(v.get(label_key) for v in values if isinstance(v, dict))
+    builder.labels_seen.update(label_of(v, label_key) for v in values if isinstance(v, dict))
     value, reason = select_box(values, label_name, instance_id, label_key, instance_key)
     if value is None:
         builder.skip(reason)
         return None
     translation, rotation = vector(value.get("translation"), XYZ), vector(value.get("rotation"), XYZW)
     if translation is None or rotation is None:
-        builder.skip("malformed capture")
+        builder.skip("pose not numbers")
         return None
     return translation, rotation

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cubepose.data.containment import resolve_inside
 from cubepose.data.image_check import OK, PROBLEM_NAMES, image_statuses
 from cubepose.errors import DatasetError
 from cubepose.geometry import canonicalize_quaternions, intrinsics_from_projection
@@ -20,6 +21,8 @@ from cubepose.geometry import canonicalize_quaternions, intrinsics_from_projecti
 logger = logging.getLogger(__name__)
 
 PER_EXAMPLE = ("image_paths", "translations", "quaternions", "cameras", "image_sizes")
+OUTSIDE = "outside the dataset"  # an image path that leaves the dataset root (absolute, .., symlink)
+DUPLICATE = "duplicate capture"  # a second capture of an image already indexed
 
 
 @dataclass(frozen=True)
@@ -49,26 +52,42 @@ class PoseIndex:
         """The examples at ``indices`` (integer indices or a boolean mask)."""
         return replace(self, **{name: getattr(self, name)[indices] for name in PER_EXAMPLE})
 
-    def checked(self) -> PoseIndex:
-        """Drop captures with a non-finite pose, a zero quaternion or a missing/corrupt image; report once."""
+    def checked(self, image_root: Path | None = None) -> PoseIndex:
+        """Drop unusable captures in one vectorised pass and report them once.
+
+        Skipped: images outside ``image_root`` (default ``root``; symlinks followed), poses that are
+        not finite in float32 (the dtype training uses), cubes at or behind the camera (z <= 0),
+        zero quaternions, repeated captures of one image (the first is kept) and missing, corrupt
+        or oversized images. Kept examples hold the resolved image path, the file that was checked.
+        """
         skipped = Counter(self.skipped)
-        norms = np.linalg.norm(self.quaternions, axis=1)
-        bad_translation = ~np.isfinite(self.translations).all(axis=1)
-        bad_rotation = ~np.isfinite(norms) | (norms < 1e-6)
-        skipped["non-finite translation"] += int(bad_translation.sum())
-        skipped["zero or non-finite quaternion"] += int((bad_rotation & ~bad_translation).sum())
-        keep = ~(bad_translation | bad_rotation)
+        paths, inside = resolve_inside(self.image_paths, image_root or self.root)
+        with np.errstate(over="ignore", invalid="ignore"):  # 1e308 becomes inf in float32: that is the check
+            translations = self.translations.astype(np.float32)
+            quaternions = self.quaternions.astype(np.float32)
+            norms = np.linalg.norm(quaternions.astype(np.float64), axis=1)
+        problems = {
+            OUTSIDE: ~inside,
+            "non-finite translation": ~np.isfinite(translations).all(axis=1),
+            "cube at or behind the camera (z <= 0)": ~(translations[:, 2] > 0),
+            "zero or non-finite quaternion": ~np.isfinite(norms) | (norms < 1e-6),
+        }
+        keep = np.ones(len(self), dtype=bool)
+        for reason, bad in problems.items():  # each capture is counted once, under its first problem
+            skipped[reason] += int((bad & keep).sum())
+            keep &= ~bad
+        first = np.zeros(len(self), dtype=bool)
+        first[np.flatnonzero(keep)[np.unique(paths[keep], return_index=True)[1]]] = True
+        skipped[DUPLICATE] += int((keep & ~first).sum())
+        keep &= first
         statuses = np.full(len(self), OK, dtype=np.int8)
-        statuses[keep] = image_statuses(self.image_paths[keep])
+        statuses[keep] = image_statuses(paths[keep])
         for status, name in PROBLEM_NAMES.items():
             skipped[name] += int((statuses == status).sum())
         keep &= statuses == OK
-        index = self.subset(keep)
+        index = replace(self, image_paths=paths, translations=translations, quaternions=quaternions).subset(keep)
         index = replace(
-            index,
-            translations=index.translations.astype(np.float32),
-            quaternions=canonicalize_quaternions(index.quaternions).astype(np.float32),
-            skipped=+skipped,
+            index, quaternions=canonicalize_quaternions(index.quaternions).astype(np.float32), skipped=+skipped
         )
         index.report()
         if len(index) == 0:
@@ -105,6 +124,7 @@ class IndexBuilder:
 
     def __init__(self, root: Path, fmt: str) -> None:
         self.root, self.format = root, fmt
+        self.image_root = root  # images must resolve inside it (legacy: the folder filenames are relative to)
         self.paths: list[str] = []
         self.translations: list[list[float]] = []
         self.rotations: list[list[float]] = []
@@ -148,4 +168,4 @@ class IndexBuilder:
             total=self.total,
             labels_seen=Counter(self.labels_seen),
         )
-        return index.checked()
+        return index.checked(self.image_root)

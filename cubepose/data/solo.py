@@ -6,11 +6,14 @@ records its projection ``matrix`` and ``dimension``, which give its intrinsics e
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
 
-from cubepose.data.perception_json import load_json, selected_pose
+import numpy as np
+
+from cubepose.data.perception_json import as_float, as_list, is_number, load_json, selected_pose
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 
 _SEQUENCE = re.compile(r"sequence\.(\d+)$")
@@ -44,21 +47,28 @@ def _is_rgb_capture(capture: object) -> bool:
 
 
 def _box3d_values(capture: dict) -> list | None:
-    for annotation in capture.get("annotations") or []:
+    for annotation in as_list(capture.get("annotations")):
         if isinstance(annotation, dict) and str(annotation.get("@type", "")).endswith(BOX3D_TYPE_SUFFIX):
             return annotation.get("values") or []
     return None
 
 
 def _camera(capture: dict) -> tuple[list[float], list[float]] | None:
-    """Projection entries (m00, m11) and image (width, height) of a perspective capture, or None."""
+    """Projection entries (m00, m11) and image (width, height) of a perspective capture, or None.
+
+    None too when they are not numbers, not finite in float32 or not positive: no camera, no pose.
+    """
     matrix, dimension = capture.get("matrix"), capture.get("dimension")
     if str(capture.get("projection", "Perspective")).lower() != "perspective":
         return None
-    try:
-        width, height = (float(v) for v in dimension)
-        m00, m11 = float(matrix[0]), float(matrix[4])
-    except (TypeError, ValueError, IndexError):
+    if not (isinstance(matrix, list) and len(matrix) >= 5 and isinstance(dimension, list) and len(dimension) == 2):
+        return None
+    values = [matrix[0], matrix[4], *dimension]
+    if not all(map(is_number, values)):
+        return None
+    with np.errstate(over="ignore"):  # too large for float32 is inf, refused below
+        m00, m11, width, height = np.array([as_float(v) for v in values], dtype=np.float32).tolist()
+    if not all(math.isfinite(v) and v > 0 for v in (m00, m11, width, height)):
         return None
     return [m00, m11], [width, height]
 
@@ -71,7 +81,7 @@ def read_solo(root: str | os.PathLike, label_name: str | None = None, instance_i
         for path in frame_files(sequence):
             frame = load_json(path)
             captures = frame.get("captures") if isinstance(frame, dict) else None
-            for capture in captures or []:
+            for capture in as_list(captures):
                 if not _is_rgb_capture(capture):
                     continue
                 builder.total += 1
@@ -89,6 +99,6 @@ def _add_capture(
     if not isinstance(filename, str):
         builder.skip("malformed capture")
     elif camera is None:
-        builder.skip("no perspective camera matrix")
+        builder.skip("no usable perspective camera matrix")
     else:
         builder.add(os.path.join(sequence, filename), *pose, *camera)

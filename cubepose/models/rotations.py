@@ -32,11 +32,14 @@ ROTATIONS: Registry[Rotation] = Registry("rotation")
 
 
 def normalize_quaternions(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Unit quaternions along the last axis; a (near) zero vector maps to the identity (0, 0, 0, 1)."""
+    """Unit quaternions along the last axis; a (near) zero vector maps to the identity (0, 0, 0, 1).
+
+    A non-finite vector stays non-finite (never the identity), so a broken model is seen as broken.
+    """
     norm = q.norm(dim=-1, keepdim=True)
     unit = q / norm.clamp_min(eps)
     identity = q.new_tensor(IDENTITY_QUATERNION).expand_as(q)
-    return torch.where(norm > eps, unit, identity)
+    return torch.where(norm <= eps, identity, unit)
 
 
 def canonical_sign(q: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,10 @@ A ``gs://`` output renders into the local cache and is then uploaded.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -22,13 +24,23 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from cubepose.data.images import open_image
 from cubepose.data.shards import MANIFEST, shard_name
 from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.storage import default_cache_dir, is_gcs_url, upload_folder
-from cubepose.synth.scene import PRESETS, ROTATION_MODES, SceneOptions, sample_scene
+from cubepose.synth.scene import (
+    DISTANCE_LIMITS,
+    FARTHEST_DISTANCE,
+    NEAREST_DISTANCE,
+    PRESETS,
+    ROTATION_MODES,
+    SceneOptions,
+    check_scene_options,
+    sample_scene,
+)
 from cubepose.synth.writers import LAYOUTS, FrameLabel
 
 logger = logging.getLogger(__name__)
@@ -37,6 +49,12 @@ IMAGES_PER_TASK = 32  # unit of work handed to a worker process
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BACKGROUND_SIZE = 256  # user backgrounds are resized to this square texture
 PNG_COMPRESSION = 1  # zlib level: 6 (PIL's default) costs more time than the renderer, for ~10% smaller files
+# The default preset's cube edge spans 16-28% of the image side (10-18 px of 64): 2.5-4.5 px at 16 px, and below
+# that its marked faces can no longer be told apart.
+MIN_IMAGE_SIZE = 16
+# The sensor shader keys its noise by x + 4096 y, so wider images would repeat noise; and a 4096 px frame already
+# takes about 0.7 GB of OpenGL buffers per worker (4x multisampled colour and depth, resolve and output buffers).
+MAX_IMAGE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -72,6 +90,38 @@ def scene_options(preset: str = "default", **overrides) -> SceneOptions:
     return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
 
 
+def distance_range(preset: str, nearest: float | None, farthest: float | None) -> tuple[float, float] | None:
+    """The cube's distance range from ``--min-distance``/``--max-distance``; None when neither is given.
+
+    A flag not given takes the preset's bound. Each given value is checked on its own, so the message names
+    its flag, and one that crosses the preset's other bound says which flag to add.
+    """
+    if nearest is None and farthest is None:
+        return None
+    for flag, value in (("--min-distance", nearest), ("--max-distance", farthest)):
+        if value is not None and not (math.isfinite(value) and NEAREST_DISTANCE <= value <= FARTHEST_DISTANCE):
+            raise ValueError(
+                f"{flag} must be between {NEAREST_DISTANCE} and {FARTHEST_DISTANCE:g} metres, "
+                f"got {value}: {DISTANCE_LIMITS}"
+            )
+    default = scene_options(preset).distance
+    low = default[0] if nearest is None else nearest
+    high = default[1] if farthest is None else farthest
+    if low <= high:
+        return (low, high)
+    if nearest is None:
+        raise ValueError(
+            f"--max-distance {high:g} is nearer than preset {preset}'s nearest distance {low:g}; "
+            f"give --min-distance too, at most {high:g}"
+        )
+    if farthest is None:
+        raise ValueError(
+            f"--min-distance {low:g} is beyond preset {preset}'s farthest distance {high:g}; "
+            f"give --max-distance too, at least {low:g}"
+        )
+    raise ValueError(f"--min-distance {low:g} is more than --max-distance {high:g}; swap them")
+
+
 def background_files(folder: str | None) -> list[Path]:
     if folder is None:
         return []
@@ -79,6 +129,17 @@ def background_files(folder: str | None) -> list[Path]:
     if not files:
         raise ValueError(f"--backgrounds {folder}: no .png or .jpg images in it")
     return files
+
+
+def background_texture(path: Path) -> np.ndarray:
+    """A user background as a square uint8 RGB texture; an unreadable file is a ValueError naming it."""
+    try:
+        with open_image(path) as image:
+            return np.asarray(image.convert("RGB").resize((BACKGROUND_SIZE,) * 2, Image.BILINEAR))
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:
+        raise ValueError(
+            f"--backgrounds: cannot read {path} ({err}); remove it or replace it with a PNG or JPEG"
+        ) from None
 
 
 # -- work done in each process ---------------------------------------------------------------
@@ -93,11 +154,10 @@ def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
     if _renderer is None or _renderer[0] != key:
         from cubepose.synth.gl_renderer import GLRenderer
 
+        textures = [background_texture(p) for p in backgrounds]  # first: a bad one must not leave a dead renderer
         if _renderer is not None:
             _renderer[1].release()
-        textures = [
-            np.asarray(Image.open(p).convert("RGB").resize((BACKGROUND_SIZE,) * 2, Image.BILINEAR)) for p in backgrounds
-        ]
+            _renderer = None
         _renderer = (key, GLRenderer(options.image_size, options.image_size, textures))
     return _renderer[1]
 
@@ -137,27 +197,161 @@ def _frames(task: tuple[Path, GenerationOptions, list[Path], range]) -> list[Fra
 # -- the command ------------------------------------------------------------------------------
 
 
-def _claim(out: Path, options: GenerationOptions) -> None:
-    """Record the options in ``out``; a folder generated with other options is refused, never mixed.
+class _FolderLock:
+    """An flock on the output folder: shared while a run writes into it, exclusive (never waited for) to tidy it.
 
-    ``count`` may grow between runs of an unsharded folder (extending it), but it fixes a shard's range.
+    Runs with the same options may share a folder (one resumes what the other renders), so writing takes a
+    shared lock. Deleting anything (re-claiming a folder for other options, tidying after a failure, removing
+    partial files) needs the exclusive lock: were another run still rendering its first frame, its frames would
+    be mixed into a re-claimed folder, or its partial file deleted under it. Where the file system has no
+    flock (some network mounts), nothing is locked and the folder is treated as this run's alone.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        self.supported = True
+
+    def __enter__(self) -> _FolderLock:
+        self.shared()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)  # releases the lock
+
+    def shared(self) -> None:
+        """Hold the folder together with other runs (waits only while another tidies it, a moment)."""
+        self._flock(fcntl.LOCK_SH)
+
+    def exclusive(self) -> bool:
+        """Take the folder for this run alone if no other run holds it; False, still sharing it, when one does.
+
+        A failed conversion drops the shared lock (flock converts by unlocking first), so it is taken again.
+        """
+        try:
+            self._flock(fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.shared()
+            return False
+        return True
+
+    def _flock(self, operation: int) -> None:
+        if not self.supported:
+            return
+        try:
+            fcntl.flock(self.fd, operation)
+        except BlockingIOError:
+            raise
+        except OSError as err:  # ENOLCK, EOPNOTSUPP: no locks on this file system
+            logger.debug("no flock on this folder (%s); generating without a lock", err)
+            self.supported = False
+
+
+def _recorded_options(options: GenerationOptions) -> dict:
+    """The options a folder's manifest records: all but ``workers`` (and ``count``, which may grow, unless sharded).
+
+    ``count`` fixes a shard's range, so it is recorded for shards only.
     """
     ignored = ("workers",) if options.shards > 1 else ("count", "workers")
     recorded = {k: v for k, v in asdict(options).items() if k not in ignored}
-    recorded = json.loads(json.dumps(recorded))  # tuples as lists, as read back
-    manifest = out / MANIFEST
-    if manifest.exists():
-        previous = json.loads(manifest.read_text())
-        if previous != recorded:
-            changed = ", ".join(sorted(k for k in recorded if previous.get(k) != recorded[k]))
-            raise ValueError(
-                f"{out} was generated with other options ({changed} differ); use a new folder, or the same "
-                "options to resume or extend it"
-            )
+    return json.loads(json.dumps(recorded))  # tuples as lists, as read back
+
+
+def _is_partial(name: str) -> bool:
+    """Whether a file name is one of atomic_open's temporary files (``.<name>.<random>.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _holds_output(out: Path) -> bool:
+    """Whether ``out`` holds any file but the manifest and partial writes: a finished frame (or someone's file)."""
+    for folder, dirs, files in os.walk(out):
+        if any(Path(folder, d).is_symlink() for d in dirs):
+            return True
+        if any(not _is_partial(f) and not (Path(folder) == out and f == MANIFEST) for f in files):
+            return True
+    return False
+
+
+def _discard_unfinished(out: Path) -> None:
+    """Empty ``out`` of a run that finished no frame: partial files, empty folders, then the manifest.
+
+    Only called when ``_holds_output(out)`` is False and this run holds the folder alone. The manifest goes
+    last, so a process killed half-way leaves a folder that is still recognised as re-claimable.
+    """
+    for folder, _, files in os.walk(out, topdown=False):
+        for name in filter(_is_partial, files):
+            Path(folder, name).unlink(missing_ok=True)
+        if Path(folder) != out:
+            try:
+                Path(folder).rmdir()
+            except OSError:  # not empty after all: keep it
+                pass
+    (out / MANIFEST).unlink(missing_ok=True)
+
+
+def _read_manifest(manifest: Path) -> dict | None:
+    """The options a manifest records, or None when it cannot be read as a JSON object."""
+    try:
+        recorded = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _claim(out: Path, options: GenerationOptions, lock: _FolderLock) -> None:
+    """Record the options in ``out``; a folder holding frames of other options is refused, never mixed.
+
+    The manifest is written before the first frame, but binds only once a frame exists: a folder with a
+    manifest and no finished frame (the run was refused, failed or killed before its first image) is
+    re-claimed by a command with other options, so a corrected command is never blocked by the failure
+    it corrects. Resuming with the same options always works; any finished frame makes the manifest
+    binding. ``count`` may grow between runs of an unsharded folder (extending it), but it fixes a shard's range.
+    The manifest is only written with the folder held alone, and the state is read again once it is held.
+    """
+    recorded = _recorded_options(options)
+    if _claim_state(out, recorded) == "resume":
         return
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty and was not made by cubepose generate; choose a new folder")
-    atomic_write_text(manifest, json.dumps(recorded, indent=1))
+    _take_alone(out, lock)
+    state = _claim_state(out, recorded)  # again: another run may have claimed it meanwhile
+    if state == "reclaim":
+        logger.info("%s holds no finished frame of its last run; starting it afresh with these options", out)
+        _discard_unfinished(out)
+    if state != "resume":
+        atomic_write_text(out / MANIFEST, json.dumps(recorded, indent=1))
+    lock.shared()
+
+
+def _claim_state(out: Path, recorded: dict) -> str:
+    """What claiming ``out`` for ``recorded`` takes; raises where the folder must not be used.
+
+    "resume": its manifest records the same options; "fresh": it is empty; "reclaim": its manifest records
+    other options but no frame was finished (see ``_claim``).
+    """
+    manifest = out / MANIFEST
+    if not manifest.exists():
+        if any(out.iterdir()):
+            raise ValueError(f"{out} is not empty and was not made by cubepose generate; choose a new folder")
+        return "fresh"
+    previous = _read_manifest(manifest)
+    if previous == recorded:
+        return "resume"
+    if not _holds_output(out):
+        return "reclaim"
+    if previous is None:
+        raise ValueError(f"{manifest} is damaged and {out} holds frames; use a new folder")
+    changed = ", ".join(sorted(k for k in recorded if previous.get(k) != recorded[k]))
+    raise ValueError(
+        f"{out} was generated with other options ({changed} differ); use a new folder, or the same "
+        "options to resume or extend it"
+    )
+
+
+def _take_alone(out: Path, lock: _FolderLock) -> None:
+    """Hold ``out`` exclusively to write its manifest, or refuse: another run is starting or writing there."""
+    if not lock.exclusive():
+        raise ValueError(
+            f"another cubepose generate is writing into {out} with other options or starting there; wait for it "
+            "to finish (or stop it), or use a new folder"
+        )
 
 
 def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path | str:
@@ -183,27 +377,109 @@ def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path
 
 
 def check_options(options: GenerationOptions) -> None:
-    """Refuse options that cannot make a dataset, naming the flag to change."""
+    """Refuse options that cannot make a dataset, naming the flag to change and what it allows.
+
+    Runs before anything is written (no folder, no manifest), so a refused command leaves nothing behind.
+    """
     if options.count < 1:
         raise ValueError(f"--count must be at least 1, got {options.count}")
-    if options.shards < 1 or not 0 <= options.shard < options.shards:
+    if options.seed < 0:
+        raise ValueError(f"--seed must be 0 or more (numpy seeds are non-negative), got {options.seed}")
+    if not MIN_IMAGE_SIZE <= options.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(
+            f"--image-size must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} pixels, got {options.image_size}: below "
+            f"{MIN_IMAGE_SIZE} the cube is a few pixels and its faces cannot be told apart, above {MAX_IMAGE_SIZE} "
+            "the sensor noise repeats"
+        )
+    if options.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {options.workers}; leave it out to use all cores")
+    if options.shards < 1:
+        raise ValueError(f"--shard must be in 0..N-1 for --shards N of at least 1, got --shards {options.shards}")
+    if not 0 <= options.shard < options.shards:
         raise ValueError(f"--shard must be in 0..{options.shards - 1} (--shards {options.shards}), got {options.shard}")
     if options.shards > options.count:
         raise ValueError(f"--shards {options.shards} is more than --count {options.count}; every shard needs images")
     if options.format not in LAYOUTS:
         raise ValueError(f"--format must be one of {', '.join(LAYOUTS)}, got {options.format!r}")
+    check_scene_options(options.scene)
     if options.format == "legacy" and options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
         raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
+    _check_backgrounds(options.backgrounds)
+
+
+def _check_backgrounds(folder: str | None) -> None:
+    """Refuse a ``--backgrounds`` path that is not a readable folder, before any output exists."""
+    if folder is None:
+        return
+    if not Path(folder).is_dir():
+        what = "is a file" if Path(folder).exists() else "does not exist"
+        raise ValueError(f"--backgrounds {folder} {what}; give a folder of .png or .jpg images")
+    try:
+        os.listdir(folder)
+    except OSError as err:
+        raise ValueError(f"--backgrounds {folder} cannot be read ({err.strerror}); give a folder you may read") from err
+
+
+def _new_folders(out: Path) -> list[Path]:
+    """``out`` and those of its parents that do not exist yet, innermost first: what this run creates."""
+    return [folder for folder in (out, *out.parents) if not folder.exists()]
+
+
+def _remove_partial_files(out: Path, lock: _FolderLock) -> None:
+    """Delete the ``.*.tmp`` files an interrupted run left, unless another run is writing (its own are in flight)."""
+    if not lock.exclusive():
+        return
+    for partial in out.rglob(".*.tmp"):
+        partial.unlink(missing_ok=True)
+    lock.shared()
+
+
+def _tidy_failed_run(out: Path, lock: _FolderLock, created: list[Path], claimed: bool) -> None:
+    """After a failure before the first finished frame, remove the manifest and the folders this run created.
+
+    The folder then looks as it did before the command (a re-claim would accept it anyway, see ``_claim``).
+    Nothing is removed once a frame exists (a re-run resumes it), from a folder this run did not claim, or
+    while another run writes into ``out``.
+    """
+    if (claimed and _holds_output(out)) or not lock.exclusive():
+        return
+    if claimed:
+        _discard_unfinished(out)
+        logger.info("the run failed before its first frame; removed its manifest from %s", out)
+    for folder in created:  # innermost first; stops at the first that holds something
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def _render(out: Path, options: GenerationOptions) -> None:
-    """Render this run's indices into the local folder ``out`` and write the layout's label files."""
+    """Render this run's indices into the local folder ``out`` and write the layout's label files.
+
+    A run that fails before its first frame leaves nothing behind (``_tidy_failed_run``), one killed
+    leaves at most a manifest that a corrected command re-claims (``_claim``).
+    """
     backgrounds = background_files(options.backgrounds)
-    _claim(out, options)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; give a folder (new or made by cubepose generate) as OUT")
+    created = _new_folders(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _FolderLock(out) as lock:
+        claimed = False
+        try:
+            _claim(out, options, lock)
+            claimed = True
+            _render_claimed(out, options, backgrounds, lock)
+        except BaseException:
+            _tidy_failed_run(out, lock, created, claimed)
+            raise
+
+
+def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Path], lock: _FolderLock) -> None:
+    """Render the missing frames of a claimed folder, in worker processes when there are several tasks."""
     layout = LAYOUTS[options.format](out, options.seed)
     layout.prepare()
-    for partial in out.rglob(".*.tmp"):  # left by an interrupted run
-        partial.unlink()
+    _remove_partial_files(out, lock)  # left by an interrupted run
 
     indices = options.indices()
     tasks = [
@@ -222,6 +498,10 @@ def _render(out: Path, options: GenerationOptions) -> None:
             for chunk in results:
                 labels += chunk
                 bar.update(len(chunk))
+        except BaseException:
+            if pool is not None:
+                pool.terminate()  # stop the other workers now rather than after their tasks
+            raise
         finally:
             if pool is not None:
                 pool.close()

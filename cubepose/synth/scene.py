@@ -6,7 +6,9 @@ Everything is sampled in the camera frame (Unity's: x right, y up, z forward) fr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 
@@ -14,6 +16,15 @@ from cubepose.geometry import CUBE_SIZE, axis_angle_quaternions, quaternion_mult
 
 ROTATION_MODES = ("yaw", "full")
 X_AXIS, Y_AXIS, Z_AXIS = np.eye(3)
+# The cube's nearest corner (half-diagonal 0.087 m) must stay in front of the renderer's near plane (0.05 m).
+NEAREST_DISTANCE = 0.15
+# Well inside the renderer's far plane (100 m), table included; the cube is under half a pixel there at 224 px.
+FARTHEST_DISTANCE = 50.0
+DISTANCE_LIMITS = (
+    f"the renderer clips the cube closer than {NEAREST_DISTANCE} m, and it is under a pixel beyond "
+    f"{FARTHEST_DISTANCE:g} m"
+)
+MAX_DISTRACTORS = 100  # one draw call each per image; far more would bury the cube and only slow rendering
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,78 @@ class SceneOptions:
     symmetric: bool = False  # plain cube (no markings)
     noise: tuple[float, float] = (0.0, 6.0)  # sensor noise std, in 0-255 units
     blur: tuple[float, float] = (0.0, 0.7)  # Gaussian blur sigma, in pixels
+
+    def __post_init__(self) -> None:
+        """Refuse impossible ranges when the options are made, so no caller (CLI or Python) renders with them."""
+        check_scene_options(self)
+
+
+def _numbers(values: tuple) -> bool:
+    """Whether every value is a finite real number (NaN and inf are refused: NaN passes no comparison)."""
+    return all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+
+
+def _check_range(
+    name: str, bounds: tuple, allowed: tuple[float, float], unit: str, fix: str, strict: bool = False
+) -> None:
+    """Refuse ``bounds`` unless it is a pair LO <= HI of finite numbers in ``allowed`` (``strict``: not on its ends).
+
+    ``name`` is the flag (or field) the user sets, ``fix`` says what to give instead.
+    """
+    if not (isinstance(bounds, tuple | list) and len(bounds) == 2 and _numbers(tuple(bounds))):
+        raise ValueError(f"{name} must be finite numbers ({unit}), got {_shown(bounds)}; {fix}")
+    (low, high), (lowest, highest) = bounds, allowed
+    if low > high:
+        raise ValueError(f"{name}: the range LO HI needs LO <= HI, got {low:g} > {high:g}; {fix}")
+    inside = lowest < low and high < highest if strict else lowest <= low and high <= highest
+    if not inside:
+        where = "strictly between" if strict else "between"
+        raise ValueError(f"{name} must be {where} {lowest:g} and {highest:g} {unit}, got {_shown(bounds)}; {fix}")
+
+
+def _shown(bounds: object) -> str:
+    """A range as the user typed it: ``60`` for (60, 60), ``50 70`` for (50, 70), anything else as its repr."""
+    if isinstance(bounds, tuple | list) and len(bounds) == 2 and str(bounds[0]) == str(bounds[1]):
+        return str(bounds[0])
+    if isinstance(bounds, tuple | list):
+        return " ".join(map(str, bounds))
+    return repr(bounds)
+
+
+def _check_value(name: str, value: float, allowed: tuple[float, float], unit: str, fix: str) -> None:
+    """Refuse a single number outside ``allowed`` (ends included), or one that is not finite."""
+    _check_range(name, (value, value), allowed, unit, fix)
+
+
+def _check_distractors(bounds: tuple) -> None:
+    """At least LO and at most HI distractor boxes: whole numbers with 0 <= LO <= HI <= MAX_DISTRACTORS."""
+    fix = "the presets use up to 3, 0 gives none"
+    whole = isinstance(bounds, tuple | list) and len(bounds) == 2
+    if not (whole and all(isinstance(n, int | np.integer) and not isinstance(n, bool) for n in bounds)):
+        raise ValueError(f"--max-distractors (distractors) must be two whole numbers LO HI, got {bounds!r}; {fix}")
+    if not 0 <= bounds[1] <= MAX_DISTRACTORS:
+        raise ValueError(f"--max-distractors must be between 0 and {MAX_DISTRACTORS}, got {bounds[1]}; {fix}")
+    _check_range("SceneOptions.distractors", bounds, (0, MAX_DISTRACTORS), "boxes", fix)
+
+
+def check_scene_options(options: SceneOptions) -> None:
+    """Refuse ranges that cannot make an image, naming the ``cubepose generate`` flag (or field) and what is allowed.
+
+    Called when a SceneOptions is made, so the Python API is guarded as well as the command line.
+    """
+    fov_fix = "give an angle like 60 (Unity's default), or a range LO HI with 0 < LO <= HI < 180"
+    _check_range("--fov", options.vertical_fov_deg, (0, 180), "degrees", fov_fix, strict=True)
+    allowed = (NEAREST_DISTANCE, FARTHEST_DISTANCE)
+    _check_range("--min-distance/--max-distance", options.distance, allowed, "metres", DISTANCE_LIMITS)
+    _check_distractors(options.distractors)
+    if options.rotation not in ROTATION_MODES:
+        raise ValueError(f"--rotation must be one of {', '.join(ROTATION_MODES)}, got {options.rotation!r}")
+    _check_range("SceneOptions.tilt_deg", options.tilt_deg, (-90, 90), "degrees", "the camera's pitch down")
+    _check_range("SceneOptions.noise", options.noise, (0, 255), "grey levels of 0-255", "0 turns sensor noise off")
+    _check_range("SceneOptions.blur", options.blur, (0, 10), "pixels", "0 turns blur off")
+    _check_value("SceneOptions.roll_deg", options.roll_deg, (0, 180), "degrees", "it is a +- jitter, 3 by default")
+    _check_value("SceneOptions.margin", options.margin, (0, 1), "(a share of the half-image)", "0.6 by default")
+    _check_value("SceneOptions.table_size", options.table_size, (0.01, 1000), "metres", "4 by default")
 
 
 PRESETS = {
@@ -85,8 +168,6 @@ def camera_from_world(tilt_deg: float, roll_deg: float) -> np.ndarray:
 
 def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: int = 0) -> Scene:
     """A random scene: the cube on a table inside the view, distractors, lights, background, sensor."""
-    if options.rotation not in ROTATION_MODES:
-        raise ValueError(f"rotation must be one of {', '.join(ROTATION_MODES)}, got {options.rotation!r}")
     fov = _uniform(rng, options.vertical_fov_deg)
     world_to_camera = camera_from_world(_uniform(rng, options.tilt_deg), rng.uniform(-1, 1) * options.roll_deg)
     rotate = quaternion_to_matrix(world_to_camera)
