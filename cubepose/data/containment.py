@@ -17,23 +17,31 @@ import numpy as np
 def resolve_inside(paths: np.ndarray, root: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Resolved ``paths`` and a mask of those that lie under ``root`` (both resolved after symlinks).
 
-    Folders are resolved once each (an export has a handful), files only when they are symlinks,
-    so 30,000 paths cost one ``lstat`` each rather than one per path component.
+    Each folder is resolved once, from its resolved parent, and a file only when it is a symlink,
+    so 30,000 paths in 30,000 SOLO sequence folders cost about two ``lstat`` calls each rather
+    than one per path component.
     """
     prefix = os.path.join(os.path.realpath(root), "")
-    resolved_folders: dict[str, str] = {}
-    resolved = np.empty(len(paths), dtype=object)
-    inside = np.zeros(len(paths), dtype=bool)
-    for i, path in enumerate(paths):
+    folders: dict[str, str] = {}
+    resolved = []
+    for path in paths:
         folder, name = os.path.split(os.path.abspath(str(path)))
-        real_folder = resolved_folders.get(folder)
-        if real_folder is None:
-            real_folder = resolved_folders[folder] = os.path.realpath(folder)
-        real = os.path.join(real_folder, name)
-        if os.path.islink(real):
-            real = os.path.realpath(real)
-        resolved[i], inside[i] = real, real.startswith(prefix)
-    return resolved.astype(str) if len(paths) else np.asarray(paths, dtype=str), inside
+        real = os.path.join(_resolved_folder(folder, folders), name)
+        resolved.append(os.path.realpath(real) if os.path.islink(real) else real)
+    resolved = np.array(resolved, dtype=str)
+    return resolved, np.char.startswith(resolved, prefix) if len(resolved) else np.zeros(0, dtype=bool)
+
+
+def _resolved_folder(folder: str, known: dict[str, str]) -> str:
+    """``os.path.realpath`` of an absolute, normalised ``folder``, reusing the folders resolved before."""
+    if folder not in known:
+        parent, name = os.path.split(folder)
+        if not name:  # the file system root
+            known[folder] = folder
+        else:
+            candidate = os.path.join(_resolved_folder(parent, known), name)
+            known[folder] = os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+    return known[folder]
 
 
 def is_plain_relative(name: str) -> bool:

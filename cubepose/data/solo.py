@@ -6,7 +6,6 @@ records its projection ``matrix`` and ``dimension``, which give its intrinsics e
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ _SEQUENCE = re.compile(r"sequence\.(\d+)$")
 _STEP = re.compile(r"step(\d+)\.frame_data\.json$")
 BOX3D_TYPE_SUFFIX = "BoundingBox3DAnnotation"
 CAMERA_TYPE_SUFFIX = "Camera"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def sequence_dirs(root: Path) -> list[str]:
@@ -66,9 +66,8 @@ def _camera(capture: dict) -> tuple[list[float], list[float]] | None:
     values = [matrix[0], matrix[4], *dimension]
     if not all(map(is_number, values)):
         return None
-    with np.errstate(over="ignore"):  # too large for float32 is inf, refused below
-        m00, m11, width, height = np.array([as_float(v) for v in values], dtype=np.float32).tolist()
-    if not all(math.isfinite(v) and v > 0 for v in (m00, m11, width, height)):
+    m00, m11, width, height = (as_float(v) for v in values)
+    if not all(0 < v <= FLOAT32_MAX for v in (m00, m11, width, height)):  # positive, and finite in float32
         return None
     return [m00, m11], [width, height]
 
