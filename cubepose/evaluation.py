@@ -115,7 +115,8 @@ def write_metrics(root: Path, metrics: dict) -> Path:
     """
     path = root / METRICS_FILE
     existing = json.loads(path.read_text()) if path.exists() else {}
-    existing.update({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in metrics.items()})
+    existing.update(metrics)
+    existing = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in existing.items()}
     atomic_write_text(path, json.dumps(existing, indent=2, sort_keys=True, allow_nan=False) + "\n")
     logger.info("metrics written to %s: %s", path, metrics)
     return path

@@ -3,12 +3,12 @@
 Loss and metric formulas live in cubepose.losses and cubepose.metrics; this module only
 wires them to edflow, the optimizer and checkpoints.
 
-Guards around edflow's loop: a non-finite loss stops training before its update with a
-TrainingDivergedError (checked on the host copy of the losses that each step makes anyway, so
-no extra device sync); no checkpoint is ever written from non-finite weights, not even by
-edflow's save-on-exception; the weights of the last training step are always checkpointed,
-whatever ``ckpt_freq`` is; and importing this module under edflow installs the handler that
-prints a CubeposeError as one line (cubepose.edflow_errors).
+The guards of cubepose.training_guards are wired in here: a non-finite loss stops training before
+its update (checked on the host copy of the losses that each step makes anyway, so no extra
+device sync); no checkpoint is written from non-finite weights, not even by edflow's
+save-on-exception; the last training step is always checkpointed, whatever ``ckpt_freq`` is.
+Importing this module under edflow installs the handler that prints a CubeposeError as one
+message (cubepose.edflow_errors).
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ import atexit
 import json
 import logging
 import math
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from edflow.hooks.checkpoint_hooks.lambda_checkpoint_hook import LambdaCheckpointHook
 from edflow.iterators.template_iterator import TemplateIterator
 from edflow.project_manager import ProjectManager
 
@@ -34,13 +32,20 @@ from cubepose.config import validate_config
 from cubepose.data.images import to_network_range, to_uint8
 from cubepose.devices import resolve_device
 from cubepose.edflow_errors import install_error_handler
-from cubepose.errors import CubeposeError
 from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.optim import GradientAccumulator, build_optimizer, build_scheduler
 from cubepose.overlay import pose_overlays
 from cubepose.seeding import seed_global_generators, seed_shuffling
 from cubepose.storage import Uploader, is_remote
+from cubepose.training_guards import (
+    CheckpointHook,
+    TrainingDivergedError,
+    divergence_message,
+    kept_checkpoint_sentence,
+    non_finite_names,
+    optimizer_tensors,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +55,6 @@ LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wire
 # edflow imports this module (config key `iterator`) before it builds datasets, model and iterator,
 # so a ConfigError or DatasetError from any of them prints as one line instead of a traceback.
 install_error_handler()
-
-
-class TrainingDivergedError(CubeposeError):
-    """Training produced a NaN or infinite loss (or weights): the run stops before saving or evaluating it."""
 
 
 def _numpy(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -99,101 +100,6 @@ def drain_uploads(uploader: Uploader) -> None:
         uploader.close()
     except (Exception, KeyboardInterrupt) as err:  # noqa: BLE001 - nothing can be raised to anyone at exit
         logger.error("checkpoint uploads did not all finish (%s); the local checkpoints are kept", err)
-
-
-def non_finite_names(tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or inf (one device sync for all of them)."""
-    named = [(name, t) for name, t in tensors.items() if torch.is_tensor(t) and t.is_floating_point()]
-    if not named:
-        return []
-    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
-    return [name for (name, _), ok in zip(named, finite, strict=True) if not ok]
-
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The optimizer's per-parameter state (Adam's moments) as ``optimizer/<index>/<key>`` tensors."""
-    return {
-        f"optimizer/{index}/{key}": value
-        for index, state in optimizer.state_dict()["state"].items()
-        for key, value in state.items()
-        if torch.is_tensor(value)
-    }
-
-
-def divergence_message(
-    step: int, losses: dict[str, np.ndarray], label_ok: np.ndarray, indices: np.ndarray | None, config: dict
-) -> str:
-    """Why training stops at ``step``: the non-finite loss terms and the likely cause with its fix."""
-    terms = [name for name, values in losses.items() if name != "total" and not np.isfinite(values).all()]
-    named = ", ".join(terms) if terms else "total (the weighted sum overflowed)"
-    message = f"training stopped at global step {step}: the loss is not finite ({named})"
-    if not label_ok.all():
-        bad = np.flatnonzero(~label_ok) if indices is None else np.asarray(indices)[~label_ok]
-        examples = ", ".join(str(int(i)) for i in bad[:10])
-        return (
-            f"{message}; the labels of training examples {examples} are not finite: check the data with "
-            f"`cubepose inspect {config['data']['train']['root']}` and fix or remove those captures"
-        )
-    if not terms:
-        return f"{message}; the loss weights are too large: lower losses/<quantity>/weight"
-    lr = config["optimizer"]["lr"]
-    return (
-        f"{message}; the model diverged, most likely because the learning rate optimizer/lr {lr:g} is too "
-        f"high: lower it (e.g. --optimizer/lr {lr / 10:g}) or set optimizer/clip_grad_norm. If it fails at "
-        f"the first steps whatever the rate, check the labels with `cubepose inspect {config['data']['train']['root']}`"
-    )
-
-
-class CheckpointHook(LambdaCheckpointHook):
-    """edflow's LambdaCheckpointHook, plus: the last training step is always saved (edflow saves
-    after an epoch only when ``ckpt_freq`` is null, so ``--num_steps 7 --ckpt_freq 3`` kept only
-    model-3 and model-6 although model-7's weights were evaluated), and a step already on disk
-    (saved or restored in this process) is not written again.
-
-    ``save(path)`` (Iterator.save) returns False when it refuses a non-finite state; such a
-    step is not recorded as saved. ``check_state`` runs first at each epoch's end, before edflow's
-    evaluation hooks, and raises when the weights cannot be used.
-    """
-
-    def __init__(
-        self, *args: Any, is_last_epoch: Callable[[int], bool], check_state: Callable[[], None], **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.is_last_epoch = is_last_epoch
-        self.check_state = check_state
-        self.saved: str | None = None  # normalised path of the checkpoint the weights were last written to / read from
-
-    def after_epoch(self, epoch: int) -> None:
-        """Check the weights, edflow's per-epoch save (ckpt_freq null), then the final step's save."""
-        self.check_state()
-        super().after_epoch(epoch)
-        if self.is_last_epoch(epoch):
-            self.save(force_active=True)
-
-    def save(self, force_active: bool = False) -> None:
-        """Write model-<global step>.ckpt unless that exact state is already on disk."""
-        if not (self._active or force_active):
-            return
-        path = self.savename.format(self.global_step_getter())
-        if os.path.normpath(path) == self.saved:
-            return
-        if self._save(path):
-            self.saved = os.path.normpath(path)
-            self.logger.info("Saved model to %s", path)
-
-    def __call__(self, checkpoint: str) -> None:
-        """Restore (edflow's behaviour) and remember the file, so that it is not rewritten unchanged."""
-        super().__call__(checkpoint)
-        self.saved = os.path.normpath(checkpoint)
-
-    def latest(self) -> str | None:
-        """The newest checkpoint of this run (highest step), or the one restored; None if there is none."""
-        steps = {}
-        for path in Path(self.root).glob("model-*.ckpt"):
-            step = path.stem.rsplit("-", 1)[1]
-            if step.isdigit():
-                steps[int(step)] = str(path)
-        return steps[max(steps)] if steps else self.saved
 
 
 class Iterator(TemplateIterator):
@@ -258,7 +164,7 @@ class Iterator(TemplateIterator):
                 f"training stopped at global step {self.get_global_step()}: the weights are not finite "
                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); the model diverged, most likely because "
                 f"optimizer/lr {self.config['optimizer']['lr']:g} is too high: lower it or set "
-                f"optimizer/clip_grad_norm. {_kept(latest)}"
+                f"optimizer/clip_grad_norm. {kept_checkpoint_sentence(latest)}"
             )
 
     def iterate(self, batches: dict) -> None:
@@ -428,11 +334,4 @@ class Iterator(TemplateIterator):
         elif step > 0:  # step 0 holds the initial weights: nothing trained to keep
             self.ckpthook.save(force_active=True)
         message = divergence_message(step, losses, label_ok, indices, self.config)
-        raise TrainingDivergedError(f"{message}. {_kept(self.ckpthook.latest())}")
-
-
-def _kept(checkpoint: str | None) -> str:
-    """The sentence naming the checkpoint a stopped run keeps."""
-    if checkpoint is None:
-        return "No checkpoint was written: the run holds no finite trained weights."
-    return f"The last good checkpoint is {checkpoint} (resume with -p <run> -t once fixed)."
+        raise TrainingDivergedError(f"{message}. {kept_checkpoint_sentence(self.ckpthook.latest())}")

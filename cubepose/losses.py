@@ -209,6 +209,8 @@ def ramp_is_valid(weight: dict) -> str | None:
         return f"a ramp takes exactly {', '.join(sorted(keys))}, got {', '.join(sorted(map(str, weight)))}"
     for key in keys:
         try:
+            if isinstance(weight[key], bool):
+                raise TypeError
             number = float(weight[key])
         except (TypeError, ValueError):
             return f"ramp value {key}: {weight[key]!r} is not a number"

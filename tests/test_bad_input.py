@@ -157,7 +157,7 @@ def test_image_corrupt_inside_is_named_when_decoded(dataset, tiny_config):
 def captures(root: Path) -> list[tuple[Path, dict, dict]]:
     """(file, document, capture) for every capture, in file order; SOLO filenames are relative to their sequence."""
     out = []
-    for path in sorted(root.glob("Dataset*/captures_*.json")):
+    for path in sorted([*root.glob("Dataset*/captures_*.json"), *root.glob("captures_*.json")]):
         document = json.loads(path.read_text())
         out += [(path, document, capture) for capture in document["captures"]]
     for number in range(COUNT):
@@ -268,3 +268,20 @@ def test_mixed_image_sizes_in_a_legacy_export_keep_their_own_size_and_camera(pri
     pixels = {"vertical_fov": 60.0, "fx": 30.0, "fy": 30.0, "cx": 16.0, "cy": 16.0}
     with pytest.raises(DatasetError, match="mixes image sizes .* set data/camera/vertical_fov instead"):
         read_dataset(root, camera=pixels)
+
+
+def test_a_flattened_export_cannot_make_its_parent_folder_the_image_base(pristine, tmp_path):
+    """captures_*.json at the root: filenames are relative to the root, never to the folder around it."""
+    flat = tmp_path / "flat"
+    shutil.copytree(pristine["legacy"], flat)
+    (json_dir,) = flat.glob("Dataset*")
+    for path in json_dir.iterdir():
+        path.rename(flat / path.name)
+    json_dir.rmdir()
+    beside = tmp_path / "other" / "x.png"  # beside the dataset, named as if relative to the folder around it
+    beside.parent.mkdir()
+    shutil.copy(image_paths(pristine["legacy"])[0], beside)
+    rename_images(flat, {0: "other/x.png"})
+    index = read_dataset(flat)
+    assert index.skipped == {"missing image": 1} and len(index) == COUNT - 1
+    assert all(path.startswith(os.path.join(os.path.realpath(flat), "")) for path in index.image_paths)

@@ -248,7 +248,7 @@ def test_an_image_failing_on_a_data_thread_stops_the_run_with_one_message(tiny_d
 
 
 def test_the_divergence_message_names_step_terms_and_cause():
-    from cubepose.iterator import divergence_message
+    from cubepose.training_guards import divergence_message
 
     config = {"optimizer": {"lr": 1e6}, "data": {"train": {"root": "data/cube/train"}}}
     losses = {

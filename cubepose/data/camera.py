@@ -42,15 +42,12 @@ def image_sizes(paths: np.ndarray) -> np.ndarray:
 
 
 def _opened_size(path: str) -> tuple[int, int] | None:
-    """The size PIL reads from the header of an image that is neither PNG nor JPEG.
-
-    An image too large to open safely is an error naming it (``open_image``): indexing already
-    drops oversized PNG/JPEG files, so one here is of another format and worth a message.
-    """
+    """The size PIL reads from the header of an image that is neither PNG nor JPEG; None when it
+    cannot be read or declares more pixels than PIL opens safely (``open_image``)."""
     try:
         with open_image(path) as image:
             return image.size
-    except (OSError, UnidentifiedImageError):
+    except (OSError, UnidentifiedImageError, DatasetError):
         return None
 
 
@@ -64,7 +61,11 @@ def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
     sizes = image_sizes(index.image_paths)
     readable = (sizes > 0).all(axis=1)
     if not readable.all():
-        logger.warning("%s: skipped %d more captures: corrupt image (no readable size)", index.root, (~readable).sum())
+        logger.warning(
+            "%s: skipped %d more captures: corrupt image (no readable size, or too large to open)",
+            index.root,
+            (~readable).sum(),
+        )
         index, sizes = index.subset(readable), sizes[readable]
         index.skipped["corrupt image"] += int((~readable).sum())
     if len(index) == 0:

@@ -82,15 +82,24 @@ def box3d_annotation(capture: dict, box_ids: set[str]) -> dict | None:
     return None
 
 
-def _image_base(json_dir: Path, first_filename: str) -> Path:
-    """The folder capture filenames are relative to: the one above Dataset<uuid> (also when the root
-    is the Dataset folder itself), or the JSON folder of a flattened export.
+def _image_bases(root: Path, json_dir: Path) -> tuple[Path, ...]:
+    """The folders capture filenames may be relative to, in order of preference, all inside the dataset.
 
-    Images must stay inside it (cubepose.data.containment)."""
-    for base in (json_dir.parent, json_dir):
+    The folder above Dataset<uuid> (the root, or the root's parent when the root is the Dataset folder
+    itself: the images are in its sibling RGB folder), or the JSON folder of a flattened export. A
+    flattened export's parent is not the dataset (a zip's folder, the download cache), so never a base.
+    """
+    if json_dir != root or root.name.startswith("Dataset"):
+        return (json_dir.parent, json_dir)
+    return (json_dir,)
+
+
+def _image_base(bases: tuple[Path, ...], first_filename: str) -> Path:
+    """The first of ``bases`` that holds the first capture's image (images must stay inside it)."""
+    for base in bases:
         if (base / first_filename).exists():
             return base
-    return json_dir.parent
+    return bases[0]
 
 
 def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None) -> PoseIndex:
@@ -99,6 +108,7 @@ def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance
     json_dir = find_json_dir(root)
     box_ids = box3d_definition_ids(json_dir)
     builder = IndexBuilder(root, "legacy")
+    bases = _image_bases(root, json_dir)
     base = None
     for path in captures_files(json_dir):
         document = load_json(path)
@@ -112,11 +122,11 @@ def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance
                 builder.skip("malformed capture")
                 continue
             if base is None and is_plain_relative(filename):
-                base = _image_base(json_dir, filename)
+                base = _image_base(bases, filename)
             annotation = box3d_annotation(capture, box_ids)
             values = None if annotation is None else annotation.get("values") or []
             pose = selected_pose(builder, values, label_name, instance_id, "label_name", "instance_id")
             if pose is not None:
-                builder.add(os.path.join(base or json_dir.parent, filename), *pose)
-    builder.image_root = base or json_dir.parent
+                builder.add(os.path.join(base or bases[0], filename), *pose)
+    builder.image_root = base or bases[0]
     return builder.build()

@@ -119,7 +119,10 @@ def selected_pose(
     if value is None:
         builder.skip(reason)
         return None
-    translation, rotation = vector(value.get("translation"), XYZ), vector(value.get("rotation"), XYZW)
+    if value.get("translation") is None or value.get("rotation") is None:
+        builder.skip("malformed capture")
+        return None
+    translation, rotation = vector(value["translation"], XYZ), vector(value["rotation"], XYZW)
     if translation is None or rotation is None:
         builder.skip("pose not numbers")
         return None
