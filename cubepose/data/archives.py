@@ -156,7 +156,8 @@ def _extract(handle: zipfile.ZipFile, archive: Path, target: Path, fingerprint: 
             _extract_member(handle, member, staging, archive)
         record = {**fingerprint, "extracted": sorted(_files_under(staging))}
         atomic_write_text(staging / MARKER, json.dumps(record))
-        if target.exists():  # an outdated extraction holding only our files (checked by the caller)
+        if target.exists():  # an outdated extraction: checked again, files may have been added meanwhile
+            _check_replaceable(archive, target, {name for m in handle.infolist() if (name := member_path(m))})
             shutil.rmtree(target)
         os.replace(staging, target)
     finally:
@@ -207,6 +208,17 @@ def copy_capped(source: IO[bytes], destination: IO[bytes], limit: int, what: str
             )
         destination.write(chunk)
     return copied
+
+
+def _check_replaceable(archive: Path, target: Path, new_members: set[str]) -> None:
+    """Refuse to replace ``target`` unless it is an extraction of cubepose's holding only its files."""
+    marker = _marker(target)
+    if marker is None:
+        raise DatasetError(
+            f"{target} appeared while {archive.name} was being extracted, and cubepose did not make it; "
+            f"move it away, or set data/<split>/root to it"
+        )
+    _check_only_ours(archive, target, marker, new_members)
 
 
 def _check_only_ours(archive: Path, target: Path, marker: dict, new_members: set[str]) -> None:

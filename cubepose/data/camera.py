@@ -12,7 +12,6 @@ from dataclasses import replace
 import numpy as np
 from PIL import UnidentifiedImageError
 
-from cubepose.data.image_check import declared_size
 from cubepose.data.images import open_image
 from cubepose.data.pose_index import PoseIndex
 from cubepose.errors import DatasetError
@@ -30,12 +29,12 @@ def camera_from_config(spec: dict, image_size: tuple[int, int]) -> np.ndarray:
     return intrinsics_from_fov(spec["vertical_fov"], *image_size)
 
 
-def image_sizes(paths: np.ndarray) -> np.ndarray:
-    """(N, 2) width, height of each image from its header (PNG IHDR, JPEG frame; PIL for other formats);
-    (0, 0) where no size can be read."""
-    sizes = np.zeros((len(paths), 2), dtype=np.int64)
-    for i, path in enumerate(paths):
-        size = declared_size(path) or _opened_size(path)
+def with_opened_sizes(paths: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``sizes`` (N, 2) with the rows indexing could not read from a PNG/JPEG header (0, 0) read by PIL;
+    (0, 0) stays where no size can be read."""
+    sizes = sizes.copy()
+    for i in np.flatnonzero((sizes == 0).any(axis=1)):
+        size = _opened_size(paths[i])
         if size is not None:
             sizes[i] = size
     return sizes
@@ -58,7 +57,7 @@ def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
     own (a field of view gives each size its camera; pixel intrinsics fit one size only, so they are
     refused). Images whose size cannot be read are skipped as corrupt.
     """
-    sizes = image_sizes(index.image_paths)
+    sizes = with_opened_sizes(index.image_paths, index.image_sizes)
     readable = (sizes > 0).all(axis=1)
     if not readable.all():
         logger.warning(

@@ -28,9 +28,9 @@ JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 JPEG_SEGMENTS_READ = 32  # EXIF, ICC and tables come before the frame header: a few segments in practice
 
 
-def image_status(path: str) -> int:
+def inspect_image(path: str) -> tuple[int, tuple[int, int] | None]:
     """OK, MISSING, CORRUPT or OVERSIZED for one image file, judged by its extension's signature,
-    end marker and declared size."""
+    end marker and declared size; and that declared (width, height) when the header gives it."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(24)
@@ -45,21 +45,33 @@ def image_status(path: str) -> int:
             else:  # another format: only its size, and a PNG or JPEG header under another extension
                 intact = size > 0
             if not intact:
-                return CORRUPT
-            return OVERSIZED if is_oversized(_declared_size(handle, head)) else OK
+                return CORRUPT, None
+            declared = _declared_size(handle, head)
+            return (OVERSIZED if is_oversized(declared) else OK), declared
     except FileNotFoundError:
-        return MISSING
+        return MISSING, None
     except OSError:
-        return CORRUPT
+        return CORRUPT, None
 
 
-def image_statuses(paths: np.ndarray) -> np.ndarray:
-    """``image_status`` of every path, as an int8 array.
+def image_status(path: str) -> int:
+    """``inspect_image``'s status alone."""
+    return inspect_image(path)[0]
+
+
+def inspect_images(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``inspect_image`` of every path: int8 statuses and (N, 2) declared sizes (0, 0 where unknown).
 
     One thread: with files in the page cache, 1 / 2 / 4 threads took 0.45 / 0.64 / 1.35 s for
     30,000 files on this machine (the GIL serialises the work; eval/data_speed.py indexes).
     """
-    return np.fromiter((image_status(str(path)) for path in paths), dtype=np.int8, count=len(paths))
+    statuses = np.zeros(len(paths), dtype=np.int8)
+    sizes = np.zeros((len(paths), 2), dtype=np.int64)
+    for i, path in enumerate(paths):
+        statuses[i], declared = inspect_image(str(path))
+        if declared is not None:
+            sizes[i] = declared
+    return statuses, sizes
 
 
 def declared_size(path: str | os.PathLike) -> tuple[int, int] | None:

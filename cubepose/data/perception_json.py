@@ -62,8 +62,11 @@ def as_float(value: int | float) -> float:
 
 
 def is_number(value: Any) -> bool:
-    """A JSON number: int or float, not a boolean (``true`` is not a coordinate) nor a numeric string."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number: int or float, not a boolean (``true`` is not a coordinate) nor a numeric string.
+
+    json.load makes exact ints and floats, so an exact type test suffices (bool is a subclass of int).
+    """
+    return type(value) in (int, float)
 
 
 def select_box(

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cubepose.data.containment import resolve_inside
-from cubepose.data.image_check import OK, PROBLEM_NAMES, image_statuses
+from cubepose.data.image_check import OK, PROBLEM_NAMES, inspect_images
 from cubepose.errors import DatasetError
 from cubepose.geometry import canonicalize_quaternions, intrinsics_from_projection
 
@@ -31,7 +31,8 @@ class PoseIndex:
 
     ``translations`` (N, 3) metres and ``quaternions`` (N, 4) x, y, z, w in the camera frame;
     ``cameras`` (N, 4) fx, fy, cx, cy in pixels of the original image of ``image_sizes``
-    (N, 2) width, height (NaN where the layout records no camera; see ``with_camera``).
+    (N, 2) width, height (cameras NaN where the layout records none: legacy cameras come from the
+    config, ``cubepose.data.camera.with_config_camera``; sizes from the image headers).
     """
 
     root: Path
@@ -81,11 +82,16 @@ class PoseIndex:
         skipped[DUPLICATE] += int((keep & ~first).sum())
         keep &= first
         statuses = np.full(len(self), OK, dtype=np.int8)
-        statuses[keep] = image_statuses(paths[keep])
+        image_sizes = self.image_sizes.copy()
+        statuses[keep], declared = inspect_images(paths[keep])
+        unrecorded = keep & (image_sizes == 0).any(axis=1)  # legacy records no size: take the header's
+        image_sizes[unrecorded] = declared[unrecorded[keep]]
         for status, name in PROBLEM_NAMES.items():
             skipped[name] += int((statuses == status).sum())
         keep &= statuses == OK
-        index = replace(self, image_paths=paths, translations=translations, quaternions=quaternions).subset(keep)
+        index = replace(
+            self, image_paths=paths, translations=translations, quaternions=quaternions, image_sizes=image_sizes
+        ).subset(keep)
         index = replace(
             index, quaternions=canonicalize_quaternions(index.quaternions).astype(np.float32), skipped=+skipped
         )
@@ -99,15 +105,6 @@ class PoseIndex:
             return "; check the export"
         labels = ", ".join(f"{name} ({count})" for name, count in self.labels_seen.most_common())
         return f"; labels present: {labels}; set data/label_name (and data/instance_id) to pick the cube"
-
-    def with_camera(self, intrinsics: np.ndarray, image_size: tuple[int, int]) -> PoseIndex:
-        """Every example given the same camera (legacy data, whose camera comes from the config)."""
-        count = len(self)
-        return replace(
-            self,
-            cameras=np.broadcast_to(np.asarray(intrinsics, np.float64), (count, 4)).copy(),
-            image_sizes=np.broadcast_to(np.asarray(image_size, np.int64), (count, 2)).copy(),
-        )
 
     def skipped_summary(self) -> str:
         reasons = ", ".join(f"{count} {reason}" for reason, count in self.skipped.most_common())

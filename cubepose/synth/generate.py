@@ -38,7 +38,6 @@ from cubepose.synth.scene import (
     PRESETS,
     ROTATION_MODES,
     SceneOptions,
-    check_scene_options,
     sample_scene,
 )
 from cubepose.synth.writers import LAYOUTS, FrameLabel
@@ -401,7 +400,6 @@ def check_options(options: GenerationOptions) -> None:
         raise ValueError(f"--shards {options.shards} is more than --count {options.count}; every shard needs images")
     if options.format not in LAYOUTS:
         raise ValueError(f"--format must be one of {', '.join(LAYOUTS)}, got {options.format!r}")
-    check_scene_options(options.scene)
     if options.format == "legacy" and options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
         raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
     _check_backgrounds(options.backgrounds)
