@@ -130,9 +130,6 @@ class PosePredictor:
         for value in outputs.values():
             valid &= np.isfinite(value.reshape(len(batch), -1)).all(axis=1)
         outputs = {key: np.where(_rows(valid, value), value, np.float32(np.nan)) for key, value in outputs.items()}
-        if "quaternion" in outputs:  # canonical sign, w >= 0
-            q = outputs["quaternion"]
-            outputs["quaternion"] = np.where(q[:, 3:] < 0, -q, q)
         self._output_shapes = {key: value.shape[1:] for key, value in outputs.items()}
         return {**outputs, "valid": valid}
 

@@ -38,6 +38,19 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def checkpoint_negative_w(tmp_path_factory) -> Path:
+    """A quaternion-regressing model whose raw output has w < 0 for every image (a large negative bias)."""
+    config = validate_config(load_configs("base.yaml", "cpu.yaml"))
+    config["network"]["image_size"] = 32
+    model = PoseNet(config)
+    with torch.no_grad():
+        model.head.branches["quaternion"][4].bias[3] = -100.0
+    path = tmp_path_factory.mktemp("ckptneg") / "model-5.ckpt"
+    save_checkpoint(path, model=model.state_dict(), global_step=5, config=config)
+    return path
+
+
+@pytest.fixture(scope="module")
 def checkpoint_6d(tmp_path_factory) -> Path:
     """The same model regressing the 6D rotation representation."""
     config = validate_config(load_configs("base.yaml", "cpu.yaml"))
@@ -164,6 +177,8 @@ def test_cli_predict_prints_one_json_object_per_image(checkpoint, images):
     [
         ("torchscript", "checkpoint"),
         ("onnx", "checkpoint"),
+        ("torchscript", "checkpoint_negative_w"),
+        ("onnx", "checkpoint_negative_w"),
         ("torchscript", "checkpoint_6d"),
         ("onnx", "checkpoint_6d"),
         ("torchscript", "checkpoint_crop"),
@@ -193,3 +208,14 @@ def test_exported_models_match_pytorch_within_1e_5(request, images, tmp_path, fm
         translation, quaternion = session.run(["translation", "quaternion"], {"images": batch})
     np.testing.assert_allclose(translation, expected["translation"].numpy(), atol=1e-5, rtol=0)
     np.testing.assert_allclose(quaternion, expected["quaternion"].numpy(), atol=1e-5, rtol=0)
+    assert (quaternion[:, 3] >= 0).all()  # the canonical sign is part of the exported graph
+
+
+def test_the_model_returns_w_at_least_0_outside_training_and_the_raw_sign_while_training(checkpoint_negative_w):
+    predictor = PosePredictor.load(checkpoint_negative_w)
+    images = torch.zeros(2, 3, 32, 32)
+    with torch.no_grad():
+        evaluated = predictor.model.eval()(images)["quaternion"]
+        trained = predictor.model.train()(images)["quaternion"]
+    assert (evaluated[:, 3] > 0).all() and (trained[:, 3] < 0).all()  # Unity's mse loss still sees -q
+    torch.testing.assert_close(evaluated, -trained)

@@ -66,10 +66,18 @@ class PoseNet(nn.Module):
         return self.crop["locate_size"] if self.crop is not None else self.image_size
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``translation`` (B, 3) and unit ``quaternion`` (B, 4) x, y, z, w (plus the two-stage ``window``).
+
+        Outside training the quaternion always has w >= 0, set here once so that evaluation,
+        ``PosePredictor`` and TorchScript / ONNX exports all return the data's convention. While
+        training, a regressed quaternion keeps its raw sign, so Unity's ``mse`` orientation loss
+        keeps penalising -q (``sign_invariant`` and ``geodesic`` do not).
+        """
         if self.crop is None:
             out = self.head(self.backbone(images))
             if "quaternion" in out:
-                out["quaternion"] = self.rotation.to_quaternion(out["quaternion"])
+                quaternion = self.rotation.to_quaternion(out["quaternion"])
+                out["quaternion"] = quaternion if self.training else canonical_sign(quaternion)
             return out
         view = images
         if images.shape[-1] != self.input_size:
