@@ -66,7 +66,6 @@ EDFLOW_KEYS = (
     "error_on_timeout",
     "max_batches_per_epoch",
     "experiment_name",
-    "code_root",
     "dataset",
     "validation_dataset",
     "description",  # added to the saved config (meta.yaml) that edeval reads
@@ -79,6 +78,7 @@ SCHEMA: dict[str, Any] = {
         "train": _opt("cubepose.data.TrainDataset", str),
         "validation": _opt("cubepose.data.ValidationDataset", str),
     },
+    "code_root": _opt(None, str, nullable=True),
     "network": {
         "backbone": _opt("vgg16", str),
         "head": _opt("unity_mlp", str),

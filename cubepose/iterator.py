@@ -36,6 +36,7 @@ from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.optim import GradientAccumulator, build_optimizer, build_scheduler
 from cubepose.overlay import pose_overlays
+from cubepose.run_code import copy_package_source
 from cubepose.seeding import seed_global_generators, seed_shuffling
 from cubepose.storage import Uploader, is_remote
 from cubepose.training_guards import (
@@ -125,6 +126,8 @@ class Iterator(TemplateIterator):
         self.criterion = Criterion.from_config(config)
         self.diverged_at: int | None = None  # the step whose loss was not finite; nothing is saved after it
         self._replace_checkpoint_hook()
+        if config["code_root"] is None and not ProjectManager.resumed:  # edflow copied no code: copy what runs
+            copy_package_source(ProjectManager.code)
         self.uploader = None
         if not config.get("test_mode", False):
             remove_interrupted_writes(ProjectManager.checkpoints)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from edflow.data.believers.meta import MetaDataset
-from test_edflow_e2e import BIN, CONFIGS, REPO, _eval_dirs, _ok, edflow
+from test_edflow_e2e import BIN, CONFIGS, _eval_dirs, _ok, edflow
 
 from conftest import load_configs
 
@@ -20,7 +20,7 @@ KILL_AFTER_STEP = 10
 
 
 def _overrides(data: dict[str, Path]) -> list[str]:
-    args = ["--code_root", str(REPO / "cubepose"), "--network/image_size", "32", "--batch_size", "8"]
+    args = ["--network/image_size", "32", "--batch_size", "8"]
     args += ["--n_data_processes", "1", "--log_freq", "2", "--test_batch_size", "8"]
     for split, root in data.items():
         args += [f"--data/{split}/root", str(root)]

@@ -22,7 +22,7 @@ CONFIGS = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "cpu.yaml
 
 def edflow(args: list[str], cwd: Path, data: dict[str, Path]) -> subprocess.CompletedProcess:
     """Run the real edflow CLI on the tiny data with a tiny network."""
-    overrides = ["--code_root", str(REPO / "cubepose"), "--network/image_size", "32", "--batch_size", "8"]
+    overrides = ["--network/image_size", "32", "--batch_size", "8"]
     overrides += ["--n_data_processes", "1", "--log_freq", "2", "--test_batch_size", "8"]
     for split, root in data.items():
         overrides += [f"--data/{split}/root", str(root)]
@@ -59,6 +59,11 @@ def test_training_writes_checkpoint_per_instance_outputs_and_metrics(trained):
     checkpoint = trained / "train" / "checkpoints" / "model-6.ckpt"
     state = torch.load(checkpoint, weights_only=True)
     assert state["config"]["losses"]["orientation"]["weight"] == 2.0
+    # run from a folder without the repository: the code that ran is copied from the installed package
+    assert not (trained.parent.parent / "cubepose").exists()
+    assert (trained / "code" / "cubepose" / "iterator.py").is_file()
+    assert (trained / "code" / "cubepose" / "data" / "legacy.py").is_file()
+    assert not list((trained / "code").rglob("__pycache__"))
 
     (outputs,) = _eval_dirs(trained)
     labels = MetaDataset(str(outputs)).labels

@@ -194,8 +194,7 @@ def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emula
     assert shard_folders == {f"shard-0000{k}-of-00003" for k in range(3)}
 
     overrides = (
-        "--network/image_size 32 --batch_size 8 --num_steps 3 --n_data_processes 1 --log_freq 2 "
-        f"--test_batch_size 8 --code_root {REPO / 'cubepose'}"
+        "--network/image_size 32 --batch_size 8 --num_steps 3 --n_data_processes 1 --log_freq 2 --test_batch_size 8"
     )
     run = {"configs": "configs/base.yaml configs/cpu.yaml", "overrides": overrides, "data_root": data_root}
     run |= {"run_root": run_root, "name": "kfp"}
@@ -250,7 +249,7 @@ def test_a_training_step_failing_at_start_fails_with_one_line_and_publishes_noth
     train = next(t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "train")
     bucket = gcs_emulator.bucket({"cube/data/README": "no datasets here"})
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CUBEPOSE_CACHE": str(tmp_path / "cache")}
-    overrides = f"--num_steps 2 --n_data_processes 1 --code_root {REPO / 'cubepose'}"
+    overrides = "--num_steps 2 --n_data_processes 1"
     values = {"configs": "configs/base.yaml configs/cpu.yaml", "overrides": overrides}
     values |= {"data_root": f"gs://{bucket}/cube/data", "run_root": f"gs://{bucket}/runs", "name": "broken"}
     checkpoint_file = tmp_path / "outputs" / "checkpoint"
