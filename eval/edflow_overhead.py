@@ -47,7 +47,7 @@ def edflow_seconds(overlay: str, steps: int, data: dict[str, Path], work: Path) 
         str(Path(overlay).resolve()),
         "-t",
     ]
-    command += ["--num_steps", str(steps), "--code_root", str(REPO / "cubepose")]
+    command += ["--num_steps", str(steps)]
     command += ["--log_freq", "100000", "--start_log_freq", "100000", "--image_cache", "true"]  # a string, coerced
     command += ["--data/train/root", str(data["train"]), "--data/validation/root", str(data["test"])]
     start = time.perf_counter()
