@@ -42,7 +42,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix cubepose tests eval setup.py
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 # Generate the synthetic dataset once (the roots configs/base.yaml points at), then
 # train the CPU config, evaluate its latest checkpoint on the test split and print the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -142,7 +143,13 @@ def test_training_logs_scalars_images_and_tensorboard_events(trained):
     assert "loss_total" in log and "orientation_error" in log
 
 
+def own_copy(run: Path, tmp_path: Path) -> Path:
+    """A copy of the shared run for a test that adds to it (evaluations, checkpoints): tests stay order-free."""
+    return Path(shutil.copytree(run, tmp_path / "logs" / run.name))
+
+
 def test_evaluation_without_t_uses_the_latest_checkpoint(trained, tiny_data, tmp_path):
+    trained = own_copy(trained, tmp_path)
     before = _eval_dirs(trained)
     _ok(edflow(["-b", *CONFIGS, "-p", str(trained)], tmp_path, tiny_data))
     new = [d for d in _eval_dirs(trained) if d not in before]
@@ -154,6 +161,7 @@ def test_evaluation_without_t_uses_the_latest_checkpoint(trained, tiny_data, tmp
 
 
 def test_test_overlay_evaluates_the_test_split(trained, tiny_data, tmp_path):
+    trained = own_copy(trained, tmp_path)
     before = _eval_dirs(trained)
     _ok(edflow(["-b", *CONFIGS, str(REPO / "configs" / "test.yaml"), "-p", str(trained)], tmp_path, tiny_data))
     (new,) = [d for d in _eval_dirs(trained) if d not in before]
@@ -161,6 +169,7 @@ def test_test_overlay_evaluates_the_test_split(trained, tiny_data, tmp_path):
 
 
 def test_resume_continues_step_and_optimizer_state(trained, tiny_data, tmp_path):
+    trained = own_copy(trained, tmp_path)
     _ok(edflow(["-b", *CONFIGS, "-p", str(trained), "-t", "--num_steps", "12"], tmp_path, tiny_data))
     state = torch.load(trained / "train" / "checkpoints" / "model-12.ckpt", weights_only=True)
     adam_steps = {float(s["step"]) for s in state["optimizer"]["state"].values()}
