@@ -10,6 +10,7 @@ import csv
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from cubepose.edflow_errors import install_error_handler
 from cubepose.errors import CubeposeError
 from cubepose.io_utils import atomic_open, atomic_write_text
-from cubepose.metrics import finite_predictions, instance_errors, pose_dataset_metrics, unity_dataset_metrics
+from cubepose.metrics import finite_predictions, instance_errors, metrics_of_errors, unity_dataset_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +33,45 @@ def _step_of(root: Path) -> int:
     return int(root.name) if root.name.isdigit() else 0
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What the callbacks report about one evaluation's outputs, computed once for all of them."""
+
+    labels: dict[str, np.ndarray]
+    errors: dict[str, np.ndarray]  # per instance (cubepose.metrics.instance_errors)
+    unity: dict[str, float]  # Unity's two metrics, the instance count and non_finite_predictions
+    pose: dict[str, float]  # the standard metrics
+
+    @classmethod
+    def of(cls, labels: dict, symmetric: bool = False) -> Evaluation:
+        """From eval_op's per-instance labels; a model without ``quaternion_pred`` is scored with ADD-S."""
+        labels = {key: np.asarray(value) for key, value in labels.items()}
+        t_pred, t_true = labels["translation_pred"], labels["translation_true"]
+        q_pred, q_true = labels.get("quaternion_pred"), labels["quaternion_true"]
+        errors = instance_errors(t_pred, t_true, q_pred, q_true, symmetric=symmetric)
+        unity = unity_dataset_metrics(t_pred, t_true, q_pred, q_true)
+        unity["instances"] = int(len(t_pred))
+        unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
+        pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred))
+        return cls(labels, errors, unity, pose)
+
+
+_latest: tuple[tuple[str, int], Evaluation] | None = None  # the evaluation the callbacks are working on
+
+
+def evaluation_of(root: str, data_out, config: dict) -> Evaluation:
+    """The Evaluation of ``data_out``, computed by whichever callback asks first, so any order works."""
+    global _latest
+    key = (str(root), id(data_out))
+    if _latest is None or _latest[0] != key:
+        symmetric = bool(config.get("network", {}).get("symmetric", False))
+        _latest = (key, Evaluation.of(dict(data_out.labels), symmetric))
+    return _latest[1]
+
+
 def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     """Unity's translation MSE and average quaternion error -> metrics.json and TensorBoard."""
-    labels = data_out.labels
-    t_pred = np.asarray(labels["translation_pred"])
-    q_pred = np.asarray(labels["quaternion_pred"]) if "quaternion_pred" in labels else None
-    metrics = unity_dataset_metrics(t_pred, np.asarray(labels["translation_true"]), q_pred, labels["quaternion_true"])
-    metrics["instances"] = int(len(t_pred))
-    metrics["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
+    metrics = evaluation_of(root, data_out, config).unity
     write_metrics(Path(root), metrics)
     if config.get("test_mode", False):
         # In training runs edflow logs the returned scalars itself; in evaluation it does not.
@@ -49,18 +81,12 @@ def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
 
 def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     """Errors in cm and degrees, ADD / ADD-S and accuracies -> metrics.json, errors.csv and TensorBoard."""
-    labels = data_out.labels
-    symmetric = bool(config.get("network", {}).get("symmetric", False))
-    t_pred, t_true = np.asarray(labels["translation_pred"]), np.asarray(labels["translation_true"])
-    q_true = np.asarray(labels["quaternion_true"])
-    q_pred = np.asarray(labels["quaternion_pred"]) if "quaternion_pred" in labels else None
-    metrics = pose_dataset_metrics(t_pred, t_true, q_pred, q_true, symmetric=symmetric)
-    write_metrics(Path(root), metrics)
-    errors = instance_errors(t_pred, t_true, q_pred, q_true, symmetric=symmetric)
-    write_errors(Path(root), errors, getattr(data_in, "labels", {}).get("image_path"))
+    evaluated = evaluation_of(root, data_out, config)
+    write_metrics(Path(root), evaluated.pose)
+    write_errors(Path(root), evaluated.errors, getattr(data_in, "labels", {}).get("image_path"))
     if config.get("test_mode", False):
-        log_to_tensorboard(Path(root), metrics)
-    return {"scalars": metrics}
+        log_to_tensorboard(Path(root), evaluated.pose)
+    return {"scalars": evaluated.pose}
 
 
 def count_non_finite(translation_pred: np.ndarray, quaternion_pred: np.ndarray | None) -> int:
@@ -78,10 +104,10 @@ def count_non_finite(translation_pred: np.ndarray, quaternion_pred: np.ndarray |
 
 
 def report(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
-    """report.html with metrics, plots and pose overlays (after the metric callbacks)."""
+    """report.html with metrics, plots and pose overlays; needs no other callback to have run."""
     from cubepose.report import write_report
 
-    write_report(Path(root), dict(data_out.labels), getattr(data_in, "labels", {}).get("image_path"))
+    write_report(Path(root), evaluation_of(root, data_out, config), getattr(data_in, "labels", {}).get("image_path"))
     return {"scalars": {}}
 
 

@@ -305,8 +305,9 @@ class Iterator(TemplateIterator):
                 "translation_mse": translation_squared_error(predictions["translation"], translation),
                 **{f"loss_{name}": values for name, values in losses.items()},
             }
-            if "camera" in kwargs:  # intrinsics of the network input, for drawing poses in reports
+            if "camera" in kwargs:  # intrinsics of the network input and its side, for drawing poses in reports
                 labels["camera"] = kwargs["camera"]
+                labels["image_size"] = np.full((len(translation), 1), self.config["network"]["image_size"])
             if "quaternion" in predictions:
                 labels["quaternion_pred"] = predictions["quaternion"]
                 labels["orientation_error"] = unity_quaternion_error(predictions["quaternion"], quaternion)

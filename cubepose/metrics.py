@@ -195,7 +195,11 @@ def pose_dataset_metrics(
     non-finite prediction counting as outside every threshold.
     """
     errors = instance_errors(translation_pred, translation_true, quaternion_pred, quaternion_true, symmetric, size)
-    finite = finite_predictions(translation_pred, quaternion_pred)
+    return metrics_of_errors(errors, finite_predictions(translation_pred, quaternion_pred), size)
+
+
+def metrics_of_errors(errors: dict[str, np.ndarray], finite: np.ndarray, size: float = CUBE_SIZE) -> dict[str, float]:
+    """``pose_dataset_metrics`` from already computed ``instance_errors`` and the finite-prediction mask."""
     metrics: dict[str, float] = {}
     for name in ("translation_error_cm", "rotation_error_deg", "add_cm", "add_s_cm"):
         if name in errors:

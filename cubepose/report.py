@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image
 
 from cubepose.data.images import decode_resized
+from cubepose.evaluation import Evaluation
 from cubepose.io_utils import atomic_write_text
-from cubepose.metrics import instance_errors
 from cubepose.overlay import pose_overlays
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,17 @@ def _figures(errors: dict[str, np.ndarray]) -> list[str]:
     return images
 
 
+def _input_sizes(labels: dict, indices: np.ndarray) -> np.ndarray:
+    """Side of the network input of each instance: recorded by eval_op, else twice cx (outputs of older
+    evaluations, whose cameras were centred)."""
+    if "image_size" in labels:
+        return labels["image_size"][indices].reshape(-1).astype(np.float64)
+    return np.round(2 * labels["camera"][indices, 2])
+
+
 def _gallery(title: str, indices: np.ndarray, labels: dict, image_paths, errors: dict) -> str:
     cameras = labels["camera"][indices]
-    network_size = np.round(2 * cameras[:, 2])  # cx is half the (square) network input
+    network_size = _input_sizes(labels, indices)
     q_true = labels["quaternion_true"][indices]
     q_pred = labels["quaternion_pred"][indices] if "quaternion_pred" in labels else q_true
     images = np.stack([decode_resized(str(image_paths[i]), TILE) for i in indices])
@@ -106,15 +114,16 @@ def _non_finite_note(count: int, total: int) -> str:
     )
 
 
-def write_report(root: str | Path, labels: dict[str, np.ndarray], image_paths) -> Path:
-    """Write ``root``/report.html from an evaluation's per-instance outputs and metrics.json."""
+def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
+    """Write ``root``/report.html from an evaluation's outputs, errors and metrics.
+
+    The metrics table shows cubepose's metrics and anything other callbacks put in metrics.json.
+    """
     root = Path(root)
-    labels = {k: np.asarray(v) for k, v in labels.items()}
+    labels, errors = evaluated.labels, evaluated.errors
     metrics_path = root / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    errors = instance_errors(
-        labels["translation_pred"], labels["translation_true"], labels.get("quaternion_pred"), labels["quaternion_true"]
-    )
+    metrics.update({**evaluated.unity, **evaluated.pose})
     rank = errors.get("add_cm", errors.get("add_s_cm"))
     ranked = np.flatnonzero(np.isfinite(rank))  # a non-finite prediction has no pose to draw
     order = ranked[np.argsort(rank[ranked], kind="stable")]
@@ -159,4 +168,4 @@ def report_from_folder(folder: str | Path) -> Path:
     if errors_csv.exists():
         with open(errors_csv) as handle:
             image_paths = [row["image_path"] for row in csv.DictReader(handle)]
-    return write_report(folder, dict(labels), image_paths)
+    return write_report(folder, Evaluation.of(dict(labels)), image_paths)

@@ -1,0 +1,82 @@
+"""The evaluation callbacks share one computation of the errors, work in any order, and the report
+draws each instance with its own camera (an off-centre one included)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from PIL import Image
+
+from cubepose.evaluation import evaluation_of, pose_metrics, report, unity_metrics
+from cubepose.geometry import random_quaternions
+from cubepose.overlay import TRUE_COLOUR
+from cubepose.report import TILE
+
+COUNT = 8
+SIZE = 32  # the network input side of these outputs
+
+
+def outputs(tmp_path: Path, cx: float, cy: float) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """data_in / data_out of an evaluation: 8 poses 0.4 m ahead, predictions 1 cm off, a grey image each."""
+    rng = np.random.default_rng(3)
+    translation = np.column_stack([rng.uniform(-0.02, 0.02, (COUNT, 2)), np.full(COUNT, 0.4)])
+    quaternion = random_quaternions(rng, COUNT)
+    paths = []
+    for i in range(COUNT):
+        paths.append(str(tmp_path / f"image_{i}.png"))
+        Image.fromarray(np.full((SIZE, SIZE, 3), 90, np.uint8)).save(paths[-1])
+    labels = {
+        "translation_pred": translation + [0.01, 0, 0],
+        "translation_true": translation,
+        "quaternion_pred": quaternion,
+        "quaternion_true": quaternion,
+        "camera": np.tile([40.0, 40.0, cx, cy], (COUNT, 1)),
+        "image_size": np.full((COUNT, 1), SIZE),
+    }
+    data_out = SimpleNamespace(labels={k: np.asarray(v, np.float32) for k, v in labels.items()})
+    return SimpleNamespace(labels={"image_path": np.array(paths)}), data_out
+
+
+def test_callbacks_compute_the_errors_once_and_give_the_same_files_in_any_order(tmp_path):
+    config = {"network": {"symmetric": False}}
+    pages = {}
+    for order in ("forward", "reverse"):
+        root = tmp_path / order / "eval" / "6"
+        root.mkdir(parents=True)
+        data_in, data_out = outputs(root.parent, SIZE / 2, SIZE / 2)
+        callbacks = [unity_metrics, pose_metrics, report]
+        for callback in callbacks if order == "forward" else callbacks[::-1]:
+            callback(str(root), data_in, data_out, config)
+        assert evaluation_of(str(root), data_out, config) is evaluation_of(str(root), data_out, config)
+        metrics = json.loads((root / "metrics.json").read_text())
+        errors = (root / "errors.csv").read_text().replace(f"/{order}/", "/")  # the images' folders differ
+        pages[order] = (metrics, errors, (root / "report.html").read_text())
+    assert pages["forward"][0] == pages["reverse"][0] and pages["forward"][1] == pages["reverse"][1]
+    table = re.search(r"<table>.*?</table>", pages["reverse"][2]).group(0)
+    assert "translation_error_cm_mean" in table and "orientation_error" in table  # all metrics, report first
+
+
+def green_centroid(page: str) -> np.ndarray:
+    """(u, v) of the true cube's pixels in the report's first gallery tile."""
+    tile = re.search(r'<figure><img src="data:image/png;base64,([^"]+)"', page).group(1)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(tile))).convert("RGB")).astype(int)
+    mask = (np.abs(pixels - TRUE_COLOUR) < 30).all(axis=-1)
+    v, u = np.nonzero(mask)
+    return np.array([u.mean(), v.mean()])
+
+
+def test_the_report_draws_with_an_off_centre_camera_at_the_right_scale(tmp_path):
+    data_in, data_out = outputs(tmp_path, cx=8.0, cy=20.0)  # the principal point far from the centre
+    root = tmp_path / "eval" / "6"
+    root.mkdir(parents=True)
+    report(str(root), data_in, data_out, {"network": {"symmetric": False}})
+    worst = int(re.search(r"<figcaption>#(\d+):", (root / "report.html").read_text()).group(1))
+    x, y, z = data_out.labels["translation_true"][worst]
+    expected = np.array([8.0 + 40.0 * x / z, 20.0 - 40.0 * y / z]) * TILE / SIZE  # Unity's frame: v grows down
+    np.testing.assert_allclose(green_centroid((root / "report.html").read_text()), expected, atol=0.05 * TILE)
