@@ -48,7 +48,8 @@ test: $(STAMP) lint
 
 # Generate the synthetic dataset once (the roots configs/base.yaml points at), then train the
 # two-stage CPU recipe for DEMO_STEPS steps (about 5 minutes on 2 cores), evaluate its last
-# checkpoint on the test split and print the metrics table and the report's path.
+# checkpoint on the test split and print the metrics table and the report's path. A larger
+# DEMO_COUNT extends data/cube/train; a smaller one needs `rm -r data/cube` first.
 $(DEMO_DATA)/.complete-$(DEMO_COUNT): | $(STAMP)
 	$(BIN)/cubepose generate $(DEMO_DATA)/train --count $(DEMO_COUNT) --seed 1
 	$(BIN)/cubepose generate $(DEMO_DATA)/validation --count 300 --seed 2

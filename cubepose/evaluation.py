@@ -56,17 +56,24 @@ class Evaluation:
         return cls(labels, errors, unity, pose)
 
 
-_latest: tuple[tuple[str, int], Evaluation] | None = None  # the evaluation the callbacks are working on
+CACHE_ATTRIBUTE = "_cubepose_evaluation"  # where data_out keeps its Evaluation: (root, Evaluation)
 
 
 def evaluation_of(root: str, data_out, config: dict) -> Evaluation:
-    """The Evaluation of ``data_out``, computed by whichever callback asks first, so any order works."""
-    global _latest
-    key = (str(root), id(data_out))
-    if _latest is None or _latest[0] != key:
-        symmetric = bool(config.get("network", {}).get("symmetric", False))
-        _latest = (key, Evaluation.of(dict(data_out.labels), symmetric))
-    return _latest[1]
+    """The Evaluation of ``data_out``, computed by whichever callback asks first, so any order works.
+
+    It is kept on ``data_out`` itself, so it lives exactly as long as the outputs it describes.
+    """
+    cached = getattr(data_out, CACHE_ATTRIBUTE, None)
+    if cached is not None and cached[0] == str(root):
+        return cached[1]
+    symmetric = bool(config.get("network", {}).get("symmetric", False))
+    evaluated = Evaluation.of(dict(data_out.labels), symmetric)
+    try:
+        setattr(data_out, CACHE_ATTRIBUTE, (str(root), evaluated))
+    except AttributeError:  # an object without attributes: computed again by the next callback
+        pass
+    return evaluated
 
 
 def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:

@@ -2,7 +2,7 @@
 
 The exported graph takes the prepared input (N, 3, S, S) float32: RGB resized bilinearly to S x S,
 pixel / 127.5 - 1, channels first; it returns ``translation`` (N, 3) in metres and ``quaternion``
-(N, 4) x, y, z, w. The note beside the file says the same, with S.
+(N, 4) x, y, z, w with w >= 0. The note beside the file says the same, with S.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
         "format": fmt,
         "input": {"name": "images", "shape": ["N", 3, size, size], "dtype": "float32"},
         "preprocessing": f"RGB, bilinear resize to {size}x{size}, pixel / 127.5 - 1, channels first",
-        "outputs": {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w"},
+        "outputs": {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w with w >= 0"},
         "global_step": predictor.global_step,
         "network": predictor.config["network"],
     }

@@ -162,10 +162,14 @@ def report_from_folder(folder: str | Path) -> Path:
         from cubepose.errors import CubeposeError
 
         raise CubeposeError(f"no model_outputs in {folder}; give an eval folder logs/<run>/eval/<ts>/<step>/")
-    labels = MetaDataset(str(outputs)).labels
+    dataset = MetaDataset(str(outputs))
+    labels = dict(dataset.labels)
+    network = (dataset.meta or {}).get("network", {})  # the evaluation's config, saved with its outputs
+    if "image_size" not in labels and "image_size" in network:  # outputs of older evaluations
+        labels["image_size"] = np.full((len(labels["translation_pred"]), 1), network["image_size"])
     image_paths = None
     errors_csv = folder / "errors.csv"
     if errors_csv.exists():
         with open(errors_csv) as handle:
             image_paths = [row["image_path"] for row in csv.DictReader(handle)]
-    return write_report(folder, Evaluation.of(dict(labels)), image_paths)
+    return write_report(folder, Evaluation.of(labels, bool(network.get("symmetric", False))), image_paths)

@@ -70,8 +70,9 @@ class PoseNet(nn.Module):
 
         Outside training the quaternion always has w >= 0, set here once so that evaluation,
         ``PosePredictor`` and TorchScript / ONNX exports all return the data's convention. While
-        training, a regressed quaternion keeps its raw sign, so Unity's ``mse`` orientation loss
-        keeps penalising -q (``sign_invariant`` and ``geodesic`` do not).
+        training, a single-stage model's regressed quaternion keeps its raw sign, so Unity's ``mse``
+        orientation loss keeps penalising -q (``sign_invariant`` and ``geodesic`` do not); the 6D
+        representation and the two-stage model return w >= 0 in training too.
         """
         if self.crop is None:
             out = self.head(self.backbone(images))
