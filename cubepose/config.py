@@ -327,20 +327,15 @@ def _check_data(data: dict, errors: list[str]) -> None:
 
 
 def _check_losses(config: dict, errors: list[str]) -> None:
-    """``losses/<quantity>: {type, weight}``; the quantity names what the loss compares."""
-    from cubepose.losses import LOSSES, QUANTITY_LOSSES, ramp_is_valid
+    """``losses/<quantity>: {type, weight}``: the tree's rules live with the losses (cubepose.losses);
+    the weight, a number or a ramp, is checked here like any other number."""
+    from cubepose.losses import check_losses, ramp_is_valid
 
+    check_losses(config["losses"], errors)
     for name, entry in config["losses"].items():
-        path = f"losses/{name}"
-        if name not in QUANTITY_LOSSES:
-            errors.append(f"unknown loss {path!r}; the losses tree takes {', '.join(QUANTITY_LOSSES)}")
-            continue
         if not isinstance(entry, dict):
-            errors.append(f"{path}: expected {{type: ..., weight: ...}}, got {entry!r}")
             continue
-        for key in entry:
-            if key not in ("type", "weight"):
-                errors.append(f"unknown key '{path}/{key}'; a loss takes type and weight")
+        path = f"losses/{name}"
         entry.setdefault("weight", 1.0)
         if isinstance(entry["weight"], dict):
             problem = ramp_is_valid(entry["weight"])
@@ -348,13 +343,6 @@ def _check_losses(config: dict, errors: list[str]) -> None:
                 errors.append(f"{path}/weight: {problem} (e.g. {{start: 0.1, end: 1, start_step: 0, end_step: 2000}})")
         else:
             entry["weight"] = _check_leaf(entry["weight"], Option(1.0, float, minimum=0.0), f"{path}/weight", errors)
-        loss_type = entry.get("type")
-        if loss_type not in LOSSES:
-            errors.append(f"{path}/type: unknown loss {loss_type!r}; known: {', '.join(LOSSES.names())}")
-        elif loss_type not in QUANTITY_LOSSES[name]:
-            errors.append(
-                f"{path}/type: {loss_type!r} does not apply to {name}; use {', '.join(QUANTITY_LOSSES[name])}"
-            )
 
 
 def _check_crop(config: dict, errors: list[str]) -> None:

@@ -22,45 +22,69 @@ from cubepose.models.crop import cube_windows
 from cubepose.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-LOSSES: Registry[LossFn] = Registry("loss")
-
-# losses/<quantity> compares these model outputs / dataset keys (concatenated when several).
-QUANTITY_KEYS = {
-    "translation": ("translation",),
-    "orientation": ("quaternion",),
-    "pose": ("translation", "quaternion"),
-    "window": ("window",),  # its target is derived from translation and camera (cubepose.models.crop)
-}
-# which loss types make sense for which quantity
-COMPONENT_LOSSES = ("mse", "l1", "smooth_l1")
-QUANTITY_LOSSES = {
-    "translation": COMPONENT_LOSSES,
-    "orientation": (*COMPONENT_LOSSES, "sign_invariant", "geodesic"),
-    "pose": ("add",),
-    "window": COMPONENT_LOSSES,
-}
-ROTATION_FREE = ("translation",)  # the only quantity a symmetric cube keeps
+Targets = dict[str, torch.Tensor]
 
 
-@LOSSES.register("mse")
+@dataclass(frozen=True)
+class Loss:
+    """A per-instance loss function and the quantities (``losses/<quantity>``) it applies to."""
+
+    function: LossFn
+    quantities: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """What a ``losses/<quantity>`` entry compares: model outputs against targets, each (B, n).
+
+    ``keys`` name the model outputs (concatenated), and by default the dataset's targets of the
+    same names; ``target`` builds a derived target instead, from the network config (the crop
+    window); ``prediction`` selects from the outputs instead of concatenating them. ``rotation_free``
+    quantities are kept for a symmetric cube, whose orientation is undefined.
+    """
+
+    keys: tuple[str, ...]
+    target: Callable[[dict], Callable[[Targets], torch.Tensor]] | None = None
+    prediction: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
+    rotation_free: bool = False
+
+
+LOSSES: Registry[Loss] = Registry("loss")
+QUANTITIES: Registry[Quantity] = Registry("quantity")
+
+
+def register_loss(name: str, quantities: tuple[str, ...]) -> Callable[[LossFn], LossFn]:
+    """Decorator registering a per-instance loss ``f(prediction, target) -> (B,)`` for ``quantities``."""
+
+    def add(function: LossFn) -> LossFn:
+        LOSSES.register(name)(Loss(function, tuple(quantities)))
+        return function
+
+    return add
+
+
+COMPONENT_QUANTITIES = ("translation", "orientation", "window")  # where component-wise losses make sense
+
+
+@register_loss("mse", COMPONENT_QUANTITIES)
 def mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over components (Unity's loss for both translation and quaternion)."""
     return ((prediction - target) ** 2).mean(dim=-1)
 
 
-@LOSSES.register("l1")
+@register_loss("l1", COMPONENT_QUANTITIES)
 def l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over components."""
     return (prediction - target).abs().mean(dim=-1)
 
 
-@LOSSES.register("smooth_l1")
+@register_loss("smooth_l1", COMPONENT_QUANTITIES)
 def smooth_l1(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Huber loss (beta 0.01, i.e. 1 cm for translation) averaged over components."""
     return F.smooth_l1_loss(prediction, target, reduction="none", beta=0.01).mean(dim=-1)
 
 
-@LOSSES.register("sign_invariant")
+@register_loss("sign_invariant", ("orientation",))
 def sign_invariant(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Quaternion MSE against the closer of q and -q: both are the same rotation."""
     return torch.minimum(mse(prediction, target), mse(prediction, -target))
@@ -69,7 +93,7 @@ def sign_invariant(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tens
 GEODESIC_CLAMP = 1 - 1e-7  # keeps acos' gradient finite at a perfect prediction
 
 
-@LOSSES.register("geodesic")
+@register_loss("geodesic", ("orientation",))
 def geodesic(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The rotation angle between unit quaternions, 2 acos |<p, q>| (radians; sign-invariant)."""
     dot = (F.normalize(prediction, dim=-1) * target).sum(dim=-1).abs()
@@ -89,7 +113,7 @@ def _rotation_matrices(q: torch.Tensor) -> torch.Tensor:
     )
 
 
-@LOSSES.register("add")
+@register_loss("add", ("pose",))
 def add(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """ADD: mean distance (m) of the cube's 8 corners under the predicted and the true pose.
 
@@ -127,16 +151,14 @@ def weight_schedule(weight: float | dict) -> Callable[[int], float]:
     return lambda step, value=float(weight): value
 
 
-Targets = dict[str, torch.Tensor]
-
-
 def concatenated(keys: tuple[str, ...]) -> Callable[[Targets], torch.Tensor]:
-    """The target of a quantity that a dataset provides: its keys concatenated."""
+    """A quantity's model outputs, or the targets a dataset provides: its keys concatenated."""
     return lambda targets: torch.cat([targets[key] for key in keys], dim=-1)
 
 
-def window_target(image_size: int, margin: float) -> Callable[[Targets], torch.Tensor]:
+def window_target(network: dict) -> Callable[[Targets], torch.Tensor]:
     """The crop window a two-stage model should predict, from the true translation and the camera."""
+    image_size, margin = network["image_size"], network["crop"]["margin"]
 
     def target(targets: Targets) -> torch.Tensor:
         if "camera" not in targets:
@@ -146,10 +168,41 @@ def window_target(image_size: int, margin: float) -> Callable[[Targets], torch.T
     return target
 
 
+QUANTITIES.register("translation")(Quantity(("translation",), rotation_free=True))
+QUANTITIES.register("orientation")(Quantity(("quaternion",)))
+QUANTITIES.register("pose")(Quantity(("translation", "quaternion")))
+QUANTITIES.register("window")(Quantity(("window",), target=window_target))
+
+
+def check_losses(losses: dict, errors: list[str]) -> None:
+    """The rules of the ``losses`` tree: known quantities, ``{type, weight}`` entries, loss types that
+    apply to their quantity (each loss declares its quantities when it is registered)."""
+    for name, entry in losses.items():
+        path = f"losses/{name}"
+        if name not in QUANTITIES:
+            errors.append(f"unknown loss {path!r}; the losses tree takes {', '.join(QUANTITIES.names())}")
+            continue
+        if not isinstance(entry, dict):
+            errors.append(f"{path}: expected {{type: ..., weight: ...}}, got {entry!r}")
+            continue
+        for key in entry:
+            if key not in ("type", "weight"):
+                errors.append(f"unknown key '{path}/{key}'; a loss takes type and weight")
+        loss_type = entry.get("type")
+        if loss_type not in LOSSES:
+            errors.append(f"{path}/type: unknown loss {loss_type!r}; known: {', '.join(LOSSES.names())}")
+            continue
+        if name not in LOSSES.get(loss_type).quantities:
+            applicable = [n for n in LOSSES.names() if name in LOSSES.get(n).quantities]
+            errors.append(f"{path}/type: {loss_type!r} does not apply to {name}; use {', '.join(applicable)}")
+
+
 @dataclass(frozen=True)
 class Term:
+    """One configured loss: how to get its prediction and target, its function and its weight."""
+
     name: str
-    keys: tuple[str, ...]
+    prediction: Callable[[dict[str, torch.Tensor]], torch.Tensor]
     loss: LossFn
     weight: Callable[[int], float]
     target: Callable[[Targets], torch.Tensor]
@@ -160,20 +213,22 @@ class Criterion:
 
     def __init__(self, losses: dict, symmetric: bool = False, network: dict | None = None) -> None:
         # A symmetric cube has no defined orientation: losses that need one are dropped.
-        derived = {}
-        if network is not None and network["crop"]["active"]:
-            derived["window"] = window_target(network["image_size"], network["crop"]["margin"])
-        self.terms = [
-            Term(
-                name,
-                QUANTITY_KEYS[name],
-                LOSSES.get(entry["type"], f"losses/{name}/type"),
-                weight_schedule(entry["weight"]),
-                derived.get(name, concatenated(QUANTITY_KEYS[name])),
+        self.terms = []
+        for name, entry in losses.items():
+            quantity = QUANTITIES.get(name, f"losses/{name}")
+            if symmetric and not quantity.rotation_free:
+                continue
+            if quantity.target is not None and network is None:
+                raise ConfigError(f"losses/{name} derives its target from the network config; pass network=")
+            self.terms.append(
+                Term(
+                    name,
+                    quantity.prediction or concatenated(quantity.keys),
+                    LOSSES.get(entry["type"], f"losses/{name}/type").function,
+                    weight_schedule(entry["weight"]),
+                    quantity.target(network) if quantity.target is not None else concatenated(quantity.keys),
+                )
             )
-            for name, entry in losses.items()
-            if not symmetric or name in ROTATION_FREE
-        ]
         if not self.terms:
             raise ConfigError("losses: no loss left to optimise; configure at least losses/translation")
 
@@ -192,8 +247,7 @@ class Criterion:
         """Per-instance values (B,) of each loss and of ``total`` (weights at ``step``)."""
         values = {}
         for term in self.terms:
-            prediction = torch.cat([predictions[key] for key in term.keys], dim=-1)
-            values[term.name] = term.loss(prediction, term.target(targets))
+            values[term.name] = term.loss(term.prediction(predictions), term.target(targets))
         values["total"] = sum(term.weight(step) * values[term.name] for term in self.terms)
         return values
 
