@@ -2,17 +2,64 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
 from conftest import REPO, load_configs
-from cubepose.config import defaults, validate_config
+from cubepose.config import SCHEMA, Option, defaults, validate_config
 from cubepose.errors import ConfigError
 
 
 def test_base_yaml_holds_every_key_with_the_schema_default():
     base = yaml.safe_load((REPO / "configs" / "base.yaml").read_text())
     assert base == defaults()
+
+
+def schema_keys(schema: dict = SCHEMA, prefix: str = "") -> dict[str, Option]:
+    """Every key cubepose reads (edflow's own pass-through keys excluded), as ``tree/key`` paths."""
+    keys = {}
+    for key, spec in schema.items():
+        if isinstance(spec, dict):
+            keys.update(schema_keys(spec, f"{prefix}{key}/"))
+        elif spec.kind is not None:
+            keys[prefix + key] = spec
+    return keys
+
+
+def expanded(token: str) -> list[str]:
+    """``data/<split>/root`` and ``optimizer/{type,lr}`` as the keys they stand for."""
+    token = token.replace("<split>", "{train,validation,test}")
+    match = re.search(r"\{([^}]*)\}", token)
+    if match is None:
+        return [token]
+    return [
+        key for part in match.group(1).split(",") for key in expanded(token.replace(match.group(0), part.strip(), 1))
+    ]
+
+
+def readme_config_keys() -> set[str]:
+    """The keys the README's configuration table documents; a name without a tree in a row takes the
+    tree of the row's first key (`optimizer/schedule`, `warmup_steps`)."""
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("| key | default | meaning |") :]
+    keys = set()
+    for row in table[: table.index("\n\n")].splitlines()[2:]:
+        tokens = re.findall(r"`([^`]+)`", row.split("|")[1])
+        tree = tokens[0].rpartition("/")[0] if tokens else ""
+        for token in tokens:
+            keys.update(expanded(token if "/" in token or not tree else f"{tree}/{token}"))
+    return keys
+
+
+def test_the_readme_table_documents_every_key_and_no_other():
+    schema, documented = schema_keys(), readme_config_keys()
+    mappings = [key for key, spec in schema.items() if spec.kind is dict]  # losses: documented per entry
+    missing = [k for k in schema if k not in documented and not any(d.startswith(f"{k}/") for d in documented)]
+    unknown = [k for k in documented if k not in schema and not any(k.startswith(f"{m}/") for m in mappings)]
+    assert not missing, f"keys missing from the README's configuration table: {missing}"
+    assert not unknown, f"keys in the README's configuration table that cubepose does not read: {unknown}"
 
 
 @pytest.mark.parametrize("overlays", [("cpu.yaml",), ("gpu.yaml",), ("cpu.yaml", "test.yaml")])
