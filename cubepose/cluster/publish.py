@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cubepose.errors import CubeposeError
 from cubepose.io_utils import atomic_write_text
-from cubepose.storage import Uploader, gcs_client, is_gcs_url, parse_gcs_url, upload_folder
+from cubepose.storage import GCS, Uploader, backend_for, gcs_client, parse_gcs_url, upload_folder
 from cubepose.storage.gcs import gcs_errors
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def publish_run(logs: Path, destination: str) -> PublishedRun:
 
 
 def _exists(location: str) -> bool:
-    if not is_gcs_url(location):
+    if backend_for(location) is not GCS:
         return Path(location).is_file()
     bucket, name = parse_gcs_url(location)
     with gcs_client() as client, gcs_errors(location):

@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cubepose.data.archives import extract_zip
-from cubepose.storage import default_cache_dir, download_gcs, is_gcs_url
+from cubepose.storage import GCS, Operation, backend_for, default_cache_dir, download_gcs
 
 
 def local_root(root: str, cache_dir: str | None = None) -> Path:
     """A local folder holding the dataset named by ``root`` (downloading and extracting as needed)."""
-    if is_gcs_url(root):
+    backend = backend_for(root)
+    backend.require(Operation.DOWNLOAD_FOLDER, root)
+    if backend is GCS:
         path = download_gcs(root, Path(cache_dir).expanduser() if cache_dir else default_cache_dir())
     else:
         path = Path(root).expanduser()

@@ -21,8 +21,8 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from cubepose.errors import StorageError
 from cubepose.io_utils import atomic_open
-from cubepose.storage.gcs import gcs_client, gcs_errors, is_gcs_url, parse_gcs_url
-from cubepose.storage.http import is_http_url
+from cubepose.storage.backends import GCS, Operation, backend_for
+from cubepose.storage.gcs import gcs_client, gcs_errors, parse_gcs_url
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,10 @@ def upload_folder(local: str | os.PathLike, destination: str, exclude: tuple[str
     local = Path(local)
     if not local.is_dir():
         raise StorageError(f"{local} is not a folder; nothing to upload")
-    if is_http_url(destination):
-        raise StorageError(f"cannot upload to {destination}: give gs://bucket/prefix or a local folder")
+    backend = backend_for(destination)
+    backend.require(Operation.UPLOAD_FOLDER, destination)
     names = local_files(local, exclude)
-    if is_gcs_url(destination):
+    if backend is GCS:
         return _upload_to_gcs(local, names, destination.rstrip("/"))
     return _copy_to_folder(local, names, Path(destination))
 

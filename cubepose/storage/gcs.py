@@ -27,6 +27,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from cubepose.errors import StorageError, StorageUnreachableError
 from cubepose.io_utils import atomic_write_text
+from cubepose.storage.backends import is_gcs_url
 from cubepose.storage.cache import (
     PARTIAL_MARK,
     SIDECAR_SUFFIX,
@@ -61,11 +62,6 @@ _UNREACHABLE = (
     auth_exceptions.TransportError,
     ConnectionError,
 )
-
-
-def is_gcs_url(value: str) -> bool:
-    """Whether ``value`` is a ``gs://`` URL, so callers can route dataset roots to :func:`download_gcs`."""
-    return isinstance(value, str) and value.startswith("gs://")
 
 
 def parse_gcs_url(url: str) -> tuple[str, str]:

@@ -30,11 +30,6 @@ logger = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
-def is_http_url(value: str) -> bool:
-    """Whether ``value`` is an http:// or https:// URL."""
-    return isinstance(value, str) and value.startswith(("http://", "https://"))
-
-
 def cache_path(url: str, cache_dir: str | os.PathLike) -> Path:
     """Where ``url`` is cached: one folder per URL, keeping the URL's file name."""
     name = Path(urllib.parse.urlparse(url).path).name or "download"

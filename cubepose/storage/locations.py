@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 
 from cubepose.errors import StorageError
-from cubepose.storage.gcs import download_gcs, is_gcs_url
-from cubepose.storage.http import download_http, is_http_url
+from cubepose.storage.backends import GCS, HTTP, backend_for
+from cubepose.storage.gcs import download_gcs
+from cubepose.storage.http import download_http
 
 HASH_CHUNK = 1 << 20
 
@@ -19,11 +20,6 @@ HASH_CHUNK = 1 << 20
 def default_cache_dir() -> Path:
     """``$CUBEPOSE_CACHE``, else ``~/.cache/cubepose``: where remote datasets and checkpoints are kept."""
     return Path(os.environ.get("CUBEPOSE_CACHE") or Path.home() / ".cache" / "cubepose").expanduser()
-
-
-def is_remote(location: str) -> bool:
-    """Whether ``location`` is a gs:// or http(s):// URL rather than a local path."""
-    return is_gcs_url(location) or is_http_url(location)
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -39,11 +35,12 @@ def fetch(location: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
     """The local file for ``location`` (downloaded if remote), its SHA-256 checked against ``sha256`` if given."""
     location = str(location)
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    if is_gcs_url(location):
+    backend = backend_for(location)
+    if backend is GCS:
         if location.endswith("/"):
             raise StorageError(f"{location} is a prefix; name one object (gs://bucket/path/model-100.ckpt)")
         path = download_gcs(location, cache)
-    elif is_http_url(location):
+    elif backend is HTTP:
         path = download_http(location, cache)
     else:
         path = Path(location).expanduser()

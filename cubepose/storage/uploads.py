@@ -13,10 +13,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from cubepose.errors import StorageError
 from cubepose.io_utils import atomic_open
-from cubepose.storage.gcs import is_gcs_url, parse_gcs_url, upload_gcs
-from cubepose.storage.http import is_http_url
+from cubepose.storage.backends import GCS, Operation, backend_for
+from cubepose.storage.gcs import parse_gcs_url, upload_gcs
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +24,9 @@ class Uploader:
     """Uploads files to ``destination`` (gs://bucket/prefix or a local folder), one at a time, in order."""
 
     def __init__(self, destination: str, attempts: int = 3, backoff: float = 2.0) -> None:
-        if is_http_url(destination):
-            raise StorageError(f"cannot upload to {destination}: give gs://bucket/prefix or a local folder")
-        if is_gcs_url(destination):
+        self.backend = backend_for(destination)
+        self.backend.require(Operation.UPLOAD_FILE, destination)
+        if self.backend is GCS:
             parse_gcs_url(destination)  # names a bucket
         self.destination = destination.rstrip("/")
         self.attempts = max(1, attempts)
@@ -38,7 +37,7 @@ class Uploader:
 
     def target(self, name: str) -> str:
         """Where a file called ``name`` goes."""
-        return f"{self.destination}/{name}" if is_gcs_url(self.destination) else str(Path(self.destination) / name)
+        return f"{self.destination}/{name}" if self.backend is GCS else str(Path(self.destination) / name)
 
     def submit(self, local: str | Path, name: str | None = None) -> Future:
         """Queue ``local`` for upload as ``name`` (its own name by default); returns a future of success."""
@@ -89,7 +88,7 @@ class Uploader:
 
     @staticmethod
     def _copy(local: Path, target: str) -> None:
-        if is_gcs_url(target):
+        if backend_for(target) is GCS:
             upload_gcs(local, target)
             return
         with open(local, "rb") as source, atomic_open(target, "wb") as destination:
@@ -97,4 +96,4 @@ class Uploader:
 
 
 def _copy_command(local: Path, target: str) -> str:
-    return f"gcloud storage cp {local} {target}" if is_gcs_url(target) else f"cp {local} {target}"
+    return f"gcloud storage cp {local} {target}" if backend_for(target) is GCS else f"cp {local} {target}"
