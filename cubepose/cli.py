@@ -27,6 +27,7 @@ def _generate(args: argparse.Namespace) -> None:
         rotation=args.rotation,
         symmetric=args.symmetric or None,
         distractors=(0, args.max_distractors) if args.max_distractors is not None else None,
+        dimensions=tuple(args.object_dimensions) if args.object_dimensions else None,
     )
     options = GenerationOptions(
         count=args.count,
@@ -196,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-distractors", type=int, help="at most this many boxes besides the cube (0-100)")
     gen.add_argument("--backgrounds", help="an existing folder of .png/.jpg images used as backgrounds")
     gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
+    gen.add_argument(
+        "--object-dimensions",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="edge lengths of the rendered box in metres (default: the config's object/dimensions default); "
+        "train with the same object/dimensions",
+    )
     gen.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="render processes, 1 or more (default: all cores)"
     )

@@ -19,6 +19,7 @@ from cubepose.edflow_errors import install_error_handler
 from cubepose.errors import CubeposeError
 from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.metrics import finite_predictions, instance_errors, metrics_of_errors, unity_dataset_metrics
+from cubepose.object_model import Box
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +42,22 @@ class Evaluation:
     errors: dict[str, np.ndarray]  # per instance (cubepose.metrics.instance_errors)
     unity: dict[str, float]  # Unity's two metrics, the instance count and non_finite_predictions
     pose: dict[str, float]  # the standard metrics
+    box: Box  # the object measured (ADD) and drawn (report galleries)
 
     @classmethod
-    def of(cls, labels: dict, symmetric: bool = False) -> Evaluation:
-        """From eval_op's per-instance labels; a model without ``quaternion_pred`` is scored with ADD-S."""
+    def of(cls, labels: dict, symmetric: bool = False, box: Box | None = None) -> Evaluation:
+        """From eval_op's per-instance labels of ``box`` (default ``Box()``); a model without
+        ``quaternion_pred`` is scored with ADD-S."""
+        box = box or Box()
         labels = {key: np.asarray(value) for key, value in labels.items()}
         t_pred, t_true = labels["translation_pred"], labels["translation_true"]
         q_pred, q_true = labels.get("quaternion_pred"), labels["quaternion_true"]
-        errors = instance_errors(t_pred, t_true, q_pred, q_true, symmetric=symmetric)
+        errors = instance_errors(t_pred, t_true, q_pred, q_true, symmetric=symmetric, box=box)
         unity = unity_dataset_metrics(t_pred, t_true, q_pred, q_true)
         unity["instances"] = int(len(t_pred))
         unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
-        pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred))
-        return cls(labels, errors, unity, pose)
+        pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred), box)
+        return cls(labels, errors, unity, pose, box)
 
 
 CACHE_ATTRIBUTE = "_cubepose_evaluation"  # where data_out keeps its Evaluation: (root, Evaluation)
@@ -68,7 +72,7 @@ def evaluation_of(root: str, data_out, config: dict) -> Evaluation:
     if cached is not None and cached[0] == str(root):
         return cached[1]
     symmetric = bool(config.get("network", {}).get("symmetric", False))
-    evaluated = Evaluation.of(dict(data_out.labels), symmetric)
+    evaluated = Evaluation.of(dict(data_out.labels), symmetric, Box.from_config(config))
     try:
         setattr(data_out, CACHE_ATTRIBUTE, (str(root), evaluated))
     except AttributeError:  # an object without attributes: computed again by the next callback

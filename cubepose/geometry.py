@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-CUBE_SIZE = 0.1  # metres, the cube of Unity's UR3 demo
+# Corner i of a box has sign bits (x, y, z) = (i >> 2, i >> 1, i) & 1: edges join corners one bit apart.
+CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
 
 
 def canonicalize_quaternions(q: np.ndarray) -> np.ndarray:
@@ -35,10 +36,18 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2)
 
 
-def cube_corners(size: float = CUBE_SIZE) -> np.ndarray:
-    """The 8 corners (8, 3) of an axis-aligned cube of edge ``size`` centred at the origin."""
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-    return signs * (size / 2)
+def box_corners(dimensions: tuple[float, float, float] | np.ndarray) -> np.ndarray:
+    """The 8 corners (8, 3) of an axis-aligned box of edge lengths ``dimensions`` (x, y, z) centred at the origin."""
+    return CORNER_SIGNS * (np.asarray(dimensions, dtype=np.float64) / 2)
+
+
+def cube_corners(size: float | None = None) -> np.ndarray:
+    """The 8 corners (8, 3) of a cube of edge ``size`` centred at the origin; None: the default object's."""
+    if size is None:
+        from cubepose.object_model import Box  # the default lives in the config schema
+
+        return Box().corners()
+    return box_corners((size, size, size))
 
 
 def transform_points(points: np.ndarray, translation: np.ndarray, quaternion: np.ndarray) -> np.ndarray:

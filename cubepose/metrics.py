@@ -3,7 +3,8 @@
 Unity's two dataset metrics are reproduced exactly, thresholds included, for comparison
 with its pose-estimation model. The standard ones answer a robot engineer's questions:
 how many centimetres and degrees off, the cube-corner distance ADD (ADD-S for a symmetric
-cube), and the share of instances within the usual thresholds.
+cube), and the share of instances within the usual thresholds. Corner distances and the ADD
+threshold are measured on ``box``, the configured object (``Box.from_config``; default ``Box()``).
 
 Non-finite predictions: a diverged model or a broken input can predict NaN or inf. Such an
 instance (any predicted translation or quaternion component not finite) is counted as
@@ -16,10 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cubepose.geometry import CUBE_SIZE, canonicalize_quaternions, cube_corners, transform_points, unity_euler_angles
+from cubepose.geometry import canonicalize_quaternions, transform_points, unity_euler_angles
+from cubepose.object_model import Box
 
 ACCURACY_THRESHOLDS = ((0.02, 2.0), (0.05, 5.0))  # (metres, degrees)
-ADD_THRESHOLD = 0.1  # share of the cube's diagonal
+ADD_THRESHOLD = 0.1  # share of the object's diagonal (Box.diameter)
 
 # Unity's orientation_average_quaternion_error: cos(angle) beyond these counts as 0 / pi/2.
 UNITY_COS_HIGH = 0.999
@@ -101,10 +103,10 @@ def add_distance(
     quaternion_pred: np.ndarray,
     translation_true: np.ndarray,
     quaternion_true: np.ndarray,
-    size: float = CUBE_SIZE,
+    box: Box | None = None,
 ) -> np.ndarray:
-    """Per instance: ADD, the mean distance between the 8 cube corners under the true and predicted pose (m)."""
-    corners = cube_corners(size)
+    """Per instance: ADD, the mean distance between the 8 corners of ``box`` under the true and predicted pose (m)."""
+    corners = (box or Box()).corners()
     true = transform_points(corners, translation_true, quaternion_true)
     predicted = transform_points(corners, translation_pred, quaternion_pred)
     return np.linalg.norm(true - predicted, axis=-1).mean(axis=-1)
@@ -115,15 +117,15 @@ def add_s_distance(
     quaternion_pred: np.ndarray | None,
     translation_true: np.ndarray,
     quaternion_true: np.ndarray,
-    size: float = CUBE_SIZE,
+    box: Box | None = None,
 ) -> np.ndarray:
-    """Per instance: ADD-S, the mean distance from each true corner to the closest predicted corner (m).
+    """Per instance: ADD-S, the mean distance from each true corner of ``box`` to the closest predicted one (m).
 
     For a symmetric cube; without a predicted orientation (``network/symmetric: true`` predicts
     translation only) the true one is used, since the cube looks the same under its symmetries.
     """
     quaternion_pred = quaternion_true if quaternion_pred is None else quaternion_pred
-    corners = cube_corners(size)
+    corners = (box or Box()).corners()
     true = transform_points(corners, translation_true, quaternion_true)
     predicted = transform_points(corners, translation_pred, quaternion_pred)
     distances = np.linalg.norm(true[..., :, None, :] - predicted[..., None, :, :], axis=-1)
@@ -136,7 +138,7 @@ def instance_errors(
     quaternion_pred: np.ndarray | None,
     quaternion_true: np.ndarray,
     symmetric: bool = False,
-    size: float = CUBE_SIZE,
+    box: Box | None = None,
 ) -> dict[str, np.ndarray]:
     """Per instance, in report units: translation error (cm), rotation error (deg) and ADD (cm), or
     ADD-S (cm) for a symmetric cube, plus the true distance to the camera (m) and true yaw (deg).
@@ -150,13 +152,11 @@ def instance_errors(
         quaternion_pred = _finite_stand_ins(quaternion_pred, quaternion_true, finite)
     errors = {"translation_error_cm": 100 * translation_error(translation_pred, translation_true)}
     if symmetric or quaternion_pred is None:
-        add_s = add_s_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, size)
+        add_s = add_s_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, box)
         errors["add_s_cm"] = 100 * add_s
     else:
         errors["rotation_error_deg"] = np.degrees(rotation_error(quaternion_pred, quaternion_true))
-        errors["add_cm"] = 100 * add_distance(
-            translation_pred, quaternion_pred, translation_true, quaternion_true, size
-        )
+        errors["add_cm"] = 100 * add_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, box)
     errors = {name: np.where(finite, values, np.nan) for name, values in errors.items()}
     errors["distance_m"] = np.linalg.norm(np.asarray(translation_true, np.float64), axis=-1)
     errors["true_yaw_deg"] = unity_euler_angles(quaternion_true)[..., 1]
@@ -186,7 +186,7 @@ def pose_dataset_metrics(
     quaternion_pred: np.ndarray | None,
     quaternion_true: np.ndarray,
     symmetric: bool = False,
-    size: float = CUBE_SIZE,
+    box: Box | None = None,
 ) -> dict[str, float]:
     """The standard metrics over a split: errors in cm and degrees, ADD or ADD-S in cm, accuracies in [0, 1],
     and ``non_finite_predictions``, the number of instances whose prediction is NaN or inf.
@@ -194,12 +194,13 @@ def pose_dataset_metrics(
     Error summaries are over the finite predictions; accuracies are shares of all instances, a
     non-finite prediction counting as outside every threshold.
     """
-    errors = instance_errors(translation_pred, translation_true, quaternion_pred, quaternion_true, symmetric, size)
-    return metrics_of_errors(errors, finite_predictions(translation_pred, quaternion_pred), size)
+    errors = instance_errors(translation_pred, translation_true, quaternion_pred, quaternion_true, symmetric, box)
+    return metrics_of_errors(errors, finite_predictions(translation_pred, quaternion_pred), box)
 
 
-def metrics_of_errors(errors: dict[str, np.ndarray], finite: np.ndarray, size: float = CUBE_SIZE) -> dict[str, float]:
-    """``pose_dataset_metrics`` from already computed ``instance_errors`` and the finite-prediction mask."""
+def metrics_of_errors(errors: dict[str, np.ndarray], finite: np.ndarray, box: Box | None = None) -> dict[str, float]:
+    """``pose_dataset_metrics`` from already computed ``instance_errors`` (of the same ``box``) and the
+    finite-prediction mask."""
     metrics: dict[str, float] = {}
     for name in ("translation_error_cm", "rotation_error_deg", "add_cm", "add_s_cm"):
         if name in errors:
@@ -210,7 +211,7 @@ def metrics_of_errors(errors: dict[str, np.ndarray], finite: np.ndarray, size: f
             within &= _within(errors["rotation_error_deg"], degrees, finite)
             metrics[f"accuracy_{round(metres * 100)}cm_{round(degrees)}deg"] = float(within.mean())
     add_cm = errors.get("add_cm", errors.get("add_s_cm"))
-    within_add = _within(add_cm, 100 * ADD_THRESHOLD * size * np.sqrt(3), finite)
+    within_add = _within(add_cm, 100 * ADD_THRESHOLD * (box or Box()).diameter, finite)
     metrics["accuracy_add_10pct_diagonal"] = float(within_add.mean())
     metrics["non_finite_predictions"] = int(np.count_nonzero(~finite))
     return metrics

@@ -1,4 +1,4 @@
-"""Drawing poses on images: the cube's wireframe projected with each example's camera.
+"""Drawing poses on images: the object's wireframe (a Box) projected with each example's camera.
 
 One vectorised rasteriser serves the report's galleries and the TensorBoard images of
 ``log_op``: edges are clipped to the image, sampled densely and scattered into the batch.
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from cubepose.geometry import cube_corners, project_with_intrinsics, transform_points
+from cubepose.geometry import project_with_intrinsics, transform_points
+from cubepose.object_model import Box
 
-# cube_corners orders corners by (x, y, z) sign bits; edges join corners differing in one bit
+# Box.corners orders corners by (x, y, z) sign bits; edges join corners differing in one bit
 CUBE_EDGES = np.array([(i, j) for i in range(8) for j in range(i + 1, 8) if (i ^ j) in (1, 2, 4)])
 TRUE_COLOUR = (40, 220, 60)
 PREDICTED_COLOUR = (235, 40, 40)
@@ -38,14 +39,17 @@ def draw_cubes(
     quaternion: np.ndarray,
     colour: tuple[int, int, int],
     line_width: int = 1,
+    box: Box | None = None,
 ) -> np.ndarray:
-    """Draw the 12 edges of each cube pose into uint8 ``images`` (B, H, W, 3), in place; returned.
+    """Draw the 12 edges of ``box`` (default ``Box()``) at each pose into uint8 ``images`` (B, H, W, 3), in
+    place; returned.
 
     ``intrinsics`` (B, 4) are in pixels of these images. Poses with a corner behind the camera
     are skipped: their projection is meaningless.
     """
     batch, height, width = images.shape[:3]
-    corners = transform_points(cube_corners(), np.asarray(translation), np.asarray(quaternion))  # (B, 8, 3)
+    corners = (box or Box()).corners()
+    corners = transform_points(corners, np.asarray(translation), np.asarray(quaternion))  # (B, 8, 3)
     pixels = project_with_intrinsics(corners, intrinsics)  # (B, 8, 2)
     in_front = np.all(corners[..., 2] > NEAR, axis=-1)
     start, end = _clip_segments(pixels[:, CUBE_EDGES[:, 0]], pixels[:, CUBE_EDGES[:, 1]], width, height)
@@ -68,11 +72,12 @@ def pose_overlays(
     true: tuple[np.ndarray, np.ndarray],
     predicted: tuple[np.ndarray, np.ndarray],
     scale: int = 1,
+    box: Box | None = None,
 ) -> np.ndarray:
-    """uint8 images (B, H, W, 3) enlarged ``scale`` times with the true (green) and predicted (red) cubes."""
+    """uint8 images (B, H, W, 3) enlarged ``scale`` times with the true (green) and predicted (red) ``box``."""
     canvas = np.repeat(np.repeat(np.asarray(images, np.uint8), scale, axis=1), scale, axis=2)
     scaled = np.asarray(intrinsics, np.float64) * scale  # pixel edges stay pixel edges under repetition
     line_width = max(1, canvas.shape[2] // 128)
-    draw_cubes(canvas, scaled, *true, TRUE_COLOUR, line_width)
-    draw_cubes(canvas, scaled, *predicted, PREDICTED_COLOUR, line_width)
+    draw_cubes(canvas, scaled, *true, TRUE_COLOUR, line_width, box)
+    draw_cubes(canvas, scaled, *predicted, PREDICTED_COLOUR, line_width, box)
     return canvas

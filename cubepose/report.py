@@ -21,6 +21,7 @@ from PIL import Image
 from cubepose.data.images import decode_resized
 from cubepose.evaluation import Evaluation
 from cubepose.io_utils import atomic_write_text
+from cubepose.object_model import Box
 from cubepose.overlay import pose_overlays
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,8 @@ def _input_sizes(labels: dict, indices: np.ndarray) -> np.ndarray:
     return np.round(2 * labels["camera"][indices, 2])
 
 
-def _gallery(title: str, indices: np.ndarray, labels: dict, image_paths, errors: dict) -> str:
+def _gallery(title: str, indices: np.ndarray, evaluated: Evaluation, image_paths) -> str:
+    labels, errors = evaluated.labels, evaluated.errors
     cameras = labels["camera"][indices]
     network_size = _input_sizes(labels, indices)
     q_true = labels["quaternion_true"][indices]
@@ -85,6 +87,7 @@ def _gallery(title: str, indices: np.ndarray, labels: dict, image_paths, errors:
         cameras * (TILE / network_size)[:, None],
         (labels["translation_true"][indices], q_true),
         (labels["translation_pred"][indices], q_pred),
+        box=evaluated.box,
     )
     figures = []
     for i, tile in zip(indices, tiles, strict=True):
@@ -136,8 +139,8 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
         *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
     ]
     if "camera" in labels and image_paths is not None:
-        body.append(_gallery(f"{SHOWN} worst by ADD", order[::-1][:SHOWN], labels, image_paths, errors))
-        body.append(_gallery(f"{SHOWN} median by ADD", order[middle : middle + SHOWN], labels, image_paths, errors))
+        body.append(_gallery(f"{SHOWN} worst by ADD", order[::-1][:SHOWN], evaluated, image_paths))
+        body.append(_gallery(f"{SHOWN} median by ADD", order[middle : middle + SHOWN], evaluated, image_paths))
         body.append("<p>green: true pose; red: predicted pose</p>")
     style = (
         "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
@@ -164,7 +167,8 @@ def report_from_folder(folder: str | Path) -> Path:
         raise CubeposeError(f"no model_outputs in {folder}; give an eval folder logs/<run>/eval/<ts>/<step>/")
     dataset = MetaDataset(str(outputs))
     labels = dict(dataset.labels)
-    network = (dataset.meta or {}).get("network", {})  # the evaluation's config, saved with its outputs
+    config = dataset.meta or {}  # the evaluation's config, saved with its outputs
+    network = config.get("network", {})
     if "image_size" not in labels and "image_size" in network:  # outputs of older evaluations
         labels["image_size"] = np.full((len(labels["translation_pred"]), 1), network["image_size"])
     image_paths = None
@@ -172,4 +176,5 @@ def report_from_folder(folder: str | Path) -> Path:
     if errors_csv.exists():
         with open(errors_csv) as handle:
             image_paths = [row["image_path"] for row in csv.DictReader(handle)]
-    return write_report(folder, Evaluation.of(labels, bool(network.get("symmetric", False))), image_paths)
+    evaluated = Evaluation.of(labels, bool(network.get("symmetric", False)), Box.from_config(config))
+    return write_report(folder, evaluated, image_paths)

@@ -18,10 +18,13 @@ from cubepose.cli import main
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.legacy import read_legacy
-from cubepose.geometry import CUBE_SIZE, cube_corners, project_with_intrinsics, quaternion_to_matrix, transform_points
+from cubepose.geometry import cube_corners, project_with_intrinsics, quaternion_to_matrix, transform_points
+from cubepose.object_model import Box
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import PRESETS, sample_scene
+
+CUBE_SIZE = Box().dimensions[0]  # the config's default cube
 
 
 def files_of(root: Path) -> dict[str, Path]:

@@ -3,34 +3,36 @@ that turns an orientation seen along the crop's viewing ray into the camera fram
 
 A window is (B, 3): the cube centre's image position (cu, cv) in grid_sample's normalised
 coordinates (-1 left/top edge, +1 right/bottom edge) and log s, where s is the crop's half side
-as a share of the half image: ``margin`` x the radius of the cube's bounding sphere in pixels.
+as a share of the half image: ``margin`` x the radius of the object's bounding sphere in pixels
+(``Box.radius`` of the configured ``object/dimensions``).
 Crops of one window size show the cube at one scale whatever its distance, at the full input
 resolution: what a rotation regressor needs and a downscaled whole image lacks.
 """
 
 from __future__ import annotations
 
-import math
-
 import roma
 import torch
 import torch.nn.functional as F
 
-from cubepose.geometry import CUBE_SIZE
+from cubepose.object_model import Box
 
-CUBE_RADIUS = CUBE_SIZE * math.sqrt(3) / 2  # bounding sphere of the cube (m)
 MIN_DEPTH = 1e-3  # metres; keeps a (wrong) target behind the camera finite
 
 
-def cube_windows(translation: torch.Tensor, camera: torch.Tensor, image_size: int, margin: float) -> torch.Tensor:
-    """True windows (B, 3) of cubes at ``translation`` (B, 3) seen by ``camera`` (B, 4: fx, fy, cx, cy
-    in pixels of the square network input of side ``image_size``; Unity's frame, v = cy - fy y / z)."""
+def cube_windows(
+    translation: torch.Tensor, camera: torch.Tensor, image_size: int, margin: float, box: Box | None = None
+) -> torch.Tensor:
+    """True windows (B, 3) of objects ``box`` (default: ``Box()``) at ``translation`` (B, 3) seen by ``camera``
+    (B, 4: fx, fy, cx, cy in pixels of the square network input of side ``image_size``; Unity's frame,
+    v = cy - fy y / z)."""
+    radius = (box or Box()).radius  # metres
     x, y, z = translation.unbind(-1)
     fx, fy, cx, cy = camera.unbind(-1)
     z = z.clamp_min(MIN_DEPTH)
     u = cx + fx * x / z
     v = cy - fy * y / z
-    half_side = margin * fy * CUBE_RADIUS / z  # pixels
+    half_side = margin * fy * radius / z  # pixels
     return torch.stack([2 * u / image_size - 1, 2 * v / image_size - 1, torch.log(2 * half_side / image_size)], -1)
 
 

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from cubepose.data.images import open_image
 from cubepose.data.shards import MANIFEST, shard_name
 from cubepose.io_utils import atomic_open, atomic_write_text
-from cubepose.storage import default_cache_dir, is_gcs_url, upload_folder
+from cubepose.object_model import default_dimensions
+from cubepose.storage import GCS, Operation, backend_for, default_cache_dir, upload_folder
 from cubepose.synth.scene import (
     DISTANCE_LIMITS,
     FARTHEST_DISTANCE,
@@ -167,7 +168,13 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
     scene = sample_scene(np.random.default_rng([options.seed, index, 0]), options.scene, len(backgrounds))
     cube = scene.cube
     label = FrameLabel(
-        index, cube.translation, cube.quaternion, scene.vertical_fov_deg, options.image_size, options.image_size
+        index,
+        cube.translation,
+        cube.quaternion,
+        scene.vertical_fov_deg,
+        options.image_size,
+        options.image_size,
+        tuple(cube.size),
     )
     image_path, label_path = layout.image_path(index), layout.label_path(index)
     if image_path.exists() and (label_path is None or label_path.exists()):
@@ -252,6 +259,8 @@ def _recorded_options(options: GenerationOptions) -> dict:
     """
     ignored = ("workers",) if options.shards > 1 else ("count", "workers")
     recorded = {k: v for k, v in asdict(options).items() if k not in ignored}
+    if options.scene.dimensions == default_dimensions():  # left out, as in folders made before the option: they resume
+        del recorded["scene"]["dimensions"]
     return json.loads(json.dumps(recorded))  # tuples as lists, as read back
 
 
@@ -361,11 +370,13 @@ def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path
     """
     check_options(options)
     target = str(out).rstrip("/")
-    if is_gcs_url(target):  # gs://bucket/data/ + /train from a pipeline parameter: no empty path segments
+    backend = backend_for(target)
+    backend.require(Operation.UPLOAD_FOLDER, target)  # http(s):// is read-only
+    if backend is GCS:  # gs://bucket/data/ + /train from a pipeline parameter: no empty path segments
         target = "gs://" + re.sub("/{2,}", "/", target.removeprefix("gs://"))
     if options.shards > 1:
         target = f"{target}/{shard_name(options.shard, options.shards)}"
-    if not is_gcs_url(target):
+    if backend is not GCS:
         _render(Path(target), options)
         return Path(target)
     staging = default_cache_dir() / "generate" / target.removeprefix("gs://")

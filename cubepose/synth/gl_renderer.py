@@ -12,11 +12,11 @@ import numpy as np
 
 from cubepose.errors import CubeposeError
 from cubepose.geometry import quaternion_to_matrix
-from cubepose.synth.scene import Box, Scene
+from cubepose.synth.scene import NEAR_PLANE, Box, Scene
 from cubepose.synth.textures import cube_atlas
 
 FLIP_Z = np.diag([1.0, 1.0, -1.0])
-NEAR, FAR = 0.05, 100.0
+NEAR, FAR = NEAR_PLANE, 100.0
 SAMPLES = 4  # multisample anti-aliasing
 # Debian/Ubuntu packages of what the EGL context loads: libEGL and libGL (glvnd), Mesa's EGL vendor and
 # drivers (llvmpipe). glcontext finds libGL.so.1 and libEGL.so.1 by soname; the Dockerfiles install these.

@@ -12,11 +12,15 @@ from numbers import Real
 
 import numpy as np
 
-from cubepose.geometry import CUBE_SIZE, axis_angle_quaternions, quaternion_multiply, quaternion_to_matrix
+from cubepose.geometry import axis_angle_quaternions, quaternion_multiply, quaternion_to_matrix
+from cubepose.object_model import Box as ObjectBox
+from cubepose.object_model import default_dimensions
 
 ROTATION_MODES = ("yaw", "full")
 X_AXIS, Y_AXIS, Z_AXIS = np.eye(3)
-# The cube's nearest corner (half-diagonal 0.087 m) must stay in front of the renderer's near plane (0.05 m).
+NEAR_PLANE = 0.05  # metres: the renderer's near plane (gl_renderer.NEAR) clips anything nearer
+# The default cube's nearest corner (half-diagonal 0.087 m) must stay in front of the near plane; a larger
+# object is checked against it too (``_check_object``).
 NEAREST_DISTANCE = 0.15
 # Well inside the renderer's far plane (100 m), table included; the cube is under half a pixel there at 224 px.
 FARTHEST_DISTANCE = 50.0
@@ -25,6 +29,7 @@ DISTANCE_LIMITS = (
     f"{FARTHEST_DISTANCE:g} m"
 )
 MAX_DISTRACTORS = 100  # one draw call each per image; far more would bury the cube and only slow rendering
+DISTRACTOR_EDGES = (0.04, 0.15)  # metres, range of each distractor box's edge lengths
 
 
 @dataclass(frozen=True)
@@ -42,10 +47,12 @@ class SceneOptions:
     symmetric: bool = False  # plain cube (no markings)
     noise: tuple[float, float] = (0.0, 6.0)  # sensor noise std, in 0-255 units
     blur: tuple[float, float] = (0.0, 0.7)  # Gaussian blur sigma, in pixels
+    dimensions: tuple[float, float, float] = field(default_factory=default_dimensions)  # the object's x y z edges (m)
 
     def __post_init__(self) -> None:
         """Refuse impossible ranges when the options are made, so no caller (CLI or Python) renders with them."""
         check_scene_options(self)
+        object.__setattr__(self, "dimensions", ObjectBox(self.dimensions).dimensions)  # floats, as recorded
 
 
 def _numbers(values: tuple) -> bool:
@@ -114,6 +121,21 @@ def check_scene_options(options: SceneOptions) -> None:
     _check_value("SceneOptions.roll_deg", options.roll_deg, (0, 180), "degrees", "it is a +- jitter, 3 by default")
     _check_value("SceneOptions.margin", options.margin, (0, 1), "(a share of the half-image)", "0.6 by default")
     _check_value("SceneOptions.table_size", options.table_size, (0.01, 1000), "metres", "4 by default")
+    _check_object(options.dimensions, options.distance[0])
+
+
+def _check_object(dimensions: tuple, nearest: float) -> None:
+    """Refuse a box that is no box, or whose bounding sphere at the nearest distance crosses the near plane."""
+    try:
+        radius = ObjectBox(dimensions).radius
+    except ValueError as err:
+        raise ValueError(f"--object-dimensions: {err}") from None
+    if nearest - radius <= NEAR_PLANE:
+        raise ValueError(
+            f"--object-dimensions {' '.join(map(str, dimensions))}: the box reaches {radius:.3g} m from its centre, "
+            f"so at --min-distance {nearest:g} it crosses the renderer's near plane ({NEAR_PLANE} m); "
+            f"give --min-distance above {NEAR_PLANE + radius:.3g}"
+        )
 
 
 PRESETS = {
@@ -167,7 +189,9 @@ def camera_from_world(tilt_deg: float, roll_deg: float) -> np.ndarray:
 
 
 def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: int = 0) -> Scene:
-    """A random scene: the cube on a table inside the view, distractors, lights, background, sensor."""
+    """A random scene: the object (a box of ``options.dimensions``) on a table inside the view, distractors,
+    lights, background, sensor."""
+    shape = ObjectBox(options.dimensions)
     fov = _uniform(rng, options.vertical_fov_deg)
     world_to_camera = camera_from_world(_uniform(rng, options.tilt_deg), rng.uniform(-1, 1) * options.roll_deg)
     rotate = quaternion_to_matrix(world_to_camera)
@@ -180,13 +204,13 @@ def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: i
     if options.rotation == "yaw":
         yaw = axis_angle_quaternions(Y_AXIS, rng.uniform(-np.pi, np.pi))
         quaternion = quaternion_multiply(world_to_camera, yaw)
-        lift = CUBE_SIZE / 2
+        lift = shape.dimensions[1] / 2  # the box's y axis is the table's normal
     else:
         quaternion = rng.normal(size=4)
         quaternion /= np.linalg.norm(quaternion)
-        lift = CUBE_SIZE * np.sqrt(3) / 2  # clear of the table whatever the rotation
+        lift = shape.radius  # clear of the table whatever the rotation
     quaternion = quaternion if quaternion[3] >= 0 else -quaternion
-    cube = Box(centre, quaternion, np.full(3, CUBE_SIZE), np.ones(3))
+    cube = Box(centre, quaternion, np.array(shape.dimensions), np.ones(3))
     table_centre = centre - up * lift
 
     elevation, azimuth = np.radians(rng.uniform(20, 80)), rng.uniform(0, 2 * np.pi)
@@ -209,7 +233,7 @@ def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: i
         noise=_uniform(rng, options.noise),
         blur=_uniform(rng, options.blur),
         noise_seed=int(rng.integers(2**32)),
-        distractors=_distractors(rng, options, table_centre, world_to_camera, depth),
+        distractors=_distractors(rng, options, table_centre, world_to_camera, depth, shape.radius),
     )
 
 
@@ -221,17 +245,24 @@ def _table_texture(rng: np.random.Generator) -> np.ndarray:
 
 
 def _distractors(
-    rng: np.random.Generator, options: SceneOptions, table_centre: np.ndarray, world_to_camera: np.ndarray, depth: float
+    rng: np.random.Generator,
+    options: SceneOptions,
+    table_centre: np.ndarray,
+    world_to_camera: np.ndarray,
+    depth: float,
+    radius: float,
 ) -> list[Box]:
-    """Boxes standing on the table around the cube, never overlapping it."""
+    """Boxes standing on the table around the object (bounding ``radius``), never overlapping it."""
     count = int(rng.integers(options.distractors[0], options.distractors[1] + 1))
+    # 0.2 m clears the default cube's and a box's half-diagonals; a larger object pushes the boxes out
+    clearance = max(0.2, radius + DISTRACTOR_EDGES[1] * np.sqrt(2) / 2)
     rotate = quaternion_to_matrix(world_to_camera)
     up, along, across = rotate @ Y_AXIS, rotate @ X_AXIS, rotate @ Z_AXIS
     boxes = []
     for _ in range(count):
-        size = rng.uniform(0.04, 0.15, size=3)
+        size = rng.uniform(*DISTRACTOR_EDGES, size=3)
         angle = rng.uniform(0, 2 * np.pi)
-        gap = 0.2 + rng.uniform(0, 0.8) * depth  # 0.2 m clears the cube's and a box's half-diagonals
+        gap = clearance + rng.uniform(0, 0.8) * depth
         position = table_centre + gap * (np.cos(angle) * along + np.sin(angle) * across) + up * size[1] / 2
         turn = quaternion_multiply(world_to_camera, axis_angle_quaternions(Y_AXIS, rng.uniform(0, np.pi)))
         boxes.append(Box(position, turn, size, rng.uniform(0.05, 1.0, size=3)))

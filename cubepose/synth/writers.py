@@ -2,8 +2,8 @@
 
 A layout names each frame's files, writes the per-frame labels (SOLO: one JSON per frame,
 written by the worker that rendered it) and, at the end, the dataset-wide files (legacy:
-captures_NNN.json from all labels). Both record the cube's 3D box in the camera frame; SOLO
-also records each frame's projection matrix and image size.
+captures_NNN.json from all labels). Both record the cube's 3D box (pose and edge lengths) in the
+camera frame; SOLO also records each frame's projection matrix and image size.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cubepose.geometry import CUBE_SIZE, projection_from_fov
+from cubepose.geometry import projection_from_fov
 from cubepose.io_utils import atomic_write_text
 
 CAPTURES_PER_FILE = 150  # as Perception 0.x writes them
@@ -28,7 +28,7 @@ FAR_CLIP_M22 = -1.0006  # Unity's m22 for near 0.3 m / far 1000 m; unused by the
 
 @dataclass(frozen=True)
 class FrameLabel:
-    """What a frame's labels record: the cube's pose and the camera that saw it."""
+    """What a frame's labels record: the cube's pose and edge lengths (m) and the camera that saw it."""
 
     index: int
     translation: np.ndarray
@@ -36,6 +36,7 @@ class FrameLabel:
     vertical_fov_deg: float
     width: int
     height: int
+    size: tuple[float, float, float]
 
     @property
     def projection(self) -> tuple[float, float]:
@@ -56,7 +57,7 @@ def _box_value(label: FrameLabel, camel_case: bool) -> dict:
     return {
         **dict(zip(keys, (1, 1, LABEL_NAME), strict=True)),
         "translation": _rounded(label.translation),
-        "size": [CUBE_SIZE] * 3,
+        "size": [float(v) for v in label.size],
         "rotation": _rounded(label.quaternion),
         "velocity": [0.0, 0.0, 0.0],
         "acceleration": [0.0, 0.0, 0.0],
