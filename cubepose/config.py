@@ -12,6 +12,7 @@ import copy
 import difflib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,11 @@ SCHEMA: dict[str, Any] = {
         "validation": _opt("cubepose.data.ValidationDataset", str),
     },
     "code_root": _opt(None, str, nullable=True),
+    # The object (cubepose.object_model.Box): edge lengths x, y, z in metres, each finite and > 0
+    # (item_range's low end is inclusive, so a micrometre). Unity's UR3 demo cube is the default.
+    "object": {
+        "dimensions": _opt([0.1, 0.1, 0.1], list, length=3, item_range=(1e-6, math.inf)),
+    },
     "network": {
         "backbone": _opt("vgg16", str),
         "head": _opt("unity_mlp", str),
@@ -200,8 +206,29 @@ def load_config_files(*paths: str | Path, overrides: dict[str, Any] | None = Non
     return validate_config(config)
 
 
+ConfigCheck = Callable[[dict, list[str]], None]
+COMPONENT_CHECKS: list[ConfigCheck] = []
+
+
+def component_check(check: ConfigCheck) -> ConfigCheck:
+    """Decorator registering a component's check of its config subtree, run by ``validate_config``.
+
+    A check appends one message per problem to ``errors``. Components register theirs where they
+    are defined (cubepose.losses: the ``losses`` tree; cubepose.models.pose_net: the ``network``
+    names and the two-stage crop), so this module knows no component; building a component
+    (PoseNet, Criterion) validates its config with its check in place.
+    """
+    COMPONENT_CHECKS.append(check)
+    return check
+
+
+def check_number(value: Any, path: str, errors: list[str], default: float = 1.0, minimum: float | None = None) -> Any:
+    """A number outside the schema (a loss weight): coerced and checked like a schema float, problems appended."""
+    return _check_leaf(value, Option(default, float, minimum=minimum), path, errors)
+
+
 def validate_config(config: dict) -> dict:
-    """Check ``config`` in place against the schema, fill defaults, return it.
+    """Check ``config`` in place against the schema and the registered component checks, fill defaults, return it.
 
     Raises ConfigError listing every unknown, mistyped or out-of-range key.
     """
@@ -209,9 +236,8 @@ def validate_config(config: dict) -> dict:
     _check_tree(config, SCHEMA, "", errors)
     if not errors:
         _check_data(config["data"], errors)
-        _check_losses(config, errors)
-        _check_crop(config, errors)
-        _check_registries(config, errors)
+        for check in COMPONENT_CHECKS:
+            check(config, errors)
     if errors:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(errors))
     return config
@@ -324,57 +350,3 @@ def _check_data(data: dict, errors: list[str]) -> None:
     fraction = data["validation_fraction"]
     if fraction is not None and not 0 < fraction < 1:
         errors.append(f"data/validation_fraction: {fraction} is not between 0 and 1 (or null)")
-
-
-def _check_losses(config: dict, errors: list[str]) -> None:
-    """``losses/<quantity>: {type, weight}``: the tree's rules live with the losses (cubepose.losses);
-    the weight, a number or a ramp, is checked here like any other number."""
-    from cubepose.losses import check_losses, ramp_is_valid
-
-    check_losses(config["losses"], errors)
-    for name, entry in config["losses"].items():
-        if not isinstance(entry, dict):
-            continue
-        path = f"losses/{name}"
-        entry.setdefault("weight", 1.0)
-        if isinstance(entry["weight"], dict):
-            problem = ramp_is_valid(entry["weight"])
-            if problem:
-                errors.append(f"{path}/weight: {problem} (e.g. {{start: 0.1, end: 1, start_step: 0, end_step: 2000}})")
-        else:
-            entry["weight"] = _check_leaf(entry["weight"], Option(1.0, float, minimum=0.0), f"{path}/weight", errors)
-
-
-def _check_crop(config: dict, errors: list[str]) -> None:
-    """The two-stage crop needs an orientation to regress and the window loss; the window loss needs the crop."""
-    network, crop = config["network"], config["network"]["crop"]
-    has_window_loss = "window" in config["losses"]
-    if crop["active"]:
-        if network["symmetric"]:
-            errors.append("network/crop/active: a symmetric cube has no orientation to crop for; set it false")
-        if not has_window_loss:
-            errors.append("network/crop/active needs losses/window (e.g. {type: mse, weight: 1.0}) to locate the cube")
-        if crop["locate_size"] > network["image_size"]:
-            errors.append(
-                f"network/crop/locate_size: {crop['locate_size']} exceeds network/image_size "
-                f"{network['image_size']}; the first stage sees a downscaled view"
-            )
-    elif has_window_loss:
-        errors.append("losses/window: only the two-stage model predicts a window; set network/crop/active: true")
-
-
-def _check_registries(config: dict, errors: list[str]) -> None:
-    from cubepose.models.backbones import BACKBONES
-    from cubepose.models.heads import HEADS
-    from cubepose.models.rotations import ROTATIONS
-
-    network = config["network"]
-    named = [
-        ("network/backbone", network["backbone"], BACKBONES),
-        ("network/head", network["head"], HEADS),
-        ("network/rotation", network["rotation"], ROTATIONS),
-        ("network/crop/backbone", network["crop"]["backbone"], BACKBONES),
-    ]
-    for path, name, registry in named:
-        if name not in registry:
-            errors.append(f"{path}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")

@@ -26,15 +26,12 @@ import torch
 from edflow.iterators.template_iterator import TemplateIterator
 from edflow.project_manager import ProjectManager
 
-from cubepose.acceleration import accelerate
 from cubepose.checkpoints import load_checkpoint, save_checkpoint
 from cubepose.config import validate_config
 from cubepose.data.images import to_network_range, to_uint8
-from cubepose.devices import resolve_device
 from cubepose.edflow_errors import install_error_handler
-from cubepose.losses import Criterion
 from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
-from cubepose.optim import GradientAccumulator, build_optimizer, build_scheduler
+from cubepose.object_model import Box
 from cubepose.overlay import pose_overlays
 from cubepose.run_code import copy_package_source
 from cubepose.seeding import seed_global_generators, seed_shuffling
@@ -47,6 +44,7 @@ from cubepose.training_guards import (
     non_finite_names,
     optimizer_tensors,
 )
+from cubepose.training_step import NonFiniteLossError, StepResult, TrainingStep
 
 logger = logging.getLogger(__name__)
 
@@ -58,24 +56,26 @@ LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wire
 install_error_handler()
 
 
-def _numpy(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    return {k: v.detach().cpu().numpy() for k, v in values.items()}
-
-
 def _pose_images(
     image: np.ndarray,
     camera: np.ndarray,
     translation: np.ndarray,
     quaternion: np.ndarray,
     predictions: dict[str, np.ndarray],
+    box: Box,
 ) -> np.ndarray:
-    """The first inputs enlarged to about 128 px with the true (green) and predicted (red) cubes, in [-1, 1]."""
+    """The first inputs enlarged to about 128 px with the true (green) and predicted (red) boxes, in [-1, 1]."""
     shown = slice(0, LOG_IMAGES)
     true = (np.asarray(translation)[shown], np.asarray(quaternion)[shown])
     predicted_q = predictions["quaternion"][shown] if "quaternion" in predictions else true[1]
     scale = max(1, LOG_POSE_SIZE // image.shape[1])
     canvas = pose_overlays(
-        to_uint8(image[shown]), np.asarray(camera)[shown], true, (predictions["translation"][shown], predicted_q), scale
+        to_uint8(image[shown]),
+        np.asarray(camera)[shown],
+        true,
+        (predictions["translation"][shown], predicted_q),
+        scale,
+        box=box,
     )
     return to_network_range(canvas)
 
@@ -110,20 +110,12 @@ class Iterator(TemplateIterator):
         validate_config(config)
         super().__init__(config, root, model, *args, **kwargs)
         seed_global_generators(config["seed"])
-        self.device = resolve_device(config["device"])
+        self.training_step = TrainingStep(model, config, num_steps=config.get("num_steps", 1))
+        self.device = self.training_step.device
         self.network = model  # what checkpoints hold; self.model may be its torch.compile wrapper
-        self.model, self.acceleration = accelerate(model, config, self.device)
-        self.optimizer = build_optimizer(self.network.parameters(), config["optimizer"])
-        optimizer_steps = math.ceil(config.get("num_steps", 1) / config["accumulation_steps"])
-        self.scheduler = build_scheduler(self.optimizer, config["optimizer"], optimizer_steps)
-        self.accumulator = GradientAccumulator(
-            self.optimizer,
-            config["accumulation_steps"],
-            clip_grad_norm=config["optimizer"]["clip_grad_norm"],
-            scheduler=self.scheduler,
-            scaler=self.acceleration.scaler(),
-        )
-        self.criterion = Criterion.from_config(config)
+        self.model = self.training_step.model
+        self.optimizer, self.criterion = self.training_step.optimizer, self.training_step.criterion
+        self.box = Box.from_config(config)  # the object, drawn in the logged pose images
         self.diverged_at: int | None = None  # the step whose loss was not finite; nothing is saved after it
         self._replace_checkpoint_hook()
         if config["code_root"] is None and not ProjectManager.resumed:  # edflow copied no code: copy what runs
@@ -209,7 +201,7 @@ class Iterator(TemplateIterator):
             checkpoint_path,
             model=self.network.state_dict(),
             optimizer=self.optimizer.state_dict(),
-            scheduler=self.scheduler.state_dict(),
+            scheduler=self.training_step.scheduler.state_dict(),
             global_step=self.get_global_step(),
             config=json.loads(json.dumps(self.config, default=str)),
         )
@@ -235,57 +227,38 @@ class Iterator(TemplateIterator):
         if not self.config.get("test_mode", False) and "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
             if "scheduler" in state:
-                self.scheduler.load_state_dict(state["scheduler"])
-        self.accumulator.reset()
+                self.training_step.scheduler.load_state_dict(state["scheduler"])
+        self.training_step.accumulator.reset()
 
     # -- the step --------------------------------------------------------------------------
 
     def step_op(
         self, model: torch.nn.Module, image: np.ndarray, translation: np.ndarray, quaternion: np.ndarray, **kwargs: Any
     ) -> dict[str, Callable]:
-        inputs = self.acceleration.inputs(
-            torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(0, 3, 1, 2)
-        )
-        targets = {
-            "translation": torch.from_numpy(np.asarray(translation, np.float32)).to(self.device),
-            "quaternion": torch.from_numpy(np.asarray(quaternion, np.float32)).to(self.device),
-        }
-        if "camera" in kwargs:  # derived targets (the two-stage model's window) need it
-            targets["camera"] = torch.from_numpy(np.asarray(kwargs["camera"], np.float32)).to(self.device)
-        trained: dict[str, dict[str, np.ndarray]] = {}
+        """edflow's ops for one batch; ``model`` is edflow's handle on ``self.model``, which the step drives."""
+        inputs = self.training_step.inputs(image)
+        targets = self.training_step.targets({"translation": translation, "quaternion": quaternion, **kwargs})
+        trained: list[StepResult] = []
         step = self.get_global_step()  # for loss-weight ramps
 
-        def evaluate() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        def evaluate() -> StepResult:
             """Predictions and per-instance losses: from train_op of this step, else a no-grad pass."""
-            if trained:
-                return trained["predictions"], trained["losses"]
-            model.eval()
-            with torch.no_grad():
-                predictions = forward()
-                losses = self.criterion(predictions, targets, step)
-            return _numpy(predictions), _numpy(losses)
-
-        def forward() -> dict[str, torch.Tensor]:
-            with self.acceleration.autocast():
-                predictions = model(inputs)
-            return {key: value.float() for key, value in predictions.items()}
+            return trained[0] if trained else self.training_step.evaluate(inputs, targets, step)
 
         def train_op() -> None:
-            model.train()
-            predictions = forward()
-            losses = self.criterion(predictions, targets, step)
-            trained["predictions"], trained["losses"] = _numpy(predictions), _numpy(losses)
-            if not np.isfinite(trained["losses"]["total"]).all():  # the host copy: no extra device sync
-                self._stop_diverged(step, trained["losses"], translation, quaternion, kwargs.get("index_"))
-            self.accumulator.backward(losses["total"].mean())
+            try:
+                trained.append(self.training_step.train(inputs, targets, step))
+            except NonFiniteLossError as err:
+                self._stop_diverged(step, err.result.losses, translation, quaternion, kwargs.get("index_"))
 
         def log_op() -> dict:
-            predictions, losses = evaluate()
+            result = evaluate()
+            predictions, losses = result.predictions, result.losses
             scalars = {f"loss_{name}": float(values.mean()) for name, values in losses.items()}
             scalars.update({f"weight_{name}": weight for name, weight in self.criterion.weights(step).items()})
-            scalars["learning_rate"] = self.optimizer.param_groups[0]["lr"]
-            if self.accumulator.last_grad_norm is not None:
-                scalars["grad_norm"] = self.accumulator.last_grad_norm
+            scalars["learning_rate"] = self.training_step.learning_rate()
+            if self.training_step.accumulator.last_grad_norm is not None:
+                scalars["grad_norm"] = self.training_step.accumulator.last_grad_norm
             scalars.update(
                 unity_dataset_metrics(
                     predictions["translation"], translation, predictions.get("quaternion"), quaternion
@@ -293,11 +266,12 @@ class Iterator(TemplateIterator):
             )
             images = {"inputs": np.asarray(image[:LOG_IMAGES])}
             if "camera" in kwargs:
-                images["poses"] = _pose_images(image, kwargs["camera"], translation, quaternion, predictions)
+                images["poses"] = _pose_images(image, kwargs["camera"], translation, quaternion, predictions, self.box)
             return {"images": images, "scalars": scalars}
 
         def eval_op() -> dict:
-            predictions, losses = evaluate()
+            result = evaluate()
+            predictions, losses = result.predictions, result.losses
             labels = {
                 "translation_pred": predictions["translation"],
                 "translation_true": np.asarray(translation, np.float32),

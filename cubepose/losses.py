@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
+from cubepose.config import check_number, component_check, validate_config
 from cubepose.errors import ConfigError
-from cubepose.geometry import CUBE_SIZE, cube_corners
 from cubepose.models.crop import cube_windows
+from cubepose.object_model import Box
 from cubepose.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -27,10 +29,12 @@ Targets = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class Loss:
-    """A per-instance loss function and the quantities (``losses/<quantity>``) it applies to."""
+    """A per-instance loss function and the quantities (``losses/<quantity>``) it applies to;
+    ``takes_box``: the Criterion also passes the configured object as ``box=`` (ADD measures on it)."""
 
     function: LossFn
     quantities: tuple[str, ...]
+    takes_box: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,24 +44,27 @@ class Quantity:
     ``keys`` name the model outputs (concatenated), and by default the dataset's targets of the
     same names; ``target`` builds a derived target instead, from the network config (the crop
     window); ``prediction`` selects from the outputs instead of concatenating them. ``rotation_free``
-    quantities are kept for a symmetric cube, whose orientation is undefined.
+    quantities are kept for a symmetric cube, whose orientation is undefined. ``takes_box``: ``target``
+    is also given the configured object as ``box=`` (the crop window frames its bounding sphere).
     """
 
     keys: tuple[str, ...]
-    target: Callable[[dict], Callable[[Targets], torch.Tensor]] | None = None
+    target: Callable[..., Callable[[Targets], torch.Tensor]] | None = None
     prediction: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
     rotation_free: bool = False
+    takes_box: bool = False
 
 
 LOSSES: Registry[Loss] = Registry("loss")
 QUANTITIES: Registry[Quantity] = Registry("quantity")
 
 
-def register_loss(name: str, quantities: tuple[str, ...]) -> Callable[[LossFn], LossFn]:
-    """Decorator registering a per-instance loss ``f(prediction, target) -> (B,)`` for ``quantities``."""
+def register_loss(name: str, quantities: tuple[str, ...], takes_box: bool = False) -> Callable[[LossFn], LossFn]:
+    """Decorator registering a per-instance loss ``f(prediction, target) -> (B,)`` for ``quantities``
+    (``takes_box``: ``f(prediction, target, box=...)`` with the configured object)."""
 
     def add(function: LossFn) -> LossFn:
-        LOSSES.register(name)(Loss(function, tuple(quantities)))
+        LOSSES.register(name)(Loss(function, tuple(quantities), takes_box))
         return function
 
     return add
@@ -113,14 +120,15 @@ def _rotation_matrices(q: torch.Tensor) -> torch.Tensor:
     )
 
 
-@register_loss("add", ("pose",))
-def add(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """ADD: mean distance (m) of the cube's 8 corners under the predicted and the true pose.
+@register_loss("add", ("pose",), takes_box=True)
+def add(prediction: torch.Tensor, target: torch.Tensor, box: Box | None = None) -> torch.Tensor:
+    """ADD: mean distance (m) of the object's 8 corners (``box``, default ``Box()``) under the predicted
+    and the true pose.
 
     Poses are (B, 7): translation then quaternion. One loss for both, in metres, so translation
     and rotation errors are weighed by what they do to the cube (sign-invariant by construction).
     """
-    corners = torch.as_tensor(cube_corners(CUBE_SIZE), dtype=prediction.dtype, device=prediction.device)
+    corners = torch.as_tensor((box or Box()).corners(), dtype=prediction.dtype, device=prediction.device)
 
     def place(pose: torch.Tensor) -> torch.Tensor:
         return corners @ _rotation_matrices(F.normalize(pose[:, 3:], dim=-1)).transpose(1, 2) + pose[:, None, :3]
@@ -156,14 +164,14 @@ def concatenated(keys: tuple[str, ...]) -> Callable[[Targets], torch.Tensor]:
     return lambda targets: torch.cat([targets[key] for key in keys], dim=-1)
 
 
-def window_target(network: dict) -> Callable[[Targets], torch.Tensor]:
-    """The crop window a two-stage model should predict, from the true translation and the camera."""
+def window_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
+    """The crop window a two-stage model should predict, from the true translation, the camera and the object."""
     image_size, margin = network["image_size"], network["crop"]["margin"]
 
     def target(targets: Targets) -> torch.Tensor:
         if "camera" not in targets:
             raise ConfigError("losses/window needs each example's camera; the dataset returned none")
-        return cube_windows(targets["translation"], targets["camera"], image_size, margin)
+        return cube_windows(targets["translation"], targets["camera"], image_size, margin, box)
 
     return target
 
@@ -171,13 +179,15 @@ def window_target(network: dict) -> Callable[[Targets], torch.Tensor]:
 QUANTITIES.register("translation")(Quantity(("translation",), rotation_free=True))
 QUANTITIES.register("orientation")(Quantity(("quaternion",)))
 QUANTITIES.register("pose")(Quantity(("translation", "quaternion")))
-QUANTITIES.register("window")(Quantity(("window",), target=window_target))
+QUANTITIES.register("window")(Quantity(("window",), target=window_target, takes_box=True))
 
 
-def check_losses(losses: dict, errors: list[str]) -> None:
+@component_check
+def check_losses(config: dict, errors: list[str]) -> None:
     """The rules of the ``losses`` tree: known quantities, ``{type, weight}`` entries, loss types that
-    apply to their quantity (each loss declares its quantities when it is registered)."""
-    for name, entry in losses.items():
+    apply to their quantity (each loss declares its quantities when it is registered), and weights:
+    a finite number >= 0 (default 1) or a ramp."""
+    for name, entry in config["losses"].items():
         path = f"losses/{name}"
         if name not in QUANTITIES:
             errors.append(f"unknown loss {path!r}; the losses tree takes {', '.join(QUANTITIES.names())}")
@@ -188,6 +198,7 @@ def check_losses(losses: dict, errors: list[str]) -> None:
         for key in entry:
             if key not in ("type", "weight"):
                 errors.append(f"unknown key '{path}/{key}'; a loss takes type and weight")
+        _check_weight(entry, path, errors)
         loss_type = entry.get("type")
         if loss_type not in LOSSES:
             errors.append(f"{path}/type: unknown loss {loss_type!r}; known: {', '.join(LOSSES.names())}")
@@ -195,6 +206,17 @@ def check_losses(losses: dict, errors: list[str]) -> None:
         if name not in LOSSES.get(loss_type).quantities:
             applicable = [n for n in LOSSES.names() if name in LOSSES.get(n).quantities]
             errors.append(f"{path}/type: {loss_type!r} does not apply to {name}; use {', '.join(applicable)}")
+
+
+def _check_weight(entry: dict, path: str, errors: list[str]) -> None:
+    """``losses/<quantity>/weight``: a number (coerced in place, 1 if absent) or a valid ramp."""
+    entry.setdefault("weight", 1.0)
+    if isinstance(entry["weight"], dict):
+        problem = ramp_is_valid(entry["weight"])
+        if problem:
+            errors.append(f"{path}/weight: {problem} (e.g. {{start: 0.1, end: 1, start_step: 0, end_step: 2000}})")
+    else:
+        entry["weight"] = check_number(entry["weight"], f"{path}/weight", errors, minimum=0.0)
 
 
 @dataclass(frozen=True)
@@ -208,11 +230,19 @@ class Term:
     target: Callable[[Targets], torch.Tensor]
 
 
-class Criterion:
-    """Weighted sum of the configured per-instance losses."""
+def _given_box(function: Callable, takes_box: bool, box: Box) -> Callable:
+    """``function`` with the configured object bound as ``box=`` when it takes one, else as it is."""
+    return partial(function, box=box) if takes_box else function
 
-    def __init__(self, losses: dict, symmetric: bool = False, network: dict | None = None) -> None:
+
+class Criterion:
+    """Weighted sum of the configured per-instance losses, measured on ``box`` (default ``Box()``)."""
+
+    def __init__(
+        self, losses: dict, symmetric: bool = False, network: dict | None = None, box: Box | None = None
+    ) -> None:
         # A symmetric cube has no defined orientation: losses that need one are dropped.
+        box = box or Box()
         self.terms = []
         for name, entry in losses.items():
             quantity = QUANTITIES.get(name, f"losses/{name}")
@@ -220,13 +250,15 @@ class Criterion:
                 continue
             if quantity.target is not None and network is None:
                 raise ConfigError(f"losses/{name} derives its target from the network config; pass network=")
+            loss = LOSSES.get(entry["type"], f"losses/{name}/type")
+            target = quantity.target and _given_box(quantity.target, quantity.takes_box, box)
             self.terms.append(
                 Term(
                     name,
                     quantity.prediction or concatenated(quantity.keys),
-                    LOSSES.get(entry["type"], f"losses/{name}/type").function,
+                    _given_box(loss.function, loss.takes_box, box),
                     weight_schedule(entry["weight"]),
-                    quantity.target(network) if quantity.target is not None else concatenated(quantity.keys),
+                    target(network) if target is not None else concatenated(quantity.keys),
                 )
             )
         if not self.terms:
@@ -234,8 +266,9 @@ class Criterion:
 
     @classmethod
     def from_config(cls, config: dict) -> Criterion:
-        """The criterion of a validated config's ``losses`` tree for its ``network``."""
-        return cls(config["losses"], symmetric=config["network"]["symmetric"], network=config["network"])
+        """The criterion of a config's ``losses`` tree (validated here) for its ``network`` and ``object``."""
+        network = validate_config(config)["network"]
+        return cls(config["losses"], symmetric=network["symmetric"], network=network, box=Box.from_config(config))
 
     def weights(self, step: int) -> dict[str, float]:
         """Each loss's weight at global step ``step``."""

@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from cubepose.checkpoints import read_checkpoint, save_checkpoint
 from cubepose.config import validate_config
-from cubepose.data.images import open_image, resize_rgb
+from cubepose.data.images import network_inputs, open_image, resize_rgb
 from cubepose.devices import resolve_device
 from cubepose.errors import CubeposeError
 from cubepose.models import PoseNet
@@ -124,7 +124,7 @@ class PosePredictor:
         Scaled to [-1, 1] on the device in float32, the same arithmetic as the training data's
         ``to_network_range``; the channels-last layout is kept (faster convolutions on CPU).
         """
-        images = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        images = network_inputs(torch.from_numpy(batch).to(self.device))
         outputs = {k: v.float().cpu().numpy() for k, v in self.model(images).items()}
         valid = np.ones(len(batch), dtype=bool)
         for value in outputs.values():

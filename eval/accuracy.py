@@ -1,13 +1,16 @@
-"""Accuracy under a fixed wall-clock budget on this machine: Unity's recipe (scaled to the CPU) vs cubepose's.
+"""Accuracy under a fixed wall-clock budget (or step count) on this machine: Unity's recipe vs cubepose's.
 
     .venv/bin/python eval/accuracy.py --budget-minutes 15 --rotation yaw
+    .venv/bin/python eval/accuracy.py --steps 1600 --train-count 10000 --rows <name> --edflow
 
 Generates seeded train and test sets with ``cubepose generate`` (kept in --data-dir and reused),
-trains each row's config for the budget with cubepose's own components (PoseNet, Criterion,
-optimizer, schedule, GradientAccumulator; images from the image cache, batches gathered with one
-numpy index per step), evaluates on the separate test set and prints one markdown table with
-Unity's two metrics, cm, degrees and the 5 cm 5 deg accuracy. The cosine schedule's horizon is
-the step count the first 20 steps' speed predicts for the budget.
+trains each row's config with cubepose's TrainingStep (the step edflow's train_op runs; images
+from the image cache, batches gathered with one numpy index per step) and evaluates with the
+PosePredictor on the separate test set. It prints one markdown table with Unity's two metrics,
+cm, degrees and the 5 cm 5 deg accuracy. Under a budget the cosine schedule's horizon is the step
+count the first 20 steps' speed predicts; ``--steps`` fixes it. ``--edflow`` trains each row
+once more through the real ``edflow -t`` for the same number of steps on the same data and
+adds its row, evaluated by the same predictor, to cross-check this harness.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +33,13 @@ from tqdm import tqdm
 from cubepose.config import load_config_files
 from cubepose.data import TestDataset, TrainDataset
 from cubepose.errors import ConfigError
-from cubepose.losses import Criterion
 from cubepose.metrics import pose_dataset_metrics, unity_dataset_metrics
 from cubepose.models import PoseNet
-from cubepose.optim import GradientAccumulator, build_optimizer, build_scheduler
+from cubepose.object_model import Box
+from cubepose.predict import PosePredictor
 from cubepose.seeding import seed_global_generators
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
+from cubepose.training_step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("accuracy")
@@ -50,77 +56,94 @@ ROWS = {
 SPEED_PROBE_STEPS = 20
 
 
-def to_inputs(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> float NCHW view in [-1, 1], the training data's arithmetic."""
-    images = np.array(images)  # a writable copy: memmap slices are read-only
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
-def batches(dataset: TrainDataset, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless shuffled batches from the image cache: one sorted fancy index per batch, no per-sample loop."""
+def batches(dataset: TrainDataset, batch_size: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
+    """Endless shuffled batches from the image cache (uint8): one sorted fancy index per batch, no per-sample loop."""
     rng = np.random.default_rng(seed)
-    translations = torch.from_numpy(dataset.labels["translation"].astype(np.float32))
-    quaternions = torch.from_numpy(dataset.labels["quaternion"].astype(np.float32))
-    cameras = torch.from_numpy(dataset.labels["camera"].astype(np.float32))
+    labels = {key: dataset.labels[key].astype(np.float32) for key in ("translation", "quaternion", "camera")}
     while True:
         order = rng.permutation(len(dataset))
         for start in range(0, len(order) - batch_size + 1, batch_size):
             chosen = np.sort(order[start : start + batch_size])
-            yield {
-                "image": to_inputs(dataset.images[chosen]),
-                "translation": translations[chosen],
-                "quaternion": quaternions[chosen],
-                "camera": cameras[chosen],
-            }
+            yield {"image": dataset.images[chosen], **{key: value[chosen] for key, value in labels.items()}}
 
 
-def train_for(config: dict, dataset: TrainDataset, budget_s: float) -> tuple[PoseNet, int, float]:
-    """Train ``config``'s model for ``budget_s`` seconds; returns (model, steps, train images/s)."""
+def train_for(
+    config: dict, dataset: TrainDataset, budget_s: float | None = None, steps: int | None = None
+) -> tuple[PoseNet, int, float]:
+    """Train ``config``'s model for ``budget_s`` seconds or for ``steps`` steps; returns (model, steps, train img/s)."""
     seed_global_generators(config["seed"])
-    model = PoseNet(config).train()
-    criterion = Criterion.from_config(config)
-    optimizer = build_optimizer(model.parameters(), config["optimizer"])
+    network = PoseNet(config)
+    trainer = TrainingStep(network, config, num_steps=steps)  # no steps: constant lr until the speed is known
     stream = batches(dataset, config["batch_size"], config["seed"])
 
-    def step(index: int, accumulator: GradientAccumulator) -> None:
+    def step(index: int) -> None:
         batch = next(stream)
-        losses = criterion(model(batch["image"]), batch, index)
-        accumulator.backward(losses["total"].mean())
+        trainer.train(trainer.inputs(batch["image"]), trainer.targets(batch), index)
 
     start = time.perf_counter()
-    probe = GradientAccumulator(optimizer, config["accumulation_steps"], config["optimizer"]["clip_grad_norm"])
-    for index in range(SPEED_PROBE_STEPS):  # constant lr while measuring the speed
-        step(index, probe)
-    per_step = (time.perf_counter() - start) / SPEED_PROBE_STEPS
-    horizon = max(1, math.ceil(budget_s / per_step / config["accumulation_steps"]))
-    scheduler = build_scheduler(optimizer, config["optimizer"], horizon)
-    accumulator = GradientAccumulator(
-        optimizer, config["accumulation_steps"], config["optimizer"]["clip_grad_norm"], scheduler
-    )
-    index = SPEED_PROBE_STEPS
-    with tqdm(total=round(budget_s), desc="training", unit="s") as bar:
-        while (elapsed := time.perf_counter() - start) < budget_s:
-            step(index, accumulator)
-            index += 1
-            bar.n = min(round(elapsed), bar.total)
-            bar.refresh()
-    return model.eval(), index, index * config["batch_size"] / (time.perf_counter() - start)
+    index = 0
+    if steps is not None:
+        for index in tqdm(range(steps), desc="training", unit="step"):
+            step(index)
+        index = steps
+    else:
+        for index in range(SPEED_PROBE_STEPS):
+            step(index)
+        index = SPEED_PROBE_STEPS
+        trainer.schedule(math.ceil(budget_s / ((time.perf_counter() - start) / SPEED_PROBE_STEPS)))
+        with tqdm(total=round(budget_s), desc="training", unit="s") as bar:
+            while (elapsed := time.perf_counter() - start) < budget_s:
+                step(index)
+                index += 1
+                bar.n = min(round(elapsed), bar.total)
+                bar.refresh()
+    return network.eval(), index, index * config["batch_size"] / (time.perf_counter() - start)
 
 
-@torch.no_grad()
-def evaluate(model: PoseNet, dataset: TestDataset | TrainDataset, batch_size: int, limit: int | None = None) -> dict:
-    """Unity's and the standard metrics of ``model`` on the dataset's images (the first ``limit``)."""
+def evaluate(predictor: PosePredictor, dataset: TestDataset | TrainDataset, limit: int | None = None) -> dict:
+    """Unity's and the standard metrics of the predictor on the dataset's cached images (the first ``limit``)."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    outputs: dict[str, list[np.ndarray]] = {"translation": [], "quaternion": []}
-    for start in range(0, count, batch_size):
-        predictions = model(to_inputs(dataset.images[start : min(start + batch_size, count)]))
-        for key in outputs:
-            outputs[key].append(predictions[key].numpy())
-    predicted = {key: np.concatenate(values) for key, values in outputs.items()}
+    size = predictor.batch_size
+    outputs = [
+        predictor.predict_batch(np.asarray(dataset.images[i : min(i + size, count)])) for i in range(0, count, size)
+    ]
+    predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in ("translation", "quaternion")}
     true_t, true_q = dataset.labels["translation"][:count], dataset.labels["quaternion"][:count]
     metrics = unity_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q)
-    metrics.update(pose_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q))
+    box = Box.from_config(predictor.config)
+    metrics.update(pose_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q, box=box))
     return metrics
+
+
+def train_through_edflow(
+    recipe: list[str], steps: int, data: dict[str, Path], work: Path, options: tuple[str, ...] = ()
+) -> tuple[Path, float]:
+    """``edflow -t`` on base.yaml + the recipe's overlays and overrides for ``steps`` steps, as users run it.
+
+    ``options`` are further edflow arguments. Returns the final checkpoint and the command's wall
+    time (start-up and evaluations included).
+    """
+    command = [str(Path(sys.executable).parent / "edflow"), "-n", "accuracy", "-b", str(REPO / "configs" / "base.yaml")]
+    command += [str(REPO / item) for item in recipe if "=" not in item] + ["-t", "--num_steps", str(steps)]
+    for key, value in (item.split("=", 1) for item in recipe if "=" in item):
+        command += [f"--{key}", value]
+    command += ["--image_cache", "true", "--data/train/root", str(data["train"])]
+    command += ["--data/validation/root", str(data["test"]), *options]
+    folder = Path(tempfile.mkdtemp(dir=work))  # edflow's logs/ of this run alone
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"edflow failed:\n{result.stderr[-3000:]}")
+    (checkpoint,) = folder.glob(f"logs/*_accuracy/train/checkpoints/model-{steps}.ckpt")
+    return checkpoint, elapsed
+
+
+def table_row(name: str, steps: int, rate: str, metrics: dict) -> str:
+    """One markdown row of the results table."""
+    cells = [name, steps, rate, f"{metrics['translation_mse']:.5f}", f"{metrics['orientation_error']:.3f}"]
+    cells += [f"{metrics['translation_error_cm_mean']:.2f}", f"{metrics['rotation_error_deg_mean']:.1f}"]
+    return "| " + " | ".join(map(str, [*cells, f"{metrics['accuracy_5cm_5deg']:.3f}"])) + " |"
 
 
 def parse_override(item: str) -> tuple[str, object]:
@@ -147,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test-count", type=int, default=500)
     parser.add_argument("--image-size", type=int, default=128, help="side of the generated images")
     parser.add_argument("--data-dir", default=str(REPO / "data" / "accuracy"), help="where the sets are generated")
+    parser.add_argument("--steps", type=int, help="train each row for this many steps instead of the budget")
+    parser.add_argument(
+        "--edflow", action="store_true", help="cross-check: train each row again through `edflow -t`, same steps"
+    )
     parser.add_argument("--rows", nargs="*", help="row names to run (default: all)")
     parser.add_argument(
         "--recipe",
@@ -171,9 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"recipe {name!r}: {err}")
 
     data = make_data(Path(args.data_dir), args.rotation, args.train_count, args.test_count, args.image_size)
+    budget_s = None if args.steps else args.budget_minutes * 60
+    length = f"{args.steps} steps" if args.steps else f"{args.budget_minutes:g} min of training"
     lines = [
         f"{args.rotation} rotation; {args.train_count} train / {args.test_count} test images at {args.image_size} px; "
-        f"{args.budget_minutes:g} min of training per row on {torch.get_num_threads()} threads",
+        f"{length} per row on {torch.get_num_threads()} threads",
         "",
         "| recipe | steps | train img/s | translation_mse (m²) | orientation_error (rad) | translation cm (mean) "
         "| rotation deg (mean) | 5 cm 5 deg |",
@@ -183,20 +212,25 @@ def main(argv: list[str] | None = None) -> int:
         config["data"]["train"]["root"], config["data"]["test"]["root"] = str(data["train"]), str(data["test"])
         config["image_cache"] = True
         logger.info("%s", name)
-        train_set = TrainDataset(config)
-        model, steps, rate = train_for(config, train_set, args.budget_minutes * 60)
-        seen = evaluate(model, train_set, config["test_batch_size"], limit=args.test_count)  # overfitting check
+        train_set, test_set = TrainDataset(config), TestDataset(config)
+        network, steps, rate = train_for(config, train_set, budget_s, args.steps)
+        predictor = PosePredictor(network, config, config["device"])
+        seen = evaluate(predictor, train_set, limit=args.test_count)  # overfitting check
         logger.info(
             "on %d training images: %.2f cm, %.1f deg",
             args.test_count,
             seen["translation_error_cm_mean"],
             seen["rotation_error_deg_mean"],
         )
-        m = evaluate(model, TestDataset(config), config["test_batch_size"])
-        cells = [name, steps, f"{rate:.0f}", f"{m['translation_mse']:.5f}", f"{m['orientation_error']:.3f}"]
-        cells += [f"{m['translation_error_cm_mean']:.2f}", f"{m['rotation_error_deg_mean']:.1f}"]
-        lines.append("| " + " | ".join(map(str, [*cells, f"{m['accuracy_5cm_5deg']:.3f}"])) + " |")
+        lines.append(table_row(name, steps, f"{rate:.0f}", evaluate(predictor, test_set)))
         logger.info("%s", lines[-1])
+        if args.edflow:
+            with tempfile.TemporaryDirectory() as work:
+                checkpoint, seconds = train_through_edflow(recipes[name], steps, data, Path(work))
+                through_edflow = PosePredictor.load(checkpoint, config["device"])
+                rate = f"{steps * config['batch_size'] / seconds:.0f} (wall)"  # start-up and evaluations included
+                lines.append(table_row(f"{name} through `edflow -t`", steps, rate, evaluate(through_edflow, test_set)))
+            logger.info("%s", lines[-1])
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

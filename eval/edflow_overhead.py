@@ -3,9 +3,9 @@
     .venv/bin/python eval/edflow_overhead.py configs/cpu.yaml --short 20 --long 170 --repeats 3
 
 Both arms train the overlay's model on the same generated set with the image cache: `edflow -t`
-(a subprocess, as users run it: chainer batches, hooks, logging, the Iterator) and a bare PyTorch
-loop in this process (the same PoseNet, Criterion and optimizer; batches gathered from the
-cache with one numpy index). Each arm runs ``--short`` and ``--long`` steps, and the time per
+(a subprocess, as users run it: chainer batches, hooks, logging, the Iterator) and a bare loop
+in this process driving the same TrainingStep that edflow's train_op runs (batches gathered
+from the cache with one numpy index). Each arm runs ``--short`` and ``--long`` steps; the time per
 step is (T_long - T_short) / (long - short), which cancels start-up, dataset loading and the
 final checkpoint. The arms alternate, A/B, ``--repeats`` times; medians and their ratio are
 printed. ``long`` stays inside the first epoch, so no epoch-end evaluation is timed, and logging
@@ -17,57 +17,36 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from accuracy import batches, make_data
+from accuracy import batches, make_data, train_through_edflow
 
 from cubepose.config import load_config_files
 from cubepose.data import TrainDataset
-from cubepose.losses import Criterion
 from cubepose.models import PoseNet
-from cubepose.optim import GradientAccumulator, build_optimizer
+from cubepose.training_step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 logger = logging.getLogger("edflow_overhead")
 
 
 def edflow_seconds(overlay: str, steps: int, data: dict[str, Path], work: Path) -> float:
-    """Wall time of `edflow -t` for ``steps`` steps (start-up included)."""
-    command = [
-        str(BIN / "edflow"),
-        "-n",
-        "overhead",
-        "-b",
-        str(REPO / "configs" / "base.yaml"),
-        str(Path(overlay).resolve()),
-        "-t",
-    ]
-    command += ["--num_steps", str(steps)]
-    command += ["--log_freq", "100000", "--start_log_freq", "100000", "--image_cache", "true"]  # a string, coerced
-    command += ["--data/train/root", str(data["train"]), "--data/validation/root", str(data["test"])]
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=work, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"edflow failed:\n{result.stderr[-3000:]}")
-    return elapsed
+    """Wall time of `edflow -t` for ``steps`` steps (start-up included), logging pushed past them."""
+    quiet = ("--log_freq", "100000", "--start_log_freq", "100000")
+    return train_through_edflow([overlay], steps, data, work, quiet)[1]
 
 
 def bare_seconds(config: dict, dataset: TrainDataset, steps: int) -> float:
-    """Wall time of a bare loop of ``steps`` training steps, model and optimizer built inside (as edflow does)."""
+    """Wall time of ``steps`` TrainingSteps in this process, model and optimizer built inside (as edflow does)."""
     start = time.perf_counter()
-    model = PoseNet(config).train()
-    criterion = Criterion.from_config(config)
-    accumulator = GradientAccumulator(build_optimizer(model.parameters(), config["optimizer"]), 1)
+    trainer = TrainingStep(PoseNet(config), config, num_steps=steps)
     stream = batches(dataset, config["batch_size"], config["seed"])
     for step in range(steps):
         batch = next(stream)
-        accumulator.backward(criterion(model(batch["image"]), batch, step)["total"].mean())
+        trainer.train(trainer.inputs(batch["image"]), trainer.targets(batch), step)
     return time.perf_counter() - start
 
 

@@ -2,9 +2,11 @@
 
     .venv/bin/python eval/train_speed.py configs/cpu.yaml configs/gpu.yaml --steps 5 --repeats 3
 
-For each overlay (merged over configs/base.yaml, run on the CPU) it times forward +
-backward + optimizer step of the real PoseNet and Criterion on random images of the
-configured size and batch, and prints images/s as the median over repeats.
+For each overlay (merged over configs/base.yaml) it times cubepose's TrainingStep, the step
+edflow's train_op runs (forward, criterion, backward, optimizer step; mixed precision and
+channels-last where the config and a CUDA ``--device`` enable them), on one batch of random
+uint8 images of the configured size with plausible poses, and prints images/s as the median
+over repeats.
 """
 
 from __future__ import annotations
@@ -16,34 +18,43 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from cubepose.config import load_config_files
-from cubepose.losses import Criterion
+from cubepose.geometry import intrinsics_from_fov
 from cubepose.models import PoseNet
-from cubepose.optim import GradientAccumulator, build_optimizer
+from cubepose.training_step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("train_speed")
 
 
-def images_per_second(config: dict, steps: int) -> float:
+def random_batch(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    """One batch of random images with a cube about 1 m in front of a 60-degree camera."""
+    rng = np.random.default_rng(seed)
+    batch, size = config["batch_size"], config["network"]["image_size"]
+    quaternions = rng.normal(size=(batch, 4))
+    return {
+        "image": rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+        "translation": rng.uniform([-0.2, -0.2, 0.8], [0.2, 0.2, 1.2], (batch, 3)),
+        "quaternion": quaternions / np.linalg.norm(quaternions, axis=1, keepdims=True),
+        "camera": np.broadcast_to(intrinsics_from_fov(60.0, size, size), (batch, 4)),
+    }
+
+
+def images_per_second(config: dict, steps: int, device: str = "cpu") -> float:
     """Time ``steps`` training steps (after one warm-up step) and return images per second."""
-    size, batch = config["network"]["image_size"], config["batch_size"]
-    model = PoseNet(config).train()
-    criterion = Criterion.from_config(config)
-    accumulator = GradientAccumulator(build_optimizer(model.parameters(), config["optimizer"]), 1)
-    images = torch.randn(batch, 3, size, size)
-    targets = {"translation": torch.randn(batch, 3), "quaternion": torch.nn.functional.normalize(torch.randn(batch, 4))}
-
-    def step() -> None:
-        accumulator.backward(criterion(model(images), targets)["total"].mean())
-
-    step()
+    trainer = TrainingStep(PoseNet(config), config, num_steps=steps + 1, device=device)
+    batch = random_batch(config)
+    inputs, targets = trainer.inputs(batch["image"]), trainer.targets(batch)
+    trainer.train(inputs, targets, 0)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * batch / (time.perf_counter() - start)
+    for step in range(steps):
+        trainer.train(inputs, targets, step + 1)  # copies the losses to the host: synchronised every step
+    return steps * config["batch_size"] / (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,17 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overlays", nargs="+", help="config overlays, e.g. configs/cpu.yaml configs/gpu.yaml")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="repeats; the median is reported")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     rows = []
     for overlay in args.overlays:
-        config = load_config_files(REPO / "configs" / "base.yaml", overlay)  # the model runs on the CPU
-        rates = [images_per_second(config, args.steps) for _ in range(args.repeats)]
+        config = load_config_files(REPO / "configs" / "base.yaml", overlay)
+        rates = [images_per_second(config, args.steps, args.device) for _ in range(args.repeats)]
         rows.append((overlay, config, statistics.median(rates)))
     baseline = rows[0][2]
     lines = [
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads",
         "| config | backbone | image size | batch | train images/s (median) | ratio |",
         "|---|---|---|---|---|---|",
     ]

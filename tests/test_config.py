@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
 
+import cubepose.losses  # noqa: F401  (registers the losses' and the network's config checks)
 from conftest import REPO, load_configs
-from cubepose.config import SCHEMA, Option, defaults, validate_config
+from cubepose.config import COMPONENT_CHECKS, SCHEMA, Option, component_check, defaults, validate_config
 from cubepose.errors import ConfigError
 
 
@@ -151,3 +154,25 @@ def test_overrides_set_nested_keys_like_edflows_command_line():
         load_config_files(*paths, overrides={"network/rotaton": "6d"})
     with pytest.raises(ConfigError, match="cannot set 'seed/x': 'seed' is not a mapping"):
         load_config_files(*paths, overrides={"seed/x": 1})
+
+
+def test_the_config_module_imports_no_component():
+    """Components check their own subtrees; config.py knows none of them (no import cycle)."""
+    components = "('cubepose.losses', 'cubepose.models')"
+    code = f"import sys, cubepose.config; print([m for m in sys.modules if m.startswith({components})])"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_component_registered_outside_the_package_checks_its_own_keys():
+    @component_check
+    def even_batches(config: dict, errors: list[str]) -> None:
+        if config["batch_size"] % 2:
+            errors.append(f"batch_size: {config['batch_size']} is odd; my_component needs pairs")
+
+    try:
+        assert validate_config({"batch_size": 4})["batch_size"] == 4
+        with pytest.raises(ConfigError, match="batch_size: 3 is odd; my_component needs pairs"):
+            validate_config({"batch_size": 3})
+    finally:
+        COMPONENT_CHECKS.remove(even_batches)

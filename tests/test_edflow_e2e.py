@@ -21,9 +21,9 @@ from cubepose.overlay import PREDICTED_COLOUR, TRUE_COLOUR
 CONFIGS = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "cpu.yaml")]
 
 
-def edflow(args: list[str], cwd: Path, data: dict[str, Path]) -> subprocess.CompletedProcess:
+def edflow(args: list[str], cwd: Path, data: dict[str, Path], batch_size: int = 8) -> subprocess.CompletedProcess:
     """Run the real edflow CLI on the tiny data with a tiny network."""
-    overrides = ["--network/image_size", "32", "--batch_size", "8"]
+    overrides = ["--network/image_size", "32", "--batch_size", str(batch_size)]
     overrides += ["--n_data_processes", "1", "--log_freq", "2", "--test_batch_size", "8"]
     for split, root in data.items():
         overrides += [f"--data/{split}/root", str(root)]

@@ -78,6 +78,15 @@ def test_accuracy_benchmarks_a_recipe_of_overlays_and_key_overrides(tmp_path):
     assert not (tmp_path / "unused").exists()  # checked before generating any data
 
 
+def test_accuracy_cross_checks_a_row_through_edflow_at_equal_steps(tmp_path):
+    args = ["--steps", "3", "--train-count", "64", "--test-count", "16", "--image-size", "48", "--edflow"]
+    stdout = run_script("accuracy.py", *args, "--recipe", "configs/cpu.yaml", "--data-dir", str(tmp_path))
+    rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
+    assert [row[1].strip() for row in rows] == ["configs/cpu.yaml", "configs/cpu.yaml through `edflow -t`"]
+    assert [int(row[2]) for row in rows] == [3, 3] and "3 steps per row" in stdout
+    assert all(0 <= float(row[8]) <= 1 for row in rows)
+
+
 def test_edflow_overhead_times_both_arms_and_prints_their_ratio(tmp_path):
     args = ["configs/cpu.yaml", "--short", "2", "--long", "4", "--repeats", "1", "--train-count", "160"]
     args += ["--test-count", "16", "--image-size", "48"]

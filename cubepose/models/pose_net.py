@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cubepose.config import validate_config
+from cubepose.config import component_check, validate_config
 from cubepose.models.backbones import BACKBONES, load_pretrained
 from cubepose.models.crop import crop_windows, ray_rotations, to_camera_frame
 from cubepose.models.heads import HEADS
@@ -22,6 +22,35 @@ def _feature_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]
         shape = backbone(torch.zeros(1, 3, image_size, image_size)).shape[1:]
     backbone.train(was_training)
     return tuple(shape)
+
+
+@component_check
+def check_network(config: dict, errors: list[str]) -> None:
+    """The ``network`` tree's components exist, and the two-stage crop fits the losses: it needs an
+    orientation to regress and the window loss, which in turn needs the crop."""
+    network, crop = config["network"], config["network"]["crop"]
+    named = [
+        ("network/backbone", network["backbone"], BACKBONES),
+        ("network/head", network["head"], HEADS),
+        ("network/rotation", network["rotation"], ROTATIONS),
+        ("network/crop/backbone", crop["backbone"], BACKBONES),
+    ]
+    for path, name, registry in named:
+        if name not in registry:
+            errors.append(f"{path}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
+    has_window_loss = "window" in config["losses"]
+    if crop["active"]:
+        if network["symmetric"]:
+            errors.append("network/crop/active: a symmetric cube has no orientation to crop for; set it false")
+        if not has_window_loss:
+            errors.append("network/crop/active needs losses/window (e.g. {type: mse, weight: 1.0}) to locate the cube")
+        if crop["locate_size"] > network["image_size"]:
+            errors.append(
+                f"network/crop/locate_size: {crop['locate_size']} exceeds network/image_size "
+                f"{network['image_size']}; the first stage sees a downscaled view"
+            )
+    elif has_window_loss:
+        errors.append("losses/window: only the two-stage model predicts a window; set network/crop/active: true")
 
 
 class PoseNet(nn.Module):
