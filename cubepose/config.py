@@ -84,13 +84,15 @@ SCHEMA: dict[str, Any] = {
     # (item_range's low end is inclusive, so a micrometre). Unity's UR3 demo cube is the default.
     "object": {
         "dimensions": _opt([0.1, 0.1, 0.1], list, length=3, item_range=(1e-6, math.inf)),
+        # none, cube, box or a list of unit quaternions [x, y, z, w]: any YAML value here, checked by the
+        # component check of cubepose.object_model, which builds the group (cubepose.symmetries).
+        "symmetries": _opt("none", object),
     },
     "network": {
         "backbone": _opt("vgg16", str),
         "head": _opt("unity_mlp", str),
         "rotation": _opt("quaternion", str),
         "image_size": _opt(224, int, minimum=32),
-        "symmetric": _opt(False, bool),
         "pretrained": _opt(None, str, nullable=True),
         "crop": {
             "active": _opt(False, bool),
@@ -174,6 +176,15 @@ SCHEMA: dict[str, Any] = {
 }
 
 
+# Keys cubepose no longer reads, with what replaces them: a config that still sets one is told the fix.
+RETIRED_KEYS = {
+    "network/symmetric": (
+        "'object/symmetries: cube' (a plain cube now keeps its orientation, up to its 24 rotations); "
+        "for an object without symmetries just delete the key"
+    ),
+}
+
+
 def defaults() -> dict:
     """The complete default config (what configs/base.yaml spells out)."""
 
@@ -215,8 +226,9 @@ def component_check(check: ConfigCheck) -> ConfigCheck:
 
     A check appends one message per problem to ``errors``. Components register theirs where they
     are defined (cubepose.losses: the ``losses`` tree; cubepose.models.pose_net: the ``network``
-    names and the two-stage crop), so this module knows no component; building a component
-    (PoseNet, Criterion) validates its config with its check in place.
+    names and the two-stage crop; cubepose.object_model: ``object/symmetries``), so this module
+    knows no component; building a component (PoseNet, Criterion) validates its config with its
+    check in place.
     """
     COMPONENT_CHECKS.append(check)
     return check
@@ -247,6 +259,9 @@ def _check_tree(tree: dict, schema: dict, prefix: str, errors: list[str]) -> Non
     for key in tree:
         if key not in schema:
             path = prefix + str(key)
+            if path in RETIRED_KEYS:
+                errors.append(f"unknown key {path!r}: it was removed; did you mean {RETIRED_KEYS[path]}?")
+                continue
             close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
             hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known keys here: {', '.join(schema)}"
             errors.append(f"unknown key {path!r}{hint}")

@@ -45,15 +45,16 @@ class Evaluation:
     box: Box  # the object measured (ADD) and drawn (report galleries)
 
     @classmethod
-    def of(cls, labels: dict, symmetric: bool = False, box: Box | None = None) -> Evaluation:
-        """From eval_op's per-instance labels of ``box`` (default ``Box()``); a model without
-        ``quaternion_pred`` is scored with ADD-S."""
+    def of(cls, labels: dict, box: Box | None = None) -> Evaluation:
+        """From eval_op's per-instance labels of ``box`` (default ``Box()``), errors modulo its symmetries."""
         box = box or Box()
         labels = {key: np.asarray(value) for key, value in labels.items()}
+        if "quaternion_pred" not in labels:
+            raise CubeposeError("these model outputs hold no quaternion_pred; evaluate the checkpoint again")
         t_pred, t_true = labels["translation_pred"], labels["translation_true"]
-        q_pred, q_true = labels.get("quaternion_pred"), labels["quaternion_true"]
-        errors = instance_errors(t_pred, t_true, q_pred, q_true, symmetric=symmetric, box=box)
-        unity = unity_dataset_metrics(t_pred, t_true, q_pred, q_true)
+        q_pred, q_true = labels["quaternion_pred"], labels["quaternion_true"]
+        errors = instance_errors(t_pred, t_true, q_pred, q_true, box=box)
+        unity = unity_dataset_metrics(t_pred, t_true, q_pred, q_true, box.symmetries)
         unity["instances"] = int(len(t_pred))
         unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
         pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred), box)
@@ -71,8 +72,7 @@ def evaluation_of(root: str, data_out, config: dict) -> Evaluation:
     cached = getattr(data_out, CACHE_ATTRIBUTE, None)
     if cached is not None and cached[0] == str(root):
         return cached[1]
-    symmetric = bool(config.get("network", {}).get("symmetric", False))
-    evaluated = Evaluation.of(dict(data_out.labels), symmetric, Box.from_config(config))
+    evaluated = Evaluation.of(dict(data_out.labels), Box.from_config(config))
     try:
         setattr(data_out, CACHE_ATTRIBUTE, (str(root), evaluated))
     except AttributeError:  # an object without attributes: computed again by the next callback
@@ -91,7 +91,8 @@ def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
 
 
 def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
-    """Errors in cm and degrees, ADD / ADD-S and accuracies -> metrics.json, errors.csv and TensorBoard."""
+    """Errors in cm and degrees and ADD (modulo the object's symmetries), accuracies -> metrics.json, errors.csv
+    and TensorBoard."""
     evaluated = evaluation_of(root, data_out, config)
     write_metrics(Path(root), evaluated.pose)
     write_errors(Path(root), evaluated.errors, getattr(data_in, "labels", {}).get("image_path"))
@@ -100,7 +101,7 @@ def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     return {"scalars": evaluated.pose}
 
 
-def count_non_finite(translation_pred: np.ndarray, quaternion_pred: np.ndarray | None) -> int:
+def count_non_finite(translation_pred: np.ndarray, quaternion_pred: np.ndarray) -> int:
     """How many predictions hold a NaN or inf; warns once when there are any, since the metrics skip them."""
     count = int(np.count_nonzero(~finite_predictions(translation_pred, quaternion_pred)))
     if count:

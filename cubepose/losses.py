@@ -4,7 +4,9 @@
 orientation, the whole pose, or the two-stage model's crop window), the type names a function
 in ``LOSSES``. Each loss returns one value per instance (B,); the total is the weighted sum,
 reduced to a batch mean by the caller. A weight is a number or a linear ramp
-``{start, end, start_step, end_step}``, as edflow's VUNet ramps its KL weight.
+``{start, end, start_step, end_step}``, as edflow's VUNet ramps its KL weight. For a symmetric
+object (``object/symmetries``) the losses of its orientation and pose compare the prediction with
+the closest symmetric equivalent of the target: the minimum over the symmetries, batched (B, K).
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cubepose.config import check_number, component_check, validate_config
 from cubepose.errors import ConfigError
 from cubepose.models.crop import cube_windows
+from cubepose.models.rotations import canonical_sign
 from cubepose.object_model import Box
 from cubepose.registry import Registry
+from cubepose.symmetries import is_identity_only, right_products
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Targets = dict[str, torch.Tensor]
@@ -43,16 +48,17 @@ class Quantity:
 
     ``keys`` name the model outputs (concatenated), and by default the dataset's targets of the
     same names; ``target`` builds a derived target instead, from the network config (the crop
-    window); ``prediction`` selects from the outputs instead of concatenating them. ``rotation_free``
-    quantities are kept for a symmetric cube, whose orientation is undefined. ``takes_box``: ``target``
-    is also given the configured object as ``box=`` (the crop window frames its bounding sphere).
+    window); ``prediction`` selects from the outputs instead of concatenating them. ``takes_box``:
+    ``target`` is also given the configured object as ``box=`` (the crop window frames its bounding
+    sphere). ``oriented``: the values end with the object's quaternion, so a symmetric object has one
+    equally true target per symmetry and the loss is the minimum over them.
     """
 
     keys: tuple[str, ...]
     target: Callable[..., Callable[[Targets], torch.Tensor]] | None = None
     prediction: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
-    rotation_free: bool = False
     takes_box: bool = False
+    oriented: bool = False
 
 
 LOSSES: Registry[Loss] = Registry("loss")
@@ -108,7 +114,7 @@ def geodesic(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _rotation_matrices(q: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) rotations of unit quaternions (B, 4) in x, y, z, w order (as geometry.py, in torch)."""
+    """(..., 3, 3) rotations of unit quaternions (..., 4) in x, y, z, w order (as geometry.py, in torch)."""
     x, y, z, w = q.unbind(-1)
     return torch.stack(
         [
@@ -125,13 +131,13 @@ def add(prediction: torch.Tensor, target: torch.Tensor, box: Box | None = None) 
     """ADD: mean distance (m) of the object's 8 corners (``box``, default ``Box()``) under the predicted
     and the true pose.
 
-    Poses are (B, 7): translation then quaternion. One loss for both, in metres, so translation
+    Poses are (..., 7): translation then quaternion. One loss for both, in metres, so translation
     and rotation errors are weighed by what they do to the cube (sign-invariant by construction).
     """
     corners = torch.as_tensor((box or Box()).corners(), dtype=prediction.dtype, device=prediction.device)
 
     def place(pose: torch.Tensor) -> torch.Tensor:
-        return corners @ _rotation_matrices(F.normalize(pose[:, 3:], dim=-1)).transpose(1, 2) + pose[:, None, :3]
+        return corners @ _rotation_matrices(F.normalize(pose[..., 3:], dim=-1)).transpose(-1, -2) + pose[..., None, :3]
 
     return (place(prediction) - place(target)).norm(dim=-1).mean(dim=-1)
 
@@ -176,9 +182,9 @@ def window_target(network: dict, box: Box | None = None) -> Callable[[Targets], 
     return target
 
 
-QUANTITIES.register("translation")(Quantity(("translation",), rotation_free=True))
-QUANTITIES.register("orientation")(Quantity(("quaternion",)))
-QUANTITIES.register("pose")(Quantity(("translation", "quaternion")))
+QUANTITIES.register("translation")(Quantity(("translation",)))
+QUANTITIES.register("orientation")(Quantity(("quaternion",), oriented=True))
+QUANTITIES.register("pose")(Quantity(("translation", "quaternion"), oriented=True))
 QUANTITIES.register("window")(Quantity(("window",), target=window_target, takes_box=True))
 
 
@@ -235,40 +241,59 @@ def _given_box(function: Callable, takes_box: bool, box: Box) -> Callable:
     return partial(function, box=box) if takes_box else function
 
 
-class Criterion:
-    """Weighted sum of the configured per-instance losses, measured on ``box`` (default ``Box()``)."""
+def symmetric_targets(target: torch.Tensor, symmetries: np.ndarray) -> torch.Tensor:
+    """(B, n) values ending with a quaternion q -> (B, K, n), one per symmetry s_k: the quaternion
+    replaced by q * s_k with w >= 0 (the labels' sign), what comes before it kept."""
+    products = torch.as_tensor(right_products(symmetries), dtype=target.dtype, device=target.device)
+    quaternions = canonical_sign(torch.einsum("kij,bj->bki", products, target[:, -4:]))
+    rest = target[:, None, :-4].expand(-1, len(products), -1)
+    return torch.cat([rest, quaternions], dim=-1)
 
-    def __init__(
-        self, losses: dict, symmetric: bool = False, network: dict | None = None, box: Box | None = None
-    ) -> None:
-        # A symmetric cube has no defined orientation: losses that need one are dropped.
+
+def closest_symmetric(loss: LossFn, symmetries: np.ndarray) -> LossFn:
+    """``loss`` against the closest symmetric equivalent of each target: the minimum over ``symmetries``
+    (K, 4) of ``loss(prediction, target * s_k)``, one batched call on (B, K, n)."""
+
+    def closest(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        targets = symmetric_targets(target, symmetries)
+        return loss(prediction[:, None, :].expand_as(targets), targets).amin(dim=1)
+
+    return closest
+
+
+class Criterion:
+    """Weighted sum of the configured per-instance losses, measured on ``box`` (default ``Box()``) and
+    taken modulo its symmetries."""
+
+    def __init__(self, losses: dict, network: dict | None = None, box: Box | None = None) -> None:
         box = box or Box()
         self.terms = []
         for name, entry in losses.items():
             quantity = QUANTITIES.get(name, f"losses/{name}")
-            if symmetric and not quantity.rotation_free:
-                continue
             if quantity.target is not None and network is None:
                 raise ConfigError(f"losses/{name} derives its target from the network config; pass network=")
             loss = LOSSES.get(entry["type"], f"losses/{name}/type")
+            function = _given_box(loss.function, loss.takes_box, box)
+            if quantity.oriented and not is_identity_only(box.symmetries):  # without: the very same function
+                function = closest_symmetric(function, box.symmetries)
             target = quantity.target and _given_box(quantity.target, quantity.takes_box, box)
             self.terms.append(
                 Term(
                     name,
                     quantity.prediction or concatenated(quantity.keys),
-                    _given_box(loss.function, loss.takes_box, box),
+                    function,
                     weight_schedule(entry["weight"]),
                     target(network) if target is not None else concatenated(quantity.keys),
                 )
             )
         if not self.terms:
-            raise ConfigError("losses: no loss left to optimise; configure at least losses/translation")
+            raise ConfigError("losses: no loss to optimise; configure at least losses/translation")
 
     @classmethod
     def from_config(cls, config: dict) -> Criterion:
         """The criterion of a config's ``losses`` tree (validated here) for its ``network`` and ``object``."""
         network = validate_config(config)["network"]
-        return cls(config["losses"], symmetric=network["symmetric"], network=network, box=Box.from_config(config))
+        return cls(config["losses"], network=network, box=Box.from_config(config))
 
     def weights(self, step: int) -> dict[str, float]:
         """Each loss's weight at global step ``step``."""

@@ -2,9 +2,11 @@
 
 Unity's two dataset metrics are reproduced exactly, thresholds included, for comparison
 with its pose-estimation model. The standard ones answer a robot engineer's questions:
-how many centimetres and degrees off, the cube-corner distance ADD (ADD-S for a symmetric
-cube), and the share of instances within the usual thresholds. Corner distances and the ADD
-threshold are measured on ``box``, the configured object (``Box.from_config``; default ``Box()``).
+how many centimetres and degrees off, the cube-corner distance ADD, and the share of instances
+within the usual thresholds. Corner distances and the ADD threshold are measured on ``box``, the
+configured object (``Box.from_config``; default ``Box()``). For a symmetric object
+(``object/symmetries``) every orientation error is taken modulo its symmetries: against the
+symmetric equivalent of the true pose closest to the prediction (ADD: the minimum over them).
 
 Non-finite predictions: a diverged model or a broken input can predict NaN or inf. Such an
 instance (any predicted translation or quaternion component not finite) is counted as
@@ -19,6 +21,7 @@ import numpy as np
 
 from cubepose.geometry import canonicalize_quaternions, transform_points, unity_euler_angles
 from cubepose.object_model import Box
+from cubepose.symmetries import is_identity_only, symmetric_equivalents
 
 ACCURACY_THRESHOLDS = ((0.02, 2.0), (0.05, 5.0))  # (metres, degrees)
 ADD_THRESHOLD = 0.1  # share of the object's diagonal (Box.diameter)
@@ -33,13 +36,23 @@ def translation_squared_error(predicted: np.ndarray, true: np.ndarray) -> np.nda
     return np.mean((np.asarray(predicted, np.float64) - np.asarray(true, np.float64)) ** 2, axis=-1)
 
 
-def unity_quaternion_error(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """Per instance: Unity's angle arccos(2<q,p>^2 - 1) in radians, with its thresholds.
+def closest_alignment(predicted: np.ndarray, true: np.ndarray, symmetries: np.ndarray | None = None) -> np.ndarray:
+    """Per instance: |<p, q s_k>| for the symmetry s_k (of ``symmetries`` (K, 4); None: none) that brings the
+    true quaternion q closest to the predicted p; the cosine of half the rotation error modulo the symmetries."""
+    predicted, true = np.asarray(predicted, np.float64), np.asarray(true, np.float64)
+    if is_identity_only(symmetries):
+        return np.abs(np.sum(predicted * true, axis=-1))
+    equivalents = symmetric_equivalents(true, symmetries)  # (..., K, 4)
+    return np.abs(np.sum(predicted[..., None, :] * equivalents, axis=-1)).max(axis=-1)
+
+
+def unity_quaternion_error(predicted: np.ndarray, true: np.ndarray, symmetries: np.ndarray | None = None) -> np.ndarray:
+    """Per instance: Unity's angle arccos(2<q,p>^2 - 1) in radians, with its thresholds, modulo ``symmetries``.
 
     cos <= -0.999 gives pi/2 (Unity's choice, kept on purpose) and cos >= 0.999 gives 0.
     Squaring the dot product makes it invariant to q vs -q.
     """
-    dot = np.sum(np.asarray(predicted, np.float64) * np.asarray(true, np.float64), axis=-1)
+    dot = closest_alignment(predicted, true, symmetries)
     cos_angle = 2 * dot**2 - 1
     angle = np.arccos(np.clip(cos_angle, -1.0, 1.0))
     angle = np.where(cos_angle <= UNITY_COS_LOW, np.pi / 2, angle)
@@ -70,8 +83,10 @@ def unity_dataset_metrics(
     translation_true: np.ndarray,
     quaternion_pred: np.ndarray | None = None,
     quaternion_true: np.ndarray | None = None,
+    symmetries: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Unity's ``translation_mse`` and, when orientations are given, ``orientation_error`` (rad).
+    """Unity's ``translation_mse`` and, when orientations are given, ``orientation_error`` (rad, modulo
+    the object's ``symmetries``, e.g. ``Box.symmetries``).
 
     Both are means over the instances with a finite prediction (see the module docstring), so one
     NaN prediction does not turn the dataset's metric into NaN; NaN only when none is finite.
@@ -82,7 +97,8 @@ def unity_dataset_metrics(
     metrics = {"translation_mse": _finite_mean(translation_squared_error(translation, translation_true), finite)}
     if with_orientation:
         quaternion = _finite_stand_ins(quaternion_pred, quaternion_true, finite)
-        metrics["orientation_error"] = _finite_mean(unity_quaternion_error(quaternion, quaternion_true), finite)
+        errors = unity_quaternion_error(quaternion, quaternion_true, symmetries)
+        metrics["orientation_error"] = _finite_mean(errors, finite)
     return metrics
 
 
@@ -91,10 +107,11 @@ def translation_error(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.asarray(predicted, np.float64) - np.asarray(true, np.float64), axis=-1)
 
 
-def rotation_error(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """Per instance: geodesic angle 2 arccos |<q, p>| between unit quaternions (rad), the same for q and -q."""
+def rotation_error(predicted: np.ndarray, true: np.ndarray, symmetries: np.ndarray | None = None) -> np.ndarray:
+    """Per instance: geodesic angle 2 arccos |<q, p>| between unit quaternions (rad), the same for q and -q;
+    with ``symmetries`` (K, 4), the smallest angle to a symmetric equivalent of the true rotation."""
     predicted, true = canonicalize_quaternions(predicted), canonicalize_quaternions(true)
-    dot = np.abs(np.sum(predicted * true, axis=-1))
+    dot = closest_alignment(predicted, true, symmetries)
     return 2 * np.arccos(np.clip(dot, 0.0, 1.0))
 
 
@@ -105,58 +122,44 @@ def add_distance(
     quaternion_true: np.ndarray,
     box: Box | None = None,
 ) -> np.ndarray:
-    """Per instance: ADD, the mean distance between the 8 corners of ``box`` under the true and predicted pose (m)."""
-    corners = (box or Box()).corners()
-    true = transform_points(corners, translation_true, quaternion_true)
-    predicted = transform_points(corners, translation_pred, quaternion_pred)
-    return np.linalg.norm(true - predicted, axis=-1).mean(axis=-1)
+    """Per instance: ADD, the mean distance between the 8 corners of ``box`` under the true and predicted pose (m).
 
-
-def add_s_distance(
-    translation_pred: np.ndarray,
-    quaternion_pred: np.ndarray | None,
-    translation_true: np.ndarray,
-    quaternion_true: np.ndarray,
-    box: Box | None = None,
-) -> np.ndarray:
-    """Per instance: ADD-S, the mean distance from each true corner of ``box`` to the closest predicted one (m).
-
-    For a symmetric cube; without a predicted orientation (``network/symmetric: true`` predicts
-    translation only) the true one is used, since the cube looks the same under its symmetries.
+    For a symmetric ``box`` the smallest over its symmetric equivalents of the true pose: exact for
+    discrete symmetries, where ADD-S (closest corners) may pair two true corners with one predicted.
     """
-    quaternion_pred = quaternion_true if quaternion_pred is None else quaternion_pred
-    corners = (box or Box()).corners()
-    true = transform_points(corners, translation_true, quaternion_true)
+    box = box or Box()
+    corners = box.corners()
     predicted = transform_points(corners, translation_pred, quaternion_pred)
-    distances = np.linalg.norm(true[..., :, None, :] - predicted[..., None, :, :], axis=-1)
-    return distances.min(axis=-1).mean(axis=-1)
+    if is_identity_only(box.symmetries):
+        true = transform_points(corners, translation_true, quaternion_true)
+        return np.linalg.norm(true - predicted, axis=-1).mean(axis=-1)
+    equivalents = symmetric_equivalents(quaternion_true, box.symmetries)  # (..., K, 4)
+    true = transform_points(corners, np.asarray(translation_true)[..., None, :], equivalents)  # (..., K, 8, 3)
+    return np.linalg.norm(true - predicted[..., None, :, :], axis=-1).mean(axis=-1).min(axis=-1)
 
 
 def instance_errors(
     translation_pred: np.ndarray,
     translation_true: np.ndarray,
-    quaternion_pred: np.ndarray | None,
+    quaternion_pred: np.ndarray,
     quaternion_true: np.ndarray,
-    symmetric: bool = False,
     box: Box | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per instance, in report units: translation error (cm), rotation error (deg) and ADD (cm), or
-    ADD-S (cm) for a symmetric cube, plus the true distance to the camera (m) and true yaw (deg).
+    """Per instance, in report units: translation error (cm), rotation error (deg) and ADD (cm), both
+    modulo the symmetries of ``box``, plus the true distance to the camera (m) and true yaw (deg).
 
     The errors of an instance whose prediction is not finite are NaN (its row is kept, so that
     errors.csv still lists every instance); distance and yaw come from the labels and stay.
     """
+    box = box or Box()
     finite = finite_predictions(translation_pred, quaternion_pred)
     translation_pred = _finite_stand_ins(translation_pred, translation_true, finite)
-    if quaternion_pred is not None:
-        quaternion_pred = _finite_stand_ins(quaternion_pred, quaternion_true, finite)
-    errors = {"translation_error_cm": 100 * translation_error(translation_pred, translation_true)}
-    if symmetric or quaternion_pred is None:
-        add_s = add_s_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, box)
-        errors["add_s_cm"] = 100 * add_s
-    else:
-        errors["rotation_error_deg"] = np.degrees(rotation_error(quaternion_pred, quaternion_true))
-        errors["add_cm"] = 100 * add_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, box)
+    quaternion_pred = _finite_stand_ins(quaternion_pred, quaternion_true, finite)
+    errors = {
+        "translation_error_cm": 100 * translation_error(translation_pred, translation_true),
+        "rotation_error_deg": np.degrees(rotation_error(quaternion_pred, quaternion_true, box.symmetries)),
+        "add_cm": 100 * add_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, box),
+    }
     errors = {name: np.where(finite, values, np.nan) for name, values in errors.items()}
     errors["distance_m"] = np.linalg.norm(np.asarray(translation_true, np.float64), axis=-1)
     errors["true_yaw_deg"] = unity_euler_angles(quaternion_true)[..., 1]
@@ -183,18 +186,18 @@ def _within(values: np.ndarray, threshold: float, finite: np.ndarray) -> np.ndar
 def pose_dataset_metrics(
     translation_pred: np.ndarray,
     translation_true: np.ndarray,
-    quaternion_pred: np.ndarray | None,
+    quaternion_pred: np.ndarray,
     quaternion_true: np.ndarray,
-    symmetric: bool = False,
     box: Box | None = None,
 ) -> dict[str, float]:
-    """The standard metrics over a split: errors in cm and degrees, ADD or ADD-S in cm, accuracies in [0, 1],
-    and ``non_finite_predictions``, the number of instances whose prediction is NaN or inf.
+    """The standard metrics over a split: errors in cm and degrees and ADD in cm (modulo the symmetries of
+    ``box``), accuracies in [0, 1], and ``non_finite_predictions``, the number of instances whose prediction
+    is NaN or inf.
 
     Error summaries are over the finite predictions; accuracies are shares of all instances, a
     non-finite prediction counting as outside every threshold.
     """
-    errors = instance_errors(translation_pred, translation_true, quaternion_pred, quaternion_true, symmetric, box)
+    errors = instance_errors(translation_pred, translation_true, quaternion_pred, quaternion_true, box)
     return metrics_of_errors(errors, finite_predictions(translation_pred, quaternion_pred), box)
 
 
@@ -202,16 +205,13 @@ def metrics_of_errors(errors: dict[str, np.ndarray], finite: np.ndarray, box: Bo
     """``pose_dataset_metrics`` from already computed ``instance_errors`` (of the same ``box``) and the
     finite-prediction mask."""
     metrics: dict[str, float] = {}
-    for name in ("translation_error_cm", "rotation_error_deg", "add_cm", "add_s_cm"):
-        if name in errors:
-            metrics.update(_summary(name, errors[name][finite]))
-    if "rotation_error_deg" in errors:
-        for metres, degrees in ACCURACY_THRESHOLDS:
-            within = _within(errors["translation_error_cm"], 100 * metres, finite)
-            within &= _within(errors["rotation_error_deg"], degrees, finite)
-            metrics[f"accuracy_{round(metres * 100)}cm_{round(degrees)}deg"] = float(within.mean())
-    add_cm = errors.get("add_cm", errors.get("add_s_cm"))
-    within_add = _within(add_cm, 100 * ADD_THRESHOLD * (box or Box()).diameter, finite)
+    for name in ("translation_error_cm", "rotation_error_deg", "add_cm"):
+        metrics.update(_summary(name, errors[name][finite]))
+    for metres, degrees in ACCURACY_THRESHOLDS:
+        within = _within(errors["translation_error_cm"], 100 * metres, finite)
+        within &= _within(errors["rotation_error_deg"], degrees, finite)
+        metrics[f"accuracy_{round(metres * 100)}cm_{round(degrees)}deg"] = float(within.mean())
+    within_add = _within(errors["add_cm"], 100 * ADD_THRESHOLD * (box or Box()).diameter, finite)
     metrics["accuracy_add_10pct_diagonal"] = float(within_add.mean())
     metrics["non_finite_predictions"] = int(np.count_nonzero(~finite))
     return metrics

@@ -1,19 +1,22 @@
-"""The object whose pose is estimated: a box of configured edge lengths (``object/dimensions``).
+"""The object whose pose is estimated: a box of configured edge lengths (``object/dimensions``) and
+rotational symmetries (``object/symmetries``).
 
 Losses, metrics, the crop window, overlays and the generator all take it from the config, so one
-value sets the object's size everywhere. Its default (Unity's 0.1 m cube) is the schema's.
+value sets the object's size everywhere. Its default (Unity's 0.1 m cube, no symmetries) is the schema's.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from numbers import Real
 
 import numpy as np
 
-from cubepose.config import SCHEMA
+from cubepose.config import SCHEMA, component_check
 from cubepose.geometry import box_corners
+from cubepose.symmetries import SymmetrySpec, symmetry_group, symmetry_problem
 
 
 def default_dimensions() -> tuple[float, float, float]:
@@ -21,25 +24,56 @@ def default_dimensions() -> tuple[float, float, float]:
     return tuple(float(v) for v in SCHEMA["object"]["dimensions"].default)
 
 
+@component_check
+def check_object(config: dict, errors: list[str]) -> None:
+    """``object/symmetries``: none, cube, box or a list of finite unit quaternions [x, y, z, w]."""
+    problem = symmetry_problem(config["object"]["symmetries"])
+    if problem is not None:
+        errors.append(f"object/symmetries: {problem}")
+
+
+def _frozen_symmetry(spec: SymmetrySpec) -> SymmetrySpec:
+    """A list of quaternions as a tuple of tuples, so that a Box stays hashable; a name as it is."""
+    if isinstance(spec, (list, tuple, np.ndarray)):
+        return tuple(tuple(v for v in item) if isinstance(item, (list, tuple, np.ndarray)) else item for item in spec)
+    return spec
+
+
 @dataclass(frozen=True)
 class Box:
-    """A box centred at its frame's origin with edges along x, y and z of ``dimensions`` (metres)."""
+    """A box centred at its frame's origin with edges along x, y and z of ``dimensions`` (metres) and the
+    rotations ``symmetry`` names (``object/symmetries``: none, cube, box or unit quaternions)."""
 
     dimensions: tuple[float, float, float] = field(default_factory=default_dimensions)
+    symmetry: SymmetrySpec = "none"
 
     def __post_init__(self) -> None:
-        """Refuse sizes no box has, whoever builds it (config, command line or Python)."""
+        """Refuse sizes no box has and symmetries that are no rotations, whoever builds it."""
         values = tuple(self.dimensions) if isinstance(self.dimensions, tuple | list | np.ndarray) else ()
         numbers = all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values)
         if len(values) != 3 or not numbers:
             raise ValueError(f"a box takes 3 finite edge lengths X Y Z > 0 in metres, got {self.dimensions!r}")
         object.__setattr__(self, "dimensions", tuple(float(v) for v in values))
+        object.__setattr__(self, "symmetry", _frozen_symmetry(self.symmetry))
+        problem = symmetry_problem(self.symmetry)
+        if problem is not None:
+            raise ValueError(f"object/symmetries: {problem}")
 
     @classmethod
     def from_config(cls, config: dict) -> Box:
-        """The configured object; a config without ``object`` (saved before the key existed) gets the default."""
-        dimensions = (config.get("object") or {}).get("dimensions")
-        return cls() if dimensions is None else cls(tuple(dimensions))
+        """The configured object; a config without ``object`` or one of its keys (saved before the key
+        existed) gets the default."""
+        tree = config.get("object") or {}
+        dimensions = tree.get("dimensions")
+        return cls(default_dimensions() if dimensions is None else tuple(dimensions), tree.get("symmetries", "none"))
+
+    @cached_property
+    def symmetries(self) -> np.ndarray:
+        """The rotations (K, 4) x, y, z, w (w >= 0, identity first) that leave the box looking the same:
+        a pose is defined up to these (cubepose.symmetries)."""
+        group = symmetry_group(self.symmetry, self.dimensions)
+        group.flags.writeable = False
+        return group
 
     def corners(self) -> np.ndarray:
         """The 8 corners (8, 3), ordered by their (x, y, z) sign bits (see geometry.box_corners)."""

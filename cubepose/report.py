@@ -2,7 +2,8 @@
 
 Metrics table, error histograms, error against distance and true yaw, and the 8 worst and 8
 median instances with the true (green) and predicted (red) cube drawn with each example's
-camera. Built from an evaluation's saved outputs, so it never re-runs the model.
+camera. Built from an evaluation's saved outputs, so it never re-runs the model. For a symmetric
+object, errors, rankings and captions are modulo its symmetries (``object/symmetries``).
 """
 
 from __future__ import annotations
@@ -48,9 +49,7 @@ def _figures(errors: dict[str, np.ndarray]) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("translation_error_cm", "translation error (cm)")]
-    if "rotation_error_deg" in errors:
-        panels.append(("rotation_error_deg", "rotation error (deg)"))
+    panels = [("translation_error_cm", "translation error (cm)"), ("rotation_error_deg", "rotation error (deg)")]
     images = []
     for key, title in panels:
         shown = np.isfinite(errors[key])
@@ -79,21 +78,17 @@ def _gallery(title: str, indices: np.ndarray, evaluated: Evaluation, image_paths
     labels, errors = evaluated.labels, evaluated.errors
     cameras = labels["camera"][indices]
     network_size = _input_sizes(labels, indices)
-    q_true = labels["quaternion_true"][indices]
-    q_pred = labels["quaternion_pred"][indices] if "quaternion_pred" in labels else q_true
     images = np.stack([decode_resized(str(image_paths[i]), TILE) for i in indices])
     tiles = pose_overlays(
         images,
         cameras * (TILE / network_size)[:, None],
-        (labels["translation_true"][indices], q_true),
-        (labels["translation_pred"][indices], q_pred),
+        (labels["translation_true"][indices], labels["quaternion_true"][indices]),
+        (labels["translation_pred"][indices], labels["quaternion_pred"][indices]),
         box=evaluated.box,
     )
     figures = []
     for i, tile in zip(indices, tiles, strict=True):
-        caption = f"#{i}: {errors['translation_error_cm'][i]:.1f} cm"
-        if "rotation_error_deg" in errors:
-            caption += f", {errors['rotation_error_deg'][i]:.1f} deg"
+        caption = f"#{i}: {errors['translation_error_cm'][i]:.1f} cm, {errors['rotation_error_deg'][i]:.1f} deg"
         image = _png(Image.fromarray(tile))
         figures.append(f'<figure><img src="{image}"><figcaption>{html.escape(caption)}</figcaption></figure>')
     return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(figures)}</div>"
@@ -117,6 +112,17 @@ def _non_finite_note(count: int, total: int) -> str:
     )
 
 
+def _symmetry_note(box: Box) -> str:
+    """The paragraph saying that errors are modulo the object's symmetries (empty without any)."""
+    count = len(box.symmetries)
+    if count == 1:
+        return ""
+    return (
+        f"<p>Rotation errors and ADD are modulo the object's {count} symmetries (<code>object/symmetries</code>): "
+        "each prediction is compared with the closest symmetric equivalent of the true pose.</p>"
+    )
+
+
 def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
     """Write ``root``/report.html from an evaluation's outputs, errors and metrics.
 
@@ -127,7 +133,7 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
     metrics_path = root / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics.update({**evaluated.unity, **evaluated.pose})
-    rank = errors.get("add_cm", errors.get("add_s_cm"))
+    rank = errors["add_cm"]
     ranked = np.flatnonzero(np.isfinite(rank))  # a non-finite prediction has no pose to draw
     order = ranked[np.argsort(rank[ranked], kind="stable")]
     middle = max(0, len(order) // 2 - SHOWN // 2)
@@ -136,6 +142,7 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
         f"<h1>cubepose evaluation: {html.escape(str(root))}</h1>",
         f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
         _non_finite_note(len(rank) - len(ranked), len(rank)),
+        _symmetry_note(evaluated.box),
         *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
     ]
     if "camera" in labels and image_paths is not None:
@@ -176,5 +183,5 @@ def report_from_folder(folder: str | Path) -> Path:
     if errors_csv.exists():
         with open(errors_csv) as handle:
             image_paths = [row["image_path"] for row in csv.DictReader(handle)]
-    evaluated = Evaluation.of(labels, bool(network.get("symmetric", False)), Box.from_config(config))
+    evaluated = Evaluation.of(labels, Box.from_config(config))
     return write_report(folder, evaluated, image_paths)

@@ -103,14 +103,14 @@ def train_for(
 def evaluate(predictor: PosePredictor, dataset: TestDataset | TrainDataset, limit: int | None = None) -> dict:
     """Unity's and the standard metrics of the predictor on the dataset's cached images (the first ``limit``)."""
     count = len(dataset) if limit is None else min(limit, len(dataset))
-    size = predictor.batch_size
+    size = predictor.batch_size  # np.array below: a writable copy, memmap slices are read-only
     outputs = [
-        predictor.predict_batch(np.asarray(dataset.images[i : min(i + size, count)])) for i in range(0, count, size)
+        predictor.predict_batch(np.array(dataset.images[i : min(i + size, count)])) for i in range(0, count, size)
     ]
     predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in ("translation", "quaternion")}
     true_t, true_q = dataset.labels["translation"][:count], dataset.labels["quaternion"][:count]
-    metrics = unity_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q)
     box = Box.from_config(predictor.config)
+    metrics = unity_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q, box.symmetries)
     metrics.update(pose_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q, box=box))
     return metrics
 

@@ -68,14 +68,14 @@ def test_the_readme_table_documents_every_key_and_no_other():
 @pytest.mark.parametrize("overlays", [("cpu.yaml",), ("gpu.yaml",), ("cpu.yaml", "test.yaml")])
 def test_shipped_overlays_validate_and_keep_untouched_defaults(overlays):
     config = validate_config(load_configs("base.yaml", *overlays))
-    assert config["network"]["symmetric"] is False  # filled although the overlay replaced `network`
+    assert config["network"]["pretrained"] is None  # filled although the overlay replaced `network`
     assert config["optimizer"]["betas"] == [0.9, 0.999]
 
 
 def test_gpu_overlay_is_unitys_recipe():
     config = validate_config(load_configs("base.yaml", "gpu.yaml"))
     network = {"backbone": "vgg16", "head": "unity_mlp", "rotation": "quaternion", "image_size": 224}
-    network.update(symmetric=False, pretrained=None)
+    network.update(pretrained=None)
     assert {key: config["network"][key] for key in network} == network and not config["network"]["crop"]["active"]
     assert (config["batch_size"], config["accumulation_steps"], config["num_epochs"]) == (20, 10, 120)
     adam = {"type": "adam", "lr": 1e-4, "betas": [0.9, 0.999], "weight_decay": 0.0}
@@ -99,11 +99,11 @@ def test_unknown_top_level_key_is_named():
 def test_mistyped_values_are_all_reported_at_once():
     config = load_configs("base.yaml")
     config["batch_size"] = "many"
-    config["network"]["symmetric"] = "yes please"
+    config["network"]["crop"]["active"] = "yes please"
     with pytest.raises(ConfigError) as err:
         validate_config(config)
     assert "batch_size: expected an integer, got 'many'" in str(err.value)
-    assert "network/symmetric: expected true or false" in str(err.value)
+    assert "network/crop/active: expected true or false" in str(err.value)
 
 
 def test_numbers_given_as_strings_on_the_command_line_are_accepted():
@@ -137,8 +137,8 @@ def test_out_of_range_and_bad_choice():
 
 
 def test_true_and_false_from_the_command_line_are_booleans():
-    config = validate_config({"image_cache": "true", "network": {"symmetric": "False"}})
-    assert config["image_cache"] is True and config["network"]["symmetric"] is False
+    config = validate_config({"image_cache": "true", "network": {"crop": {"active": "False"}}})
+    assert config["image_cache"] is True and config["network"]["crop"]["active"] is False
     with pytest.raises(ConfigError, match="image_cache: expected true or false, got 'yes'"):
         validate_config({"image_cache": "yes"})
 

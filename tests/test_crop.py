@@ -126,7 +126,6 @@ def test_window_loss_compares_with_the_window_of_the_true_pose():
     [
         (lambda c: c["losses"].pop("window"), "network/crop/active needs losses/window"),
         (lambda c: c["network"]["crop"].update(active=False), "losses/window: only the two-stage model"),
-        (lambda c: c["network"].update(symmetric=True), "a symmetric cube has no orientation"),
         (lambda c: c["network"]["crop"].update(locate_size=128), "network/crop/locate_size: 128 exceeds"),
         (lambda c: c["network"]["crop"].update(backbone="vgg"), "network/crop/backbone: unknown backbone 'vgg'"),
     ],

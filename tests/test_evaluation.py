@@ -44,7 +44,7 @@ def outputs(tmp_path: Path, cx: float, cy: float) -> tuple[SimpleNamespace, Simp
 
 
 def test_callbacks_compute_the_errors_once_and_give_the_same_files_in_any_order(tmp_path):
-    config = {"network": {"symmetric": False}}
+    config = {}
     pages = {}
     for order in ("forward", "reverse"):
         root = tmp_path / order / "eval" / "6"
@@ -75,7 +75,7 @@ def test_the_report_draws_with_an_off_centre_camera_at_the_right_scale(tmp_path)
     data_in, data_out = outputs(tmp_path, cx=8.0, cy=20.0)  # the principal point far from the centre
     root = tmp_path / "eval" / "6"
     root.mkdir(parents=True)
-    report(str(root), data_in, data_out, {"network": {"symmetric": False}})
+    report(str(root), data_in, data_out, {})
     worst = int(re.search(r"<figcaption>#(\d+):", (root / "report.html").read_text()).group(1))
     x, y, z = data_out.labels["translation_true"][worst]
     expected = np.array([8.0 + 40.0 * x / z, 20.0 - 40.0 * y / z]) * TILE / SIZE  # Unity's frame: v grows down

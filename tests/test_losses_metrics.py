@@ -8,10 +8,10 @@ import torch
 
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
+from cubepose.geometry import quaternion_multiply
 from cubepose.losses import Criterion, Ramp, add, geodesic, l1, mse, sign_invariant
 from cubepose.metrics import (
     add_distance,
-    add_s_distance,
     pose_dataset_metrics,
     rotation_error,
     translation_error,
@@ -19,6 +19,7 @@ from cubepose.metrics import (
     unity_dataset_metrics,
     unity_quaternion_error,
 )
+from cubepose.object_model import Box
 
 S = np.sqrt(0.5)
 
@@ -40,12 +41,9 @@ def test_criterion_total_is_the_weighted_sum_per_instance():
     torch.testing.assert_close(values["total"], torch.tensor([1.0, 1.0 + 2.5 * 0.5]))
 
 
-def test_symmetric_criterion_drops_orientation():
-    losses = {"translation": {"type": "mse", "weight": 1.0}, "orientation": {"type": "mse", "weight": 1.0}}
-    values = Criterion(losses, symmetric=True)({"translation": torch.zeros(1, 3)}, {"translation": torch.ones(1, 3)})
-    assert set(values) == {"translation", "total"}
-    with pytest.raises(ConfigError, match="no loss left"):
-        Criterion({"orientation": {"type": "mse", "weight": 1.0}}, symmetric=True)
+def test_a_criterion_without_losses_is_refused():
+    with pytest.raises(ConfigError, match="no loss to optimise"):
+        Criterion({})
 
 
 UNIT = [0.0, 0.0, 0.0, 1.0]
@@ -95,7 +93,6 @@ def test_a_ramped_weight_goes_linearly_between_its_steps():
     values = criterion(pred, true, step=5)
     assert criterion.weights(5) == {"translation": 1.0, "orientation": 1.0, "pose": 3.0}
     torch.testing.assert_close(values["total"], values["orientation"] + 3.0 * values["pose"])
-    assert set(Criterion(losses, symmetric=True)(pred, true)) == {"translation", "total"}
 
 
 def test_loss_types_must_fit_their_quantity_and_ramps_their_form():
@@ -165,10 +162,11 @@ def test_add_of_a_shift_is_its_length_and_of_a_half_turn_is_the_corner_travel():
     assert add_distance(t, Z_180, t, IDENTITY) == pytest.approx(0.1 * np.sqrt(2))
 
 
-def test_add_s_ignores_the_cubes_symmetries():
+def test_add_of_a_cube_with_its_symmetries_ignores_them():
     t = np.array([0.0, 0.0, 1.0])
-    assert add_s_distance(t, Z_180, t, IDENTITY) == pytest.approx(0.0, abs=1e-12)
-    assert add_s_distance(t + [0.01, 0, 0], None, t, IDENTITY) == pytest.approx(0.01)  # translation-only model
+    cube = Box(symmetry="cube")
+    assert add_distance(t, Z_180, t, IDENTITY, cube) == pytest.approx(0.0, abs=1e-12)
+    assert add_distance(t + [0.01, 0, 0], Z_180, t, IDENTITY, cube) == pytest.approx(0.01)
 
 
 def test_pose_dataset_metrics_summaries_and_accuracies():
@@ -189,7 +187,8 @@ def test_pose_dataset_metrics_summaries_and_accuracies():
     assert metrics["accuracy_5cm_5deg"] == pytest.approx(0.5)  # the first two
     # ADD < 10% of the diagonal (1.73 cm): only the 1 cm shift with its 1 deg turn qualifies
     assert metrics["accuracy_add_10pct_diagonal"] == pytest.approx(0.25)
-    symmetric = pose_dataset_metrics(pred_t, true_t, None, true_q, symmetric=True)
-    # ADD-S of a shift d along an edge: half the corners travel d, the other half find a predicted corner
-    # min(d, |0.1 - d|) away: 1, 3, (6 + 4) / 2 = 5 and (10 + 0) / 2 = 5 cm
-    assert symmetric["add_s_cm_mean"] == pytest.approx(3.5) and "rotation_error_deg_mean" not in symmetric
+    # the same predictions turned by a quarter turn about z first: the same numbers modulo the cube's rotations
+    turned = quaternion_multiply(pred_q, [0.0, 0.0, S, S])
+    symmetric = pose_dataset_metrics(pred_t, true_t, turned, true_q, box=Box(symmetry="cube"))
+    assert symmetric == pytest.approx(metrics)
+    assert pose_dataset_metrics(pred_t, true_t, turned, true_q)["rotation_error_deg_mean"] > 80

@@ -87,9 +87,10 @@ def test_unknown_head_lists_the_known_ones():
         validate_config({"network": {"head": "mlp"}})
 
 
-def test_symmetric_network_predicts_translation_only():
-    model = PoseNet(validate_config({"network": {"backbone": "small_cnn", "image_size": 32, "symmetric": True}}))
-    assert set(model(torch.randn(2, 3, 32, 32))) == {"translation"}
+def test_a_symmetric_object_still_predicts_its_orientation():
+    config = {"network": {"backbone": "small_cnn", "image_size": 32}, "object": {"symmetries": "cube"}}
+    outputs = PoseNet(validate_config(config)).eval()(torch.randn(2, 3, 32, 32))
+    assert set(outputs) == {"translation", "quaternion"} and outputs["quaternion"].shape == (2, 4)
 
 
 def test_same_seed_same_initial_weights():

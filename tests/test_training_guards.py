@@ -23,6 +23,7 @@ from cubepose.config import load_config_files, validate_config
 from cubepose.errors import ConfigError
 from cubepose.evaluation import pose_metrics, report, unity_metrics
 from cubepose.metrics import instance_errors, pose_dataset_metrics, unity_dataset_metrics
+from cubepose.object_model import Box
 
 # --- config values -------------------------------------------------------------------------------
 
@@ -113,8 +114,9 @@ def test_metrics_are_over_finite_predictions_and_count_the_others_as_failures():
     for name in ("translation_error_cm", "rotation_error_deg", "add_cm"):
         assert np.isnan(errors[name][BROKEN]).all() and np.isfinite(errors[name][finite]).all()
     assert np.isfinite(errors["distance_m"]).all() and np.isfinite(errors["true_yaw_deg"]).all()
-    symmetric = pose_dataset_metrics(*args, symmetric=True)
-    assert symmetric["non_finite_predictions"] == 3 and math.isfinite(symmetric["add_s_cm_mean"])
+    symmetric = pose_dataset_metrics(*args, box=Box(symmetry="cube"))
+    assert symmetric["non_finite_predictions"] == 3 and math.isfinite(symmetric["add_cm_mean"])
+    assert np.isnan(instance_errors(*args, box=Box(symmetry="cube"))["rotation_error_deg"][BROKEN]).all()
 
 
 def test_no_finite_prediction_gives_nan_summaries_and_zero_accuracy():
@@ -137,7 +139,7 @@ def test_evaluation_callbacks_and_report_tolerate_nan_predictions(tmp_path):
     root.mkdir(parents=True)
     data_in = SimpleNamespace(labels={"image_path": np.array(image_paths)})
     data_out = SimpleNamespace(labels={k: v.astype(np.float32) for k, v in labels.items()})
-    config = {"network": {"symmetric": False}}
+    config = {}
 
     scalars = unity_metrics(str(root), data_in, data_out, config)["scalars"]
     scalars.update(pose_metrics(str(root), data_in, data_out, config)["scalars"])
@@ -161,7 +163,7 @@ def test_metrics_json_stays_valid_json_when_no_prediction_is_finite(tmp_path):
     labels = poses()
     labels["translation_pred"][:] = np.nan
     data_out = SimpleNamespace(labels={k: v.astype(np.float32) for k, v in labels.items()})
-    pose_metrics(str(tmp_path), SimpleNamespace(labels={}), data_out, {"network": {"symmetric": False}})
+    pose_metrics(str(tmp_path), SimpleNamespace(labels={}), data_out, {})
     metrics = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda name: pytest.fail(name))
     assert metrics["translation_error_cm_mean"] is None and metrics["non_finite_predictions"] == COUNT
     assert main(["metrics", str(tmp_path)]) == 0

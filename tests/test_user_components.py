@@ -22,7 +22,6 @@ QUANTITIES.register("depth")(
         ("translation",),
         prediction=lambda outputs: outputs["translation"][:, 2:],
         target=lambda network: lambda targets: targets["translation"][:, 2:],
-        rotation_free=True,
     )
 )
 '''

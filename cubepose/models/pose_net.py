@@ -26,8 +26,8 @@ def _feature_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]
 
 @component_check
 def check_network(config: dict, errors: list[str]) -> None:
-    """The ``network`` tree's components exist, and the two-stage crop fits the losses: it needs an
-    orientation to regress and the window loss, which in turn needs the crop."""
+    """The ``network`` tree's components exist, and the two-stage crop fits the losses: it needs the
+    window loss, which in turn needs the crop."""
     network, crop = config["network"], config["network"]["crop"]
     named = [
         ("network/backbone", network["backbone"], BACKBONES),
@@ -40,8 +40,6 @@ def check_network(config: dict, errors: list[str]) -> None:
             errors.append(f"{path}: unknown {registry.kind} {name!r}; known: {', '.join(registry.names())}")
     has_window_loss = "window" in config["losses"]
     if crop["active"]:
-        if network["symmetric"]:
-            errors.append("network/crop/active: a symmetric cube has no orientation to crop for; set it false")
         if not has_window_loss:
             errors.append("network/crop/active needs losses/window (e.g. {type: mse, weight: 1.0}) to locate the cube")
         if crop["locate_size"] > network["image_size"]:
@@ -54,8 +52,8 @@ def check_network(config: dict, errors: list[str]) -> None:
 
 
 class PoseNet(nn.Module):
-    """Predicts ``translation`` (B, 3) and, unless ``network/symmetric``, ``quaternion`` (B, 4),
-    regressed in the ``network/rotation`` representation and returned as a unit quaternion.
+    """Predicts ``translation`` (B, 3) and ``quaternion`` (B, 4), regressed in the ``network/rotation``
+    representation and returned as a unit quaternion (for a symmetric object, one of its equivalent poses).
 
     With ``network/crop/active`` the first stage sees the input resized to ``crop/locate_size``
     and predicts the translation and the cube's ``window`` (see cubepose.models.crop); the second
@@ -67,7 +65,6 @@ class PoseNet(nn.Module):
         super().__init__()
         validate_config(config)
         network = config["network"]
-        self.symmetric = network["symmetric"]
         self.image_size = network["image_size"]
         self.rotation = ROTATIONS.get(network["rotation"], "network/rotation")
         crop = network["crop"]
@@ -76,7 +73,7 @@ class PoseNet(nn.Module):
         outputs = {"translation": 3}
         if self.crop is not None:
             outputs["window"] = 3
-        elif not self.symmetric:
+        else:
             outputs["quaternion"] = self.rotation.size
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
@@ -105,9 +102,8 @@ class PoseNet(nn.Module):
         """
         if self.crop is None:
             out = self.head(self.backbone(images))
-            if "quaternion" in out:
-                quaternion = self.rotation.to_quaternion(out["quaternion"])
-                out["quaternion"] = quaternion if self.training else canonical_sign(quaternion)
+            quaternion = self.rotation.to_quaternion(out["quaternion"])
+            out["quaternion"] = quaternion if self.training else canonical_sign(quaternion)
             return out
         view = images
         if images.shape[-1] != self.input_size:
