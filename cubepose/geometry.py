@@ -89,8 +89,35 @@ def intrinsics_from_fov(vertical_fov_deg: float, width: np.ndarray, height: np.n
     return intrinsics_from_projection(m11 * height / width, m11, width, height)
 
 
+def projection_from_intrinsics(intrinsics: np.ndarray, width: np.ndarray, height: np.ndarray) -> np.ndarray:
+    """(..., 4) entries (m00, m11, m02, m12) of the OpenGL-style projection matrix (Unity's) of intrinsics at a size.
+
+    m00 and m11 are what Unity's SOLO ``matrix`` records; m02 and m12 shift an off-centre principal point, which
+    that matrix leaves out (both 0 for a centred camera). Inverse of ``intrinsics_from_projection`` when centred.
+    """
+    fx, fy, cx, cy = np.moveaxis(np.asarray(intrinsics, np.float64), -1, 0)
+    width, height = np.asarray(width, np.float64), np.asarray(height, np.float64)
+    return np.stack(np.broadcast_arrays(2 * fx / width, 2 * fy / height, 1 - 2 * cx / width, 2 * cy / height - 1), -1)
+
+
+def view_slopes(intrinsics: np.ndarray, width: np.ndarray, height: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the image lies in directions (x/z, y/z): its centre's (..., 2) and its half-extent per axis (..., 2).
+
+    A point whose (x/z, y/z) is within ``half`` of ``centre`` on both axes projects inside the image.
+    """
+    fx, fy, cx, cy = np.moveaxis(np.asarray(intrinsics, np.float64), -1, 0)
+    width, height = np.asarray(width, np.float64), np.asarray(height, np.float64)
+    centre = np.stack(np.broadcast_arrays((width / 2 - cx) / fx, (cy - height / 2) / fy), -1)
+    half = np.stack(np.broadcast_arrays(width / 2 / fx, height / 2 / fy), -1)
+    return centre, half
+
+
 def resize_intrinsics(intrinsics: np.ndarray, sizes: np.ndarray, new_size: tuple[int, int]) -> np.ndarray:
-    """Intrinsics (..., 4) of images of ``sizes`` (..., 2) (width, height) resized to ``new_size``."""
+    """Intrinsics (..., 4) of images of ``sizes`` (..., 2) (width, height) resized to ``new_size``.
+
+    Each axis scales on its own (fx and cx by the width's factor, fy and cy by the height's), so a non-square
+    image squeezed to the network's square input keeps an exact, anisotropic camera.
+    """
     sizes = np.asarray(sizes, np.float64)
     scale_x = new_size[0] / sizes[..., 0]
     scale_y = new_size[1] / sizes[..., 1]

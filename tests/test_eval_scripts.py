@@ -46,6 +46,14 @@ def test_generate_speed_prints_rows_per_layout_and_workers():
     assert "| OpenGL render, blur + noise, readback |" in stdout
 
 
+def test_generate_speed_times_a_given_resolution_and_camera():
+    args = ["--count", "8", "--repeats", "1", "--sizes", "--resolution", "48", "32", "--camera", "48", "32"]
+    stdout = run_script("generate_speed.py", *args, "40", "44", "20", "18")
+    rows = {line.split("|")[1].strip() for line in stdout.splitlines() if line.startswith("| 48x32")}
+    assert rows == {"48x32", "48x32 (fx 40 fy 44 cx 20 cy 18)"}
+    assert "| stage (one process, 48x32 px) | ms per image |" in stdout
+
+
 def test_predict_speed_prints_latency_and_throughput_against_the_bare_forward():
     stdout = run_script("predict_speed.py", "configs/cpu.yaml", "--single", "5", "--batches", "2")
     rows = {line.split("|")[1].strip(): line.split("|") for line in stdout.splitlines() if line.startswith("| ")}

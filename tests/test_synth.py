@@ -18,6 +18,7 @@ from cubepose.cli import main
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.legacy import read_legacy
+from cubepose.data.shards import MANIFEST
 from cubepose.geometry import cube_corners, project_with_intrinsics, quaternion_to_matrix, transform_points
 from cubepose.object_model import Box
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
@@ -169,6 +170,39 @@ def test_a_folder_is_never_mixed_with_other_options(tmp_path, caplog):
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["generate", str(tmp_path / "mine"), "--count", "2"]) == 2
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+# What a default run recorded before --camera and --faces existed (checked against that code's output): new
+# options left at their defaults add nothing, so folders made then still resume.
+DEFAULT_MANIFEST = {
+    "seed": 0,
+    "image_size": 128,
+    "format": "legacy",
+    "scene": {
+        "distance": [0.3, 0.55],
+        "tilt_deg": [20.0, 50.0],
+        "roll_deg": 3.0,
+        "vertical_fov_deg": [60.0, 60.0],
+        "margin": 0.6,
+        "distractors": [0, 3],
+        "table_size": 4.0,
+        "rotation": "yaw",
+        "symmetric": False,
+        "noise": [0.0, 6.0],
+        "blur": [0.0, 0.7],
+    },
+    "backgrounds": None,
+    "shard": 0,
+    "shards": 1,
+}
+
+
+def test_a_default_run_records_its_options_as_before(tmp_path):
+    assert main(["generate", str(tmp_path / "a"), "--count", "1", "--workers", "1"]) == 0
+    assert (tmp_path / "a" / MANIFEST).read_text() == json.dumps(DEFAULT_MANIFEST, indent=1)
+    assert main(["generate", str(tmp_path / "b"), "--count", "1", "--workers", "1", "--faces", "plain"]) == 0
+    plain = {**DEFAULT_MANIFEST, "scene": {**DEFAULT_MANIFEST["scene"], "symmetric": True}}  # as --symmetric did
+    assert (tmp_path / "b" / MANIFEST).read_text() == json.dumps(plain, indent=1)
 
 
 def test_wireframe_of_the_true_pose_traces_the_rendered_cube():

@@ -1,4 +1,5 @@
-"""The camera of legacy examples, taken from the config because legacy ``camera_intrinsic`` is unreliable.
+"""The camera of legacy examples, taken from the config because legacy ``camera_intrinsic`` is unreliable
+(examples whose capture records ``cubepose_intrinsics``, written by cubepose generate, keep those).
 
 ``data/camera`` gives either fx, fy, cx, cy in pixels of the exported images, or a vertical
 field of view (Unity's default camera: 60 deg) for a centred camera with square pixels.
@@ -51,7 +52,7 @@ def _opened_size(path: str) -> tuple[int, int] | None:
 
 
 def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
-    """``index`` with each example given the configured camera at its own image's size.
+    """``index`` with each example that records no camera given the configured camera at its own image's size.
 
     A legacy export normally has one resolution; mixed sizes are reported and each image keeps its
     own (a field of view gives each size its camera; pixel intrinsics fit one size only, so they are
@@ -69,7 +70,10 @@ def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
         index.skipped["corrupt image"] += int((~readable).sum())
     if len(index) == 0:
         raise DatasetError(f"cannot read the size of any image in {index.root}; check the image files")
-    distinct, inverse, counts = np.unique(sizes, axis=0, return_inverse=True, return_counts=True)
+    needs = np.isnan(index.cameras).any(axis=1)
+    if not needs.any():
+        return replace(index, image_sizes=sizes)
+    distinct, inverse, counts = np.unique(sizes[needs], axis=0, return_inverse=True, return_counts=True)
     if len(distinct) > 1:
         listed = ", ".join(f"{w}x{h} ({n})" for (w, h), n in zip(distinct, counts, strict=True))
         if all(spec.get(key) is not None for key in PIXEL_KEYS):
@@ -78,5 +82,6 @@ def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
                 "size; set data/camera/vertical_fov instead (and fx, fy, cx, cy to null), or split the export by size"
             )
         logger.warning("%s mixes image sizes: %s; each image keeps its own size and camera", index.root, listed)
-    cameras = np.stack([camera_from_config(spec, tuple(size)) for size in distinct])
-    return replace(index, cameras=cameras[inverse.reshape(-1)], image_sizes=sizes)
+    cameras = index.cameras.copy()
+    cameras[needs] = np.stack([camera_from_config(spec, tuple(size)) for size in distinct])[inverse.reshape(-1)]
+    return replace(index, cameras=cameras, image_sizes=sizes)

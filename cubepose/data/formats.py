@@ -72,15 +72,24 @@ def read_dataset(
     instance_id: int | None = None,
     camera: dict | None = None,
 ) -> PoseIndex:
-    """Index the dataset (or every shard of it) at local folder ``root``; legacy examples get ``camera``."""
+    """Index the dataset (or every shard of it) at local folder ``root``; legacy examples without a recorded
+    camera get ``camera`` (``data/camera``)."""
+    index = read_recorded(root, fmt, label_name, instance_id)
+    if index.format == "legacy":
+        index = with_config_camera(index, camera or defaults()["data"]["camera"])
+    return index
+
+
+def read_recorded(
+    root: str | os.PathLike, fmt: str = "auto", label_name: str | None = None, instance_id: int | None = None
+) -> PoseIndex:
+    """Index the dataset (or every shard of it) at local folder ``root`` with the cameras its captures record
+    (NaN for legacy captures without ``cubepose_intrinsics``)."""
     if fmt not in FORMATS:
         raise DatasetError(f"unknown dataset format {fmt!r}; use one of {', '.join(FORMATS)}")
     root = Path(root)
     shards = shard_folders(root) if root.is_dir() else None
     if shards:
-        return concatenate(root, [read_dataset(shard, fmt, label_name, instance_id, camera) for shard in shards])
+        return concatenate(root, [read_recorded(shard, fmt, label_name, instance_id) for shard in shards])
     layout, path = locate_dataset(root, fmt)
-    index = READERS[layout](path, label_name=label_name, instance_id=instance_id)
-    if layout == "legacy":
-        index = with_config_camera(index, camera or defaults()["data"]["camera"])
-    return index
+    return READERS[layout](path, label_name=label_name, instance_id=instance_id)

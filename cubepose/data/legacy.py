@@ -2,7 +2,8 @@
 
 Indexing reads only JSON (images are checked, not decoded). The 3D-box annotation is
 chosen by its definition, or by the shape of its values, never by position. Legacy
-``camera_intrinsic`` is unreliable, so cameras come from the config (``cubepose.data.camera``).
+``camera_intrinsic`` is unreliable, so cameras come from the config (``cubepose.data.camera``),
+except where cubepose generate recorded the exact camera (``cubepose_intrinsics``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from pathlib import Path
 
 from cubepose.data.containment import is_plain_relative
-from cubepose.data.perception_json import as_list, load_json, selected_pose
+from cubepose.data.perception_json import as_list, exact_intrinsics, load_json, selected_pose
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 from cubepose.errors import DatasetError
 
@@ -127,6 +128,6 @@ def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance
             values = None if annotation is None else annotation.get("values") or []
             pose = selected_pose(builder, values, label_name, instance_id, "label_name", "instance_id")
             if pose is not None:
-                builder.add(os.path.join(base or bases[0], filename), *pose)
+                builder.add(os.path.join(base or bases[0], filename), *pose, intrinsics=exact_intrinsics(capture))
     builder.image_root = base or bases[0]
     return builder.build()

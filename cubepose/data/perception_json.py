@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ from cubepose.errors import DatasetError
 
 XYZ = ("x", "y", "z")
 XYZW = ("x", "y", "z", "w")
+# A capture's exact camera [fx, fy, cx, cy] in pixels of its image, written by cubepose generate for a camera given
+# in pixels; read before Unity's fields (SOLO's matrix has no principal point, legacy camera_intrinsic is untrusted).
+EXACT_INTRINSICS = "cubepose_intrinsics"
 
 
 def load_json(path: str | Path) -> Any:
@@ -69,6 +73,16 @@ def is_number(value: Any) -> bool:
     return type(value) in (int, float)
 
 
+def exact_intrinsics(capture: dict) -> list[float] | None:
+    """The capture's ``cubepose_intrinsics`` as [fx, fy, cx, cy], or None when absent or not a usable camera."""
+    values = capture.get(EXACT_INTRINSICS)
+    if not (isinstance(values, list) and len(values) == 4 and all(map(is_number, values))):
+        return None
+    fx, fy, cx, cy = (as_float(v) for v in values)
+    usable = all(math.isfinite(v) for v in (fx, fy, cx, cy)) and fx > 0 and fy > 0
+    return [fx, fy, cx, cy] if usable else None
+
+
 def select_box(
     values: list, label_name: str | None, instance_id: int | None, label_key: str, instance_key: str
 ) -> tuple[dict | None, str]:
@@ -102,8 +116,9 @@ def selected_pose(
     instance_id: int | None,
     label_key: str,
     instance_key: str,
-) -> tuple[list[float], list[float]] | None:
-    """Translation and rotation of the selected box among a capture's 3D-box ``values``.
+) -> tuple[list[float], list[float], list[float] | None] | None:
+    """Translation, rotation and edge lengths (None when not recorded) of the selected box among a capture's
+    3D-box ``values``.
 
     ``values`` is None when the capture has no 3D-box annotation. A capture that cannot be
     used is counted in ``builder`` by reason and None is returned.
@@ -129,4 +144,4 @@ def selected_pose(
     if translation is None or rotation is None:
         builder.skip("pose not numbers")
         return None
-    return translation, rotation
+    return translation, rotation, vector(value.get("size"), XYZ)

@@ -20,7 +20,7 @@ from cubepose.geometry import canonicalize_quaternions, intrinsics_from_projecti
 
 logger = logging.getLogger(__name__)
 
-PER_EXAMPLE = ("image_paths", "translations", "quaternions", "cameras", "image_sizes")
+PER_EXAMPLE = ("image_paths", "translations", "quaternions", "cameras", "image_sizes", "object_sizes")
 OUTSIDE = "outside the dataset"  # an image path that leaves the dataset root (absolute, .., symlink)
 DUPLICATE = "duplicate capture"  # a second capture of an image already indexed
 
@@ -32,7 +32,8 @@ class PoseIndex:
     ``translations`` (N, 3) metres and ``quaternions`` (N, 4) x, y, z, w in the camera frame;
     ``cameras`` (N, 4) fx, fy, cx, cy in pixels of the original image of ``image_sizes``
     (N, 2) width, height (cameras NaN where the layout records none: legacy cameras come from the
-    config, ``cubepose.data.camera.with_config_camera``; sizes from the image headers).
+    config, ``cubepose.data.camera.with_config_camera``, unless cubepose recorded them; sizes from the
+    image headers); ``object_sizes`` (N, 3) the labelled box's edge lengths in metres (NaN if unrecorded).
     """
 
     root: Path
@@ -42,6 +43,7 @@ class PoseIndex:
     quaternions: np.ndarray
     cameras: np.ndarray
     image_sizes: np.ndarray
+    object_sizes: np.ndarray
     skipped: Counter = field(default_factory=Counter)
     total: int = 0
     labels_seen: Counter = field(default_factory=Counter)
@@ -127,6 +129,8 @@ class IndexBuilder:
         self.rotations: list[list[float]] = []
         self.projections: list[list[float]] = []
         self.sizes: list[list[float]] = []
+        self.intrinsics: list[list[float]] = []
+        self.object_sizes: list[list[float]] = []
         self.skipped: Counter = Counter()
         self.labels_seen: Counter = Counter()
         self.total = 0
@@ -139,20 +143,28 @@ class IndexBuilder:
         path: str,
         translation: list[float],
         rotation: list[float],
+        object_size: list[float] | None = None,
         projection: list[float] | None = None,
         size: list[float] | None = None,
+        intrinsics: list[float] | None = None,
     ) -> None:
-        """One usable capture; ``projection`` is Unity's (m00, m11) when the layout records it."""
+        """One usable capture: its box's pose and edge lengths; ``projection`` is Unity's (m00, m11) and ``size``
+        the image's (width, height) when the layout records them, ``intrinsics`` exact fx, fy, cx, cy (which win)."""
         self.paths.append(path)
         self.translations.append(translation)
         self.rotations.append(rotation)
+        self.object_sizes.append(object_size if object_size is not None else [np.nan] * 3)
         self.projections.append(projection if projection is not None else [np.nan] * 2)
         self.sizes.append(size if size is not None else [0, 0])
+        self.intrinsics.append(intrinsics if intrinsics is not None else [np.nan] * 4)
 
     def build(self) -> PoseIndex:
         projections = np.array(self.projections, dtype=np.float64).reshape(-1, 2)
         sizes = np.array(self.sizes, dtype=np.float64).reshape(-1, 2)
         cameras = intrinsics_from_projection(projections[:, 0], projections[:, 1], sizes[:, 0], sizes[:, 1])
+        exact = np.array(self.intrinsics, dtype=np.float64).reshape(-1, 4)
+        recorded = np.isfinite(exact).all(axis=1)
+        cameras[recorded] = exact[recorded]
         index = PoseIndex(
             root=self.root,
             format=self.format,
@@ -161,6 +173,7 @@ class IndexBuilder:
             quaternions=np.array(self.rotations, dtype=np.float64).reshape(-1, 4),
             cameras=cameras.reshape(-1, 4),
             image_sizes=sizes.astype(np.int64),
+            object_sizes=np.array(self.object_sizes, dtype=np.float64).reshape(-1, 3),
             skipped=Counter(self.skipped),
             total=self.total,
             labels_seen=Counter(self.labels_seen),

@@ -1,7 +1,8 @@
 """Reader of Unity Perception's SOLO layout (1.0+): sequence.N/stepK.frame_data.json.
 
 Keys are camelCase; captures and annotations are chosen by ``@type``. Each RGB capture
-records its projection ``matrix`` and ``dimension``, which give its intrinsics exactly.
+records its projection ``matrix`` and ``dimension``, which give the intrinsics of a centred
+camera exactly; cubepose generate adds ``cubepose_intrinsics`` for any camera, read first.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cubepose.data.perception_json import as_float, as_list, is_number, load_json, selected_pose
+from cubepose.data.perception_json import as_float, as_list, exact_intrinsics, is_number, load_json, selected_pose
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 
 _SEQUENCE = re.compile(r"sequence\.(\d+)$")
@@ -100,4 +101,4 @@ def _add_capture(
     elif camera is None:
         builder.skip("no usable perspective camera matrix")
     else:
-        builder.add(os.path.join(sequence, filename), *pose, *camera)
+        builder.add(os.path.join(sequence, filename), *pose, *camera, intrinsics=exact_intrinsics(capture))

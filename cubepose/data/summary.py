@@ -1,4 +1,4 @@
-"""What ``cubepose inspect`` reports about a dataset: layout, counts, skips, camera, pose ranges."""
+"""What ``cubepose inspect`` reports about a dataset: layout, counts, skips, cameras, object size, pose ranges."""
 
 from __future__ import annotations
 
@@ -13,9 +13,30 @@ def _ranges(values: np.ndarray, names: tuple[str, ...]) -> dict[str, list[float]
     return {name: [float(values[:, i].min()) + 0.0, float(values[:, i].max()) + 0.0] for i, name in enumerate(names)}
 
 
+def _cameras(index: PoseIndex) -> list[dict]:
+    """Each distinct camera (image size and intrinsics) with its number of examples, in order of first use."""
+    rows, first, counts = np.unique(
+        np.column_stack([index.image_sizes, index.cameras]), axis=0, return_index=True, return_counts=True
+    )
+    order = np.argsort(first)
+    return [
+        {"image_size": [int(v) for v in rows[i, :2]], "intrinsics": [float(v) for v in rows[i, 2:]], "examples": int(n)}
+        for i, n in zip(order, counts[order], strict=True)
+    ]
+
+
+def _object_sizes(index: PoseIndex) -> list[dict]:
+    """Each distinct edge lengths (m) the labels record for the box, with its number of examples (unrecorded: none)."""
+    recorded = np.isfinite(index.object_sizes).all(axis=1)
+    if not recorded.any():
+        return []
+    sizes, counts = np.unique(index.object_sizes[recorded], axis=0, return_counts=True)
+    return [{"size": [float(v) for v in size], "examples": int(n)} for size, n in zip(sizes, counts, strict=True)]
+
+
 def summarize(index: PoseIndex) -> dict:
     """A JSON-ready summary of an index; ``first`` is the first usable capture in file order."""
-    cameras, first_camera = np.unique(np.column_stack([index.cameras, index.image_sizes]), axis=0, return_index=True)
+    cameras = _cameras(index)
     distances = np.linalg.norm(index.translations, axis=1)
     angles = unity_euler_angles(index.quaternions)
     return {
@@ -29,7 +50,9 @@ def summarize(index: PoseIndex) -> dict:
             "intrinsics": [float(v) for v in index.cameras[0]],
             "image_size": [int(v) for v in index.image_sizes[0]],
             "distinct": len(cameras),
+            "all": cameras,
         },
+        "object": _object_sizes(index),
         "translation": _ranges(index.translations, ("x", "y", "z")),
         "distance": [float(distances.min()), float(distances.max())],
         "rotation_deg": _ranges(angles, ("pitch_x", "yaw_y", "roll_z")),
@@ -43,9 +66,6 @@ def summarize(index: PoseIndex) -> dict:
 
 def format_summary(summary: dict) -> str:
     """The summary as aligned text for a terminal."""
-    camera = summary["camera"]
-    fx, fy, cx, cy = camera["intrinsics"]
-    width, height = camera["image_size"]
     skipped = ", ".join(f"{count} {reason}" for reason, count in summary["skipped"].items()) or "none"
     labels = ", ".join(f"{name} ({count})" for name, count in summary["labels"].items()) or "none"
     translation = "  ".join(f"{axis} [{lo:+.3f}, {hi:+.3f}]" for axis, (lo, hi) in summary["translation"].items())
@@ -56,8 +76,8 @@ def format_summary(summary: dict) -> str:
         ("examples", f"{summary['examples']} usable of {summary['captures']} captures"),
         ("skipped", skipped),
         ("labels", labels),
-        ("camera", f"fx {fx:.2f}  fy {fy:.2f}  cx {cx:.2f}  cy {cy:.2f} px at {width}x{height}"),
-        ("", f"{camera['distinct']} distinct camera(s)"),
+        *_camera_lines(summary["camera"]),
+        ("object", _object_text(summary["object"])),
         ("translation", f"{translation} m"),
         ("distance", "[{:.3f}, {:.3f}] m".format(*summary["distance"])),
         ("rotation", f"{rotation} deg (Unity's Euler angles)"),
@@ -66,3 +86,27 @@ def format_summary(summary: dict) -> str:
         ("", "quaternion  " + " ".join(f"{v:+.4f}" for v in first["quaternion"]) + " (x y z w)"),
     ]
     return "\n".join(f"{name:<12}{text}" for name, text in lines)
+
+
+def _camera_lines(camera: dict) -> list[tuple[str, str]]:
+    """One line per distinct camera: resolution, fx fy cx cy, and how many examples use it when there are several."""
+    lines = []
+    for entry in camera["all"]:
+        fx, fy, cx, cy = entry["intrinsics"]
+        width, height = entry["image_size"]
+        count = f" ({entry['examples']} examples)" if camera["distinct"] > 1 else ""
+        lines.append(("", f"fx {fx:.2f}  fy {fy:.2f}  cx {cx:.2f}  cy {cy:.2f} px at {width}x{height}{count}"))
+    lines[0] = ("camera", lines[0][1])
+    return lines
+
+
+def _object_text(sizes: list[dict]) -> str:
+    """The labelled box's edge lengths, or a note that the labels record none."""
+    if not sizes:
+        return "the labels record no box size"
+    several = len(sizes) > 1
+    parts = [
+        " x ".join(f"{v:g}" for v in entry["size"]) + " m" + (f" ({entry['examples']} examples)" if several else "")
+        for entry in sizes
+    ]
+    return ";  ".join(parts) + "  (x y z edges of the labels' 3D box; keep object/dimensions equal)"

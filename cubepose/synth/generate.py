@@ -14,12 +14,14 @@ A ``gs://`` output renders into the local cache and is then uploaded.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import logging
 import math
 import multiprocessing
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,8 +29,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from cubepose.camera_model import Camera
 from cubepose.data.images import open_image
-from cubepose.data.shards import MANIFEST, shard_name
+from cubepose.data.shards import MANIFEST, shard_folders, shard_name
 from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.object_model import default_dimensions
 from cubepose.storage import GCS, Operation, backend_for, default_cache_dir, upload_folder
@@ -36,11 +39,13 @@ from cubepose.synth.scene import (
     DISTANCE_LIMITS,
     FARTHEST_DISTANCE,
     NEAREST_DISTANCE,
+    PRESET_CAMERAS,
     PRESETS,
     ROTATION_MODES,
     SceneOptions,
     sample_scene,
 )
+from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, PHOTO_FACE_SIZE, cube_atlas
 from cubepose.synth.writers import LAYOUTS, FrameLabel
 
 logger = logging.getLogger(__name__)
@@ -55,15 +60,21 @@ MIN_IMAGE_SIZE = 16
 # The sensor shader keys its noise by x + 4096 y, so wider images would repeat noise; and a 4096 px frame already
 # takes about 0.7 GB of OpenGL buffers per worker (4x multisampled colour and depth, resolve and output buffers).
 MAX_IMAGE_SIZE = 4096
+DEFAULT_IMAGE_SIZE = 128
+CAMERA_FIX = "give W H FX FY CX CY in pixels, e.g. --camera 640 480 600 600 320 240"
 
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    """What to write and the scene ranges (a preset, optionally overridden)."""
+    """What to write and the scene ranges (a preset, optionally overridden).
+
+    Images are ``image_size`` squared with a centred camera of the scene's field of view, or, when the scene
+    gives a camera in pixels (``scene.camera``), that camera's size (``image_size`` then stays at its default).
+    """
 
     count: int
     seed: int = 0
-    image_size: int = 128
+    image_size: int = DEFAULT_IMAGE_SIZE
     format: str = "legacy"  # Perception layout: "legacy" (0.x) or "solo" (1.0+)
     scene: SceneOptions = field(default_factory=SceneOptions)
     backgrounds: str | None = None  # folder of user background images
@@ -74,6 +85,12 @@ class GenerationOptions:
     def indices(self) -> range:
         """The image indices this run renders: all of them, or its shard's range."""
         return shard_range(self.count, self.shard, self.shards)
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        """(width, height) of the images in pixels."""
+        camera = self.scene.camera
+        return camera.size if camera is not None else (self.image_size, self.image_size)
 
 
 def shard_range(count: int, shard: int, shards: int) -> range:
@@ -88,6 +105,45 @@ def scene_options(preset: str = "default", **overrides) -> SceneOptions:
     if overrides.get("rotation") not in (None, *ROTATION_MODES):
         raise ValueError(f"--rotation must be one of {', '.join(ROTATION_MODES)}, got {overrides['rotation']!r}")
     return replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+
+
+def camera_option(values: Sequence[float]) -> Camera:
+    """``--camera W H FX FY CX CY`` as a Camera; impossible values are a ValueError naming the flag and the fix."""
+    if len(values) != 6:
+        shown = " ".join(f"{v:g}" for v in values)
+        raise ValueError(f"--camera takes six numbers, got {len(values)} ({shown}); {CAMERA_FIX}")
+    width, height = (int(v) if math.isfinite(v) and float(v).is_integer() else v for v in values[:2])
+    try:
+        return Camera(width, height, *values[2:])
+    except ValueError as err:
+        raise ValueError(f"--camera: {err}; {CAMERA_FIX}") from None
+
+
+def faces_option(values: Sequence[str] | None) -> str | tuple[str, ...] | None:
+    """``--faces``: a style (die, plain) or the image files, as SceneOptions.faces takes them; None when not given."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 and values[0] in FACE_STYLES else tuple(values)
+
+
+def chosen_camera(
+    preset: str, camera: Camera | None, image_size: int | None, fov: tuple[float, float] | None
+) -> tuple[Camera | None, int]:
+    """The camera in pixels (or None) and the square image size a command renders with.
+
+    ``--camera`` (or ``--camera-from``) gives the camera, and excludes ``--image-size`` and ``--fov``, which ask
+    for today's square images with a centred camera; with none of them the preset's camera is used.
+    """
+    if camera is not None:
+        if image_size is not None or fov is not None:
+            given = " and ".join(f for f, v in (("--image-size", image_size), ("--fov", fov)) if v is not None)
+            raise ValueError(
+                f"--camera (or --camera-from) gives the image size and focal lengths; leave out {given}, or the camera"
+            )
+        return camera, DEFAULT_IMAGE_SIZE
+    if image_size is not None or fov is not None:
+        return None, DEFAULT_IMAGE_SIZE if image_size is None else image_size
+    return PRESET_CAMERAS.get(preset), DEFAULT_IMAGE_SIZE  # an unknown preset is refused by scene_options
 
 
 def distance_range(preset: str, nearest: float | None, farthest: float | None) -> tuple[float, float] | None:
@@ -122,6 +178,64 @@ def distance_range(preset: str, nearest: float | None, farthest: float | None) -
     raise ValueError(f"--min-distance {low:g} is more than --max-distance {high:g}; swap them")
 
 
+def camera_from_export(root: str, cache_dir: str | None = None) -> Camera:
+    """The one camera of an existing export (``--camera-from``), as its labels record it.
+
+    SOLO captures record it (``matrix`` and ``dimension``, or cubepose's exact ``cubepose_intrinsics``), and so do
+    legacy exports cubepose made with a camera in pixels; a legacy export cubepose made with ``--image-size`` and
+    ``--fov`` is read from its generate options. Unity's legacy ``camera_intrinsic`` is not trusted: such an export
+    is refused, saying to pass ``--camera``.
+    """
+    from cubepose.data.formats import read_recorded
+    from cubepose.data.sources import local_root
+    from cubepose.errors import DatasetError
+
+    try:
+        index = read_recorded(local_root(root, cache_dir))
+    except DatasetError as err:
+        raise ValueError(f"--camera-from {root}: {err}") from None
+    cameras = index.cameras.copy()
+    unknown = np.isnan(cameras).any(axis=1)
+    if unknown.any():
+        generated = _generated_camera(index.root)
+        if generated is None:
+            raise ValueError(
+                f"--camera-from {root}: a legacy Perception export records its camera only as camera_intrinsic, which "
+                f"cubepose does not trust; give the camera with --camera W H FX FY CX CY (pixels)"
+            )
+        cameras[unknown] = generated.intrinsics
+    distinct = np.unique(np.column_stack([index.image_sizes, cameras]), axis=0)
+    if len(distinct) > 1:
+        listed = "; ".join(" ".join(f"{v:g}" for v in row) for row in distinct[:3])
+        raise ValueError(
+            f"--camera-from {root}: the export holds {len(distinct)} cameras (W H FX FY CX CY: {listed}); "
+            "give one with --camera"
+        )
+    width, height, *intrinsics = distinct[0]
+    try:
+        return Camera(int(width), int(height), *(float(v) for v in intrinsics))
+    except ValueError as err:
+        raise ValueError(f"--camera-from {root}: its camera is unusable ({err}); give one with --camera") from None
+
+
+def _generated_camera(root: Path) -> Camera | None:
+    """The camera a cubepose generate manifest in ``root`` (or its first shard) records, or None without one."""
+    folders = shard_folders(root) or [root]
+    recorded = _read_manifest(folders[0] / MANIFEST)
+    if recorded is None or not isinstance(recorded.get("scene"), dict):
+        return None
+    scene = recorded["scene"]
+    if isinstance(scene.get("camera"), dict):
+        try:
+            return Camera(**scene["camera"])
+        except (TypeError, ValueError):  # a damaged manifest: no camera to trust
+            return None
+    fov, size = scene.get("vertical_fov_deg"), recorded.get("image_size")
+    if not (isinstance(fov, list) and len(fov) == 2 and fov[0] == fov[1] and isinstance(size, int)):
+        return None
+    return Camera.from_fov(fov[0], size, size)
+
+
 def background_files(folder: str | None) -> list[Path]:
     if folder is None:
         return []
@@ -129,6 +243,23 @@ def background_files(folder: str | None) -> list[Path]:
     if not files:
         raise ValueError(f"--backgrounds {folder}: no .png or .jpg images in it")
     return files
+
+
+def face_image(path: str) -> np.ndarray:
+    """A user face image as a square uint8 RGB texture; an unreadable file is a ValueError naming it."""
+    try:
+        with open_image(path) as image:
+            return np.asarray(image.convert("RGB").resize((PHOTO_FACE_SIZE,) * 2, Image.BILINEAR))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise ValueError(
+            f"--faces: cannot read {path} as an image ({err}); give six PNG or JPEG files, one per face in the "
+            f"order {' '.join(FACE_NAMES)}"
+        ) from None
+
+
+def face_atlas(faces: str | tuple[str, ...]) -> np.ndarray:
+    """The object's texture atlas for ``--faces``: die, plain or six image files."""
+    return cube_atlas(faces if isinstance(faces, str) else [face_image(path) for path in faces])
 
 
 def background_texture(path: Path) -> np.ndarray:
@@ -148,17 +279,18 @@ _renderer: tuple[tuple, object] | None = None  # (key, GLRenderer) of this proce
 
 
 def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
-    """This process's renderer for this size and backgrounds, created on first use (GL cannot cross a fork)."""
+    """This process's renderer for this size, backgrounds and faces, created on first use (GL cannot cross a fork)."""
     global _renderer
-    key = (options.image_size, tuple(backgrounds))
+    key = (options.resolution, tuple(backgrounds), options.scene.faces)
     if _renderer is None or _renderer[0] != key:
         from cubepose.synth.gl_renderer import GLRenderer
 
         textures = [background_texture(p) for p in backgrounds]  # first: a bad one must not leave a dead renderer
+        atlas = face_atlas(options.scene.faces)
         if _renderer is not None:
             _renderer[1].release()
             _renderer = None
-        _renderer = (key, GLRenderer(options.image_size, options.image_size, textures))
+        _renderer = (key, GLRenderer(*options.resolution, textures, atlas))
     return _renderer[1]
 
 
@@ -172,14 +304,14 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
         cube.translation,
         cube.quaternion,
         scene.vertical_fov_deg,
-        options.image_size,
-        options.image_size,
+        *options.resolution,
         tuple(cube.size),
+        None if scene.camera is None else tuple(scene.camera.intrinsics),
     )
     image_path, label_path = layout.image_path(index), layout.label_path(index)
     if image_path.exists() and (label_path is None or label_path.exists()):
         return label
-    image = _get_renderer(options, backgrounds).render(scene, symmetric=options.scene.symmetric)
+    image = _get_renderer(options, backgrounds).render(scene)
     image_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(image_path, "wb", durable=False) as handle:
         Image.fromarray(image).save(handle, format="PNG", compress_level=PNG_COMPRESSION)
@@ -259,9 +391,26 @@ def _recorded_options(options: GenerationOptions) -> dict:
     """
     ignored = ("workers",) if options.shards > 1 else ("count", "workers")
     recorded = {k: v for k, v in asdict(options).items() if k not in ignored}
+    scene = recorded["scene"]
     if options.scene.dimensions == default_dimensions():  # left out, as in folders made before the option: they resume
-        del recorded["scene"]["dimensions"]
+        del scene["dimensions"]
+    if options.scene.camera is None:  # likewise
+        del scene["camera"]
+    else:  # the camera gives the size and focal lengths: the square image's options say nothing
+        del recorded["image_size"], scene["vertical_fov_deg"]
+    recorded["scene"] = _recorded_faces(scene, options.scene.faces)
     return json.loads(json.dumps(recorded))  # tuples as lists, as read back
+
+
+def _recorded_faces(scene: dict, faces: str | tuple[str, ...]) -> dict:
+    """``scene`` with ``faces`` recorded as folders made before ``--faces`` record it (``symmetric``: plain or not,
+    in its place), plus, for image files, each file's SHA-256, so that other pictures never join the folder."""
+    recorded = {}
+    for key, value in scene.items():  # in order: the manifest's bytes stay as before
+        recorded.update({"symmetric": faces == "plain"} if key == "faces" else {key: value})
+    if not isinstance(faces, str):
+        recorded["faces"] = [hashlib.sha256(Path(path).read_bytes()).hexdigest() for path in faces]
+    return recorded
 
 
 def _is_partial(name: str) -> bool:
@@ -395,12 +544,7 @@ def check_options(options: GenerationOptions) -> None:
         raise ValueError(f"--count must be at least 1, got {options.count}")
     if options.seed < 0:
         raise ValueError(f"--seed must be 0 or more (numpy seeds are non-negative), got {options.seed}")
-    if not MIN_IMAGE_SIZE <= options.image_size <= MAX_IMAGE_SIZE:
-        raise ValueError(
-            f"--image-size must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} pixels, got {options.image_size}: below "
-            f"{MIN_IMAGE_SIZE} the cube is a few pixels and its faces cannot be told apart, above {MAX_IMAGE_SIZE} "
-            "the sensor noise repeats"
-        )
+    _check_resolution(options)
     if options.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {options.workers}; leave it out to use all cores")
     if options.shards < 1:
@@ -414,6 +558,36 @@ def check_options(options: GenerationOptions) -> None:
     if options.format == "legacy" and options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
         raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
     _check_backgrounds(options.backgrounds)
+    _check_face_files(options.scene.faces)
+
+
+def _check_resolution(options: GenerationOptions) -> None:
+    """Refuse images too small to tell the faces apart or too large for the sensor noise, on either axis."""
+    why = (
+        f"below {MIN_IMAGE_SIZE} the cube is a few pixels and its faces cannot be told apart, above {MAX_IMAGE_SIZE} "
+        "the sensor noise repeats"
+    )
+    camera = options.scene.camera
+    if camera is None:
+        if not MIN_IMAGE_SIZE <= options.image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"--image-size must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} pixels, got {options.image_size}: {why}"
+            )
+        return
+    if options.image_size != DEFAULT_IMAGE_SIZE:
+        raise ValueError("--camera gives the image size; leave out --image-size (or image_size), or leave out --camera")
+    if not all(MIN_IMAGE_SIZE <= side <= MAX_IMAGE_SIZE for side in camera.size):
+        raise ValueError(
+            f"--camera: the width and height must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} pixels, got "
+            f"{camera.width}x{camera.height}: {why}"
+        )
+
+
+def _check_face_files(faces: str | tuple[str, ...]) -> None:
+    """Open each ``--faces`` image once, so an unreadable one is named before anything is written."""
+    if not isinstance(faces, str):
+        for path in faces:
+            face_image(path)
 
 
 def _check_backgrounds(folder: str | None) -> None:

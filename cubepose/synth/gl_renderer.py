@@ -2,8 +2,9 @@
 
 Mesa's llvmpipe renders on the CPU where no GPU driver exists. Scenes are given in Unity's
 camera frame (x right, y up, z forward); OpenGL's eye frame looks down -z, so every model
-matrix is premultiplied by diag(1, 1, -1), and the projection matches Unity's, so a point
-lands on u = W/2 (1 + m00 x/z), v = H/2 (1 - m11 y/z).
+matrix is premultiplied by diag(1, 1, -1), and the projection is built from the image's
+intrinsics, so a point lands on u = cx + fx x/z, v = cy - fy y/z (any aspect, fx != fy and an
+off-centre principal point included).
 """
 
 from __future__ import annotations
@@ -142,13 +143,13 @@ def _quad(z: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     return np.array(vertices, dtype="f4"), np.array([0, 1, 2, 0, 2, 3], dtype="i4")
 
 
-def projection_matrix(vertical_fov_deg: float, aspect: float) -> np.ndarray:
-    """OpenGL's perspective projection with Unity's m11 = 1 / tan(fov / 2) and m00 = m11 / aspect."""
-    m11 = 1.0 / np.tan(np.radians(vertical_fov_deg) / 2)
+def projection_matrix(entries: np.ndarray) -> np.ndarray:
+    """OpenGL's perspective projection of Unity's entries (m00, m11, m02, m12): geometry.projection_from_intrinsics."""
+    m00, m11, m02, m12 = (float(v) for v in entries)
     return np.array(
         [
-            [m11 / aspect, 0, 0, 0],
-            [0, m11, 0, 0],
+            [m00, 0, m02, 0],
+            [0, m11, m12, 0],
             [0, 0, (FAR + NEAR) / (NEAR - FAR), 2 * FAR * NEAR / (NEAR - FAR)],
             [0, 0, -1, 0],
         ]
@@ -160,9 +161,18 @@ def _gl_matrix(matrix: np.ndarray) -> bytes:
 
 
 class GLRenderer:
-    """Renders scenes at one image size; create one per process (a GL context is not fork-safe)."""
+    """Renders scenes at one image size with one face atlas; create one per process (a GL context is not fork-safe).
 
-    def __init__(self, width: int, height: int, backgrounds: list[np.ndarray] | None = None) -> None:
+    ``faces`` is the object's texture atlas (textures.cube_atlas; default: the die faces).
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        backgrounds: list[np.ndarray] | None = None,
+        faces: np.ndarray | None = None,
+    ) -> None:
         try:
             import moderngl
 
@@ -188,7 +198,7 @@ class GLRenderer:
         self.sensor = self.ctx.program(vertex_shader=SENSOR_VERTEX_SHADER, fragment_shader=SENSOR_FRAGMENT_SHADER)
         corners = np.array([-1, -1, 1, -1, -1, 1, 1, 1], dtype="f4")
         self.sensor_quad = self.ctx.vertex_array(self.sensor, [(self.ctx.buffer(corners.tobytes()), "2f", "in_corner")])
-        self.atlases = {symmetric: self._texture(cube_atlas(symmetric)) for symmetric in (False, True)}
+        self.atlas = self._texture(cube_atlas() if faces is None else faces)
         self.white = self._texture(np.full((1, 1, 3), 255, dtype=np.uint8))
         self.backgrounds = [self._texture(image) for image in backgrounds or []]
         self.ctx.enable(moderngl.DEPTH_TEST)
@@ -228,7 +238,7 @@ class GLRenderer:
         model[:3, 3] = FLIP_Z @ box.translation
         self._draw(self.box, texture, model, rotation, tint=box.colour, mode=mode)
 
-    def render(self, scene: Scene, symmetric: bool = False, mask: bool = False):
+    def render(self, scene: Scene, mask: bool = False):
         """RGB uint8 (H, W, 3) of ``scene`` with its blur and noise; with ``mask``, also the cube's (H, W) bool mask."""
         import moderngl
 
@@ -246,7 +256,7 @@ class GLRenderer:
         self.ctx.depth_mask = False  # the background is a screen quad behind everything
         self._set("projection", _gl_matrix(np.eye(4)))
         self._draw(self.screen, background, np.eye(4), np.eye(3), mode=1)
-        self._set("projection", _gl_matrix(projection_matrix(scene.vertical_fov_deg, width / height)))
+        self._set("projection", _gl_matrix(projection_matrix(scene.projection(width, height))))
         self.ctx.depth_mask = True
 
         table = self._texture(scene.table_texture, repeat=True)
@@ -255,7 +265,7 @@ class GLRenderer:
         model[:3, :3] = FLIP_Z @ basis * [scene.table_size, 1, scene.table_size]
         model[:3, 3] = FLIP_Z @ scene.table_centre
         self._draw(self.plane, table, model, FLIP_Z @ basis, uv_scale=(scene.table_tiles,) * 2)
-        self._draw_box(scene.cube, self.atlases[symmetric])
+        self._draw_box(scene.cube, self.atlas)
         for box in scene.distractors:
             self._draw_box(box, self.white)
         if own_background:

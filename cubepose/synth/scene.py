@@ -12,9 +12,18 @@ from numbers import Real
 
 import numpy as np
 
-from cubepose.geometry import axis_angle_quaternions, quaternion_multiply, quaternion_to_matrix
+from cubepose.camera_model import Camera
+from cubepose.geometry import (
+    axis_angle_quaternions,
+    projection_from_fov,
+    projection_from_intrinsics,
+    quaternion_multiply,
+    quaternion_to_matrix,
+    view_slopes,
+)
 from cubepose.object_model import Box as ObjectBox
 from cubepose.object_model import default_dimensions
+from cubepose.synth.textures import FACE_NAMES, FACE_STYLES
 
 ROTATION_MODES = ("yaw", "full")
 X_AXIS, Y_AXIS, Z_AXIS = np.eye(3)
@@ -39,18 +48,21 @@ class SceneOptions:
     distance: tuple[float, float] = (0.3, 0.55)  # camera to cube centre, along the optical axis
     tilt_deg: tuple[float, float] = (20.0, 50.0)  # camera pitched down from horizontal
     roll_deg: float = 3.0  # camera roll jitter, +-
-    vertical_fov_deg: tuple[float, float] = (60.0, 60.0)  # Unity's default camera
-    margin: float = 0.6  # share of the half-image the cube centre may reach
+    vertical_fov_deg: tuple[float, float] = (60.0, 60.0)  # Unity's default camera, for square images
+    margin: float = 0.6  # share of the half-image (per axis, about the image centre) the cube centre may reach
     distractors: tuple[int, int] = (0, 3)  # boxes on the table besides the cube
     table_size: float = 4.0  # metres, edge of the square table
     rotation: str = "yaw"  # "yaw": about the table's normal, as Unity's UR3 demo; "full": any
-    symmetric: bool = False  # plain cube (no markings)
+    faces: str | tuple[str, ...] = "die"  # "die", "plain" (no markings) or six image files, +x -x +y -y +z -z
     noise: tuple[float, float] = (0.0, 6.0)  # sensor noise std, in 0-255 units
     blur: tuple[float, float] = (0.0, 0.7)  # Gaussian blur sigma, in pixels
     dimensions: tuple[float, float, float] = field(default_factory=default_dimensions)  # the object's x y z edges (m)
+    camera: Camera | None = None  # the camera in pixels; None: a centred one of vertical_fov_deg, square images
 
     def __post_init__(self) -> None:
         """Refuse impossible ranges when the options are made, so no caller (CLI or Python) renders with them."""
+        if isinstance(self.faces, list):
+            object.__setattr__(self, "faces", tuple(self.faces))
         check_scene_options(self)
         object.__setattr__(self, "dimensions", ObjectBox(self.dimensions).dimensions)  # floats, as recorded
 
@@ -122,6 +134,22 @@ def check_scene_options(options: SceneOptions) -> None:
     _check_value("SceneOptions.margin", options.margin, (0, 1), "(a share of the half-image)", "0.6 by default")
     _check_value("SceneOptions.table_size", options.table_size, (0.01, 1000), "metres", "4 by default")
     _check_object(options.dimensions, options.distance[0])
+    _check_faces(options.faces)
+    if options.camera is not None and tuple(options.vertical_fov_deg) != SceneOptions.vertical_fov_deg:
+        raise ValueError("--fov and --camera both set the camera; give one (--fov is for square images)")
+
+
+def _check_faces(faces: str | tuple) -> None:
+    """Refuse faces that are neither a style nor six file names (the files themselves are opened by the generator)."""
+    files = isinstance(faces, tuple) and all(isinstance(name, str) for name in faces)
+    if faces in FACE_STYLES or (files and len(faces) == 6):
+        return
+    given = " ".join(map(str, faces)) if isinstance(faces, tuple) else repr(faces)
+    count = f" ({len(faces)} files)" if files else ""
+    raise ValueError(
+        f"--faces takes {' or '.join(FACE_STYLES)}, or six image files in the order {' '.join(FACE_NAMES)}; "
+        f"got {given}{count}"
+    )
 
 
 def _check_object(dimensions: tuple, nearest: float) -> None:
@@ -143,6 +171,10 @@ PRESETS = {
     # Unity's UR3 pick-and-place tutorial: cube on a table ~1.7-2.5 m away, camera tilted down ~15 deg
     "ur3": SceneOptions(distance=(1.7, 2.5), tilt_deg=(12.0, 18.0), roll_deg=1.0, margin=0.5, table_size=10.0),
 }
+# The camera a preset renders with when no --camera, --image-size or --fov is given (None: 128 px square, 60 deg).
+# Unity's UR3 tutorial renders 650 x 400; its field of view is recorded nowhere we know of, so Unity's default
+# camera's 60 deg vertical field of view stands in.
+PRESET_CAMERAS: dict[str, Camera | None] = {"default": None, "ur3": Camera.from_fov(60.0, 650, 400)}
 
 
 @dataclass(frozen=True)
@@ -160,7 +192,7 @@ class Scene:
     """One image's sampled scene. ``up`` is the table normal in the camera frame."""
 
     cube: Box
-    vertical_fov_deg: float
+    vertical_fov_deg: float | None  # the centred camera's field of view; None when ``camera`` is given in pixels
     up: np.ndarray
     table_centre: np.ndarray
     table_texture: np.ndarray  # small uint8 RGB, magnified smoothly by the renderer
@@ -175,6 +207,16 @@ class Scene:
     blur: float
     noise_seed: int  # seeds the per-pixel noise
     distractors: list[Box] = field(default_factory=list)
+    camera: Camera | None = None  # the camera in pixels, when the options give one
+
+    def projection(self, width: int, height: int) -> np.ndarray:
+        """(4,) Unity's projection entries m00, m11 and the principal point's shift m02, m12 (geometry) for
+        ``width`` x ``height`` images: the field of view's, or the given camera's (which must be of that size)."""
+        if self.camera is None:
+            return np.array([*projection_from_fov(self.vertical_fov_deg, width, height), 0.0, 0.0])
+        if (width, height) != self.camera.size:
+            raise ValueError(f"a {self.camera.width}x{self.camera.height} camera cannot make {width}x{height} images")
+        return projection_from_intrinsics(self.camera.intrinsics, width, height)
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -192,14 +234,14 @@ def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: i
     """A random scene: the object (a box of ``options.dimensions``) on a table inside the view, distractors,
     lights, background, sensor."""
     shape = ObjectBox(options.dimensions)
-    fov = _uniform(rng, options.vertical_fov_deg)
+    fov = _uniform(rng, options.vertical_fov_deg) if options.camera is None else None
     world_to_camera = camera_from_world(_uniform(rng, options.tilt_deg), rng.uniform(-1, 1) * options.roll_deg)
     rotate = quaternion_to_matrix(world_to_camera)
     up = rotate @ Y_AXIS
 
     depth = _uniform(rng, options.distance)
-    half_height = depth * np.tan(np.radians(fov) / 2)
-    x, y = rng.uniform(-1, 1, size=2) * half_height * options.margin
+    middle, half = _view(options.camera, fov)
+    x, y = rng.uniform(-1, 1, size=2) * (depth * half) * options.margin + depth * middle
     centre = np.array([x, y, depth])
     if options.rotation == "yaw":
         yaw = axis_angle_quaternions(Y_AXIS, rng.uniform(-np.pi, np.pi))
@@ -234,7 +276,19 @@ def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: i
         blur=_uniform(rng, options.blur),
         noise_seed=int(rng.integers(2**32)),
         distractors=_distractors(rng, options, table_centre, world_to_camera, depth, shape.radius),
+        camera=options.camera,
     )
+
+
+def _view(camera: Camera | None, fov: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Directions (x/z, y/z) of the image's centre and its half-extent per axis: where the object's centre may go.
+
+    Without a camera, a centred one of vertical field of view ``fov`` and square images.
+    """
+    if camera is None:
+        half = np.tan(np.radians(fov) / 2)
+        return np.zeros(2), np.array([half, half])
+    return view_slopes(camera.intrinsics, camera.width, camera.height)
 
 
 def _table_texture(rng: np.random.Generator) -> np.ndarray:

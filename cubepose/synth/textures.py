@@ -1,14 +1,20 @@
-"""The cube's face texture atlas: six hues, each face marked with 1-6 pips like a die.
+"""The object's face texture atlas: die faces, plain grey, or six images of the user's own object.
 
-Distinct hues and pip counts make every face, and so the orientation, unambiguous under any
-lighting tint; the symmetric variant is one plain grey for all faces.
+Die faces have six hues, each marked with 1-6 pips, so every face, and so the orientation, is
+unambiguous under any lighting tint; ``plain`` is one grey for all faces (a symmetric cube). User
+images show each face as seen from outside the object, upright as the table below describes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-FACE_SIZE = 64  # texels per face edge
+FACE_SIZE = 64  # texels per face edge of the die and plain atlases
+PHOTO_FACE_SIZE = 256  # texels per face edge of user images, which hold more detail than pips
+FACE_STYLES = ("die", "plain")
+FACE_NAMES = ("+x", "-x", "+y", "-y", "+z", "-z")  # the atlas's face order, and that of --faces FILE1 ... FILE6
 # +x, -x, +y, -y, +z, -z
 FACE_COLOURS = np.array(
     [[220, 40, 40], [40, 180, 60], [50, 80, 230], [240, 210, 40], [200, 60, 200], [40, 200, 210]], dtype=np.uint8
@@ -22,6 +28,17 @@ PIPS = {  # pip centres per count, in face units [0, 1]
     6: [(0.25, 0.25), (0.25, 0.5), (0.25, 0.75), (0.75, 0.25), (0.75, 0.5), (0.75, 0.75)],
 }
 SYMMETRIC_GREY = 200
+# How each face is seen from outside, in the object's frame (Unity's, left-handed): the directions of an image's
+# right and top edges. Side faces stand upright (+y up, as the object stands on the table); top and bottom have
+# their top edge towards +z.
+FACE_VIEWS = {
+    "+x": ((0, 0, 1), (0, 1, 0)),
+    "-x": ((0, 0, -1), (0, 1, 0)),
+    "+y": ((1, 0, 0), (0, 0, 1)),
+    "-y": ((-1, 0, 0), (0, 0, 1)),
+    "+z": ((-1, 0, 0), (0, 1, 0)),
+    "-z": ((1, 0, 0), (0, 1, 0)),
+}
 
 
 def _face(colour: np.ndarray, pips: int) -> np.ndarray:
@@ -35,8 +52,36 @@ def _face(colour: np.ndarray, pips: int) -> np.ndarray:
     return face
 
 
-def cube_atlas(symmetric: bool = False) -> np.ndarray:
-    """(FACE_SIZE, 6 * FACE_SIZE, 3) uint8: face i occupies columns [i, i + 1) * FACE_SIZE."""
-    if symmetric:
-        return np.full((FACE_SIZE, 6 * FACE_SIZE, 3), SYMMETRIC_GREY, dtype=np.uint8)
-    return np.concatenate([_face(FACE_COLOURS[i], i + 1) for i in range(6)], axis=1)
+def _atlas_face(image: np.ndarray, face: int) -> np.ndarray:
+    """A square ``image`` of face ``face`` (as seen from outside) laid out as the mesh's texture coordinates read it.
+
+    The mesh (gl_renderer._box_mesh) runs a face's texture columns along the first of its two other axes and its
+    rows, bottom to top, along the second; this turns and mirrors the image to match ``FACE_VIEWS``.
+    """
+    size = image.shape[0]
+    axis = face // 2
+    u_axis, v_axis = [a for a in range(3) if a != axis]
+    right, up = (np.array(vector, dtype=np.float64) for vector in FACE_VIEWS[FACE_NAMES[face]])
+    centred = (np.arange(size) + 0.5) / size - 0.5  # texel centres, in face units about the face's centre
+    rows, cols = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    point = np.zeros((size, size, 3))
+    point[..., u_axis], point[..., v_axis] = centred[cols], -centred[rows]  # atlas row 0 is the face's top (+v)
+    seen_col = np.rint((point @ right + 0.5) * size - 0.5).astype(int)
+    seen_row = np.rint((0.5 - point @ up) * size - 0.5).astype(int)
+    return image[seen_row, seen_col]
+
+
+def cube_atlas(faces: str | Sequence[np.ndarray] = "die") -> np.ndarray:
+    """(S, 6 * S, 3) uint8: face i (in ``FACE_NAMES`` order) occupies columns [i, i + 1) * S.
+
+    ``faces``: "die", "plain", or six square uint8 RGB images of one size, each a face seen from outside.
+    """
+    if isinstance(faces, str):
+        if faces == "plain":
+            return np.full((FACE_SIZE, 6 * FACE_SIZE, 3), SYMMETRIC_GREY, dtype=np.uint8)
+        if faces == "die":
+            return np.concatenate([_face(FACE_COLOURS[i], i + 1) for i in range(6)], axis=1)
+        raise ValueError(f"faces must be one of {', '.join(FACE_STYLES)} or six images, got {faces!r}")
+    if len(faces) != 6:
+        raise ValueError(f"faces takes six images ({' '.join(FACE_NAMES)}), got {len(faces)}")
+    return np.concatenate([_atlas_face(np.asarray(image, np.uint8), i) for i, image in enumerate(faces)], axis=1)

@@ -3,7 +3,10 @@
 A layout names each frame's files, writes the per-frame labels (SOLO: one JSON per frame,
 written by the worker that rendered it) and, at the end, the dataset-wide files (legacy:
 captures_NNN.json from all labels). Both record the cube's 3D box (pose and edge lengths) in the
-camera frame; SOLO also records each frame's projection matrix and image size.
+camera frame and the camera as Unity writes it (legacy: ``camera_intrinsic``; SOLO: ``matrix`` and
+``dimension``). A camera given in pixels (``--camera``) is also recorded exactly, as
+``cubepose_intrinsics: [fx, fy, cx, cy]`` on the capture, which cubepose's readers prefer: Unity's
+matrix has no principal point, and legacy ``camera_intrinsic`` is not trusted.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cubepose.geometry import projection_from_fov
+from cubepose.geometry import projection_from_fov, projection_from_intrinsics
 from cubepose.io_utils import atomic_write_text
 
 CAPTURES_PER_FILE = 150  # as Perception 0.x writes them
@@ -24,23 +27,41 @@ LABEL_NAME = "cube_position"
 SOLO_RGB_TYPE = "type.unity.com/unity.solo.RGBCamera"
 SOLO_BOX3D_TYPE = "type.unity.com/unity.solo.BoundingBox3DAnnotation"
 FAR_CLIP_M22 = -1.0006  # Unity's m22 for near 0.3 m / far 1000 m; unused by the reader
+EXACT_INTRINSICS = "cubepose_intrinsics"  # capture key: [fx, fy, cx, cy] in pixels, read before Unity's camera fields
 
 
 @dataclass(frozen=True)
 class FrameLabel:
-    """What a frame's labels record: the cube's pose and edge lengths (m) and the camera that saw it."""
+    """What a frame's labels record: the cube's pose and edge lengths (m) and the camera that saw it.
+
+    The camera is either a centred one of ``vertical_fov_deg`` or, given in pixels, ``intrinsics`` (fx, fy, cx, cy).
+    """
 
     index: int
     translation: np.ndarray
     quaternion: np.ndarray
-    vertical_fov_deg: float
+    vertical_fov_deg: float | None
     width: int
     height: int
     size: tuple[float, float, float]
+    intrinsics: tuple[float, float, float, float] | None = None
 
     @property
     def projection(self) -> tuple[float, float]:
-        return projection_from_fov(self.vertical_fov_deg, self.width, self.height)
+        """Unity's projection entries (m00, m11) of this frame's camera."""
+        if self.intrinsics is None:
+            return projection_from_fov(self.vertical_fov_deg, self.width, self.height)
+        m00, m11, _, _ = projection_from_intrinsics(self.intrinsics, self.width, self.height)
+        return float(m00), float(m11)
+
+    @property
+    def camera(self) -> tuple:
+        """What identifies this frame's camera: size and field of view or intrinsics."""
+        return (self.width, self.height, self.vertical_fov_deg, self.intrinsics)
+
+    def exact_camera(self) -> dict:
+        """``{"cubepose_intrinsics": [fx, fy, cx, cy]}`` for a camera given in pixels, else nothing (as before)."""
+        return {} if self.intrinsics is None else {EXACT_INTRINSICS: [float(v) for v in self.intrinsics]}
 
 
 def _rounded(values: np.ndarray) -> list[float]:
@@ -88,8 +109,8 @@ class LegacyLayout:
         pass
 
     def finish(self, labels: list[FrameLabel]) -> None:
-        if len({label.vertical_fov_deg for label in labels}) > 1:
-            raise ValueError("the legacy layout cannot record a field of view per image; use --format solo")
+        if len({label.camera for label in labels}) > 1:
+            raise ValueError("the legacy layout cannot record a camera per image; use --format solo")
         captures = [self._capture(label) for label in labels]
         for number, start in enumerate(range(0, len(captures), CAPTURES_PER_FILE)):
             chunk = {"version": "0.0.1", "captures": captures[start : start + CAPTURES_PER_FILE]}
@@ -120,6 +141,7 @@ class LegacyLayout:
                 "camera_intrinsic": [[m00, 0.0, 0.0], [0.0, m11, 0.0], [0.0, 0.0, FAR_CLIP_M22]],
             },
             "ego": {"ego_id": self.sensor_id, "translation": [0.0, 0.0, 0.0], "rotation": [0.0, 0.0, 0.0, 1.0]},
+            **label.exact_camera(),
             "filename": self.image_path(label.index).relative_to(self.out).as_posix(),
             "format": "PNG",
             "annotations": [
@@ -185,6 +207,7 @@ class SoloLayout:
             "dimension": [float(label.width), float(label.height)],
             "projection": "Perspective",
             "matrix": [m00, 0.0, 0.0, 0.0, m11, 0.0, 0.0, 0.0, FAR_CLIP_M22],
+            **label.exact_camera(),
             "annotations": [
                 {
                     "@type": SOLO_BOX3D_TYPE,
