@@ -1,8 +1,8 @@
 """Checkpoint files: atomic saves, safe loads from a path, gs:// or http(s)://, config checks.
 
 A checkpoint is a torch file of tensors and plain data only (model and optimizer state,
-global step, the resolved config), so loading uses ``torch.load(weights_only=True)`` and
-never runs code from the file.
+global step, the resolved config, the training camera of cubepose.training_camera), so loading
+uses ``torch.load(weights_only=True)`` and never runs code from the file.
 """
 
 from __future__ import annotations

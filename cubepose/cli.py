@@ -16,23 +16,31 @@ logger = logging.getLogger("cubepose")
 
 def _generate(args: argparse.Namespace) -> None:
     """Build the options from the flags and render; every impossible value is refused before anything is written."""
-    from cubepose.synth.generate import GenerationOptions, distance_range, generate_dataset, scene_options
+    from cubepose.synth import generate as gen
 
+    if args.symmetric:
+        raise ValueError("--symmetric is now --faces plain (the plain grey cube); use that")
     if args.fov and len(args.fov) > 2:
         raise ValueError(f"--fov takes one angle or a range LO HI, got {' '.join(map(str, args.fov))}")
-    scene = scene_options(
+    fov = (args.fov[0], args.fov[-1]) if args.fov else None
+    given = gen.camera_option(args.camera) if args.camera else None
+    if args.camera_from:
+        given = gen.camera_from_export(args.camera_from)
+    camera, image_size = gen.chosen_camera(args.preset, given, args.image_size, fov)
+    scene = gen.scene_options(
         args.preset,
-        distance=distance_range(args.preset, args.min_distance, args.max_distance),
-        vertical_fov_deg=(args.fov[0], args.fov[-1]) if args.fov else None,
+        distance=gen.distance_range(args.preset, args.min_distance, args.max_distance),
+        vertical_fov_deg=fov,
         rotation=args.rotation,
-        symmetric=args.symmetric or None,
+        faces=gen.faces_option(args.faces),
         distractors=(0, args.max_distractors) if args.max_distractors is not None else None,
         dimensions=tuple(args.object_dimensions) if args.object_dimensions else None,
+        camera=camera,
     )
-    options = GenerationOptions(
+    options = gen.GenerationOptions(
         count=args.count,
         seed=args.seed,
-        image_size=args.image_size,
+        image_size=image_size,
         format=args.format,
         scene=scene,
         backgrounds=args.backgrounds,
@@ -40,7 +48,7 @@ def _generate(args: argparse.Namespace) -> None:
         shard=args.shard,
         shards=args.shards,
     )
-    generate_dataset(args.out, options)
+    gen.generate_dataset(args.out, options)
 
 
 def _inspect(args: argparse.Namespace) -> None:
@@ -129,15 +137,17 @@ def _load_predictor(args: argparse.Namespace):
 def _predict(args: argparse.Namespace) -> None:
     """Print one JSON line per image, in order, as each batch finishes.
 
-    An image without a pose (unreadable, or a non-finite model output) gets an ``{"image", "error"}``
-    line and an error log, and the rest go on; if any failed, a summary error at the end makes the
-    exit status non-zero, so a script never mistakes a partial run for a complete one.
+    An image without a pose (unreadable, another camera than the training one, or a non-finite model
+    output) gets an ``{"image", "error"}`` line and an error log, and the rest go on; if any failed, a
+    summary error at the end makes the exit status non-zero, so a script never mistakes a partial run
+    for a complete one.
     """
     from cubepose.predict import as_json_record
 
+    camera = _predict_camera(args)  # a bad camera file is refused before the checkpoint is read
     predictor = _load_predictor(args)
     done = failed = 0
-    for poses in predictor.predict_items(args.images, keep_going=True):
+    for poses in predictor.predict_items(args.images, keep_going=True, camera=camera):
         for index in range(len(poses["valid"])):
             record = as_json_record(args.images[done], poses, index)
             if "error" in record:
@@ -150,8 +160,18 @@ def _predict(args: argparse.Namespace) -> None:
     if failed:
         raise CubeposeError(
             f"{failed} of {done} images failed (see their error lines); the other poses are valid. "
-            "Give readable PNG or JPEG files; for non-finite outputs use another checkpoint"
+            "Give readable PNG or JPEG files, the images' true camera (or a model trained for it); for non-finite "
+            "outputs use another checkpoint"
         )
+
+
+def _predict_camera(args: argparse.Namespace):
+    """The images' camera from ``--camera FILE`` or ``--intrinsics``; None when neither is given (not checked)."""
+    from cubepose.training_camera import given_camera, read_camera_file
+
+    if args.camera:
+        return read_camera_file(args.camera)
+    return given_camera(args.intrinsics) if args.intrinsics else None
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -178,9 +198,30 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
     gen.add_argument("--format", choices=["legacy", "solo"], default="legacy", help="Perception layout to write")
-    gen.add_argument("--image-size", type=int, default=128, help="square image side in pixels, 16-4096 (default 128)")
     gen.add_argument(
-        "--preset", default="default", help="scene ranges: default (cube fills a useful share) or ur3 (Unity's UR3)"
+        "--image-size", type=int, help="square image side in pixels, 16-4096, centred camera (default 128)"
+    )
+    camera = gen.add_mutually_exclusive_group()
+    camera.add_argument(
+        "--camera",
+        type=float,
+        nargs=6,
+        metavar=("W", "H", "FX", "FY", "CX", "CY"),
+        help="your camera: image width and height, focal lengths and principal point, in pixels (any aspect, "
+        "off-centre allowed; pixel centres at +0.5, so add 0.5 to OpenCV's cx, cy); replaces --image-size and --fov",
+    )
+    camera.add_argument(
+        "--camera-from",
+        metavar="ROOT",
+        help="the camera of an existing export (SOLO, or one made by cubepose generate); a legacy Unity export "
+        "records none cubepose trusts: pass --camera",
+    )
+    gen.add_argument(
+        "--preset",
+        default="default",
+        help="scene ranges and camera: default (cube fills a useful share; 128 px square, 60 deg) or ur3 (Unity's "
+        "UR3 tutorial: 650x400 px, centred, 60 deg vertical field of view, Unity's default, as the tutorial's is not "
+        "recorded); --camera, --image-size or --fov replace the preset's camera",
     )
     gen.add_argument("--rotation", choices=["yaw", "full"], help="yaw: about the table's normal (default); full: any")
     gen.add_argument(
@@ -196,7 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--max-distance", type=float, help="farthest cube distance in metres, 0.15-50")
     gen.add_argument("--max-distractors", type=int, help="at most this many boxes besides the cube (0-100)")
     gen.add_argument("--backgrounds", help="an existing folder of .png/.jpg images used as backgrounds")
-    gen.add_argument("--symmetric", action="store_true", help="plain grey cube (for network/symmetric: true)")
+    gen.add_argument(
+        "--faces",
+        nargs="+",
+        metavar="FACES",
+        help="the object's faces: die (default: hues and pips, orientation unambiguous), plain (grey, for "
+        "object/symmetries: cube), or six image files of your object's faces in the order +x -x +y -y +z -z, "
+        "each as seen from outside",
+    )
+    gen.add_argument("--symmetric", action="store_true", help=argparse.SUPPRESS)  # replaced by --faces plain
     gen.add_argument(
         "--object-dimensions",
         type=float,
@@ -219,9 +268,17 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--label-name", help="label of the cube's 3D box (data/label_name)")
     ins.add_argument("--instance-id", type=int, help="instance to pick when a capture has several (data/instance_id)")
     ins.add_argument("--format", choices=["auto", "legacy", "solo"], default="auto", help="layout (data/format)")
-    ins.add_argument("--fov", type=float, help="legacy camera's vertical field of view in degrees (default 60)")
     ins.add_argument(
-        "--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help="legacy camera in pixels"
+        "--fov",
+        type=float,
+        help="legacy camera's vertical field of view in degrees (default 60), for captures that record no camera",
+    )
+    ins.add_argument(
+        "--intrinsics",
+        type=float,
+        nargs=4,
+        metavar=("FX", "FY", "CX", "CY"),
+        help="legacy camera in pixels, for captures that record no camera",
     )
     ins.add_argument("--cache-dir", help="download folder for gs:// data (data/cache_dir)")
     ins.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -258,6 +315,20 @@ def build_parser() -> argparse.ArgumentParser:
     pre = commands.add_parser("predict", help="print the pose of each image as one JSON object per line")
     _checkpoint_arguments(pre)
     pre.add_argument("images", nargs="+", help="PNG or JPEG files of any size")
+    seen_by = pre.add_mutually_exclusive_group()
+    seen_by.add_argument(
+        "--camera",
+        metavar="FILE",
+        help="JSON or YAML file {fx, fy, cx, cy} (optionally width, height) of the camera that took the images, "
+        "in their pixels; an image whose camera is not the model's training camera gets an error line",
+    )
+    seen_by.add_argument(
+        "--intrinsics",
+        type=float,
+        nargs=4,
+        metavar=("FX", "FY", "CX", "CY"),
+        help="the same camera as four numbers in pixels of the images",
+    )
     pre.set_defaults(run=_predict)
 
     exp = commands.add_parser("export", help="write the model as TorchScript or ONNX for deployment")

@@ -2,7 +2,8 @@
 
 The exported graph takes the prepared input (N, 3, S, S) float32: RGB resized bilinearly to S x S,
 pixel / 127.5 - 1, channels first; it returns ``translation`` (N, 3) in metres and ``quaternion``
-(N, 4) x, y, z, w with w >= 0. The note beside the file says the same, with S.
+(N, 4) x, y, z, w with w >= 0. The note beside the file says the same, with S and the training camera
+(the poses are right only for images from it).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ class PoseOutputs(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         outputs = self.model(images)
-        return tuple(outputs[k] for k in ("translation", "quaternion") if k in outputs)
+        return outputs["translation"], outputs["quaternion"]
 
 
 def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> Path:
@@ -46,7 +47,7 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
     module = PoseOutputs(predictor.model.cpu()).eval()
     size = predictor.image_size
     example = torch.zeros(EXAMPLE_BATCH, 3, size, size)
-    outputs = ["translation", "quaternion"][: len(module(example))]
+    outputs = ["translation", "quaternion"]
     with torch.no_grad():
         if fmt == "torchscript":
             traced = torch.jit.trace(module, example)
@@ -61,11 +62,23 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
         "outputs": {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w with w >= 0"},
         "global_step": predictor.global_step,
         "network": predictor.config["network"],
+        "camera": camera_contract(predictor.training_camera),
     }
-    contract["outputs"] = {k: v for k, v in contract["outputs"].items() if k in outputs}
     atomic_write_text(out.with_name(out.name + ".json"), json.dumps(contract, indent=2) + "\n")
     logger.info("exported %s model to %s", fmt, out)
     return out
+
+
+def camera_contract(recorded: dict | None) -> dict | None:
+    """The training camera for the contract note: the model's poses are only right for images from it."""
+    if recorded is None:
+        return None  # a checkpoint saved before cubepose recorded it
+    side = recorded["image_size"]
+    return {
+        **recorded,
+        "units": f"fx, fy, cx, cy in pixels of the {side}x{side} input; an image of W x H px from this camera has "
+        f"fx * W / {side}, fy * H / {side}, cx * W / {side}, cy * H / {side}",
+    }
 
 
 def _export_onnx(module: nn.Module, example: torch.Tensor, outputs: list[str], out: Path) -> None:

@@ -36,6 +36,7 @@ from cubepose.overlay import pose_overlays
 from cubepose.run_code import copy_package_source
 from cubepose.seeding import seed_global_generators, seed_shuffling
 from cubepose.storage import Uploader, is_remote
+from cubepose.training_camera import describe_training_camera, record_training_camera
 from cubepose.training_guards import (
     CheckpointHook,
     TrainingDivergedError,
@@ -67,13 +68,12 @@ def _pose_images(
     """The first inputs enlarged to about 128 px with the true (green) and predicted (red) boxes, in [-1, 1]."""
     shown = slice(0, LOG_IMAGES)
     true = (np.asarray(translation)[shown], np.asarray(quaternion)[shown])
-    predicted_q = predictions["quaternion"][shown] if "quaternion" in predictions else true[1]
     scale = max(1, LOG_POSE_SIZE // image.shape[1])
     canvas = pose_overlays(
         to_uint8(image[shown]),
         np.asarray(camera)[shown],
         true,
-        (predictions["translation"][shown], predicted_q),
+        (predictions["translation"][shown], predictions["quaternion"][shown]),
         scale,
         box=box,
     )
@@ -115,8 +115,9 @@ class Iterator(TemplateIterator):
         self.network = model  # what checkpoints hold; self.model may be its torch.compile wrapper
         self.model = self.training_step.model
         self.optimizer, self.criterion = self.training_step.optimizer, self.training_step.criterion
-        self.box = Box.from_config(config)  # the object, drawn in the logged pose images
+        self.box = Box.from_config(config)  # the object: drawn in the logged pose images, its symmetries measured
         self.diverged_at: int | None = None  # the step whose loss was not finite; nothing is saved after it
+        self.training_camera = None if config.get("test_mode", False) else self._training_camera()
         self._replace_checkpoint_hook()
         if config["code_root"] is None and not ProjectManager.resumed:  # edflow copied no code: copy what runs
             copy_package_source(ProjectManager.code)
@@ -125,6 +126,16 @@ class Iterator(TemplateIterator):
             remove_interrupted_writes(ProjectManager.checkpoints)
             if config["checkpoint"]["upload"]:
                 self.uploader = run_uploader(config["checkpoint"], Path(ProjectManager.root).name)
+
+    def _training_camera(self) -> dict | None:
+        """The train split's camera (network-input intrinsics), recorded in every checkpoint so that prediction
+        can refuse images from another camera. Taken once from the dataset's labels: no images are read."""
+        labels = getattr(self.datasets.get("train"), "labels", None) or {}
+        if "camera" not in labels:
+            return None
+        camera = record_training_camera(labels["camera"], self.config["network"]["image_size"])
+        self.logger.info("training camera (recorded in checkpoints): %s", describe_training_camera(camera))
+        return camera
 
     def _replace_checkpoint_hook(self) -> None:
         """Swap edflow's LambdaCheckpointHook for CheckpointHook (same settings, same place in the hooks)."""
@@ -178,7 +189,7 @@ class Iterator(TemplateIterator):
     # -- checkpoints -------------------------------------------------------------------
 
     def save(self, checkpoint_path: str) -> bool:
-        """Atomically write model, optimizer, step and the resolved config; queue the upload if configured.
+        """Atomically write model, optimizer, step, the resolved config and the training camera; queue the upload.
 
         Refuses (logs and returns False) when the weights or the optimizer state hold a NaN or inf,
         or gave a non-finite loss (``diverged_at``): edflow saves on every exception, and a diverged
@@ -204,6 +215,7 @@ class Iterator(TemplateIterator):
             scheduler=self.training_step.scheduler.state_dict(),
             global_step=self.get_global_step(),
             config=json.loads(json.dumps(self.config, default=str)),
+            camera=self.training_camera,
         )
         if self.uploader is not None:
             self.uploader.submit(checkpoint_path)
@@ -261,7 +273,7 @@ class Iterator(TemplateIterator):
                 scalars["grad_norm"] = self.training_step.accumulator.last_grad_norm
             scalars.update(
                 unity_dataset_metrics(
-                    predictions["translation"], translation, predictions.get("quaternion"), quaternion
+                    predictions["translation"], translation, predictions["quaternion"], quaternion, self.box.symmetries
                 )
             )
             images = {"inputs": np.asarray(image[:LOG_IMAGES])}
@@ -276,15 +288,14 @@ class Iterator(TemplateIterator):
                 "translation_pred": predictions["translation"],
                 "translation_true": np.asarray(translation, np.float32),
                 "quaternion_true": np.asarray(quaternion, np.float32),
+                "quaternion_pred": predictions["quaternion"],
+                "orientation_error": unity_quaternion_error(predictions["quaternion"], quaternion, self.box.symmetries),
                 "translation_mse": translation_squared_error(predictions["translation"], translation),
                 **{f"loss_{name}": values for name, values in losses.items()},
             }
             if "camera" in kwargs:  # intrinsics of the network input and its side, for drawing poses in reports
                 labels["camera"] = kwargs["camera"]
                 labels["image_size"] = np.full((len(translation), 1), self.config["network"]["image_size"])
-            if "quaternion" in predictions:
-                labels["quaternion_pred"] = predictions["quaternion"]
-                labels["orientation_error"] = unity_quaternion_error(predictions["quaternion"], quaternion)
             return {"labels": {k: np.asarray(v, np.float32) for k, v in labels.items()}}
 
         return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}

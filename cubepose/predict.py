@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,16 +28,39 @@ from cubepose.devices import resolve_device
 from cubepose.errors import CubeposeError
 from cubepose.models import PoseNet
 from cubepose.storage import fetch
+from cubepose.training_camera import (
+    TOLERANCE,
+    GivenCamera,
+    camera_errors,
+    describe_training_camera,
+    given_camera,
+)
 
 logger = logging.getLogger(__name__)
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
+CameraLike = Sequence[float] | Mapping[str, Any] | GivenCamera  # fx, fy, cx, cy in pixels of the images given
 
 NON_FINITE = (
     "the model's output for this image is not finite (NaN or inf), so it has no pose: the checkpoint's "
     "weights are broken (e.g. training diverged or the file was damaged); use an earlier checkpoint"
 )
 STATUS_KEYS = ("valid", "error")  # per-image status that predict_items adds next to the pose arrays
+UNKNOWN_SIZE = (
+    "its original size is unknown (prepare_item did not go through PosePredictor.prepare_item), so its camera "
+    "cannot be checked; resize it with super().prepare_item, or predict without camera="
+)
+
+
+@dataclass
+class _Item:
+    """One input on its way through ``predict_items``: how errors name it, its prepared image and original
+    size (width, height), or why it has no pose."""
+
+    name: str
+    image: np.ndarray | None = None
+    size: tuple[int, int] | None = None
+    error: CubeposeError | None = None
 
 
 class PosePredictor:
@@ -49,13 +73,21 @@ class PosePredictor:
         device: torch.device | str = "cpu",
         batch_size: int | None = None,
         global_step: int = 0,
+        training_camera: dict | None = None,
+        camera_tolerance: float = TOLERANCE,
     ) -> None:
+        """``training_camera``: the checkpoint's ``camera`` record (cubepose.training_camera); None: unknown,
+        so given cameras are not checked. ``camera_tolerance``: the largest focal-length difference (relative)
+        and principal-point offset (share of the side) accepted."""
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.config = config
         self.image_size = config["network"]["image_size"]
         self.batch_size = batch_size or config["test_batch_size"]
         self.global_step = global_step
+        self.training_camera = training_camera
+        self.camera_tolerance = camera_tolerance
+        self._item_size: tuple[int, int] | None = None  # original size of the item prepare_item last resized
         self._output_shapes: dict[str, tuple[int, ...]] | None = None  # per-image shape of each output
 
     # -- load / save ---------------------------------------------------------------------
@@ -83,13 +115,28 @@ class PosePredictor:
         config["network"]["pretrained"] = None  # the checkpoint holds every weight
         model = PoseNet(validate_config(config))
         model.load_state_dict(state["model"])
-        logger.info("loaded %s (step %s, %s)", checkpoint, state.get("global_step"), config["network"]["backbone"])
-        return cls(model, config, device, batch_size, int(state.get("global_step") or 0))
+        camera = state.get("camera")
+        logger.info(
+            "loaded %s (step %s, %s; training camera %s)",
+            checkpoint,
+            state.get("global_step"),
+            config["network"]["backbone"],
+            describe_training_camera(camera),
+        )
+        if camera is None:
+            logger.warning(
+                "%s records no training camera (saved before cubepose recorded it): given cameras are not checked, "
+                "and poses are in the frame of whatever camera it was trained with",
+                checkpoint,
+            )
+        return cls(model, config, device, batch_size, int(state.get("global_step") or 0), camera)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the model and its config as a cubepose checkpoint that ``load`` reads back."""
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        save_checkpoint(path, model=state, config=self.config, global_step=self.global_step)
+        save_checkpoint(
+            path, model=state, config=self.config, global_step=self.global_step, camera=self.training_camera
+        )
 
     # -- the adapter hooks ---------------------------------------------------------------
 
@@ -97,22 +144,29 @@ class PosePredictor:
         """One image (path, uint8 RGB/gray/RGBA array or PIL image, any size) -> uint8 RGB HWC at the network size.
 
         Resized exactly as the training data; the scaling to [-1, 1] happens batched in ``predict_batch``.
+        A subclass calls this for its decoded image, so that the original size is known to the camera check.
         """
         if isinstance(item, Image.Image):
-            return resize_rgb(item, self.image_size)
+            return self._resized(item)
         if isinstance(item, np.ndarray):
             if item.dtype == np.uint8 and item.shape == (self.image_size, self.image_size, 3):
+                self._item_size = (self.image_size, self.image_size)
                 return item  # already the network input: nothing to resize
-            return resize_rgb(_array_image(item), self.image_size)
+            return self._resized(_array_image(item))
         if isinstance(item, (str, os.PathLike)):
             try:
                 with open_image(item) as image:  # an oversized image: a CubeposeError naming it
-                    return resize_rgb(image, self.image_size)
+                    return self._resized(image)
             except FileNotFoundError:
                 raise CubeposeError(f"no image at {item}; give the path of a PNG or JPEG file") from None
             except (OSError, UnidentifiedImageError, SyntaxError) as err:
                 raise CubeposeError(f"cannot read image {item} ({err}); give a PNG or JPEG file") from None
         raise CubeposeError(f"cannot predict a {type(item).__name__}; give a path, a numpy array or a PIL image")
+
+    def _resized(self, image: Image.Image) -> np.ndarray:
+        """``image`` at the network size; its original size is kept for the camera check."""
+        self._item_size = image.size
+        return resize_rgb(image, self.image_size)
 
     @torch.inference_mode()
     def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -133,7 +187,9 @@ class PosePredictor:
         self._output_shapes = {key: value.shape[1:] for key, value in outputs.items()}
         return {**outputs, "valid": valid}
 
-    def predict_items(self, items: Iterable[ImageLike], *, keep_going: bool = False) -> Iterator[dict[str, Any]]:
+    def predict_items(
+        self, items: Iterable[ImageLike], *, keep_going: bool = False, camera: CameraLike | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Predict ``items`` in batches of ``batch_size``; yields one dict per batch, in order.
 
         Each dict holds the pose arrays, ``valid`` (bool per image) and ``error`` (per image: None,
@@ -141,34 +197,36 @@ class PosePredictor:
         here, it is reported through ``valid`` and ``error``. An item ``prepare_item`` refuses raises
         its CubeposeError, unless ``keep_going``: then it is reported the same way and the rest
         are still predicted, the readable ones batched together as usual.
+
+        ``camera``: the intrinsics of the camera that took the images, (fx, fy, cx, cy) in pixels of the
+        images as given, or a mapping of those and optionally ``width``, ``height``. Scaled to the network
+        input per image size, it must match the checkpoint's training camera within ``camera_tolerance``;
+        an image it does not match is refused like an unreadable one. None: not checked.
         """
-        pending: list[np.ndarray | CubeposeError] = []
+        given = None if camera is None else given_camera(camera)  # refused before any image is read
+        pending: list[_Item] = []
         readable = 0
-        for item in items:
-            try:
-                pending.append(self.prepare_item(item))
-                readable += 1
-            except CubeposeError as err:
-                if not keep_going:
-                    raise
-                pending.append(err)
+        for index, item in enumerate(items):
+            pending.append(self._prepared(item, index, keep_going))
+            readable += pending[-1].error is None
             if readable == self.batch_size:
-                yield self._predict_pending(pending)
+                yield self._predict_pending(self._camera_checked(pending, given, keep_going))
                 pending, readable = [], 0
         if pending:
-            yield self._predict_pending(pending)
+            yield self._predict_pending(self._camera_checked(pending, given, keep_going))
 
-    def predict(self, images: Iterable[ImageLike]) -> dict[str, np.ndarray]:
+    def predict(self, images: Iterable[ImageLike], camera: CameraLike | None = None) -> dict[str, np.ndarray]:
         """Poses of ``images``: ``translation`` (N, 3) in metres, ``quaternion`` (N, 4) x, y, z, w (w >= 0).
 
-        Every row returned is a finite pose. An image that cannot be read raises its CubeposeError;
-        if the network gives a non-finite output (NaN or inf) for any image, a CubeposeError names
-        those images rather than return a made-up pose. To keep the good poses of a mixed batch, use
+        Every row returned is a finite pose. An image that cannot be read, or whose ``camera`` (see
+        ``predict_items``) is not the training camera, raises its CubeposeError; if the network gives a
+        non-finite output (NaN or inf) for any image, a CubeposeError names those images rather than
+        return a made-up pose. To keep the good poses of a mixed batch, use
         ``predict_items(images, keep_going=True)`` and its ``valid`` / ``error`` entries.
-        A symmetric-cube model (``network/symmetric``) returns no ``quaternion``.
+        For a symmetric object (``object/symmetries``) the quaternion is one of its equivalent orientations.
         """
         images = list(images)
-        parts = list(self.predict_items(images))
+        parts = list(self.predict_items(images, camera=camera))
         if not parts:
             raise CubeposeError("no images to predict")
         poses = {key: np.concatenate([part[key] for part in parts]) for key in parts[0] if key not in STATUS_KEYS}
@@ -179,17 +237,51 @@ class PosePredictor:
             raise CubeposeError(f"no pose for {len(invalid)} of {len(images)} images ({names}{more}): {NON_FINITE}")
         return poses
 
-    def _predict_pending(self, pending: list[np.ndarray | CubeposeError]) -> dict[str, Any]:
+    def _prepared(self, item: ImageLike, index: int, keep_going: bool) -> _Item:
+        """``item`` through ``prepare_item``, with its name and original size; a refusal is kept if ``keep_going``."""
+        self._item_size = None
+        try:
+            image = self.prepare_item(item)
+        except CubeposeError as err:
+            if not keep_going:
+                raise
+            return _Item(_describe(item, index), error=err)
+        return _Item(_describe(item, index), image=image, size=self._item_size)
+
+    def _camera_checked(self, pending: list[_Item], given: GivenCamera | None, keep_going: bool) -> list[_Item]:
+        """``pending`` with each image whose camera is not the training camera refused (raised unless ``keep_going``).
+
+        One vectorised check per batch; without a given or a recorded camera nothing is checked.
+        """
+        if given is None or self.training_camera is None:
+            return pending
+        readable = [item for item in pending if item.error is None]
+        known = [item for item in readable if item.size is not None]
+        checked = iter(
+            camera_errors(
+                given, [i.size for i in known], [i.name for i in known], self.training_camera, self.camera_tolerance
+            )
+        )
+        for item in readable:
+            message = next(checked) if item.size is not None else f"{item.name}: {UNKNOWN_SIZE}"
+            if message is None:
+                continue
+            if not keep_going:
+                raise CubeposeError(message)
+            item.image, item.error = None, CubeposeError(message)
+        return pending
+
+    def _predict_pending(self, pending: list[_Item]) -> dict[str, Any]:
         """One batch for ``predict_items``: the prepared images in one forward pass, refused ones as NaN rows."""
-        readable = [i for i, item in enumerate(pending) if isinstance(item, np.ndarray)]
-        poses = self.predict_batch(np.stack([pending[i] for i in readable])) if readable else None
+        readable = [i for i, item in enumerate(pending) if item.error is None]
+        poses = self.predict_batch(np.stack([pending[i].image for i in readable])) if readable else None
         if self._output_shapes is None:  # nothing predicted yet: one zero image tells the output shapes
             self.predict_batch(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
         out: dict[str, Any] = {
             key: np.full((len(pending), *shape), np.nan, np.float32) for key, shape in self._output_shapes.items()
         }
         out["valid"] = np.zeros(len(pending), bool)
-        out["error"] = [str(item) if isinstance(item, CubeposeError) else None for item in pending]
+        out["error"] = [None if item.error is None else str(item.error) for item in pending]
         if poses is not None:
             for key, value in poses.items():
                 out[key][readable] = value
@@ -225,9 +317,8 @@ def as_json_record(name: str, poses: dict[str, Any], index: int) -> dict[str, An
     if valid is not None and not valid[index]:
         errors = poses.get("error")
         return {"image": name, "error": (errors[index] if errors is not None else None) or NON_FINITE}
-    quaternion = poses.get("quaternion")
     return {
         "image": name,
         "translation": [float(v) for v in poses["translation"][index]],
-        "quaternion": None if quaternion is None else [float(v) for v in quaternion[index]],
+        "quaternion": [float(v) for v in poses["quaternion"][index]],
     }
