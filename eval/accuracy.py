@@ -38,7 +38,7 @@ from cubepose.models import PoseNet
 from cubepose.object_model import Box
 from cubepose.predict import PosePredictor
 from cubepose.seeding import seed_global_generators
-from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
+from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
 from cubepose.training_step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -152,14 +152,33 @@ def parse_override(item: str) -> tuple[str, object]:
     return key, yaml.safe_load(value)
 
 
-def make_data(root: Path, rotation: str, train_count: int, test_count: int, image_size: int) -> dict[str, Path]:
-    """Seeded train (seed 1) and test (seed 3) sets; generation resumes and is reused when complete."""
-    scene = scene_options("default", rotation=rotation)
+def make_data(
+    root: Path,
+    rotation: str,
+    train_count: int,
+    test_count: int,
+    image_size: int,
+    camera: list[float] | None = None,
+    dimensions: list[float] | None = None,
+) -> dict[str, Path]:
+    """Seeded train (seed 1) and test (seed 3) sets; generation resumes and is reused when complete.
+
+    ``camera`` (W H FX FY CX CY, replacing ``image_size``) and ``dimensions`` (the object's x y z in
+    metres) render a set of their own, in a folder named after them.
+    """
+    scene = scene_options(
+        "default",
+        rotation=rotation,
+        camera=camera_option(camera) if camera else None,
+        dimensions=tuple(dimensions) if dimensions else None,
+    )
+    name = rotation + (f"-camera-{'x'.join(f'{v:g}' for v in camera)}" if camera else "")
+    name += f"-object-{'x'.join(f'{v:g}' for v in dimensions)}" if dimensions else ""
+    size = {} if camera else {"image_size": image_size}
     splits = {"train": (train_count, 1), "test": (test_count, 3)}
     for split, (count, seed) in splits.items():
-        options = GenerationOptions(count=count, seed=seed, image_size=image_size, scene=scene)
-        generate_dataset(root / rotation / split, options)
-    return {split: root / rotation / split for split in splits}
+        generate_dataset(root / name / split, GenerationOptions(count=count, seed=seed, scene=scene, **size))
+    return {split: root / name / split for split in splits}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,6 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-count", type=int, default=30000, help="training images (Unity's demo: 30,000)")
     parser.add_argument("--test-count", type=int, default=500)
     parser.add_argument("--image-size", type=int, default=128, help="side of the generated images")
+    parser.add_argument(
+        "--camera", type=float, nargs=6, metavar=("W", "H", "FX", "FY", "CX", "CY"), help="render with this camera"
+    )
+    parser.add_argument(
+        "--object-dimensions", type=float, nargs=3, metavar=("X", "Y", "Z"), help="the object's edges (m), all rows"
+    )
     parser.add_argument("--data-dir", default=str(REPO / "data" / "accuracy"), help="where the sets are generated")
     parser.add_argument("--steps", type=int, help="train each row for this many steps instead of the budget")
     parser.add_argument(
@@ -185,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    recipes = {recipe: recipe.split("+") for recipe in args.recipe} if args.recipe else ROWS
+    recipes = {recipe: recipe.split("+") for recipe in args.recipe} if args.recipe else dict(ROWS)
+    if args.object_dimensions:  # every row trains for the data's object
+        size = "[" + ",".join(f"{v:g}" for v in args.object_dimensions) + "]"
+        recipes = {name: [*overlays, f"object/dimensions={size}"] for name, overlays in recipes.items()}
     configs = {}
     for name, overlays in recipes.items():  # every config is checked before any data or training
         if args.rows and name not in args.rows:
@@ -197,11 +225,14 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, OSError) as err:
             parser.error(f"recipe {name!r}: {err}")
 
-    data = make_data(Path(args.data_dir), args.rotation, args.train_count, args.test_count, args.image_size)
+    sizes = (args.train_count, args.test_count, args.image_size, args.camera, args.object_dimensions)
+    data = make_data(Path(args.data_dir), args.rotation, *sizes)
     budget_s = None if args.steps else args.budget_minutes * 60
     length = f"{args.steps} steps" if args.steps else f"{args.budget_minutes:g} min of training"
+    images = f"{args.camera[0]:g}x{args.camera[1]:g} px" if args.camera else f"{args.image_size} px"
+    scene = f" of a {'x'.join(f'{v:g}' for v in args.object_dimensions)} m object" if args.object_dimensions else ""
     lines = [
-        f"{args.rotation} rotation; {args.train_count} train / {args.test_count} test images at {args.image_size} px; "
+        f"{args.rotation} rotation; {args.train_count} train / {args.test_count} test images at {images}{scene}; "
         f"{length} per row on {torch.get_num_threads()} threads",
         "",
         "| recipe | steps | train img/s | translation_mse (m²) | orientation_error (rad) | translation cm (mean) "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,13 +87,19 @@ def test_accuracy_benchmarks_a_recipe_of_overlays_and_key_overrides(tmp_path):
     assert not (tmp_path / "unused").exists()  # checked before generating any data
 
 
-def test_accuracy_cross_checks_a_row_through_edflow_at_equal_steps(tmp_path):
-    args = ["--steps", "3", "--train-count", "64", "--test-count", "16", "--image-size", "48", "--edflow"]
+def test_accuracy_cross_checks_a_row_through_edflow_at_equal_steps_for_an_own_camera_and_object(tmp_path):
+    args = ["--steps", "3", "--train-count", "64", "--test-count", "16", "--edflow"]
+    args += ["--camera", "64", "48", "50", "50", "30", "24", "--object-dimensions", "0.05", "0.05", "0.05"]
     stdout = run_script("accuracy.py", *args, "--recipe", "configs/cpu.yaml", "--data-dir", str(tmp_path))
     rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
     assert [row[1].strip() for row in rows] == ["configs/cpu.yaml", "configs/cpu.yaml through `edflow -t`"]
     assert [int(row[2]) for row in rows] == [3, 3] and "3 steps per row" in stdout
     assert all(0 <= float(row[8]) <= 1 for row in rows)
+    assert "64x48 px of a 0.05x0.05x0.05 m object" in stdout.splitlines()[0]
+    recorded = tmp_path / "yaw-camera-64x48x50x50x30x24-object-0.05x0.05x0.05" / "train" / ".cubepose-generate.json"
+    scene = json.loads(recorded.read_text())["scene"]
+    assert scene["camera"] == {"width": 64, "height": 48, "fx": 50, "fy": 50, "cx": 30, "cy": 24}
+    assert scene["dimensions"] == [0.05, 0.05, 0.05]
 
 
 def test_edflow_overhead_times_both_arms_and_prints_their_ratio(tmp_path):
