@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -177,7 +178,8 @@ def make_data(
     size = {} if camera else {"image_size": image_size}
     splits = {"train": (train_count, 1), "test": (test_count, 3)}
     for split, (count, seed) in splits.items():
-        generate_dataset(root / name / split, GenerationOptions(count=count, seed=seed, scene=scene, **size))
+        options = GenerationOptions(count=count, seed=seed, scene=scene, workers=os.cpu_count() or 1, **size)
+        generate_dataset(root / name / split, options)
     return {split: root / name / split for split in splits}
 
 
