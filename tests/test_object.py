@@ -14,7 +14,8 @@ import torch
 
 from cubepose.cli import main
 from cubepose.config import defaults, validate_config
-from cubepose.errors import ConfigError
+from cubepose.data import TrainDataset
+from cubepose.errors import ConfigError, DatasetError
 from cubepose.evaluation import evaluation_of
 from cubepose.geometry import cube_corners
 from cubepose.losses import Criterion
@@ -22,7 +23,7 @@ from cubepose.metrics import add_distance, pose_dataset_metrics
 from cubepose.models.crop import cube_windows
 from cubepose.object_model import Box
 from cubepose.overlay import TRUE_COLOUR, draw_cubes
-from cubepose.synth.generate import scene_options
+from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import PRESETS, sample_scene
 
@@ -189,3 +190,15 @@ def test_generate_refuses_boxes_it_cannot_render(tmp_path, caplog, dimensions, m
     out = tmp_path / "out"
     assert main(["generate", str(out), "--count", "1", "--object-dimensions", *dimensions]) == 2
     assert re.search(message, caplog.text) and not out.exists()
+
+
+def test_a_split_labelled_with_another_box_is_refused_naming_the_size_to_set(tmp_path, tiny_config):
+    root = tmp_path / "big"
+    options = GenerationOptions(count=4, seed=1, image_size=48, scene=scene_options(dimensions=(0.2, 0.2, 0.2)))
+    generate_dataset(root, options)
+    tiny_config["data"]["train"]["root"] = str(root)
+    with pytest.raises(DatasetError, match=re.escape("4 of 4 labels record a box of [0.2, 0.2, 0.2] m, but")) as err:
+        TrainDataset(validate_config(tiny_config))
+    assert "set object/dimensions: [0.2, 0.2, 0.2] (edflow: --object/dimensions [0.2,0.2,0.2])" in str(err.value)
+    tiny_config["object"] = {"dimensions": [0.2, 0.2, 0.2]}
+    assert len(TrainDataset(validate_config(tiny_config))) == 4

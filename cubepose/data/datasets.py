@@ -20,11 +20,14 @@ from cubepose.data.images import load_image, to_network_range
 from cubepose.data.pose_index import PoseIndex
 from cubepose.data.sources import local_root
 from cubepose.data.splits import fraction_split, sample_indices
-from cubepose.errors import ConfigError
+from cubepose.errors import ConfigError, DatasetError
 from cubepose.geometry import resize_intrinsics
+from cubepose.object_model import Box
 from cubepose.storage import default_cache_dir
 
 logger = logging.getLogger(__name__)
+
+SIZE_TOLERANCE = 0.01  # labelled edge lengths within 1 % of object/dimensions count as the same box
 
 
 def read_root(data: dict, root: str) -> PoseIndex:
@@ -53,7 +56,33 @@ def load_split(config: dict, split: str) -> PoseIndex:
     )
     if len(chosen) == 0:
         raise ConfigError(f"data/{split} is empty; lower data/validation_fraction or add captures")
-    return index.subset(chosen)
+    index = index.subset(chosen)
+    check_object_size(index, Box.from_config(config), split)
+    return index
+
+
+def check_object_size(index: PoseIndex, box: Box, split: str) -> None:
+    """Refuse labels that record a box of other edge lengths than ``object/dimensions`` (within 1 %):
+    the ADD loss, the metrics and the crop window would measure another object. Unrecorded sizes pass."""
+    recorded = index.object_sizes[np.isfinite(index.object_sizes).all(axis=1)]
+    differs = ~np.isclose(recorded, box.dimensions, rtol=SIZE_TOLERANCE, atol=0).all(axis=1)
+    if not differs.any():
+        return
+    sizes = np.unique(np.round(recorded[differs], 4), axis=0)
+    shown = " or ".join(_listed(row) for row in sizes[:3]) + (" or others" if len(sizes) > 3 else "")
+    if len(sizes) == 1:
+        fix = f"set object/dimensions: {_listed(sizes[0])} (edflow: --object/dimensions {_listed(sizes[0], ',')})"
+    else:
+        fix = "a model learns one object: train on one object's data"
+    raise DatasetError(
+        f"data/{split}: {int(differs.sum())} of {len(index)} labels record a box of {shown} m, but "
+        f"object/dimensions is {_listed(box.dimensions)}; {fix}"
+    )
+
+
+def _listed(values: np.ndarray | tuple, separator: str = ", ") -> str:
+    """Edge lengths as a YAML list: [0.2, 0.2, 0.2]."""
+    return "[" + separator.join(f"{float(v):g}" for v in values) + "]"
 
 
 class PoseDataset(DatasetMixin):
