@@ -20,6 +20,7 @@ setup(
         "google-cloud-storage",
         "moderngl",
         "roma",
+        "kornia",
     ],
     extras_require={"onnx": ["onnx", "onnxscript", "onnxruntime"]},  # cubepose export --format onnx
     entry_points={"console_scripts": ["cubepose = cubepose.cli:main"]},
