@@ -45,27 +45,29 @@ def solve_pnp(
     is a proper one.
     """
     pixels, camera = pixels.double(), camera.double()
+    object_points = object_points.double().to(pixels.device)
     batch = pixels.shape[0]
     intrinsics = torch.zeros(batch, 3, 3, dtype=torch.float64, device=pixels.device)
     intrinsics[:, 0, 0], intrinsics[:, 1, 1] = camera[:, 0], camera[:, 1]
     intrinsics[:, 0, 2], intrinsics[:, 1, 2], intrinsics[:, 2, 2] = camera[:, 2], camera[:, 3], 1.0
     flip = Y_FLIP.to(pixels.device)
-    mirrored = (object_points.double().to(pixels.device) * flip).expand(batch, -1, -1)
+    mirrored = (object_points * flip).expand(batch, -1, -1)
     # OpenCV's v = cy + fy y' / z with y' = -y: the same pixels as Unity's v = cy - fy y / z
     pose = solve_pnp_dlt(mirrored, pixels, intrinsics)  # (B, 3, 4) [R' | t'] with R' = F R F, t' = F t
     rotation = flip[:, None] * pose[:, :, :3] * flip[None, :]
     translation = pose[:, :, 3] * flip
-    rotation, translation = _refine(pixels, object_points.double().to(pixels.device), camera, rotation, translation)
+    rotation, translation = _refine(pixels, object_points, camera, rotation, translation)
     quaternion = roma.rotmat_to_unitquat(rotation)
     quaternion = torch.where(quaternion[:, 3:] < 0, -quaternion, quaternion)
-    residuals = _project(object_points.double().to(pixels.device), rotation, translation, camera) - pixels
+    residuals = _project(object_points, rotation, translation, camera) - pixels
     return translation, quaternion, residuals.norm(dim=-1).mean(dim=-1)
 
 
 def _project(
     points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, camera: torch.Tensor
 ) -> torch.Tensor:
-    """Object points (K, 3) under poses (B, 3, 3), (B, 3) -> pixels (B, K, 2), Unity's convention."""
+    """Object points (K, 3) under poses (B, 3, 3), (B, 3) -> pixels (B, K, 2): geometry.project_with_intrinsics
+    on tensors, differentiable for the refinement."""
     placed = points @ rotation.transpose(-1, -2) + translation[..., None, :]
     u = camera[..., 2:3] + camera[..., 0:1] * placed[..., 0] / placed[..., 2]
     v = camera[..., 3:4] - camera[..., 1:2] * placed[..., 1] / placed[..., 2]
@@ -99,7 +101,8 @@ def _refine(
         j = jacobian(zero, rotation, translation, camera, pixels)  # (B, 2K, 6)
         r = torch.func.vmap(residuals)(zero, rotation, translation, camera, pixels)  # (B, 2K)
         normal = j.transpose(1, 2) @ j
-        damping = 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(dim=1)[:, None, None] * torch.eye(6, dtype=torch.float64)
+        identity = torch.eye(6, dtype=torch.float64, device=pixels.device)
+        damping = 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(dim=1)[:, None, None] * identity
         step = -torch.linalg.solve(normal + damping, (j.transpose(1, 2) @ r[..., None]))[..., 0]
         rotation = rotation @ roma.rotvec_to_rotmat(step[:, :3])
         translation = translation + step[:, 3:]
