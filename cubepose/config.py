@@ -73,7 +73,7 @@ EDFLOW_KEYS = (
 )
 
 SCHEMA: dict[str, Any] = {
-    "model": _opt("cubepose.models.PoseNet", str),
+    "model": _opt("cubepose.models.pose_network", str),
     "iterator": _opt("cubepose.iterator.Iterator", str),
     "datasets": {
         "train": _opt("cubepose.data.TrainDataset", str),
@@ -89,6 +89,7 @@ SCHEMA: dict[str, Any] = {
         "symmetries": _opt("none", object),
     },
     "network": {
+        "type": _opt("regression", str),  # a name in cubepose.models.networks.NETWORKS, checked there
         "backbone": _opt("vgg16", str),
         "head": _opt("unity_mlp", str),
         "rotation": _opt("quaternion", str),
@@ -100,6 +101,11 @@ SCHEMA: dict[str, Any] = {
             "size": _opt(48, int, minimum=32),
             "margin": _opt(1.3, float, minimum=0.5),
             "backbone": _opt("small_cnn", str),
+        },
+        "keypoints": {
+            "stride": _opt(4, int, choices=(2, 4, 8)),
+            "sigma": _opt(1.0, float, positive=True),  # the target Gaussians' width, in cells
+            "offset_radius": _opt(1.5, float, positive=True),  # cells around a keypoint whose offsets are trained
         },
     },
     "data": {

@@ -24,6 +24,7 @@ from cubepose.object_model import Box
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+CONFIDENCE_KEYS = ("confidence", "reprojection_error")  # per-instance outputs of a keypoint model
 ERRORS_FILE = "errors.csv"
 
 install_error_handler()  # edeval imports these callbacks: a CubeposeError there prints one line too
@@ -54,10 +55,14 @@ class Evaluation:
         t_pred, t_true = labels["translation_pred"], labels["translation_true"]
         q_pred, q_true = labels["quaternion_pred"], labels["quaternion_true"]
         errors = instance_errors(t_pred, t_true, q_pred, q_true, box=box)
+        for key in CONFIDENCE_KEYS:  # a keypoint model's, kept beside each instance's errors
+            if key in labels:
+                errors[key] = labels[key].reshape(-1).astype(np.float64)
         unity = unity_dataset_metrics(t_pred, t_true, q_pred, q_true, box.symmetries)
         unity["instances"] = int(len(t_pred))
         unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
         pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred), box)
+        pose.update({f"{key}_mean": float(np.nanmean(errors[key])) for key in CONFIDENCE_KEYS if key in errors})
         return cls(labels, errors, unity, pose, box)
 
 

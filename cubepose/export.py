@@ -1,9 +1,11 @@
 """Export a trained model for deployment: TorchScript or ONNX, plus a JSON note of its contract.
 
 The exported graph takes the prepared input (N, 3, S, S) float32: RGB resized bilinearly to S x S,
-pixel / 127.5 - 1, channels first; it returns ``translation`` (N, 3) in metres and ``quaternion``
-(N, 4) x, y, z, w with w >= 0. The note beside the file says the same, with S and the training camera
-(the poses are right only for images from it).
+pixel / 127.5 - 1, channels first. A regression model returns ``translation`` (N, 3) in metres and
+``quaternion`` (N, 4) x, y, z, w with w >= 0, right only for images from its training camera. A keypoint
+model returns ``keypoints`` (N, 9, 2) in input pixels and their ``scores`` (N, 9); the caller solves the
+pose with its own camera (PnP of the note's ``object_points``, as ``cubepose.keypoints.solve_pnp`` does).
+The note beside the file says the same, with S and the training camera.
 """
 
 from __future__ import annotations
@@ -26,16 +28,15 @@ FORMATS = ("torchscript", "onnx")
 EXAMPLE_BATCH = 2  # traced with a batch of 2 so that the batch axis stays free
 
 
-class PoseOutputs(nn.Module):
-    """PoseNet with a tuple output, which TorchScript and ONNX graphs carry better than a dict."""
+class ExportedOutputs(nn.Module):
+    """A pose network's ``exported`` outputs as a tuple, which TorchScript and ONNX graphs carry better than a dict."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = self.model(images)
-        return outputs["translation"], outputs["quaternion"]
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.exported(images)
 
 
 def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> Path:
@@ -44,10 +45,10 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
         raise CubeposeError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    module = PoseOutputs(predictor.model.cpu()).eval()
+    module = ExportedOutputs(predictor.model.cpu()).eval()
     size = predictor.image_size
     example = torch.zeros(EXAMPLE_BATCH, 3, size, size)
-    outputs = ["translation", "quaternion"]
+    outputs = list(predictor.model.exported_outputs)
     with torch.no_grad():
         if fmt == "torchscript":
             traced = torch.jit.trace(module, example)
@@ -59,7 +60,8 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
         "format": fmt,
         "input": {"name": "images", "shape": ["N", 3, size, size], "dtype": "float32"},
         "preprocessing": f"RGB, bilinear resize to {size}x{size}, pixel / 127.5 - 1, channels first",
-        "outputs": {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w with w >= 0"},
+        "outputs": dict(predictor.model.exported_outputs),
+        **(keypoint_contract(predictor) if predictor.takes_camera else {}),
         "global_step": predictor.global_step,
         "network": predictor.config["network"],
         "camera": camera_contract(predictor.training_camera),
@@ -67,6 +69,18 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
     atomic_write_text(out.with_name(out.name + ".json"), json.dumps(contract, indent=2) + "\n")
     logger.info("exported %s model to %s", fmt, out)
     return out
+
+
+def keypoint_contract(predictor: PosePredictor) -> dict:
+    """How a keypoint model's outputs become a pose: the object points to solve PnP with, and the camera model."""
+    return {
+        "object_points": predictor.model.object_points.tolist(),
+        "pose": "solve PnP of object_points (metres, the object's frame) against keypoints with your camera's "
+        "intrinsics scaled to the S x S input (fx * S / W, fy * S / H, cx * S / W, cy * S / H), weighing each "
+        "point by its score. Pixels follow u = cx + fx x / z, v = cy - fy y / z (camera y up): with OpenCV, "
+        "solvePnP(object_points with y negated, keypoints, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]) gives R', t', "
+        "and the pose is R = F R' F, t = F t' with F = diag(1, -1, 1). cubepose.keypoints.solve_pnp does this",
+    }
 
 
 def camera_contract(recorded: dict | None) -> dict | None:

@@ -50,6 +50,7 @@ from cubepose.training_step import NonFiniteLossError, StepResult, TrainingStep
 logger = logging.getLogger(__name__)
 
 LOG_IMAGES = 16  # inputs shown in the log_op image grids
+CONFIDENCE_KEYS = ("confidence", "reprojection_error")  # a keypoint network's, written per instance by eval_op
 LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wireframes stay readable
 
 # edflow imports this module (config key `iterator`) before it builds datasets, model and iterator,
@@ -104,7 +105,7 @@ def drain_uploads(uploader: Uploader) -> None:
 
 
 class Iterator(TemplateIterator):
-    """Trains and evaluates ``cubepose.models.PoseNet`` under edflow."""
+    """Trains and evaluates cubepose's pose networks (``network/type``) under edflow."""
 
     def __init__(self, config: dict, root: str, model: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
         validate_config(config)
@@ -265,10 +266,12 @@ class Iterator(TemplateIterator):
 
         def log_op() -> dict:
             result = evaluate()
-            predictions, losses = result.predictions, result.losses
+            losses = result.losses
+            predictions = self.training_step.poses(result.predictions, kwargs.get("camera"))
             scalars = {f"loss_{name}": float(values.mean()) for name, values in losses.items()}
             scalars.update({f"weight_{name}": weight for name, weight in self.criterion.weights(step).items()})
             scalars["learning_rate"] = self.training_step.learning_rate()
+            scalars.update({f"mean_{k}": float(predictions[k].mean()) for k in CONFIDENCE_KEYS if k in predictions})
             if self.training_step.accumulator.last_grad_norm is not None:
                 scalars["grad_norm"] = self.training_step.accumulator.last_grad_norm
             scalars.update(
@@ -283,7 +286,8 @@ class Iterator(TemplateIterator):
 
         def eval_op() -> dict:
             result = evaluate()
-            predictions, losses = result.predictions, result.losses
+            losses = result.losses
+            predictions = self.training_step.poses(result.predictions, kwargs.get("camera"))
             labels = {
                 "translation_pred": predictions["translation"],
                 "translation_true": np.asarray(translation, np.float32),
@@ -292,6 +296,7 @@ class Iterator(TemplateIterator):
                 "orientation_error": unity_quaternion_error(predictions["quaternion"], quaternion, self.box.symmetries),
                 "translation_mse": translation_squared_error(predictions["translation"], translation),
                 **{f"loss_{name}": values for name, values in losses.items()},
+                **{key: predictions[key] for key in CONFIDENCE_KEYS if key in predictions},
             }
             if "camera" in kwargs:  # intrinsics of the network input and its side, for drawing poses in reports
                 labels["camera"] = kwargs["camera"]

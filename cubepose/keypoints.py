@@ -11,13 +11,17 @@ from __future__ import annotations
 import numpy as np
 import roma
 import torch
+import torch.nn.functional as F
 from kornia.geometry.calibration import solve_pnp_dlt
 
 from cubepose.geometry import project_with_intrinsics, transform_points
 from cubepose.object_model import Box
+from cubepose.rays import ray_rotations
+from cubepose.symmetries import is_identity_only, right_products
 
 REFINE_ITERATIONS = 5  # Gauss-Newton steps after the linear solve; it converges in 2-3 from a DLT start
 KEYPOINTS = 9  # the centre, then the 8 corners in Box.corners() order
+MIN_WEIGHT = 1e-3  # added to every weight: points all scored 0 still give a solvable system
 Y_FLIP = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)  # Unity's camera (y up) <-> OpenCV's (y down)
 
 
@@ -33,8 +37,35 @@ def project_keypoints(box: Box, translation: np.ndarray, quaternion: np.ndarray,
     return project_with_intrinsics(points, camera)
 
 
+def keypoint_pixels(
+    object_points: torch.Tensor, translation: torch.Tensor, quaternion: torch.Tensor, camera: torch.Tensor
+) -> torch.Tensor:
+    """(B, K, 2) pixels of ``object_points`` (K, 3) at poses ``translation`` (B, 3), ``quaternion`` (B, 4) x, y, z, w
+    seen by ``camera`` (B, 4) fx, fy, cx, cy: ``project_keypoints`` in torch, for training targets."""
+    rotation = roma.unitquat_to_rotmat(F.normalize(quaternion, dim=-1))
+    return _project(object_points.to(translation), rotation, translation, camera)
+
+
+def view_canonical(quaternion: torch.Tensor, translation: torch.Tensor, symmetries: np.ndarray) -> torch.Tensor:
+    """Of the equally true orientations q * s_k of a symmetric object (``symmetries`` (K, 4)), the one closest to
+    the identity as seen along the viewing ray towards ``translation`` (B, 3): (B, 4), w >= 0.
+
+    Two images that look alike then get the same keypoint targets, wherever the object is in the image, so a
+    keypoint network is never asked to tell identical views apart (one corner channel per corner stays
+    well-defined). Without symmetries the quaternion is returned as it is.
+    """
+    if is_identity_only(symmetries):
+        return quaternion
+    products = torch.as_tensor(right_products(symmetries), dtype=quaternion.dtype, device=quaternion.device)
+    candidates = torch.einsum("kij,bj->bki", products, quaternion)  # (B, K, 4)
+    # the angle of ray^-1 * c shrinks as |<ray, c>| grows: the w of ray^-1 * c is that dot product
+    closeness = (candidates * ray_rotations(translation)[:, None, :]).sum(dim=-1).abs()
+    chosen = candidates.gather(1, closeness.argmax(dim=1)[:, None, None].expand(-1, 1, 4))[:, 0]
+    return torch.where(chosen[:, 3:] < 0, -chosen, chosen)
+
+
 def solve_pnp(
-    pixels: torch.Tensor, object_points: torch.Tensor, camera: torch.Tensor
+    pixels: torch.Tensor, object_points: torch.Tensor, camera: torch.Tensor, weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The poses that project ``object_points`` (K, 3) onto ``pixels`` (B, K, 2) with ``camera`` (B, 4), batched.
 
@@ -42,7 +73,8 @@ def solve_pnp(
     (B,) in pixels, a confidence: the points of a good detection agree on one pose. Solved by kornia's
     direct linear transform (at least 6 points, not all in one plane) in float64, in OpenCV's frame:
     Unity's y-up camera is its y-down one mirrored, so the object is mirrored too and the rotation found
-    is a proper one.
+    is a proper one. ``weights`` (B, K) >= 0, e.g. each keypoint's detection score, weigh the points in the
+    refinement, so that a point the network is unsure of (outside the image, hidden) pulls less.
     """
     pixels, camera = pixels.double(), camera.double()
     object_points = object_points.double().to(pixels.device)
@@ -56,7 +88,9 @@ def solve_pnp(
     pose = solve_pnp_dlt(mirrored, pixels, intrinsics)  # (B, 3, 4) [R' | t'] with R' = F R F, t' = F t
     rotation = flip[:, None] * pose[:, :, :3] * flip[None, :]
     translation = pose[:, :, 3] * flip
-    rotation, translation = _refine(pixels, object_points, camera, rotation, translation)
+    if weights is None:
+        weights = torch.ones(pixels.shape[:2], dtype=torch.float64, device=pixels.device)
+    rotation, translation = _refine(pixels, object_points, camera, weights.double(), rotation, translation)
     quaternion = roma.rotmat_to_unitquat(rotation)
     quaternion = torch.where(quaternion[:, 3:] < 0, -quaternion, quaternion)
     residuals = _project(object_points, rotation, translation, camera) - pixels
@@ -78,12 +112,15 @@ def _refine(
     pixels: torch.Tensor,
     points: torch.Tensor,
     camera: torch.Tensor,
+    weights: torch.Tensor,
     rotation: torch.Tensor,
     translation: torch.Tensor,
     iterations: int = REFINE_ITERATIONS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Damped Gauss-Newton on the reprojection error from the linear solution, batched: the DLT minimises
-    an algebraic error, which noisy detections bias (centimetres at 0.5 px noise); a few steps fix that."""
+    """Damped Gauss-Newton on the (``weights``-weighted) reprojection error from the linear solution, batched:
+    the DLT minimises an algebraic error, which noisy detections bias (centimetres at 0.5 px noise); a few steps
+    fix that."""
+    scale = (weights.clamp_min(0) + MIN_WEIGHT).sqrt()[..., None]  # (B, K, 1): residuals weighed by sqrt(w)
 
     def residuals(
         step: torch.Tensor,
@@ -91,15 +128,16 @@ def _refine(
         translation: torch.Tensor,
         camera: torch.Tensor,
         target: torch.Tensor,
+        scale: torch.Tensor,
     ) -> torch.Tensor:
         turned = rotation @ roma.rotvec_to_rotmat(step[:3])
-        return (_project(points, turned, translation + step[3:], camera) - target).reshape(-1)
+        return ((_project(points, turned, translation + step[3:], camera) - target) * scale).reshape(-1)
 
     jacobian = torch.func.vmap(torch.func.jacrev(residuals))
     zero = torch.zeros(len(pixels), 6, dtype=torch.float64, device=pixels.device)
     for _ in range(iterations):
-        j = jacobian(zero, rotation, translation, camera, pixels)  # (B, 2K, 6)
-        r = torch.func.vmap(residuals)(zero, rotation, translation, camera, pixels)  # (B, 2K)
+        j = jacobian(zero, rotation, translation, camera, pixels, scale)  # (B, 2K, 6)
+        r = torch.func.vmap(residuals)(zero, rotation, translation, camera, pixels, scale)  # (B, 2K)
         normal = j.transpose(1, 2) @ j
         identity = torch.eye(6, dtype=torch.float64, device=pixels.device)
         damping = 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(dim=1)[:, None, None] * identity

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 
 from cubepose.config import check_number, component_check, validate_config
 from cubepose.errors import ConfigError
+from cubepose.heatmaps import keypoint_targets
+from cubepose.keypoints import keypoint_pixels, object_keypoints, view_canonical
 from cubepose.models.crop import cube_windows
 from cubepose.models.rotations import canonical_sign
 from cubepose.object_model import Box
@@ -142,6 +144,21 @@ def add(prediction: torch.Tensor, target: torch.Tensor, box: Box | None = None) 
     return (place(prediction) - place(target)).norm(dim=-1).mean(dim=-1)
 
 
+@register_loss("heatmap", ("keypoints",))
+def heatmap(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A keypoint network's loss: squared heatmap error summed over the grid (DOPE's belief-map loss), averaged
+    over the K keypoints, plus the L1 error of the sub-cell offsets (in cells) where they are trained.
+
+    ``prediction`` (B, 3K, H, W): heatmaps, then offsets (u, v per keypoint); ``target`` (B, 4K, H, W): the
+    same, then the offsets' mask (``keypoints_target``).
+    """
+    k = target.shape[1] // 4
+    heat = ((prediction[:, :k] - target[:, :k]) ** 2).sum(dim=(-2, -1)).mean(dim=1)
+    mask = target[:, 3 * k :].repeat_interleave(2, dim=1)
+    offset_error = (prediction[:, k : 3 * k] - target[:, k : 3 * k]).abs() * mask
+    return heat + offset_error.sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp_min(1)
+
+
 @dataclass(frozen=True)
 class Ramp:
     """A loss weight going linearly from ``start`` (until ``start_step``) to ``end`` (from ``end_step``)."""
@@ -182,10 +199,39 @@ def window_target(network: dict, box: Box | None = None) -> Callable[[Targets], 
     return target
 
 
+def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
+    """What a keypoint network should predict (cubepose.heatmaps), packed (B, 4K, H, W) as ``heatmap`` reads it:
+    the keypoints of ``box`` projected with each example's camera, a symmetric object turned to its
+    view-canonical orientation first."""
+    box = box or Box()
+    points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
+    settings = network["keypoints"]
+
+    def target(targets: Targets) -> torch.Tensor:
+        if "camera" not in targets:
+            raise ConfigError("losses/keypoints needs each example's camera; the dataset returned none")
+        quaternion = view_canonical(targets["quaternion"], targets["translation"], box.symmetries)
+        pixels = keypoint_pixels(points, targets["translation"], quaternion, targets["camera"])
+        heatmaps, offsets, mask = keypoint_targets(
+            pixels, network["image_size"], settings["stride"], settings["sigma"], settings["offset_radius"]
+        )
+        return torch.cat([heatmaps, offsets.flatten(1, 2), mask], dim=1)
+
+    return target
+
+
+def keypoints_prediction(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A keypoint network's outputs packed (B, 3K, H, W) as ``heatmap`` reads them."""
+    return torch.cat([outputs["heatmaps"], outputs["offsets"].flatten(1, 2)], dim=1)
+
+
 QUANTITIES.register("translation")(Quantity(("translation",)))
 QUANTITIES.register("orientation")(Quantity(("quaternion",), oriented=True))
 QUANTITIES.register("pose")(Quantity(("translation", "quaternion"), oriented=True))
 QUANTITIES.register("window")(Quantity(("window",), target=window_target, takes_box=True))
+QUANTITIES.register("keypoints")(
+    Quantity(("heatmaps", "offsets"), target=keypoints_target, prediction=keypoints_prediction, takes_box=True)
+)
 
 
 @component_check

@@ -26,7 +26,8 @@ from cubepose.config import validate_config
 from cubepose.data.images import network_inputs, open_image, resize_rgb
 from cubepose.devices import resolve_device
 from cubepose.errors import CubeposeError
-from cubepose.models import PoseNet
+from cubepose.geometry import resize_intrinsics
+from cubepose.models import pose_network
 from cubepose.storage import fetch
 from cubepose.training_camera import (
     TOLERANCE,
@@ -34,6 +35,7 @@ from cubepose.training_camera import (
     camera_errors,
     describe_training_camera,
     given_camera,
+    size_errors,
 )
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ NON_FINITE = (
     "the model's output for this image is not finite (NaN or inf), so it has no pose: the checkpoint's "
     "weights are broken (e.g. training diverged or the file was damaged); use an earlier checkpoint"
 )
+CONFIDENCE_KEYS = ("confidence", "reprojection_error")  # a keypoint model's, in predict's JSON
 STATUS_KEYS = ("valid", "error")  # per-image status that predict_items adds next to the pose arrays
 UNKNOWN_SIZE = (
     "its original size is unknown (prepare_item did not go through PosePredictor.prepare_item), so its camera "
@@ -61,14 +64,16 @@ class _Item:
     image: np.ndarray | None = None
     size: tuple[int, int] | None = None
     error: CubeposeError | None = None
+    camera: np.ndarray | None = None  # (4,) its camera in network-input pixels, for a model that solves with it
 
 
 class PosePredictor:
-    """A trained PoseNet with the training preprocessing: images in, translation and quaternion out."""
+    """A trained pose network with the training preprocessing: images in, translation and quaternion out (and a
+    keypoint network's confidence, from its PnP solve with the images' camera)."""
 
     def __init__(
         self,
-        model: PoseNet,
+        model: torch.nn.Module,
         config: dict,
         device: torch.device | str = "cpu",
         batch_size: int | None = None,
@@ -113,7 +118,7 @@ class PosePredictor:
         if "network" not in config:
             raise CubeposeError(f"{checkpoint} records no config; it was not written by cubepose's training")
         config["network"]["pretrained"] = None  # the checkpoint holds every weight
-        model = PoseNet(validate_config(config))
+        model = pose_network(validate_config(config))
         model.load_state_dict(state["model"])
         camera = state.get("camera")
         logger.info(
@@ -168,10 +173,27 @@ class PosePredictor:
         self._item_size = image.size
         return resize_rgb(image, self.image_size)
 
+    @property
+    def takes_camera(self) -> bool:
+        """Whether the model solves its poses with the images' camera (a keypoint model), rather than
+        predicting them in its training camera's frame (a regression model, whose camera is checked)."""
+        return bool(getattr(self.model, "takes_camera", False))
+
+    def default_camera(self) -> np.ndarray:
+        """(4,) the camera a keypoint model solves with when none is given: the training camera (network input)."""
+        if self.training_camera is None:
+            raise CubeposeError(
+                "this keypoint model's checkpoint records no training camera, so the images' camera must be given: "
+                "camera= (Python) or --intrinsics FX FY CX CY / --camera FILE (cubepose predict)"
+            )
+        return np.asarray(self.training_camera["intrinsics"], np.float64)
+
     @torch.inference_mode()
-    def predict_batch(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def predict_batch(self, batch: np.ndarray, cameras: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Prepared images (B, S, S, 3) uint8 -> ``translation`` (B, 3), ``quaternion`` (B, 4) x, y, z, w
-        and ``valid`` (B,) bool.
+        and ``valid`` (B,) bool; a keypoint model adds ``confidence`` (B,) in [0, 1], ``reprojection_error`` (B,)
+        in pixels and ``keypoints`` (B, 9, 2), solved with ``cameras`` (B, 4) in network-input pixels (default:
+        the training camera).
 
         ``valid`` is False where the network gave a NaN or inf for that image; those rows are NaN
         throughout (normalising a non-finite raw rotation keeps it non-finite, never the identity).
@@ -179,7 +201,12 @@ class PosePredictor:
         ``to_network_range``; the channels-last layout is kept (faster convolutions on CPU).
         """
         images = network_inputs(torch.from_numpy(batch).to(self.device))
-        outputs = {k: v.float().cpu().numpy() for k, v in self.model(images).items()}
+        camera = None
+        if self.takes_camera:
+            cameras = np.broadcast_to(self.default_camera(), (len(batch), 4)) if cameras is None else cameras
+            camera = torch.as_tensor(np.asarray(cameras, np.float32), device=self.device)
+        poses = self.model.poses({k: v.float() for k, v in self.model(images).items()}, camera)
+        outputs = {k: v.float().cpu().numpy() for k, v in poses.items()}
         valid = np.ones(len(batch), dtype=bool)
         for value in outputs.values():
             valid &= np.isfinite(value.reshape(len(batch), -1)).all(axis=1)
@@ -200,8 +227,9 @@ class PosePredictor:
 
         ``camera``: the intrinsics of the camera that took the images, (fx, fy, cx, cy) in pixels of the
         images as given, or a mapping of those and optionally ``width``, ``height``. Scaled to the network
-        input per image size, it must match the checkpoint's training camera within ``camera_tolerance``;
-        an image it does not match is refused like an unreadable one. None: not checked.
+        input per image size. A keypoint model solves each pose with it (None: the training camera); for a
+        regression model it must match the checkpoint's training camera within ``camera_tolerance``, and an
+        image it does not match is refused like an unreadable one (None: not checked).
         """
         given = None if camera is None else given_camera(camera)  # refused before any image is read
         pending: list[_Item] = []
@@ -253,15 +281,20 @@ class PosePredictor:
 
         One vectorised check per batch; without a given or a recorded camera nothing is checked.
         """
-        if given is None or self.training_camera is None:
+        if given is None or (self.training_camera is None and not self.takes_camera):
             return pending
         readable = [item for item in pending if item.error is None]
         known = [item for item in readable if item.size is not None]
-        checked = iter(
-            camera_errors(
-                given, [i.size for i in known], [i.name for i in known], self.training_camera, self.camera_tolerance
+        sizes = np.array([i.size for i in known], np.float64).reshape(-1, 2)
+        if self.takes_camera:  # any camera works: scaled to the network input, it is the one the pose is solved with
+            scaled = resize_intrinsics(given.intrinsics, sizes, (self.image_size, self.image_size))
+            for item, camera in zip(known, scaled, strict=True):
+                item.camera = camera
+            checked = iter(size_errors(given, sizes, [i.name for i in known]))
+        else:
+            checked = iter(
+                camera_errors(given, sizes, [i.name for i in known], self.training_camera, self.camera_tolerance)
             )
-        )
         for item in readable:
             message = next(checked) if item.size is not None else f"{item.name}: {UNKNOWN_SIZE}"
             if message is None:
@@ -274,9 +307,12 @@ class PosePredictor:
     def _predict_pending(self, pending: list[_Item]) -> dict[str, Any]:
         """One batch for ``predict_items``: the prepared images in one forward pass, refused ones as NaN rows."""
         readable = [i for i, item in enumerate(pending) if item.error is None]
-        poses = self.predict_batch(np.stack([pending[i].image for i in readable])) if readable else None
+        cameras = None
+        if self.takes_camera and readable and any(pending[i].camera is not None for i in readable):
+            cameras = np.stack([pending[i].camera for i in readable])
+        poses = self.predict_batch(np.stack([pending[i].image for i in readable]), cameras) if readable else None
         if self._output_shapes is None:  # nothing predicted yet: one zero image tells the output shapes
-            self.predict_batch(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
+            self.predict_batch(np.zeros((1, self.image_size, self.image_size, 3), np.uint8), np.ones((1, 4)))
         out: dict[str, Any] = {
             key: np.full((len(pending), *shape), np.nan, np.float32) for key, shape in self._output_shapes.items()
         }
@@ -311,14 +347,19 @@ def _describe(item: Any, index: int) -> str:
 
 
 def as_json_record(name: str, poses: dict[str, Any], index: int) -> dict[str, Any]:
-    """One image's result as plain JSON data: ``{"image", "translation", "quaternion"}`` for a pose,
+    """One image's result as plain JSON data: ``{"image", "translation", "quaternion"}`` for a pose (a keypoint
+    model adds ``confidence`` and ``reprojection_error``),
     ``{"image", "error"}`` for an image without one (unreadable, or a non-finite model output)."""
     valid = poses.get("valid")
     if valid is not None and not valid[index]:
         errors = poses.get("error")
         return {"image": name, "error": (errors[index] if errors is not None else None) or NON_FINITE}
-    return {
+    record = {
         "image": name,
         "translation": [float(v) for v in poses["translation"][index]],
         "quaternion": [float(v) for v in poses["quaternion"][index]],
     }
+    for key in CONFIDENCE_KEYS:
+        if key in poses:
+            record[key] = float(poses[key][index])
+    return record

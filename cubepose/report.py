@@ -63,7 +63,27 @@ def _figures(errors: dict[str, np.ndarray]) -> list[str]:
         axes[2].set(title=f"{title} vs true yaw", xlabel="true yaw (deg)", ylabel=title)
         images.append(_png(figure))
         plt.close(figure)
+    if "confidence" in errors:
+        images.append(_confidence_figure(errors, plt))
     return images
+
+
+def _confidence_figure(errors: dict[str, np.ndarray], plt) -> str:
+    """A keypoint model's errors against its confidence and reprojection error: whether a robot can trust
+    a low confidence as the sign to look again."""
+    shown = np.isfinite(errors["translation_error_cm"]) & np.isfinite(errors["confidence"])
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    panels = [
+        ("confidence", "translation_error_cm", "confidence (mean keypoint score)", "translation error (cm)"),
+        ("confidence", "rotation_error_deg", "confidence (mean keypoint score)", "rotation error (deg)"),
+        ("reprojection_error", "translation_error_cm", "reprojection error (px)", "translation error (cm)"),
+    ]
+    for axis, (x, y, x_label, y_label) in zip(axes, panels, strict=True):
+        axis.scatter(errors[x][shown], errors[y][shown], s=6, alpha=0.6)
+        axis.set(title=f"{y_label} vs {x_label.split(' (')[0]}", xlabel=x_label, ylabel=y_label)
+    image = _png(figure)
+    plt.close(figure)
+    return image
 
 
 def _input_sizes(labels: dict, indices: np.ndarray) -> np.ndarray:

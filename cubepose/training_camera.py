@@ -97,6 +97,15 @@ def camera_errors(
     errors: list[str | None] = [None] * len(sizes)
     for i in np.flatnonzero(deviations.max(axis=1) > tolerance):
         errors[i] = _mismatch(names[i], given.intrinsics, sizes[i], scaled[i], deviations[i], recorded, tolerance)
+    for i, error in enumerate(size_errors(given, sizes, names)):
+        errors[i] = error or errors[i]
+    return errors
+
+
+def size_errors(given: GivenCamera, sizes: np.ndarray, names: Sequence[str]) -> list[str | None]:
+    """Per image (``sizes`` (N, 2)): None, or why it is refused when ``given`` states another image size."""
+    sizes = np.asarray(sizes, np.float64).reshape(-1, 2)
+    errors: list[str | None] = [None] * len(sizes)
     if given.size is not None:
         for i in np.flatnonzero((sizes != given.size).any(axis=1)):
             errors[i] = _wrong_size(names[i], sizes[i], given.size)

@@ -124,5 +124,16 @@ class TrainingStep:
         predictions = self.forward(inputs)
         return StepResult(_host(predictions), _host(self.criterion(predictions, targets, step)))
 
+    @torch.no_grad()
+    def poses(self, predictions: Mapping[str, np.ndarray], camera: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The poses in a step's host ``predictions``: ``translation``, ``quaternion`` and, for a keypoint network,
+        ``confidence`` and ``reprojection_error`` (its PnP solve with ``camera`` (B, 4), network-input pixels).
+
+        Computed on the host from the copies the step made: only the steps that log or evaluate pay for it.
+        """
+        outputs = {key: torch.from_numpy(np.asarray(value)) for key, value in predictions.items()}
+        cameras = None if camera is None else torch.as_tensor(np.asarray(camera, np.float32))
+        return _host(self.network.poses(outputs, cameras))
+
     def learning_rate(self) -> float:
         return self.optimizer.param_groups[0]["lr"]

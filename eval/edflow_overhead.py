@@ -26,7 +26,7 @@ from accuracy import batches, make_data, train_through_edflow
 
 from cubepose.config import load_config_files
 from cubepose.data import TrainDataset
-from cubepose.models import PoseNet
+from cubepose.models import pose_network
 from cubepose.training_step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def edflow_seconds(overlay: str, steps: int, data: dict[str, Path], work: Path) 
 def bare_seconds(config: dict, dataset: TrainDataset, steps: int) -> float:
     """Wall time of ``steps`` TrainingSteps in this process, model and optimizer built inside (as edflow does)."""
     start = time.perf_counter()
-    trainer = TrainingStep(PoseNet(config), config, num_steps=steps)
+    trainer = TrainingStep(pose_network(config), config, num_steps=steps)
     stream = batches(dataset, config["batch_size"], config["seed"])
     for step in range(steps):
         batch = next(stream)

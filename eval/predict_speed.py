@@ -31,7 +31,7 @@ from PIL import Image
 from cubepose.checkpoints import save_checkpoint
 from cubepose.config import load_config_files
 from cubepose.data.images import to_network_range
-from cubepose.models import PoseNet
+from cubepose.models import pose_network
 from cubepose.predict import PosePredictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "model-0.ckpt"
-        save_checkpoint(checkpoint, model=PoseNet(config).state_dict(), global_step=0, config=config)
+        save_checkpoint(checkpoint, model=pose_network(config).state_dict(), global_step=0, config=config)
         predictor = PosePredictor.load(checkpoint)
         model = predictor.model
         camera = rng.integers(0, 256, (batch_size, args.source_size, args.source_size, 3), dtype=np.uint8)

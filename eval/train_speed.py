@@ -23,7 +23,7 @@ import torch
 
 from cubepose.config import load_config_files
 from cubepose.geometry import intrinsics_from_fov
-from cubepose.models import PoseNet
+from cubepose.models import pose_network
 from cubepose.training_step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def random_batch(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
 
 def images_per_second(config: dict, steps: int, device: str = "cpu") -> float:
     """Time ``steps`` training steps (after one warm-up step) and return images per second."""
-    trainer = TrainingStep(PoseNet(config), config, num_steps=steps + 1, device=device)
+    trainer = TrainingStep(pose_network(config), config, num_steps=steps + 1, device=device)
     batch = random_batch(config)
     inputs, targets = trainer.inputs(batch["image"]), trainer.targets(batch)
     trainer.train(inputs, targets, 0)

@@ -67,8 +67,10 @@ def test_accuracy_trains_both_recipes_for_the_budget_and_tabulates_the_metrics(t
     args = ["--budget-minutes", "0.05", "--train-count", "64", "--test-count", "16", "--image-size", "48"]
     stdout = run_script("accuracy.py", *args, "--data-dir", str(tmp_path))
     rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
-    assert [row[1].strip().split(" (")[0] for row in rows] == ["cubepose CPU", "Unity's recipe, CPU-scaled"]
+    names = ["cubepose keypoints", "cubepose CPU", "Unity's recipe, CPU-scaled"]
+    assert [row[1].strip().split(" (")[0] for row in rows] == names
     assert all(int(row[2]) >= 20 and 0 <= float(row[8]) <= 1 for row in rows)  # steps; 5 cm 5 deg share
+    assert all(len(row[9].split(" / ")) == 2 for row in rows)  # the error on training images, beside
     assert (tmp_path / "yaw" / "train" / ".cubepose-generate.json").exists()
 
 

@@ -1,8 +1,20 @@
-"""Pose networks and the backbones, heads and rotation representations they are built from (each a registry)."""
+"""Pose networks (``network/type``) and the backbones, heads and rotation representations they are built from
+(each a registry)."""
 
 from cubepose.models.backbones import BACKBONES
 from cubepose.models.heads import HEADS
+from cubepose.models.keypoint_net import KeypointNet
+from cubepose.models.networks import NETWORKS, pose_network
 from cubepose.models.pose_net import PoseNet
 from cubepose.models.rotations import ROTATIONS, normalize_quaternions
 
-__all__ = ["BACKBONES", "HEADS", "PoseNet", "ROTATIONS", "normalize_quaternions"]
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "KeypointNet",
+    "NETWORKS",
+    "PoseNet",
+    "ROTATIONS",
+    "normalize_quaternions",
+    "pose_network",
+]

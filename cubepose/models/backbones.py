@@ -35,7 +35,8 @@ def vgg16() -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def _conv_bn(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
+def conv_bn(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
+    """3x3 convolution, batch norm, ReLU: the unit of the small backbones and the keypoint network."""
     return [nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(outputs), nn.ReLU(True)]
 
 
@@ -45,7 +46,7 @@ SMALL_CNN_WIDTHS = (32, 64, 128, 128)
 def _small_cnn_stages(channels: int) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for width in SMALL_CNN_WIDTHS:
-        layers += _conv_bn(channels, width, stride=2) + _conv_bn(width, width, stride=1)
+        layers += conv_bn(channels, width, stride=2) + conv_bn(width, width, stride=1)
         channels = width
     return layers
 
@@ -64,7 +65,7 @@ HIRES_STEM_WIDTH = 16
 def small_cnn_hires() -> nn.Module:
     """small_cnn behind one strided 16-channel conv: twice the input size (128 px: the cube's
     edges at twice the resolution) for about 15% more compute than small_cnn at half the size."""
-    return nn.Sequential(*_conv_bn(3, HIRES_STEM_WIDTH, stride=2), *_small_cnn_stages(HIRES_STEM_WIDTH))
+    return nn.Sequential(*conv_bn(3, HIRES_STEM_WIDTH, stride=2), *_small_cnn_stages(HIRES_STEM_WIDTH))
 
 
 class BasicBlock(nn.Module):

@@ -47,16 +47,6 @@ def crop_windows(images: torch.Tensor, windows: torch.Tensor, size: int) -> torc
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def ray_rotations(translation: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions (B, 4, x y z w) of the smallest rotation turning the optical axis (0, 0, 1)
-    onto the viewing ray towards ``translation`` (B, 3)."""
-    ray = F.normalize(translation, dim=-1)
-    axis = torch.cross(ray.new_tensor([0.0, 0.0, 1.0]).expand_as(ray), ray, dim=-1)  # |axis| = sin(angle)
-    sin_angle = axis.norm(dim=-1, keepdim=True)
-    angle = torch.atan2(sin_angle, ray[..., 2:3])
-    return roma.rotvec_to_unitquat(axis / sin_angle.clamp_min(1e-12) * angle)
-
-
 def to_camera_frame(ray_quaternions: torch.Tensor, along_ray: torch.Tensor) -> torch.Tensor:
     """Orientations regressed relative to each viewing ray (what a crop shows) -> camera frame."""
     return roma.quat_product(ray_quaternions, along_ray)

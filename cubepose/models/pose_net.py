@@ -8,10 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from cubepose.config import component_check, validate_config
+from cubepose.errors import ConfigError
 from cubepose.models.backbones import BACKBONES, load_pretrained
-from cubepose.models.crop import crop_windows, ray_rotations, to_camera_frame
+from cubepose.models.crop import crop_windows, to_camera_frame
 from cubepose.models.heads import HEADS
 from cubepose.models.rotations import ROTATIONS, canonical_sign
+from cubepose.rays import ray_rotations
 
 
 def _feature_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]:
@@ -61,10 +63,18 @@ class PoseNet(nn.Module):
     orientation relative to the viewing ray, which the stage-1 translation turns into the camera frame.
     """
 
+    takes_camera = False  # poses are regressed in the training camera's frame
+    exported_outputs = {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w with w >= 0"}
+
     def __init__(self, config: dict) -> None:
         super().__init__()
         validate_config(config)
         network = config["network"]
+        if network["type"] != "regression":
+            raise ConfigError(
+                f"network/type is {network['type']!r}, which PoseNet does not build; build models with "
+                "cubepose.models.pose_network (edflow: model: cubepose.models.pose_network)"
+            )
         self.image_size = network["image_size"]
         self.rotation = ROTATIONS.get(network["rotation"], "network/rotation")
         crop = network["crop"]
@@ -114,3 +124,12 @@ class PoseNet(nn.Module):
         along_ray = self.rotation.to_quaternion(self.crop_head(self.crop_backbone(crops))["quaternion"])
         out["quaternion"] = canonical_sign(to_camera_frame(ray_rotations(out["translation"].detach()), along_ray))
         return out
+
+    def poses(self, outputs: dict[str, torch.Tensor], camera: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The pose in the outputs: a regression model predicts it directly, in its training camera's frame."""
+        return {"translation": outputs["translation"], "quaternion": outputs["quaternion"]}
+
+    def exported(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What an export computes (``exported_outputs``): translation and quaternion."""
+        outputs = self(images)
+        return outputs["translation"], outputs["quaternion"]

@@ -1,0 +1,110 @@
+"""The keypoint network (``network/type: keypoints``): where the object's centre and the 8 corners of its box
+appear, as heatmaps and sub-cell offsets at ``network/keypoints/stride``; the pose follows from a PnP solve
+with each image's camera (NVIDIA DOPE's recipe, with CenterNet's offsets).
+
+Fully convolutional: a small encoder to stride 16 and a top-down decoder with lateral connections back to the
+output stride, so a small object is found anywhere in the image and its corners are placed to a fraction of a
+pixel. Since the pose comes from the camera and not from the weights, one model serves any camera.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cubepose.config import validate_config
+from cubepose.errors import ConfigError
+from cubepose.heatmaps import decode_keypoints
+from cubepose.keypoints import KEYPOINTS, object_keypoints, solve_pnp
+from cubepose.models.backbones import conv_bn
+from cubepose.object_model import Box
+
+ENCODER_WIDTHS = (32, 64, 128, 128)  # stages at strides 2, 4, 8, 16
+DECODER_WIDTH = 64
+OUTPUT_STRIDES = (2, 4, 8)  # what network/keypoints/stride takes
+
+
+class KeypointNet(nn.Module):
+    """Predicts ``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) of the object's centre and its 8 box
+    corners (``Box.corners`` order) on the input's grid at ``network/keypoints/stride``; ``poses`` turns them
+    into translation, quaternion and a confidence with the images' cameras."""
+
+    takes_camera = True  # poses() solves with the images' camera
+    exported_outputs = {
+        "keypoints": "(N, 9, 2) u, v in pixels of the S x S input: the object's centre, then its 8 box corners",
+        "scores": "(N, 9) each keypoint's heatmap peak (about 1: found; about 0: not found)",
+    }
+
+    def __init__(self, config: dict) -> None:
+        super().__init__()
+        validate_config(config)
+        network = config["network"]
+        self.image_size = network["image_size"]
+        self.stride = network["keypoints"]["stride"]
+        points = torch.as_tensor(object_keypoints(Box.from_config(config)), dtype=torch.float32)
+        self.register_buffer("object_points", points, persistent=False)
+        self.output_level = OUTPUT_STRIDES.index(self.stride)  # the encoder stage (stride 2, 4, ...) it decodes to
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config["seed"])
+            stages, channels = [], 3
+            for width in ENCODER_WIDTHS:
+                stages.append(nn.Sequential(*conv_bn(channels, width, stride=2), *conv_bn(width, width, stride=1)))
+                channels = width
+            self.encoder = nn.ModuleList(stages)
+            used = range(self.output_level, len(ENCODER_WIDTHS))
+            self.lateral = nn.ModuleList(nn.Conv2d(ENCODER_WIDTHS[level], DECODER_WIDTH, 1) for level in used)
+            self.smooth = nn.ModuleList(
+                nn.Sequential(*conv_bn(DECODER_WIDTH, DECODER_WIDTH, stride=1)) for _ in used[:-1]
+            )
+            self.head = nn.Sequential(*conv_bn(DECODER_WIDTH, DECODER_WIDTH, stride=1))
+            self.heatmap_head = nn.Conv2d(DECODER_WIDTH, KEYPOINTS, 1)
+            self.offset_head = nn.Conv2d(DECODER_WIDTH, 2 * KEYPOINTS, 1)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) in cells, H = W = image_size / stride."""
+        features = []
+        x = images
+        for stage in self.encoder:
+            x = stage(x)
+            features.append(x)
+        used = features[self.output_level :]
+        x = self.lateral[-1](used[-1])
+        for level in range(len(used) - 2, -1, -1):  # top-down: upsample, add the finer stage, smooth
+            x = F.interpolate(x, size=used[level].shape[-2:], mode="nearest") + self.lateral[level](used[level])
+            x = self.smooth[level](x)
+        x = self.head(x)
+        heatmaps = self.heatmap_head(x)
+        offsets = self.offset_head(x).unflatten(1, (KEYPOINTS, 2))
+        return {"heatmaps": heatmaps, "offsets": offsets}
+
+    def keypoints(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoded keypoints (B, 9, 2) in input pixels and their scores (B, 9) (cubepose.heatmaps)."""
+        return decode_keypoints(outputs["heatmaps"], outputs["offsets"], self.stride)
+
+    def poses(self, outputs: dict[str, torch.Tensor], camera: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """``translation`` (B, 3), ``quaternion`` (B, 4) with w >= 0, ``confidence`` (B,), ``reprojection_error``
+        (B,), ``keypoints`` (B, 9, 2) and their ``scores`` (B, 9) from the outputs and the cameras (B, 4) fx, fy,
+        cx, cy in pixels of the network input.
+
+        The keypoints are weighed by their scores in the solve. ``confidence`` is the mean score in [0, 1];
+        ``reprojection_error`` (pixels) is how far the keypoints lie from the solved pose's projection.
+        """
+        if camera is None:
+            raise ConfigError("a keypoint model needs each image's camera to solve its pose; the data gave none")
+        pixels, scores = self.keypoints(outputs)
+        weights = scores.clamp(0, 1)
+        translation, quaternion, error = solve_pnp(pixels, self.object_points, camera.to(pixels), weights)
+        return {
+            "translation": translation.float(),
+            "quaternion": quaternion.float(),
+            "confidence": weights.mean(dim=1),
+            "reprojection_error": error.float(),
+            "keypoints": pixels,
+            "scores": scores,
+        }
+
+    def exported(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What an export computes (``exported_outputs``): the network and the keypoint decoding; the PnP solve
+        with the user's camera is left to the caller."""
+        return self.keypoints(self(images))
