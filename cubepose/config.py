@@ -104,7 +104,7 @@ SCHEMA: dict[str, Any] = {
         },
         "keypoints": {
             "stride": _opt(4, int, choices=(2, 4, 8)),
-            "sigma": _opt(1.0, float, positive=True),  # the target Gaussians' width, in cells
+            "sigma": _opt(0.75, float, positive=True),  # the target Gaussians' width, in cells
             "offset_radius": _opt(1.5, float, positive=True),  # cells around a keypoint whose offsets are trained
         },
     },
@@ -221,6 +221,16 @@ def load_config_files(*paths: str | Path, overrides: dict[str, Any] | None = Non
                 raise ConfigError(f"cannot set {key!r}: {parent!r} is not a mapping")
         tree[leaf] = value
     return validate_config(config)
+
+
+def load_recipe(recipe: str, root: str | Path = ".") -> dict:
+    """A benchmark recipe ``A.yaml+B.yaml+key/path=value`` as a validated config: configs/base.yaml, the files
+    (relative to ``root``) and the overrides, whose values are read as YAML as edflow's ``--key value``."""
+    root = Path(root)
+    items = recipe.split("+")
+    files = [root / item for item in items if "=" not in item]
+    overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in items if "=" in item)}
+    return load_config_files(root / "configs" / "base.yaml", *files, overrides=overrides)
 
 
 ConfigCheck = Callable[[dict, list[str]], None]

@@ -19,7 +19,8 @@ from cubepose.object_model import Box
 from cubepose.rays import ray_rotations
 from cubepose.symmetries import is_identity_only, right_products
 
-REFINE_ITERATIONS = 5  # Gauss-Newton steps after the linear solve; it converges in 2-3 from a DLT start
+REFINE_ITERATIONS = 6  # Levenberg-Marquardt steps after the linear solve; it converges in 2-3 from a good DLT start
+INITIAL_DAMPING = 1e-3  # relative to the normal equations' diagonal: nearly Gauss-Newton while steps succeed
 KEYPOINTS = 9  # the centre, then the 8 corners in Box.corners() order
 MIN_WEIGHT = 1e-3  # added to every weight: points all scored 0 still give a solvable system
 Y_FLIP = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)  # Unity's camera (y up) <-> OpenCV's (y down)
@@ -74,7 +75,8 @@ def solve_pnp(
     direct linear transform (at least 6 points, not all in one plane) in float64, in OpenCV's frame:
     Unity's y-up camera is its y-down one mirrored, so the object is mirrored too and the rotation found
     is a proper one. ``weights`` (B, K) >= 0, e.g. each keypoint's detection score, weigh the points in the
-    refinement, so that a point the network is unsure of (outside the image, hidden) pulls less.
+    refinement, so that a point the network is unsure of (outside the image, hidden) pulls less. A solution
+    behind the camera is refined again from a weak-perspective estimate in front of it.
     """
     pixels, camera = pixels.double(), camera.double()
     object_points = object_points.double().to(pixels.device)
@@ -90,11 +92,37 @@ def solve_pnp(
     translation = pose[:, :, 3] * flip
     if weights is None:
         weights = torch.ones(pixels.shape[:2], dtype=torch.float64, device=pixels.device)
-    rotation, translation = _refine(pixels, object_points, camera, weights.double(), rotation, translation)
+    weights = weights.double()
+    rotation, translation = _refine(pixels, object_points, camera, weights, rotation, translation)
+    behind = torch.nonzero(translation[:, 2] <= 0)[:, 0]
+    if len(behind):  # noisy points can lead the linear solve behind the camera: restart from a weak-perspective pose
+        start = _weak_perspective(pixels[behind], object_points, camera[behind], weights[behind])
+        again = _refine(pixels[behind], object_points, camera[behind], weights[behind], *start)
+        rotation, translation = rotation.index_copy(0, behind, again[0]), translation.index_copy(0, behind, again[1])
     quaternion = roma.rotmat_to_unitquat(rotation)
     quaternion = torch.where(quaternion[:, 3:] < 0, -quaternion, quaternion)
     residuals = _project(object_points, rotation, translation, camera) - pixels
     return translation, quaternion, residuals.norm(dim=-1).mean(dim=-1)
+
+
+def _weak_perspective(
+    pixels: torch.Tensor, points: torch.Tensor, camera: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pose in front of the camera from a scaled orthographic fit (B, 3, 3), (B, 3): the keypoints' offsets
+    from the first point (the object's origin) are a scaled projection of the object's points, fitted by weighted
+    least squares; the scale gives the depth. Crude, but a start from which the refinement converges."""
+    x = (pixels[..., 0] - camera[:, None, 2]) / camera[:, None, 0]  # normalised, y up (Unity's camera)
+    y = (camera[:, None, 3] - pixels[..., 1]) / camera[:, None, 1]
+    offsets = torch.stack([x - x[:, :1], y - y[:, :1]], dim=-1)  # (B, K, 2)
+    w = (weights.clamp_min(0) + MIN_WEIGHT)[..., None]  # (B, K, 1)
+    gram = points.T @ (w * points)  # (B, 3, 3): sum_k w_k p_k p_k^T
+    fitted = torch.linalg.solve(gram, points.T @ (w * offsets)).transpose(1, 2)  # (B, 2, 3) = s [r1; r2]
+    scale = fitted.norm(dim=-1).mean(dim=-1).clamp_min(1e-9)
+    first = F.normalize(fitted[:, 0], dim=-1)
+    second = F.normalize(fitted[:, 1] - (fitted[:, 1] * first).sum(-1, keepdim=True) * first, dim=-1)
+    rotation = torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=1)
+    depth = 1 / scale
+    return rotation, torch.stack([x[:, 0] * depth, y[:, 0] * depth, depth], dim=-1)
 
 
 def _project(
@@ -117,9 +145,10 @@ def _refine(
     translation: torch.Tensor,
     iterations: int = REFINE_ITERATIONS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Damped Gauss-Newton on the (``weights``-weighted) reprojection error from the linear solution, batched:
+    """Levenberg-Marquardt on the (``weights``-weighted) reprojection error from the linear solution, batched:
     the DLT minimises an algebraic error, which noisy detections bias (centimetres at 0.5 px noise); a few steps
-    fix that."""
+    fix that. A step that does not lower an example's error is rejected and its damping raised, so a poor
+    linear start (noisy keypoints of a small object) cannot diverge."""
     scale = (weights.clamp_min(0) + MIN_WEIGHT).sqrt()[..., None]  # (B, K, 1): residuals weighed by sqrt(w)
 
     def residuals(
@@ -134,14 +163,24 @@ def _refine(
         return ((_project(points, turned, translation + step[3:], camera) - target) * scale).reshape(-1)
 
     jacobian = torch.func.vmap(torch.func.jacrev(residuals))
+    residual = torch.func.vmap(residuals)
     zero = torch.zeros(len(pixels), 6, dtype=torch.float64, device=pixels.device)
+    identity = torch.eye(6, dtype=torch.float64, device=pixels.device)
+    damping = torch.full((len(pixels), 1, 1), INITIAL_DAMPING, dtype=torch.float64, device=pixels.device)
+    cost = residual(zero, rotation, translation, camera, pixels, scale).square().sum(dim=1)
+    cost = torch.where(cost.isfinite(), cost, torch.full_like(cost, torch.inf))
     for _ in range(iterations):
         j = jacobian(zero, rotation, translation, camera, pixels, scale)  # (B, 2K, 6)
-        r = torch.func.vmap(residuals)(zero, rotation, translation, camera, pixels, scale)  # (B, 2K)
+        r = residual(zero, rotation, translation, camera, pixels, scale)  # (B, 2K)
         normal = j.transpose(1, 2) @ j
-        identity = torch.eye(6, dtype=torch.float64, device=pixels.device)
-        damping = 1e-9 * normal.diagonal(dim1=1, dim2=2).mean(dim=1)[:, None, None] * identity
-        step = -torch.linalg.solve(normal + damping, (j.transpose(1, 2) @ r[..., None]))[..., 0]
-        rotation = rotation @ roma.rotvec_to_rotmat(step[:, :3])
-        translation = translation + step[:, 3:]
+        diagonal = torch.diag_embed(normal.diagonal(dim1=1, dim2=2)) + 1e-12 * identity
+        step = -torch.linalg.solve(normal + damping * diagonal, j.transpose(1, 2) @ r[..., None])[..., 0]
+        turned = rotation @ roma.rotvec_to_rotmat(step[:, :3])
+        moved = translation + step[:, 3:]
+        new_cost = residual(zero, turned, moved, camera, pixels, scale).square().sum(dim=1)
+        better = new_cost < cost  # False for NaN
+        rotation = torch.where(better[:, None, None], turned, rotation)
+        translation = torch.where(better[:, None], moved, translation)
+        cost = torch.where(better, new_cost, cost)
+        damping = torch.where(better[:, None, None], damping / 10, damping * 10)
     return rotation, translation

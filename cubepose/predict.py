@@ -192,8 +192,8 @@ class PosePredictor:
     def predict_batch(self, batch: np.ndarray, cameras: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Prepared images (B, S, S, 3) uint8 -> ``translation`` (B, 3), ``quaternion`` (B, 4) x, y, z, w
         and ``valid`` (B,) bool; a keypoint model adds ``confidence`` (B,) in [0, 1], ``reprojection_error`` (B,)
-        in pixels and ``keypoints`` (B, 9, 2), solved with ``cameras`` (B, 4) in network-input pixels (default:
-        the training camera).
+        in pixels, ``keypoints`` (B, 9, 2) and their ``scores`` (B, 9), solved with ``cameras`` (B, 4) in
+        network-input pixels (default: the training camera).
 
         ``valid`` is False where the network gave a NaN or inf for that image; those rows are NaN
         throughout (normalising a non-finite raw rotation keeps it non-finite, never the identity).

@@ -1,8 +1,8 @@
 """Reproducible training on the CPU: the same seed and config give the same losses.
 
-The model's initial weights are seeded in PoseNet. What remains random is the order of the
-examples: edflow's batches are chainer MultiprocessIterators that shuffle with numpy's global
-generator, from a background thread once running, so two iterators (train, validation) would
+The model's initial weights are seeded where each network is built (PoseNet, KeypointNet). What
+remains random is the order of the examples: edflow's batches are chainer MultiprocessIterators that
+shuffle with numpy's global generator, from a background thread once running, so two iterators (train, validation) would
 interleave their draws by timing. Each iterator gets its own seeded sampler instead.
 """
 

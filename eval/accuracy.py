@@ -11,6 +11,11 @@ cm, degrees and the 5 cm 5 deg accuracy. Under a budget the cosine schedule's ho
 count the first 20 steps' speed predicts; ``--steps`` fixes it. ``--edflow`` trains each row
 once more through the real ``edflow -t`` for the same number of steps on the same data and
 adds its row, evaluated by the same predictor, to cross-check this harness.
+
+``--preset ur3`` renders Unity's UR3 framing (650x400, the cube 1.7-2.5 m away); ``--fov LO HI`` trains
+with a vertical field of view drawn from that range, and ``--test-fov A B ...`` adds a test set per angle,
+so a row also shows its error with cameras it was not trained with. Each row is evaluated on 500
+training images too (the last column), so under- and overfitting show.
 """
 
 from __future__ import annotations
@@ -24,14 +29,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
-from cubepose.config import load_config_files
+from cubepose.config import load_recipe
 from cubepose.data import TestDataset, TrainDataset
 from cubepose.errors import ConfigError
 from cubepose.metrics import pose_dataset_metrics, unity_dataset_metrics
@@ -40,6 +45,7 @@ from cubepose.object_model import Box
 from cubepose.predict import PosePredictor
 from cubepose.seeding import seed_global_generators
 from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
+from cubepose.synth.scene import PRESET_CAMERAS, PRESETS
 from cubepose.training_step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,12 +165,6 @@ def table_row(name: str, steps: int, rate: str, metrics: dict, seen: dict | None
     return "| " + " | ".join(map(str, cells)) + " |"
 
 
-def parse_override(item: str) -> tuple[str, object]:
-    """``network/rotation=6d`` -> ("network/rotation", "6d"); the value is read as YAML (numbers, lists)."""
-    key, value = item.split("=", 1)
-    return key, yaml.safe_load(value)
-
-
 def make_data(
     root: Path,
     rotation: str,
@@ -173,24 +173,37 @@ def make_data(
     image_size: int,
     camera: list[float] | None = None,
     dimensions: list[float] | None = None,
+    preset: str = "default",
+    fov: list[float] | None = None,
+    test_fovs: list[float] = (),
 ) -> dict[str, Path]:
     """Seeded train (seed 1) and test (seed 3) sets; generation resumes and is reused when complete.
 
-    ``camera`` (W H FX FY CX CY, replacing ``image_size``) and ``dimensions`` (the object's x y z in
-    metres) render a set of their own, in a folder named after them.
+    ``camera`` (W H FX FY CX CY, replacing ``image_size`` and the preset's camera), ``dimensions`` (the
+    object's x y z in metres), ``preset`` and ``fov`` (a vertical field-of-view range for both sets) render
+    a set of their own, in a folder named after them (SOLO, which records each image's camera, with ``fov``);
+    each of ``test_fovs`` adds a test set ``test@<fov>``.
     """
+    chosen = camera_option(camera) if camera else (None if fov else PRESET_CAMERAS.get(preset))
     scene = scene_options(
-        "default",
+        preset,
         rotation=rotation,
-        camera=camera_option(camera) if camera else None,
+        camera=chosen,
         dimensions=tuple(dimensions) if dimensions else None,
+        vertical_fov_deg=tuple(fov) if fov else None,
     )
-    name = rotation + (f"-camera-{'x'.join(f'{v:g}' for v in camera)}" if camera else "")
+    name = rotation + (f"-{preset}" if preset != "default" else "")
+    name += f"-camera-{'x'.join(f'{v:g}' for v in camera)}" if camera else ""
     name += f"-object-{'x'.join(f'{v:g}' for v in dimensions)}" if dimensions else ""
-    size = {} if camera else {"image_size": image_size}
-    splits = {"train": (train_count, 1), "test": (test_count, 3)}
-    for split, (count, seed) in splits.items():
-        options = GenerationOptions(count=count, seed=seed, scene=scene, workers=os.cpu_count() or 1, **size)
+    name += f"-fov-{fov[0]:g}-{fov[1]:g}" if fov else ""
+    size = {} if chosen else {"image_size": image_size}
+    if fov:  # a camera per image: only SOLO records one
+        size["format"] = "solo"
+    splits = {"train": (train_count, 1, scene), "test": (test_count, 3, scene)}
+    for angle in test_fovs:
+        splits[f"test@{angle:g}"] = (test_count, 3, replace(scene, vertical_fov_deg=(angle, angle)))
+    for split, (count, seed, split_scene) in splits.items():
+        options = GenerationOptions(count=count, seed=seed, scene=split_scene, workers=os.cpu_count() or 1, **size)
         generate_dataset(root / name / split, options)
     return {split: root / name / split for split in splits}
 
@@ -207,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--object-dimensions", type=float, nargs=3, metavar=("X", "Y", "Z"), help="the object's edges (m), all rows"
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="default", help="the scene (ur3: Unity's framing)")
+    parser.add_argument(
+        "--fov", type=float, nargs=2, metavar=("LO", "HI"), help="vertical field of view range (deg), square images"
+    )
+    parser.add_argument(
+        "--test-fov", type=float, nargs="+", default=[], metavar="DEG", help="extra test sets at these fields of view"
     )
     parser.add_argument("--data-dir", default=str(REPO / "data" / "accuracy"), help="where the sets are generated")
     parser.add_argument("--steps", type=int, help="train each row for this many steps instead of the budget")
@@ -232,18 +252,19 @@ def main(argv: list[str] | None = None) -> int:
     for name, overlays in recipes.items():  # every config is checked before any data or training
         if args.rows and name not in args.rows:
             continue
-        files = [REPO / o for o in overlays if "=" not in o]
-        overrides = dict(parse_override(o) for o in overlays if "=" in o)
         try:
-            configs[name] = load_config_files(REPO / "configs" / "base.yaml", *files, overrides=overrides)
+            configs[name] = load_recipe("+".join(overlays), REPO)
         except (ConfigError, OSError) as err:
             parser.error(f"recipe {name!r}: {err}")
 
     sizes = (args.train_count, args.test_count, args.image_size, args.camera, args.object_dimensions)
-    data = make_data(Path(args.data_dir), args.rotation, *sizes)
+    data = make_data(Path(args.data_dir), args.rotation, *sizes, args.preset, args.fov, args.test_fov)
     budget_s = None if args.steps else args.budget_minutes * 60
     length = f"{args.steps} steps" if args.steps else f"{args.budget_minutes:g} min of training"
-    images = f"{args.camera[0]:g}x{args.camera[1]:g} px" if args.camera else f"{args.image_size} px"
+    camera = camera_option(args.camera) if args.camera else (None if args.fov else PRESET_CAMERAS.get(args.preset))
+    images = f"{camera.width}x{camera.height} px" if camera else f"{args.image_size} px"
+    images += f", {args.preset} preset" if args.preset != "default" else ""
+    images += f", vertical FOV {args.fov[0]:g}-{args.fov[1]:g} deg" if args.fov else ""
     scene = f" of a {'x'.join(f'{v:g}' for v in args.object_dimensions)} m object" if args.object_dimensions else ""
     lines = [
         f"{args.rotation} rotation; {args.train_count} train / {args.test_count} test images at {images}{scene}; "
@@ -269,6 +290,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         lines.append(table_row(name, steps, f"{rate:.0f}", evaluate(predictor, test_set), seen))
         logger.info("%s", lines[-1])
+        for split in (s for s in data if s.startswith("test@")):
+            config["data"]["test"]["root"] = str(data[split])
+            other = evaluate(predictor, TestDataset(config))
+            lines.append(table_row(f"{name}, tested at {split[5:]} deg FOV", steps, f"{rate:.0f}", other))
+            logger.info("%s", lines[-1])
+        config["data"]["test"]["root"] = str(data["test"])
         if args.edflow:
             with tempfile.TemporaryDirectory() as work:
                 checkpoint, seconds = train_through_edflow(recipes[name], steps, data, Path(work))

@@ -65,11 +65,24 @@ def test_the_readme_table_documents_every_key_and_no_other():
     assert not unknown, f"keys in the README's configuration table that cubepose does not read: {unknown}"
 
 
-@pytest.mark.parametrize("overlays", [("cpu.yaml",), ("gpu.yaml",), ("cpu.yaml", "test.yaml")])
+@pytest.mark.parametrize(
+    "overlays",
+    [
+        ("cpu.yaml",),
+        ("gpu.yaml",),
+        ("cpu.yaml", "test.yaml"),
+        ("cpu.yaml", "accurate_cpu.yaml"),
+        ("unity_cpu.yaml",),
+        ("cpu.yaml", "keypoints_cpu.yaml"),
+        ("keypoints_gpu.yaml",),
+    ],
+)
 def test_shipped_overlays_validate_and_keep_untouched_defaults(overlays):
     config = validate_config(load_configs("base.yaml", *overlays))
     assert config["network"]["pretrained"] is None  # filled although the overlay replaced `network`
     assert config["optimizer"]["betas"] == [0.9, 0.999]
+    if "keypoints" in overlays[-1]:  # a keypoint network, whatever the overlay before it set
+        assert config["network"]["type"] == "keypoints" and list(config["losses"]) == ["keypoints"]
 
 
 def test_gpu_overlay_is_unitys_recipe():

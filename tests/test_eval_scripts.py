@@ -56,11 +56,14 @@ def test_generate_speed_times_a_given_resolution_and_camera():
 
 
 def test_predict_speed_prints_latency_and_throughput_against_the_bare_forward():
-    stdout = run_script("predict_speed.py", "configs/cpu.yaml", "--single", "5", "--batches", "2")
+    keypoints = "configs/cpu.yaml+configs/keypoints_cpu.yaml+network/image_size=64"
+    stdout = run_script("predict_speed.py", "configs/cpu.yaml", keypoints, "--single", "5", "--batches", "2")
     rows = {line.split("|")[1].strip(): line.split("|") for line in stdout.splitlines() if line.startswith("| ")}
     assert {"bare forward", "array@64", "array@128", "png@128"} <= set(rows)
     assert float(rows["png@128"][2]) > 0 and rows["png@128"][4].strip().endswith("%")
     assert "| batch of 64 | images/s (median) |" in stdout
+    assert f"{keypoints}: keypoints at 64 px" in stdout
+    assert float(rows["configs/cpu.yaml"][2]) > 0 and float(rows[keypoints][2]) > 0  # the A/B table
 
 
 def test_accuracy_trains_both_recipes_for_the_budget_and_tabulates_the_metrics(tmp_path):
@@ -87,6 +90,22 @@ def test_accuracy_benchmarks_a_recipe_of_overlays_and_key_overrides(tmp_path):
     )
     assert bad.returncode == 2 and "did you mean 'network/rotation'" in bad.stderr
     assert not (tmp_path / "unused").exists()  # checked before generating any data
+
+
+def test_accuracy_tests_a_row_with_cameras_it_was_not_trained_with(tmp_path):
+    recipe = "configs/cpu.yaml+configs/keypoints_cpu.yaml+network/image_size=48"
+    args = ["--budget-minutes", "0.03", "--train-count", "32", "--test-count", "8", "--image-size", "48"]
+    args += ["--fov", "50", "70", "--test-fov", "40", "80"]
+    stdout = run_script("accuracy.py", *args, "--recipe", recipe, "--data-dir", str(tmp_path))
+    rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
+    names = [recipe, f"{recipe}, tested at 40 deg FOV", f"{recipe}, tested at 80 deg FOV"]
+    assert [row[1].strip() for row in rows] == names and "vertical FOV 50-70 deg" in stdout.splitlines()[0]
+    folder = tmp_path / "yaw-fov-50-70"
+    angles = {
+        split: json.loads((folder / split / ".cubepose-generate.json").read_text())["scene"]["vertical_fov_deg"]
+        for split in ("train", "test@40", "test@80")
+    }
+    assert angles == {"train": [50, 70], "test@40": [40, 40], "test@80": [80, 80]}
 
 
 def test_accuracy_cross_checks_a_row_through_edflow_at_equal_steps_for_an_own_camera_and_object(tmp_path):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import roma
 import torch
 
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
-from cubepose.keypoints import object_keypoints, project_keypoints, solve_pnp
+from cubepose.keypoints import _refine, _weak_perspective, object_keypoints, project_keypoints, solve_pnp
 from cubepose.object_model import Box
 from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
 
@@ -76,3 +77,21 @@ def test_a_generated_datasets_labels_and_cameras_round_trip_through_the_solve(tm
     translation, quaternion, _ = solved(pixels, labels["camera"].astype(np.float64), box)
     np.testing.assert_allclose(translation, labels["translation"], atol=1e-6)
     assert angle_deg(quaternion, labels["quaternion"]).max() < 0.05  # float32 labels: arccos near 1 magnifies
+
+
+def test_a_solve_behind_the_camera_restarts_in_front_of_it_from_a_weak_perspective_pose():
+    """The scaled orthographic start is close for a distant object, and the solve from it converges to the pose."""
+    box = Box((0.1, 0.1, 0.1))
+    translation = np.array([[0.03, -0.02, 0.5]])
+    quaternion = np.array([[0.3, -0.2, 0.1, 0.927]]) / np.linalg.norm([0.3, -0.2, 0.1, 0.927])
+    camera = np.array([[110.0, 100.0, 60.0, 66.0]])
+    pixels = torch.from_numpy(project_keypoints(box, translation, quaternion, camera))
+    points = torch.tensor(object_keypoints(box))
+    rotation, start = _weak_perspective(pixels, points, torch.tensor(camera), torch.ones(1, 9, dtype=torch.float64))
+    assert abs(float(start[0, 2]) - 0.5) < 0.05 and np.allclose(start[0, :2], translation[0, :2], atol=0.01)
+    true_rotation = roma.unitquat_to_rotmat(torch.tensor(quaternion[0]))
+    assert np.degrees(float(roma.rotmat_geodesic_distance(rotation[0], true_rotation))) < 15
+    weights = torch.ones(1, 9, dtype=torch.float64)
+    refined, moved = _refine(pixels, points, torch.tensor(camera), weights, rotation, start)
+    np.testing.assert_allclose(moved.numpy(), translation, atol=1e-6)
+    assert float(roma.rotmat_geodesic_distance(refined[0], true_rotation)) < 1e-6
