@@ -9,7 +9,15 @@ import torch
 
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
-from cubepose.keypoints import _refine, _weak_perspective, object_keypoints, project_keypoints, solve_pnp
+from cubepose.keypoints import (
+    _jacobian,
+    _project,
+    _refine,
+    _weak_perspective,
+    object_keypoints,
+    project_keypoints,
+    solve_pnp,
+)
 from cubepose.object_model import Box
 from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
 
@@ -95,3 +103,19 @@ def test_a_solve_behind_the_camera_restarts_in_front_of_it_from_a_weak_perspecti
     refined, moved = _refine(pixels, points, torch.tensor(camera), weights, rotation, start)
     np.testing.assert_allclose(moved.numpy(), translation, atol=1e-6)
     assert float(roma.rotmat_geodesic_distance(refined[0], true_rotation)) < 1e-6
+
+
+def test_the_closed_form_jacobian_of_the_refinement_equals_autograds():
+    generator = torch.Generator().manual_seed(0)
+    rotations = roma.random_rotmat(3, dtype=torch.float64, generator=generator)
+    translations = torch.tensor([[0.1, 0.0, 1.0], [0.0, 0.1, 0.8], [-0.1, 0.05, 1.2]], dtype=torch.float64)
+    cameras = torch.tensor([[110.0, 120.0, 64.0, 60.0]], dtype=torch.float64).expand(3, 4)
+    points = torch.tensor(object_keypoints(BOX))
+
+    def pixels(steps: torch.Tensor) -> torch.Tensor:
+        turned = rotations @ roma.rotvec_to_rotmat(steps[:, :3])
+        return _project(points, turned, translations + steps[:, 3:], cameras)
+
+    full = torch.autograd.functional.jacobian(pixels, torch.zeros(3, 6, dtype=torch.float64))  # (B, K, 2, B, 6)
+    expected = torch.stack([full[i, :, :, i] for i in range(3)])
+    torch.testing.assert_close(_jacobian(points, rotations, translations, cameras), expected, atol=1e-10, rtol=0)
