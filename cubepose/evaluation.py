@@ -18,13 +18,18 @@ import numpy as np
 from cubepose.edflow_errors import install_error_handler
 from cubepose.errors import CubeposeError
 from cubepose.io_utils import atomic_open, atomic_write_text
-from cubepose.metrics import finite_predictions, instance_errors, metrics_of_errors, unity_dataset_metrics
+from cubepose.metrics import (
+    CONFIDENCE_KEYS,
+    finite_predictions,
+    instance_errors,
+    metrics_of_errors,
+    unity_dataset_metrics,
+)
 from cubepose.object_model import Box
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
-CONFIDENCE_KEYS = ("confidence", "reprojection_error")  # per-instance outputs of a keypoint model
 ERRORS_FILE = "errors.csv"
 
 install_error_handler()  # edeval imports these callbacks: a CubeposeError there prints one line too

@@ -30,7 +30,7 @@ from cubepose.checkpoints import load_checkpoint, save_checkpoint
 from cubepose.config import validate_config
 from cubepose.data.images import to_network_range, to_uint8
 from cubepose.edflow_errors import install_error_handler
-from cubepose.metrics import translation_squared_error, unity_dataset_metrics, unity_quaternion_error
+from cubepose.metrics import CONFIDENCE_KEYS, translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.object_model import Box
 from cubepose.overlay import pose_overlays
 from cubepose.run_code import copy_package_source
@@ -50,7 +50,6 @@ from cubepose.training_step import NonFiniteLossError, StepResult, TrainingStep
 logger = logging.getLogger(__name__)
 
 LOG_IMAGES = 16  # inputs shown in the log_op image grids
-CONFIDENCE_KEYS = ("confidence", "reprojection_error")  # a keypoint network's, written per instance by eval_op
 LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wireframes stay readable
 
 # edflow imports this module (config key `iterator`) before it builds datasets, model and iterator,

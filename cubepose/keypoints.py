@@ -109,27 +109,29 @@ def _weak_perspective(
     pixels: torch.Tensor, points: torch.Tensor, camera: torch.Tensor, weights: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A pose in front of the camera from a scaled orthographic fit (B, 3, 3), (B, 3): the keypoints' offsets
-    from the first point (the object's origin) are a scaled projection of the object's points, fitted by weighted
+    from the first one are a scaled projection of the object points' offsets from the first, fitted by weighted
     least squares; the scale gives the depth. Crude, but a start from which the refinement converges."""
     x = (pixels[..., 0] - camera[:, None, 2]) / camera[:, None, 0]  # normalised, y up (Unity's camera)
     y = (camera[:, None, 3] - pixels[..., 1]) / camera[:, None, 1]
     offsets = torch.stack([x - x[:, :1], y - y[:, :1]], dim=-1)  # (B, K, 2)
     w = (weights.clamp_min(0) + MIN_WEIGHT)[..., None]  # (B, K, 1)
-    gram = points.T @ (w * points)  # (B, 3, 3): sum_k w_k p_k p_k^T
-    fitted = torch.linalg.solve(gram, points.T @ (w * offsets)).transpose(1, 2)  # (B, 2, 3) = s [r1; r2]
+    relative = points - points[:1]
+    gram = relative.T @ (w * relative)  # (B, 3, 3): sum_k w_k p_k p_k^T
+    fitted = torch.linalg.solve(gram, relative.T @ (w * offsets)).transpose(1, 2)  # (B, 2, 3) = s [r1; r2]
     scale = fitted.norm(dim=-1).mean(dim=-1).clamp_min(1e-9)
     first = F.normalize(fitted[:, 0], dim=-1)
     second = F.normalize(fitted[:, 1] - (fitted[:, 1] * first).sum(-1, keepdim=True) * first, dim=-1)
     rotation = torch.stack([first, second, torch.cross(first, second, dim=-1)], dim=1)
     depth = 1 / scale
-    return rotation, torch.stack([x[:, 0] * depth, y[:, 0] * depth, depth], dim=-1)
+    first_point = torch.stack([x[:, 0] * depth, y[:, 0] * depth, depth], dim=-1)
+    return rotation, first_point - rotation @ points[0]
 
 
 def _project(
     points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, camera: torch.Tensor
 ) -> torch.Tensor:
     """Object points (K, 3) under poses (B, 3, 3), (B, 3) -> pixels (B, K, 2): geometry.project_with_intrinsics
-    on tensors, differentiable for the refinement."""
+    on tensors."""
     placed = points @ rotation.transpose(-1, -2) + translation[..., None, :]
     u = camera[..., 2:3] + camera[..., 0:1] * placed[..., 0] / placed[..., 2]
     v = camera[..., 3:4] - camera[..., 1:2] * placed[..., 1] / placed[..., 2]

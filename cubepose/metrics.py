@@ -29,6 +29,7 @@ ADD_THRESHOLD = 0.1  # share of the object's diagonal (Box.diameter)
 # Unity's orientation_average_quaternion_error: cos(angle) beyond these counts as 0 / pi/2.
 UNITY_COS_HIGH = 0.999
 UNITY_COS_LOW = -0.999
+CONFIDENCE_KEYS = ("confidence", "reprojection_error")  # a keypoint model's per-instance trust in its pose
 
 
 def translation_squared_error(predicted: np.ndarray, true: np.ndarray) -> np.ndarray:

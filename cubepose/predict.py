@@ -27,6 +27,7 @@ from cubepose.data.images import network_inputs, open_image, resize_rgb
 from cubepose.devices import resolve_device
 from cubepose.errors import CubeposeError
 from cubepose.geometry import resize_intrinsics
+from cubepose.metrics import CONFIDENCE_KEYS
 from cubepose.models import pose_network
 from cubepose.storage import fetch
 from cubepose.training_camera import (
@@ -47,7 +48,6 @@ NON_FINITE = (
     "the model's output for this image is not finite (NaN or inf), so it has no pose: the checkpoint's "
     "weights are broken (e.g. training diverged or the file was damaged); use an earlier checkpoint"
 )
-CONFIDENCE_KEYS = ("confidence", "reprojection_error")  # a keypoint model's, in predict's JSON
 STATUS_KEYS = ("valid", "error")  # per-image status that predict_items adds next to the pose arrays
 UNKNOWN_SIZE = (
     "its original size is unknown (prepare_item did not go through PosePredictor.prepare_item), so its camera "
