@@ -304,15 +304,21 @@ class PosePredictor:
             item.image, item.error = None, CubeposeError(message)
         return pending
 
+    def _batch(self, batch: np.ndarray, cameras: np.ndarray | None) -> dict[str, np.ndarray]:
+        """``predict_batch``, given cameras only when there are any: an adapter that overrides the hook as
+        ``predict_batch(batch)`` keeps working."""
+        return self.predict_batch(batch) if cameras is None else self.predict_batch(batch, cameras)
+
     def _predict_pending(self, pending: list[_Item]) -> dict[str, Any]:
         """One batch for ``predict_items``: the prepared images in one forward pass, refused ones as NaN rows."""
         readable = [i for i, item in enumerate(pending) if item.error is None]
         cameras = None
         if self.takes_camera and readable and any(pending[i].camera is not None for i in readable):
             cameras = np.stack([pending[i].camera for i in readable])
-        poses = self.predict_batch(np.stack([pending[i].image for i in readable]), cameras) if readable else None
+        poses = self._batch(np.stack([pending[i].image for i in readable]), cameras) if readable else None
         if self._output_shapes is None:  # nothing predicted yet: one zero image tells the output shapes
-            self.predict_batch(np.zeros((1, self.image_size, self.image_size, 3), np.uint8), np.ones((1, 4)))
+            zero = np.zeros((1, self.image_size, self.image_size, 3), np.uint8)
+            self._batch(zero, np.ones((1, 4)) if self.takes_camera else None)
         out: dict[str, Any] = {
             key: np.full((len(pending), *shape), np.nan, np.float32) for key, shape in self._output_shapes.items()
         }
