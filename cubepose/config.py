@@ -106,6 +106,7 @@ SCHEMA: dict[str, Any] = {
             "stride": _opt(4, int, choices=(2, 4, 8)),
             "sigma": _opt(0.75, float, positive=True),  # the target Gaussians' width, in cells
             "offset_radius": _opt(1.5, float, positive=True),  # cells around a keypoint whose offsets are trained
+            "assign_by_shape": _opt(False, bool),  # corners numbered by place, a head names the symmetry
         },
     },
     "data": {

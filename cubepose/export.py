@@ -72,8 +72,20 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
 
 
 def keypoint_contract(predictor: PosePredictor) -> dict:
-    """How a keypoint model's outputs become a pose: the object points to solve PnP with, and the camera model."""
+    """How a keypoint model's outputs become a pose: the object points to solve PnP with, the camera model and,
+    for a model that numbers corners by place (``assign_by_shape``), the symmetries its ``symmetry`` indexes."""
+    group = predictor.model.shape_group
+    named = (
+        {}
+        if group is None
+        else {
+            "symmetries": group.tolist(),
+            "symmetry": "the solve numbers the corners by place; turn its rotation by the inverse of "
+            "symmetries[symmetry] (x, y, z, w): q = q_solved * conj(symmetries[symmetry]), then w >= 0",
+        }
+    )
     return {
+        **named,
         "object_points": predictor.model.object_points.tolist(),
         "pose": "solve PnP of object_points (metres, the object's frame) against keypoints with your camera's "
         "intrinsics scaled to the S x S input (fx * S / W, fy * S / H, cx * S / W, cy * S / H), weighing each "

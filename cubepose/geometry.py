@@ -6,7 +6,14 @@ are batched over leading axes and do no I/O.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, TypeVar
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")  # pinhole_pixels takes either
 
 # Corner i of a box has sign bits (x, y, z) = (i >> 2, i >> 1, i) & 1: edges join corners one bit apart.
 CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
@@ -124,12 +131,20 @@ def resize_intrinsics(intrinsics: np.ndarray, sizes: np.ndarray, new_size: tuple
     return np.asarray(intrinsics, np.float64) * np.stack([scale_x, scale_y, scale_x, scale_y], axis=-1)
 
 
+def pinhole_pixels(points: Array, intrinsics: Array) -> tuple[Array, Array]:
+    """(u, v), each (..., P), of camera-frame points (..., P, 3) seen with intrinsics (..., 4) fx, fy, cx, cy.
+
+    The one statement of cubepose's projection (Unity's frame, y up: v = cy - fy y / z); plain arithmetic
+    and indexing, so numpy arrays and torch tensors (training targets, the PnP solver) share it.
+    """
+    fx, fy, cx, cy = (intrinsics[..., i, None] for i in range(4))
+    x, y, z = points[..., 0], points[..., 1], points[..., 2]
+    return cx + fx * x / z, cy - fy * y / z
+
+
 def project_with_intrinsics(points: np.ndarray, intrinsics: np.ndarray) -> np.ndarray:
     """Camera-frame points (..., P, 3) -> pixels (..., P, 2) with intrinsics (..., 4)."""
-    points = np.asarray(points, np.float64)
-    fx, fy, cx, cy = (np.asarray(intrinsics, np.float64)[..., i, None] for i in range(4))
-    u = cx + fx * points[..., 0] / points[..., 2]
-    v = cy - fy * points[..., 1] / points[..., 2]
+    u, v = pinhole_pixels(np.asarray(points, np.float64), np.asarray(intrinsics, np.float64))
     return np.stack([u, v], axis=-1)
 
 

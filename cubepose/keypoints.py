@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.calibration import solve_pnp_dlt
 
-from cubepose.geometry import project_with_intrinsics, transform_points
+from cubepose.geometry import pinhole_pixels, project_with_intrinsics, transform_points
 from cubepose.object_model import Box
 from cubepose.rays import ray_rotations
 from cubepose.symmetries import is_identity_only, right_products
@@ -47,22 +47,40 @@ def keypoint_pixels(
     return _project(object_points.to(translation), rotation, translation, camera)
 
 
-def view_canonical(quaternion: torch.Tensor, translation: torch.Tensor, symmetries: np.ndarray) -> torch.Tensor:
-    """Of the equally true orientations q * s_k of a symmetric object (``symmetries`` (K, 4)), the one closest to
-    the identity as seen along the viewing ray towards ``translation`` (B, 3): (B, 4), w >= 0.
+def canonical_assignment(
+    quaternion: torch.Tensor, translation: torch.Tensor, group: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Of the orientations q * g_k (``group`` (G, 4)) that put the object's corners on the same pixels, the one
+    closest to the identity as seen along the viewing ray towards ``translation`` (B, 3): (B, 4) with w >= 0,
+    and its index k (B,), so that q = canonical * g_k^-1 (``assigned_orientation``).
 
-    Two images that look alike then get the same keypoint targets, wherever the object is in the image, so a
-    keypoint network is never asked to tell identical views apart (one corner channel per corner stays
-    well-defined). Without symmetries the quaternion is returned as it is.
+    Two images whose corners fall alike then get the same keypoint targets wherever the object is in the image,
+    so a keypoint network is never asked to tell the corners apart by anything but their place.
     """
-    if is_identity_only(symmetries):
-        return quaternion
-    products = torch.as_tensor(right_products(symmetries), dtype=quaternion.dtype, device=quaternion.device)
-    candidates = torch.einsum("kij,bj->bki", products, quaternion)  # (B, K, 4)
+    products = torch.as_tensor(right_products(group), dtype=quaternion.dtype, device=quaternion.device)
+    candidates = torch.einsum("kij,bj->bki", products, quaternion)  # (B, G, 4)
     # the angle of ray^-1 * c shrinks as |<ray, c>| grows: the w of ray^-1 * c is that dot product
     closeness = (candidates * ray_rotations(translation)[:, None, :]).sum(dim=-1).abs()
-    chosen = candidates.gather(1, closeness.argmax(dim=1)[:, None, None].expand(-1, 1, 4))[:, 0]
-    return torch.where(chosen[:, 3:] < 0, -chosen, chosen)
+    index = closeness.argmax(dim=1)
+    chosen = candidates.gather(1, index[:, None, None].expand(-1, 1, 4))[:, 0]
+    return torch.where(chosen[:, 3:] < 0, -chosen, chosen), index
+
+
+def assigned_orientation(canonical: torch.Tensor, index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """The orientation q = canonical * g_index^-1 (B, 4), w >= 0: undoes ``canonical_assignment`` given the
+    index a keypoint model's symmetry head names (``group`` (G, 4) as a tensor)."""
+    inverse = group.to(canonical)[index] * canonical.new_tensor([-1.0, -1.0, -1.0, 1.0])
+    turned = roma.quat_product(canonical, inverse)
+    return torch.where(turned[:, 3:] < 0, -turned, turned)
+
+
+def view_canonical(quaternion: torch.Tensor, translation: torch.Tensor, symmetries: np.ndarray) -> torch.Tensor:
+    """Of the equally true orientations q * s_k of a symmetric object (``symmetries`` (K, 4)), the view-canonical
+    one (``canonical_assignment``): identical views get identical keypoint targets. Without symmetries the
+    quaternion is returned as it is."""
+    if is_identity_only(symmetries):
+        return quaternion
+    return canonical_assignment(quaternion, translation, symmetries)[0]
 
 
 def solve_pnp(
@@ -130,12 +148,9 @@ def _weak_perspective(
 def _project(
     points: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor, camera: torch.Tensor
 ) -> torch.Tensor:
-    """Object points (K, 3) under poses (B, 3, 3), (B, 3) -> pixels (B, K, 2): geometry.project_with_intrinsics
-    on tensors."""
+    """Object points (K, 3) under poses (B, 3, 3), (B, 3) -> pixels (B, K, 2) (geometry.pinhole_pixels)."""
     placed = points @ rotation.transpose(-1, -2) + translation[..., None, :]
-    u = camera[..., 2:3] + camera[..., 0:1] * placed[..., 0] / placed[..., 2]
-    v = camera[..., 3:4] - camera[..., 1:2] * placed[..., 1] / placed[..., 2]
-    return torch.stack([u, v], dim=-1)
+    return torch.stack(pinhole_pixels(placed, camera), dim=-1)
 
 
 def _jacobian(

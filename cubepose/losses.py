@@ -17,18 +17,19 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import roma
 import torch
 import torch.nn.functional as F
 
 from cubepose.config import check_number, component_check, validate_config
 from cubepose.errors import ConfigError
 from cubepose.heatmaps import keypoint_targets
-from cubepose.keypoints import keypoint_pixels, object_keypoints, view_canonical
+from cubepose.keypoints import canonical_assignment, keypoint_pixels, object_keypoints, view_canonical
 from cubepose.models.crop import cube_windows
 from cubepose.models.rotations import canonical_sign
 from cubepose.object_model import Box
 from cubepose.registry import Registry
-from cubepose.symmetries import is_identity_only, right_products
+from cubepose.symmetries import equivalent_classes, is_identity_only, right_products
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Targets = dict[str, torch.Tensor]
@@ -115,19 +116,6 @@ def geodesic(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 2 * torch.acos(dot.clamp(max=GEODESIC_CLAMP))
 
 
-def _rotation_matrices(q: torch.Tensor) -> torch.Tensor:
-    """(..., 3, 3) rotations of unit quaternions (..., 4) in x, y, z, w order (as geometry.py, in torch)."""
-    x, y, z, w = q.unbind(-1)
-    return torch.stack(
-        [
-            torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
-            torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
-            torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
-        ],
-        -2,
-    )
-
-
 @register_loss("add", ("pose",), takes_box=True)
 def add(prediction: torch.Tensor, target: torch.Tensor, box: Box | None = None) -> torch.Tensor:
     """ADD: mean distance (m) of the object's 8 corners (``box``, default ``Box()``) under the predicted
@@ -139,7 +127,10 @@ def add(prediction: torch.Tensor, target: torch.Tensor, box: Box | None = None) 
     corners = torch.as_tensor((box or Box()).corners(), dtype=prediction.dtype, device=prediction.device)
 
     def place(pose: torch.Tensor) -> torch.Tensor:
-        return corners @ _rotation_matrices(F.normalize(pose[..., 3:], dim=-1)).transpose(-1, -2) + pose[..., None, :3]
+        return (
+            corners @ roma.unitquat_to_rotmat(F.normalize(pose[..., 3:], dim=-1)).transpose(-1, -2)
+            + pose[..., None, :3]
+        )
 
     return (place(prediction) - place(target)).norm(dim=-1).mean(dim=-1)
 
@@ -149,14 +140,23 @@ def heatmap(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """A keypoint network's loss: squared heatmap error summed over the grid (DOPE's belief-map loss), averaged
     over the K keypoints, plus the L1 error of the sub-cell offsets (in cells) where they are trained.
 
-    ``prediction`` (B, 3K, H, W): heatmaps, then offsets (u, v per keypoint); ``target`` (B, 4K, H, W): the
-    same, then the offsets' mask (``keypoints_target``).
+    With ``assign_by_shape``, plus the cross-entropy of the symmetry head's G logits against the indices it may
+    name, averaged over the cells where the centre's offsets are trained (the head is read at the centre).
+
+    ``prediction`` (B, 3K [+ G], H, W): heatmaps, then offsets (u, v per keypoint) [, logits]; ``target``
+    (B, 4K [+ G], H, W): the same, then the offsets' mask [, 1 for each right index] (``keypoints_target``).
     """
-    k = target.shape[1] // 4
+    k = target.shape[1] - prediction.shape[1]  # the target has one mask channel per keypoint more
     heat = ((prediction[:, :k] - target[:, :k]) ** 2).sum(dim=(-2, -1)).mean(dim=1)
-    mask = target[:, 3 * k :].repeat_interleave(2, dim=1)
+    mask = target[:, 3 * k : 4 * k].repeat_interleave(2, dim=1)
     offset_error = (prediction[:, k : 3 * k] - target[:, k : 3 * k]).abs() * mask
-    return heat + offset_error.sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp_min(1)
+    total = heat + offset_error.sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp_min(1)
+    if prediction.shape[1] == 3 * k:
+        return total
+    log_probabilities = F.log_softmax(prediction[:, 3 * k :].float(), dim=1)
+    right = log_probabilities.masked_fill(target[:, 4 * k :] < 0.5, float("-inf")).logsumexp(dim=1)  # (B, H, W)
+    centre = target[:, 3 * k]  # where the centre's offsets are trained
+    return total - (right * centre).sum(dim=(-2, -1)) / centre.sum(dim=(-2, -1)).clamp_min(1)
 
 
 @dataclass(frozen=True)
@@ -200,29 +200,42 @@ def window_target(network: dict, box: Box | None = None) -> Callable[[Targets], 
 
 
 def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
-    """What a keypoint network should predict (cubepose.heatmaps), packed (B, 4K, H, W) as ``heatmap`` reads it:
-    the keypoints of ``box`` projected with each example's camera, a symmetric object turned to its
-    view-canonical orientation first."""
+    """What a keypoint network should predict (cubepose.heatmaps), packed (B, 4K [+ G], H, W) as ``heatmap``
+    reads it: the keypoints of ``box`` projected with each example's camera, the object turned to its
+    view-canonical orientation first (under its symmetries; with ``assign_by_shape`` under the bare box's G
+    shape symmetries, followed by G channels that are 1 for the symmetry indices the head may name)."""
     box = box or Box()
     points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
     settings = network["keypoints"]
+    by_shape = settings["assign_by_shape"]
+    if by_shape:
+        right_names = torch.as_tensor(equivalent_classes(box.shape_symmetries, box.symmetries), dtype=torch.float32)
 
     def target(targets: Targets) -> torch.Tensor:
         if "camera" not in targets:
             raise ConfigError("losses/keypoints needs each example's camera; the dataset returned none")
-        quaternion = view_canonical(targets["quaternion"], targets["translation"], box.symmetries)
+        if by_shape:
+            quaternion, index = canonical_assignment(
+                targets["quaternion"], targets["translation"], box.shape_symmetries
+            )
+        else:
+            quaternion = view_canonical(targets["quaternion"], targets["translation"], box.symmetries)
         pixels = keypoint_pixels(points, targets["translation"], quaternion, targets["camera"])
         heatmaps, offsets, mask = keypoint_targets(
             pixels, network["image_size"], settings["stride"], settings["sigma"], settings["offset_radius"]
         )
-        return torch.cat([heatmaps, offsets.flatten(1, 2), mask], dim=1)
+        packed = [heatmaps, offsets.flatten(1, 2), mask]
+        if by_shape:
+            packed.append(right_names.to(mask.device)[index][..., None, None].expand(-1, -1, *mask.shape[-2:]))
+        return torch.cat(packed, dim=1)
 
     return target
 
 
 def keypoints_prediction(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A keypoint network's outputs packed (B, 3K, H, W) as ``heatmap`` reads them."""
-    return torch.cat([outputs["heatmaps"], outputs["offsets"].flatten(1, 2)], dim=1)
+    """A keypoint network's outputs packed (B, 3K [+ G], H, W) as ``heatmap`` reads them."""
+    logits = [outputs["symmetry_logits"]] if "symmetry_logits" in outputs else []
+    return torch.cat([outputs["heatmaps"], outputs["offsets"].flatten(1, 2), *logits], dim=1)
 
 
 QUANTITIES.register("translation")(Quantity(("translation",)))

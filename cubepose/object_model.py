@@ -16,7 +16,7 @@ import numpy as np
 
 from cubepose.config import SCHEMA, component_check
 from cubepose.geometry import box_corners
-from cubepose.symmetries import SymmetrySpec, symmetry_group, symmetry_problem
+from cubepose.symmetries import SymmetrySpec, box_rotations, symmetry_group, symmetry_problem
 
 
 def default_dimensions() -> tuple[float, float, float]:
@@ -72,6 +72,14 @@ class Box:
         """The rotations (K, 4) x, y, z, w (w >= 0, identity first) that leave the box looking the same:
         a pose is defined up to these (cubepose.symmetries)."""
         group = symmetry_group(self.symmetry, self.dimensions)
+        group.flags.writeable = False
+        return group
+
+    @cached_property
+    def shape_symmetries(self) -> np.ndarray:
+        """The rotations (K, 4) that map the bare box onto itself (24 for a cube, 4 for three distinct edges),
+        whatever its faces show: a keypoint model's corners are interchangeable under these."""
+        group = box_rotations(self.dimensions)
         group.flags.writeable = False
         return group
 

@@ -111,3 +111,13 @@ def symmetric_equivalents(q: np.ndarray, symmetries: np.ndarray) -> np.ndarray:
     """The rotations (..., K, 4) that show the object exactly as ``q`` (..., 4) does: q * s_k, w >= 0."""
     equivalents = np.einsum("kij,...j->...ki", right_products(symmetries), np.asarray(q, np.float64))
     return np.where(equivalents[..., 3:] < 0, -equivalents, equivalents)
+
+
+def equivalent_classes(group: np.ndarray, appearance: np.ndarray) -> np.ndarray:
+    """(G, G) booleans: [j, k] says that g_j g_k^-1 is one of the ``appearance`` symmetries (A, 4), for the
+    rotations g of ``group`` (G, 4). A keypoint model that assigns corners by the box's shape symmetries
+    (``group``) and then names g_k although g_j is true still finds an orientation that looks the same."""
+    group = np.asarray(group, np.float64)
+    inverses = group * np.array([-1.0, -1.0, -1.0, 1.0])
+    products = quaternion_multiply(group[:, None, :], inverses[None, :, :])  # (G, G, 4): g_j g_k^-1
+    return (np.abs(products @ np.asarray(appearance, np.float64).T) > SAME_ROTATION).any(axis=-1)

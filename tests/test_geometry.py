@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from cubepose.geometry import (
     axis_angle_quaternions,
@@ -10,6 +11,7 @@ from cubepose.geometry import (
     cube_corners,
     intrinsics_from_fov,
     intrinsics_from_projection,
+    pinhole_pixels,
     project_points,
     project_with_intrinsics,
     projection_from_fov,
@@ -63,6 +65,16 @@ def test_intrinsics_project_like_unity_projection_matrix():
     np.testing.assert_allclose(intrinsics_from_fov(50.0, 80, 60), intrinsics)
     # fy = H / (2 tan(fov / 2)); square pixels; centred
     np.testing.assert_allclose(intrinsics, [30 / np.tan(np.radians(25))] * 2 + [40, 30])
+
+
+def test_tensors_project_like_unity_projection_matrix():
+    """The projection the keypoint targets and the PnP solver use (torch) lands where Unity's matrix puts it."""
+    points = np.array([[[0.1, -0.2, 1.5], [-0.3, 0.05, 0.8]], [[0.0, 0.0, 2.0], [0.2, 0.2, 0.5]]])
+    m00, m11 = projection_from_fov(50.0, 80, 60)
+    intrinsics = np.tile(intrinsics_from_projection(m00, m11, 80, 60), (2, 1))  # (2 images, 4)
+    u, v = pinhole_pixels(torch.from_numpy(points), torch.from_numpy(intrinsics))
+    assert isinstance(u, torch.Tensor)
+    np.testing.assert_allclose(torch.stack([u, v], -1).numpy(), project_points(points, m00, m11, 80, 60))
 
 
 def test_resized_intrinsics_project_onto_the_resized_pixels():

@@ -102,6 +102,32 @@ def test_symmetric_object_gets_the_same_targets_for_every_equivalent_orientation
     assert not torch.allclose(plain({**targets, "quaternion": equivalents[:, 5].float()}), plain(targets), atol=1e-2)
 
 
+def test_corners_assigned_by_shape_ask_one_target_per_look_and_the_head_names_the_orientation():
+    """assign_by_shape: the 24 orientations that put a cube's corners on the same pixels get the same heatmaps,
+    told apart only by the symmetry channels; a perfect head then recovers the true (asymmetric) orientation."""
+    config = keypoint_config(keypoints={"assign_by_shape": True})
+    network, criterion = pose_network(config).eval(), Criterion.from_config(config)
+    targets = random_poses(24, seed=4)
+    packed = criterion.terms[0].target(targets)
+    assert packed.shape == (24, 36 + 24, 16, 16)
+    right = packed[:, 36:, 0, 0]
+    assert torch.equal(right.sum(1), torch.ones(24))  # a die's faces differ: one right index each
+    equivalents = torch.as_tensor(symmetric_equivalents(targets["quaternion"].numpy(), cube_rotations())).float()
+    turned = criterion.terms[0].target({**targets, "quaternion": equivalents[:, 7]})
+    torch.testing.assert_close(turned[:, :36], packed[:, :36], atol=1e-4, rtol=0)
+    assert not torch.equal(turned[:, 36:], packed[:, 36:])
+    outputs = {**as_outputs(packed[:, :36]), "symmetry_logits": 30 * packed[:, 36:]}
+    assert criterion(outputs, targets)["total"].max() < 1e-6
+    poses = network.poses(outputs, targets["camera"])
+    assert (poses["quaternion"] * targets["quaternion"]).sum(1).abs().min() > 1 - 1e-6
+    wrong = network.poses({**outputs, "symmetry_logits": outputs["symmetry_logits"].roll(1, dims=1)}, targets["camera"])
+    assert (wrong["quaternion"] * targets["quaternion"]).sum(1).abs().max() < 0.99
+    symmetric = keypoint_config(keypoints={"assign_by_shape": True})
+    symmetric["object"]["symmetries"] = "cube"  # every index is right: the head has nothing to learn
+    anything = {**outputs, "symmetry_logits": torch.randn_like(outputs["symmetry_logits"])}
+    assert Criterion.from_config(symmetric)(anything, targets)["total"].max() < 1e-6
+
+
 @pytest.mark.parametrize(
     ("network", "losses", "message"),
     [

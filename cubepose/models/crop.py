@@ -15,6 +15,7 @@ import roma
 import torch
 import torch.nn.functional as F
 
+from cubepose.geometry import pinhole_pixels
 from cubepose.object_model import Box
 
 MIN_DEPTH = 1e-3  # metres; keeps a (wrong) target behind the camera finite
@@ -27,12 +28,10 @@ def cube_windows(
     (B, 4: fx, fy, cx, cy in pixels of the square network input of side ``image_size``; Unity's frame,
     v = cy - fy y / z)."""
     radius = (box or Box()).radius  # metres
-    x, y, z = translation.unbind(-1)
-    fx, fy, cx, cy = camera.unbind(-1)
-    z = z.clamp_min(MIN_DEPTH)
-    u = cx + fx * x / z
-    v = cy - fy * y / z
-    half_side = margin * fy * radius / z  # pixels
+    z = translation[..., 2:].clamp_min(MIN_DEPTH)
+    centre = torch.cat([translation[..., :2], z], -1)[:, None]  # (B, 1, 3): one point per image
+    u, v = (pixels[:, 0] for pixels in pinhole_pixels(centre, camera))
+    half_side = margin * camera[..., 1] * radius / z[..., 0]  # pixels
     return torch.stack([2 * u / image_size - 1, 2 * v / image_size - 1, torch.log(2 * half_side / image_size)], -1)
 
 

@@ -16,7 +16,7 @@ from torch import nn
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
 from cubepose.heatmaps import decode_keypoints
-from cubepose.keypoints import KEYPOINTS, object_keypoints, solve_pnp
+from cubepose.keypoints import KEYPOINTS, assigned_orientation, object_keypoints, solve_pnp
 from cubepose.models.backbones import conv_bn
 from cubepose.object_model import Box
 
@@ -31,10 +31,6 @@ class KeypointNet(nn.Module):
     into translation, quaternion and a confidence with the images' cameras."""
 
     takes_camera = True  # poses() solves with the images' camera
-    exported_outputs = {
-        "keypoints": "(N, 9, 2) u, v in pixels of the S x S input: the object's centre, then its 8 box corners",
-        "scores": "(N, 9) each keypoint's heatmap peak (about 1: found; about 0: not found)",
-    }
 
     def __init__(self, config: dict) -> None:
         super().__init__()
@@ -42,8 +38,19 @@ class KeypointNet(nn.Module):
         network = config["network"]
         self.image_size = network["image_size"]
         self.stride = network["keypoints"]["stride"]
-        points = torch.as_tensor(object_keypoints(Box.from_config(config)), dtype=torch.float32)
+        box = Box.from_config(config)
+        points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
         self.register_buffer("object_points", points, persistent=False)
+        # assign_by_shape: corners numbered by place, under the bare box's symmetries; a head names which one
+        self.shape_group = box.shape_symmetries if network["keypoints"]["assign_by_shape"] else None
+        if self.shape_group is not None:
+            self.register_buffer("shape_symmetries", torch.tensor(self.shape_group, dtype=torch.float32), False)
+        self.exported_outputs = {
+            "keypoints": "(N, 9, 2) u, v in pixels of the S x S input: the object's centre, then its 8 box corners",
+            "scores": "(N, 9) each keypoint's heatmap peak (about 1: found; about 0: not found)",
+        }
+        if self.shape_group is not None:
+            self.exported_outputs["symmetry"] = "(N,) index k into the note's symmetries: q = q_solved * g_k^-1"
         self.output_level = OUTPUT_STRIDES.index(self.stride)  # the encoder stage (stride 2, 4, ...) it decodes to
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
@@ -60,6 +67,8 @@ class KeypointNet(nn.Module):
             self.head = nn.Sequential(*conv_bn(DECODER_WIDTH, DECODER_WIDTH, stride=1))
             self.heatmap_head = nn.Conv2d(DECODER_WIDTH, KEYPOINTS, 1)
             self.offset_head = nn.Conv2d(DECODER_WIDTH, 2 * KEYPOINTS, 1)
+            if self.shape_group is not None:  # logits per cell; read where the centre is
+                self.symmetry_head = nn.Conv2d(DECODER_WIDTH, len(self.shape_group), 1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) in cells, H = W = image_size / stride."""
@@ -76,11 +85,19 @@ class KeypointNet(nn.Module):
         x = self.head(x)
         heatmaps = self.heatmap_head(x)
         offsets = self.offset_head(x).unflatten(1, (KEYPOINTS, 2))
-        return {"heatmaps": heatmaps, "offsets": offsets}
+        if self.shape_group is None:
+            return {"heatmaps": heatmaps, "offsets": offsets}
+        return {"heatmaps": heatmaps, "offsets": offsets, "symmetry_logits": self.symmetry_head(x)}
 
     def keypoints(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoded keypoints (B, 9, 2) in input pixels and their scores (B, 9) (cubepose.heatmaps)."""
         return decode_keypoints(outputs["heatmaps"], outputs["offsets"], self.stride)
+
+    def symmetry(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) the index of the shape symmetry the head names at the centre's peak cell (``assign_by_shape``)."""
+        centre = outputs["heatmaps"][:, 0].flatten(1).argmax(dim=1)  # (B,) cell index
+        logits = outputs["symmetry_logits"].flatten(2)  # (B, G, cells)
+        return logits.gather(2, centre[:, None, None].expand(-1, logits.shape[1], 1))[..., 0].argmax(dim=1)
 
     def poses(self, outputs: dict[str, torch.Tensor], camera: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """``translation`` (B, 3), ``quaternion`` (B, 4) with w >= 0, ``confidence`` (B,), ``reprojection_error``
@@ -95,6 +112,8 @@ class KeypointNet(nn.Module):
         pixels, scores = self.keypoints(outputs)
         weights = scores.clamp(0, 1)
         translation, quaternion, error = solve_pnp(pixels, self.object_points, camera.to(pixels), weights)
+        if self.shape_group is not None:  # the solve found the corners' numbering; the head names the faces'
+            quaternion = assigned_orientation(quaternion, self.symmetry(outputs), self.shape_symmetries)
         return {
             "translation": translation.float(),
             "quaternion": quaternion.float(),
@@ -105,6 +124,9 @@ class KeypointNet(nn.Module):
         }
 
     def exported(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """What an export computes (``exported_outputs``): the network and the keypoint decoding; the PnP solve
-        with the user's camera is left to the caller."""
-        return self.keypoints(self(images))
+        """What an export computes (``exported_outputs``): the network, the keypoint decoding and, with
+        ``assign_by_shape``, the symmetry index; the PnP solve with the user's camera is left to the caller."""
+        outputs = self(images)
+        if self.shape_group is None:
+            return self.keypoints(outputs)
+        return (*self.keypoints(outputs), self.symmetry(outputs))
