@@ -12,8 +12,8 @@ COMPAT_PTH := $(VENV)/lib/python3.11/site-packages/cubepose_distutils_stdlib.pth
 
 DEMO_DATA  := data/cube
 DEMO_COUNT ?= 10000
-DEMO_STEPS ?= 1600
-DEMO_CONFIGS := configs/base.yaml configs/cpu.yaml configs/accurate_cpu.yaml
+DEMO_STEPS ?= 800
+DEMO_CONFIGS := configs/base.yaml configs/cpu.yaml configs/keypoints_cpu.yaml
 
 .PHONY: setup test lint format demo clean
 
@@ -47,7 +47,7 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest -q --durations=15 tests
 
 # Generate the synthetic dataset once (the roots configs/base.yaml points at), then train the
-# two-stage CPU recipe for DEMO_STEPS steps (about 5 minutes on 2 cores), evaluate its last
+# keypoint CPU recipe for DEMO_STEPS steps (about 5 minutes on 2 cores), evaluate its last
 # checkpoint on the test split and print the metrics table and the report's path. A larger
 # DEMO_COUNT extends data/cube/train; a smaller one needs `rm -r data/cube` first.
 $(DEMO_DATA)/.complete-$(DEMO_COUNT): | $(STAMP)

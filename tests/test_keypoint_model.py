@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+import roma
 import torch
 from edflow.data.believers.meta import MetaDataset
 from test_edflow_e2e import CONFIGS, _eval_dirs, _ok, edflow
@@ -209,3 +210,22 @@ def test_keypoint_export_returns_the_keypoints_the_predictor_solves_with(keypoin
     camera = torch.as_tensor(predictor.training_camera["intrinsics"], dtype=torch.float32).expand(3, 4)
     translation = solve_pnp(keypoints, torch.tensor(contract["object_points"]), camera, scores.clamp(0, 1))[0]
     np.testing.assert_allclose(translation.float().numpy(), expected["translation"], atol=1e-4)
+
+
+def test_an_export_of_corners_assigned_by_shape_names_the_symmetry_its_note_undoes(tmp_path):
+    """assign_by_shape: the export adds the symmetry index; the note's recipe (PnP, then q * conj(g_k)) gives the
+    predictor's pose."""
+    config = keypoint_config(keypoints={"assign_by_shape": True})
+    predictor = PosePredictor(pose_network(config).eval(), config, "cpu")
+    out = export_model(predictor, tmp_path / "shape.pt", "torchscript")
+    contract = json.loads((tmp_path / "shape.pt.json").read_text())
+    assert list(contract["outputs"]) == ["keypoints", "scores", "symmetry"] and len(contract["symmetries"]) == 24
+    images = np.random.default_rng(1).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        keypoints, scores, symmetry = torch.jit.load(str(out))(torch.from_numpy(images).permute(0, 3, 1, 2) / 127.5 - 1)
+    camera = torch.tensor([[60.0, 60.0, 32.0, 32.0]]).expand(4, 4)
+    expected = predictor.predict_batch(images, camera.numpy())
+    solved = solve_pnp(keypoints, torch.tensor(contract["object_points"]), camera, scores.clamp(0, 1))[1]
+    turn = torch.tensor(contract["symmetries"])[symmetry] * torch.tensor([-1.0, -1.0, -1.0, 1.0])
+    quaternion = roma.quat_product(solved.float(), turn)
+    np.testing.assert_allclose(np.abs((quaternion.numpy() * expected["quaternion"]).sum(1)), 1, atol=1e-4)

@@ -71,7 +71,8 @@ class KeypointNet(nn.Module):
                 self.symmetry_head = nn.Conv2d(DECODER_WIDTH, len(self.shape_group), 1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) in cells, H = W = image_size / stride."""
+        """``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) in cells, H = W = image_size / stride; with
+        ``assign_by_shape`` also ``symmetry_logits`` (B, G, H, W) over the bare box's G symmetries."""
         features = []
         x = images
         for stage in self.encoder:
