@@ -20,17 +20,22 @@ def _generate(args: argparse.Namespace) -> None:
 
     if args.symmetric:
         raise ValueError("--symmetric is now --faces plain (the plain grey cube); use that")
-    if args.fov and len(args.fov) > 2:
-        raise ValueError(f"--fov takes one angle or a range LO HI, got {' '.join(map(str, args.fov))}")
-    fov = (args.fov[0], args.fov[-1]) if args.fov else None
+    fov = gen.range_option("--fov", args.fov)
+    aspect = gen.range_option("--aspect", args.aspect)
+    image_size = gen.range_option("--image-size", args.image_size)
+    if image_size is not None and image_size[0] == image_size[1]:
+        image_size = image_size[0]
     given = gen.camera_option(args.camera) if args.camera else None
     if args.camera_from:
         given = gen.camera_from_export(args.camera_from)
-    camera, image_size = gen.chosen_camera(args.preset, given, args.image_size, fov)
+    randomised = aspect is not None or args.principal_jitter is not None
+    camera, image_size = gen.chosen_camera(args.preset, given, image_size, fov, randomised)
     scene = gen.scene_options(
         args.preset,
         distance=gen.distance_range(args.preset, args.min_distance, args.max_distance),
         vertical_fov_deg=fov,
+        aspect=aspect,
+        principal_jitter=args.principal_jitter,
         rotation=args.rotation,
         faces=gen.faces_option(args.faces),
         distractors=(0, args.max_distractors) if args.max_distractors is not None else None,
@@ -199,7 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
     gen.add_argument("--format", choices=["legacy", "solo"], default="legacy", help="Perception layout to write")
     gen.add_argument(
-        "--image-size", type=int, help="square image side in pixels, 16-4096, centred camera (default 128)"
+        "--image-size",
+        type=int,
+        nargs="+",
+        metavar="PX",
+        help="square image side in pixels, 16-4096, centred camera (default 128); a range LO HI draws each image's "
+        "height (solo only)",
     )
     camera = gen.add_mutually_exclusive_group()
     camera.add_argument(
@@ -221,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="scene ranges and camera: default (cube fills a useful share; 128 px square, 60 deg) or ur3 (Unity's "
         "UR3 tutorial: 650x400 px, centred, 60 deg vertical field of view, Unity's default, as the tutorial's is not "
-        "recorded); --camera, --image-size or --fov replace the preset's camera",
+        "recorded); --camera, --image-size, --fov, --aspect or --principal-jitter replace the preset's camera",
     )
     gen.add_argument("--rotation", choices=["yaw", "full"], help="yaw: about the table's normal (default); full: any")
     gen.add_argument(
@@ -230,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="DEG",
         help="vertical field of view in (0, 180) degrees, or a range LO HI (solo only)",
+    )
+    gen.add_argument(
+        "--aspect",
+        type=float,
+        nargs="+",
+        metavar="W/H",
+        help="image width / height, 0.25-4, or a range LO HI drawn per image (solo only); the height is --image-size",
+    )
+    gen.add_argument(
+        "--principal-jitter",
+        type=float,
+        metavar="SHARE",
+        help="move each image's principal point off centre by up to this share of the width and height, 0-0.25 "
+        "(solo only)",
     )
     gen.add_argument(
         "--min-distance", type=float, help="nearest cube distance in metres, 0.15-50 (preset's by default)"

@@ -13,8 +13,10 @@ once more through the real ``edflow -t`` for the same number of steps on the sam
 adds its row, evaluated by the same predictor, to cross-check this harness.
 
 ``--preset ur3`` renders Unity's UR3 framing (650x400, the cube 1.7-2.5 m away); ``--fov LO HI`` trains
-with a vertical field of view drawn from that range, and ``--test-fov A B ...`` adds a test set per angle,
-so a row also shows its error with cameras it was not trained with. Each row is evaluated on 500
+with a vertical field of view drawn from that range (``--image-size LO HI``, ``--aspect LO HI`` and
+``--principal-jitter S`` randomise the rest of the camera), and ``--test-fov A B ...`` adds a test set
+per angle, ``--test-camera W H FX FY CX CY`` one per camera, so a row also shows its error with cameras
+it was not trained with. Each row is evaluated on 500
 training images too (the last column), so under- and overfitting show.
 """
 
@@ -170,42 +172,73 @@ def make_data(
     rotation: str,
     train_count: int,
     test_count: int,
-    image_size: int,
+    image_size: int | tuple[int, int],
     camera: list[float] | None = None,
     dimensions: list[float] | None = None,
     preset: str = "default",
     fov: list[float] | None = None,
     test_fovs: list[float] = (),
+    aspect: list[float] | None = None,
+    principal_jitter: float | None = None,
+    test_cameras: list[list[float]] = (),
 ) -> dict[str, Path]:
     """Seeded train (seed 1) and test (seed 3) sets; generation resumes and is reused when complete.
 
     ``camera`` (W H FX FY CX CY, replacing ``image_size`` and the preset's camera), ``dimensions`` (the
-    object's x y z in metres), ``preset`` and ``fov`` (a vertical field-of-view range for both sets) render
-    a set of their own, in a folder named after them (SOLO, which records each image's camera, with ``fov``);
-    each of ``test_fovs`` adds a test set ``test@<fov>``.
+    object's x y z in metres), ``preset``, and the camera's randomisation for both sets (``fov``: a vertical
+    field-of-view range; ``image_size`` as a range of heights, ``aspect``, ``principal_jitter``) render a set
+    of their own, in a folder named after them (SOLO, which records each image's camera, when randomised);
+    each of ``test_fovs`` adds a test set ``test@<fov>``, each of ``test_cameras`` a set ``test@<W>x<H>...``.
     """
-    chosen = camera_option(camera) if camera else (None if fov else PRESET_CAMERAS.get(preset))
+    randomised = bool(fov or aspect or principal_jitter or not isinstance(image_size, int))
+    chosen = camera_option(camera) if camera else (None if randomised else PRESET_CAMERAS.get(preset))
     scene = scene_options(
         preset,
         rotation=rotation,
         camera=chosen,
         dimensions=tuple(dimensions) if dimensions else None,
         vertical_fov_deg=tuple(fov) if fov else None,
+        aspect=tuple(aspect) if aspect else None,
+        principal_jitter=principal_jitter,
     )
     name = rotation + (f"-{preset}" if preset != "default" else "")
     name += f"-camera-{'x'.join(f'{v:g}' for v in camera)}" if camera else ""
     name += f"-object-{'x'.join(f'{v:g}' for v in dimensions)}" if dimensions else ""
     name += f"-fov-{fov[0]:g}-{fov[1]:g}" if fov else ""
+    name += f"-heights-{image_size[0]}-{image_size[1]}" if not isinstance(image_size, int) else ""
+    name += f"-aspect-{aspect[0]:g}-{aspect[1]:g}" if aspect else ""
+    name += f"-jitter-{principal_jitter:g}" if principal_jitter else ""
     size = {} if chosen else {"image_size": image_size}
-    if fov:  # a camera per image: only SOLO records one
+    if randomised:  # a camera per image: only SOLO records one
         size["format"] = "solo"
-    splits = {"train": (train_count, 1, scene), "test": (test_count, 3, scene)}
+    splits = {"train": (train_count, 1, scene, size), "test": (test_count, 3, scene, size)}
     for angle in test_fovs:
-        splits[f"test@{angle:g}"] = (test_count, 3, replace(scene, vertical_fov_deg=(angle, angle)))
-    for split, (count, seed, split_scene) in splits.items():
-        options = GenerationOptions(count=count, seed=seed, scene=split_scene, workers=os.cpu_count() or 1, **size)
+        fixed = replace(scene, vertical_fov_deg=(angle, angle), aspect=(1.0, 1.0), principal_jitter=0.0)
+        square = {"image_size": image_size if isinstance(image_size, int) else image_size[1], "format": "solo"}
+        splits[f"test@{angle:g}"] = (test_count, 3, fixed, square)
+    for values in test_cameras:
+        centred = {"vertical_fov_deg": (60.0, 60.0), "aspect": (1.0, 1.0), "principal_jitter": 0.0}
+        fixed = replace(scene, camera=camera_option(values), **centred)
+        splits[f"test@{camera_name(values)}"] = (test_count, 3, fixed, {"format": "solo"})
+    for split, (count, seed, split_scene, split_size) in splits.items():
+        options = GenerationOptions(count, seed, scene=split_scene, workers=os.cpu_count() or 1, **split_size)
         generate_dataset(root / name / split, options)
     return {split: root / name / split for split in splits}
+
+
+def camera_name(values: list[float]) -> str:
+    """A test camera as its folder and row name: W x H, then fx fy cx cy."""
+    width, height, *intrinsics = values
+    return f"{width:g}x{height:g}-" + "-".join(f"{v:g}" for v in intrinsics)
+
+
+def tested_with(split: str) -> str:
+    """How a row evaluated on test set ``split`` (``test@40``, ``test@650x400-...``) is named in the table."""
+    given = split.removeprefix("test@")
+    if "x" not in given:
+        return f"tested at {given} deg FOV"
+    size, intrinsics = given.split("-", 1)
+    return f"tested with a {size} camera (fx fy cx cy {intrinsics.replace('-', ' ')})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,7 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rotation", choices=["yaw", "full"], default="yaw", help="yaw (Unity's setting) or full 3D")
     parser.add_argument("--train-count", type=int, default=30000, help="training images (Unity's demo: 30,000)")
     parser.add_argument("--test-count", type=int, default=500)
-    parser.add_argument("--image-size", type=int, default=128, help="side of the generated images")
+    parser.add_argument(
+        "--image-size", type=int, nargs="+", default=[128], help="side of the generated images, or a range of heights"
+    )
+    parser.add_argument("--aspect", type=float, nargs=2, metavar=("LO", "HI"), help="image width / height range")
+    parser.add_argument("--principal-jitter", type=float, help="principal point off centre by up to this share")
     parser.add_argument(
         "--camera", type=float, nargs=6, metavar=("W", "H", "FX", "FY", "CX", "CY"), help="render with this camera"
     )
@@ -227,6 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--test-fov", type=float, nargs="+", default=[], metavar="DEG", help="extra test sets at these fields of view"
+    )
+    parser.add_argument(
+        "--test-camera",
+        type=float,
+        nargs=6,
+        action="append",
+        default=[],
+        metavar=("W", "H", "FX", "FY", "CX", "CY"),
+        help="an extra test set rendered with this camera (repeatable)",
     )
     parser.add_argument("--data-dir", default=str(REPO / "data" / "accuracy"), help="where the sets are generated")
     parser.add_argument("--steps", type=int, help="train each row for this many steps instead of the budget")
@@ -257,14 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, OSError) as err:
             parser.error(f"recipe {name!r}: {err}")
 
-    sizes = (args.train_count, args.test_count, args.image_size, args.camera, args.object_dimensions)
-    data = make_data(Path(args.data_dir), args.rotation, *sizes, args.preset, args.fov, args.test_fov)
+    image_size = args.image_size[0] if len(set(args.image_size)) == 1 else (args.image_size[0], args.image_size[-1])
+    sizes = (args.train_count, args.test_count, image_size, args.camera, args.object_dimensions)
+    extra = {"aspect": args.aspect, "principal_jitter": args.principal_jitter, "test_cameras": args.test_camera}
+    data = make_data(Path(args.data_dir), args.rotation, *sizes, args.preset, args.fov, args.test_fov, **extra)
     budget_s = None if args.steps else args.budget_minutes * 60
     length = f"{args.steps} steps" if args.steps else f"{args.budget_minutes:g} min of training"
-    camera = camera_option(args.camera) if args.camera else (None if args.fov else PRESET_CAMERAS.get(args.preset))
-    images = f"{camera.width}x{camera.height} px" if camera else f"{args.image_size} px"
+    randomised = args.fov or args.aspect or args.principal_jitter or not isinstance(image_size, int)
+    camera = camera_option(args.camera) if args.camera else (None if randomised else PRESET_CAMERAS.get(args.preset))
+    images = f"{camera.width}x{camera.height} px" if camera else f"{'-'.join(map(str, args.image_size))} px"
     images += f", {args.preset} preset" if args.preset != "default" else ""
     images += f", vertical FOV {args.fov[0]:g}-{args.fov[1]:g} deg" if args.fov else ""
+    images += f", aspect {args.aspect[0]:g}-{args.aspect[1]:g}" if args.aspect else ""
+    images += f", principal point within {args.principal_jitter:g} of a side" if args.principal_jitter else ""
     scene = f" of a {'x'.join(f'{v:g}' for v in args.object_dimensions)} m object" if args.object_dimensions else ""
     lines = [
         f"{args.rotation} rotation; {args.train_count} train / {args.test_count} test images at {images}{scene}; "
@@ -293,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         for split in (s for s in data if s.startswith("test@")):
             config["data"]["test"]["root"] = str(data[split])
             other = evaluate(predictor, TestDataset(config))
-            lines.append(table_row(f"{name}, tested at {split[5:]} deg FOV", steps, f"{rate:.0f}", other))
+            lines.append(table_row(f"{name}, {tested_with(split)}", steps, f"{rate:.0f}", other))
             logger.info("%s", lines[-1])
         config["data"]["test"]["root"] = str(data["test"])
         if args.edflow:

@@ -32,7 +32,7 @@ from cubepose.geometry import (
     resize_intrinsics,
 )
 from cubepose.overlay import TRUE_COLOUR, draw_cubes
-from cubepose.synth.generate import face_atlas, scene_options
+from cubepose.synth.generate import GenerationOptions, face_atlas, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import sample_scene
 from cubepose.synth.textures import FACE_NAMES, FACE_VIEWS, cube_atlas
@@ -163,6 +163,47 @@ def test_camera_from_copies_the_camera_of_an_export(tmp_path, caplog):
     assert "holds 6 cameras" in refused(tmp_path / "many", ["--camera-from", str(fovs)], caplog)
 
 
+def test_randomised_cameras_draw_each_images_size_and_principal_point_and_label_it(tmp_path):
+    """Heights, aspect, field of view and principal point drawn per image; each label's camera projects the box
+    onto its rendered silhouette, and a smaller image drawn in the renderer's corner equals one rendered alone."""
+    flags = ["--image-size", "40", "64", "--aspect", "1", "2", "--fov", "45", "75", "--principal-jitter", "0.15"]
+    root = generate(tmp_path / "random", "--count", "8", "--seed", "5", "--format", "solo", *flags)
+    index = read_dataset(root)
+    widths, heights = index.image_sizes.T
+    assert np.all((40 <= heights) & (heights <= 64)) and np.all((heights <= widths) & (widths <= 2 * heights + 1))
+    assert len(np.unique(index.cameras, axis=0)) == 8 and len(np.unique(index.image_sizes, axis=0)) > 2
+    for path, size in zip(index.image_paths, index.image_sizes, strict=True):
+        assert Image.open(path).size == tuple(size)
+    fx, fy, cx, cy = index.cameras.T
+    assert np.all(np.abs(cx - widths / 2) <= 0.15 * widths) and np.all(np.abs(cy - heights / 2) <= 0.15 * heights)
+    assert np.any(np.abs(cx - widths / 2) > 1) and np.allclose(fx, fy)
+    fovs = np.degrees(2 * np.arctan(heights / 2 / fy))
+    assert np.all((45 - 1e-6 <= fovs) & (fovs <= 75 + 1e-6))
+
+    options = GenerationOptions(
+        8,
+        seed=5,
+        image_size=(40, 64),
+        format="solo",
+        scene=scene_options(vertical_fov_deg=(45, 75), aspect=(1, 2), principal_jitter=0.15),
+    )
+    assert options.resolution == (128, 64)
+    shared = GLRenderer(*options.resolution)
+    for i in range(8):
+        camera = options.image_camera(i)
+        np.testing.assert_allclose(camera.intrinsics, index.cameras[i])
+        scene = sample_scene(np.random.default_rng([5, i, 0]), options.scene, camera=camera)
+        image, mask = shared.render(scene, mask=True)
+        np.testing.assert_array_equal(image, np.asarray(Image.open(index.image_paths[i]).convert("RGB")))
+        u = cx[i] + fx[i] * index.translations[i, 0] / index.translations[i, 2]
+        v = cy[i] - fy[i] * index.translations[i, 1] / index.translations[i, 2]
+        assert mask[int(v), int(u)]  # the labelled centre lies on the rendered box
+    alone = GLRenderer(*camera.size)
+    np.testing.assert_array_equal(alone.render(scene), image)
+    alone.release()
+    shared.release()
+
+
 def test_the_ur3_preset_renders_unitys_650x400_and_the_square_options_replace_it(tmp_path):
     root = generate(tmp_path / "ur3", "--count", "1", "--preset", "ur3", "--format", "solo")
     index = read_dataset(root)
@@ -255,6 +296,13 @@ def test_a_face_image_reads_upright_and_unmirrored_from_outside(tmp_path, face):
         (["--camera", "10", "10", "7", "8", "4", "3"], "--camera: the width and height must be 16-4096 pixels"),
         ([*CAMERA_ARGS, "--image-size", "64"], "leave out --image-size, or the camera"),
         ([*CAMERA_ARGS, "--fov", "50"], "leave out --fov, or the camera"),
+        ([*CAMERA_ARGS, "--aspect", "1.5"], "--camera sets the camera and --aspect randomise one"),
+        (["--format", "solo", "--aspect", "0.1", "1"], "--aspect must be between 0.25 and 4"),
+        (["--format", "solo", "--principal-jitter", "0.5"], "--principal-jitter must be between 0 and 0.25"),
+        (["--format", "solo", "--image-size", "64", "32"], "a range of heights LO HI with LO <= HI"),
+        (["--format", "solo", "--image-size", "32", "48", "64"], "--image-size takes one value or a range LO HI"),
+        (["--format", "solo", "--image-size", "16", "--aspect", "0.5"], "widths 8-8 pixels"),
+        (["--aspect", "1", "1.5"], "--aspect or --principal-jitter needs --format solo"),
         (["--faces", "dye"], "--faces takes die or plain, or six image files in the order +x -x +y -y +z -z"),
         (["--faces", "a.png", "b.png", "c.png", "d.png", "e.png"], "(5 files)"),
         (["--symmetric"], "--symmetric is now --faces plain"),

@@ -61,7 +61,7 @@ def refused(out: Path, args: list[str], caplog: pytest.LogCaptureFixture) -> str
         (["--fov", "nan"], "--fov must be finite"),
         (["--fov", "inf"], "--fov must be finite"),
         (["--fov", "70", "50", "--format", "solo"], "--fov: the range LO HI needs LO <= HI"),
-        (["--fov", "50", "60", "70"], "--fov takes one angle or a range LO HI"),
+        (["--fov", "50", "60", "70"], "--fov takes one value or a range LO HI"),
         (["--min-distance", "0"], "--min-distance must be between 0.15 and 50"),
         (["--min-distance", "-1", "--max-distance", "1"], "--min-distance must be between"),
         (["--max-distance", "-0.5"], "--max-distance must be between"),

@@ -43,6 +43,7 @@ from cubepose.synth.scene import (
     PRESETS,
     ROTATION_MODES,
     SceneOptions,
+    sample_camera,
     sample_scene,
 )
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, PHOTO_FACE_SIZE, cube_atlas
@@ -70,11 +71,13 @@ class GenerationOptions:
 
     Images are ``image_size`` squared with a centred camera of the scene's field of view, or, when the scene
     gives a camera in pixels (``scene.camera``), that camera's size (``image_size`` then stays at its default).
+    An ``image_size`` range (LO, HI), a scene ``aspect`` range or ``principal_jitter`` randomise the camera:
+    each image draws its height, width / height, field of view and principal point (``scene.sample_camera``).
     """
 
     count: int
     seed: int = 0
-    image_size: int = DEFAULT_IMAGE_SIZE
+    image_size: int | tuple[int, int] = DEFAULT_IMAGE_SIZE  # the side of square images, or a range of heights
     format: str = "legacy"  # Perception layout: "legacy" (0.x) or "solo" (1.0+)
     scene: SceneOptions = field(default_factory=SceneOptions)
     backgrounds: str | None = None  # folder of user background images
@@ -87,10 +90,31 @@ class GenerationOptions:
         return shard_range(self.count, self.shard, self.shards)
 
     @property
+    def heights(self) -> tuple[int, int]:
+        """The range of image heights in pixels (ends included)."""
+        size = self.image_size
+        return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+    @property
+    def randomises_camera(self) -> bool:
+        """Whether each image draws its own size and principal point (the field of view alone varies without)."""
+        scene = self.scene
+        return self.heights[0] != self.heights[1] or tuple(scene.aspect) != (1.0, 1.0) or scene.principal_jitter > 0
+
+    @property
     def resolution(self) -> tuple[int, int]:
-        """(width, height) of the images in pixels."""
+        """(width, height) of the images in pixels: the largest when the camera is randomised."""
         camera = self.scene.camera
-        return camera.size if camera is not None else (self.image_size, self.image_size)
+        if camera is not None:
+            return camera.size
+        height = self.heights[1]
+        return (round(height * self.scene.aspect[1]), height)
+
+    def image_camera(self, index: int) -> Camera | None:
+        """Image ``index``'s randomised camera, from its own generator (the scene's draws stay as without it)."""
+        if not self.randomises_camera:
+            return None
+        return sample_camera(np.random.default_rng([self.seed, index, 1]), self.scene, self.heights)
 
 
 def shard_range(count: int, shard: int, shards: int) -> range:
@@ -126,13 +150,27 @@ def faces_option(values: Sequence[str] | None) -> str | tuple[str, ...] | None:
     return values[0] if len(values) == 1 and values[0] in FACE_STYLES else tuple(values)
 
 
+def range_option(flag: str, values: Sequence[float] | None) -> tuple | None:
+    """A flag taking one value or a range LO HI as a (LO, HI) pair (one value: both ends); None when not given."""
+    if not values:
+        return None
+    if len(values) > 2:
+        raise ValueError(f"{flag} takes one value or a range LO HI, got {' '.join(map(str, values))}")
+    return (values[0], values[-1])
+
+
 def chosen_camera(
-    preset: str, camera: Camera | None, image_size: int | None, fov: tuple[float, float] | None
-) -> tuple[Camera | None, int]:
-    """The camera in pixels (or None) and the square image size a command renders with.
+    preset: str,
+    camera: Camera | None,
+    image_size: int | tuple[int, int] | None,
+    fov: tuple[float, float] | None,
+    randomised: bool = False,
+) -> tuple[Camera | None, int | tuple[int, int]]:
+    """The camera in pixels (or None) and the image size (a square's side or a range of heights) a command renders.
 
     ``--camera`` (or ``--camera-from``) gives the camera, and excludes ``--image-size`` and ``--fov``, which ask
-    for today's square images with a centred camera; with none of them the preset's camera is used.
+    for a centred camera of square images (or, with ``randomised``: ``--aspect`` or ``--principal-jitter``, one
+    drawn per image); with none of them the preset's camera is used.
     """
     if camera is not None:
         if image_size is not None or fov is not None:
@@ -141,7 +179,7 @@ def chosen_camera(
                 f"--camera (or --camera-from) gives the image size and focal lengths; leave out {given}, or the camera"
             )
         return camera, DEFAULT_IMAGE_SIZE
-    if image_size is not None or fov is not None:
+    if image_size is not None or fov is not None or randomised:
         return None, DEFAULT_IMAGE_SIZE if image_size is None else image_size
     return PRESET_CAMERAS.get(preset), DEFAULT_IMAGE_SIZE  # an unknown preset is refused by scene_options
 
@@ -297,14 +335,15 @@ def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
 def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index: int) -> FrameLabel:
     """Render and write frame ``index`` unless its files exist; return its labels either way."""
     layout = LAYOUTS[options.format](out, options.seed)
-    scene = sample_scene(np.random.default_rng([options.seed, index, 0]), options.scene, len(backgrounds))
+    rng = np.random.default_rng([options.seed, index, 0])
+    scene = sample_scene(rng, options.scene, len(backgrounds), options.image_camera(index))
     cube = scene.cube
     label = FrameLabel(
         index,
         cube.translation,
         cube.quaternion,
         scene.vertical_fov_deg,
-        *options.resolution,
+        *(options.resolution if scene.camera is None else scene.camera.size),
         tuple(cube.size),
         None if scene.camera is None else tuple(scene.camera.intrinsics),
     )
@@ -394,6 +433,10 @@ def _recorded_options(options: GenerationOptions) -> dict:
     scene = recorded["scene"]
     if options.scene.dimensions == default_dimensions():  # left out, as in folders made before the option: they resume
         del scene["dimensions"]
+    if tuple(options.scene.aspect) == (1.0, 1.0):  # likewise
+        del scene["aspect"]
+    if options.scene.principal_jitter == 0:  # likewise
+        del scene["principal_jitter"]
     if options.scene.camera is None:  # likewise
         del scene["camera"]
     else:  # the camera gives the size and focal lengths: the square image's options say nothing
@@ -557,6 +600,11 @@ def check_options(options: GenerationOptions) -> None:
         raise ValueError(f"--format must be one of {', '.join(LAYOUTS)}, got {options.format!r}")
     if options.format == "legacy" and options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
         raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
+    if options.format == "legacy" and options.randomises_camera:
+        raise ValueError(
+            "an --image-size range, --aspect or --principal-jitter needs --format solo: legacy data records no "
+            "camera per image"
+        )
     _check_backgrounds(options.backgrounds)
     _check_face_files(options.scene.faces)
 
@@ -569,9 +617,13 @@ def _check_resolution(options: GenerationOptions) -> None:
     )
     camera = options.scene.camera
     if camera is None:
-        if not MIN_IMAGE_SIZE <= options.image_size <= MAX_IMAGE_SIZE:
+        _check_image_size(options.image_size, why)
+        (low, high), aspect = options.heights, options.scene.aspect
+        widths = (round(low * aspect[0]), round(high * aspect[1]))
+        if not MIN_IMAGE_SIZE <= widths[0] <= widths[1] <= MAX_IMAGE_SIZE:
             raise ValueError(
-                f"--image-size must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} pixels, got {options.image_size}: {why}"
+                f"--aspect {' '.join(f'{a:g}' for a in aspect)} with heights {low}-{high} gives widths "
+                f"{widths[0]}-{widths[1]} pixels; widths must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE}: {why}"
             )
         return
     if options.image_size != DEFAULT_IMAGE_SIZE:
@@ -581,6 +633,19 @@ def _check_resolution(options: GenerationOptions) -> None:
             f"--camera: the width and height must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} pixels, got "
             f"{camera.width}x{camera.height}: {why}"
         )
+
+
+def _check_image_size(size: object, why: str) -> None:
+    """Refuse an ``--image-size`` that is not a whole number of pixels, or a range LO <= HI of them, in the limits."""
+    sizes = size if isinstance(size, tuple | list) else (size,)
+    whole = all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in sizes) and len(sizes) in (1, 2)
+    if not whole or sizes[0] > sizes[-1]:
+        raise ValueError(
+            f"--image-size takes a side in pixels, or a range of heights LO HI with LO <= HI; got {size!r}"
+        )
+    if not MIN_IMAGE_SIZE <= sizes[0] <= sizes[-1] <= MAX_IMAGE_SIZE:
+        shown = " ".join(map(str, sizes))
+        raise ValueError(f"--image-size must be {MIN_IMAGE_SIZE}-{MAX_IMAGE_SIZE} pixels, got {shown}: {why}")
 
 
 def _check_face_files(faces: str | tuple[str, ...]) -> None:

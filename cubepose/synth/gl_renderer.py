@@ -88,6 +88,7 @@ uniform sampler2D frame;
 uniform float sigma;
 uniform float noise;
 uniform uint seed;
+uniform ivec2 last;  // the image's last pixel: images smaller than the buffers use its lower-left corner
 out vec4 colour;
 uint hash(uint x) {
     x ^= x >> 16u; x *= 0x7feb352du; x ^= x >> 15u; x *= 0x846ca68bu; x ^= x >> 16u;
@@ -96,7 +97,6 @@ uint hash(uint x) {
 float unit(uint x) { return (float(hash(x) >> 8u) + 0.5) / 16777216.0; }
 void main() {
     ivec2 pixel = ivec2(gl_FragCoord.xy);
-    ivec2 last = textureSize(frame, 0) - 1;
     vec3 sum = vec3(0.0);
     float total = 0.0;
     int reach = sigma > 0.05 ? 2 : 0;
@@ -161,7 +161,10 @@ def _gl_matrix(matrix: np.ndarray) -> bytes:
 
 
 class GLRenderer:
-    """Renders scenes at one image size with one face atlas; create one per process (a GL context is not fork-safe).
+    """Renders scenes up to one image size with one face atlas; create one per process (a GL context is not fork-safe).
+
+    A scene whose camera is smaller than ``width`` x ``height`` is drawn into the buffers' lower-left corner
+    (randomised image sizes share one renderer).
 
     ``faces`` is the object's texture atlas (textures.cube_atlas; default: the die faces).
     """
@@ -242,7 +245,12 @@ class GLRenderer:
         """RGB uint8 (H, W, 3) of ``scene`` with its blur and noise; with ``mask``, also the cube's (H, W) bool mask."""
         import moderngl
 
-        width, height = self.size
+        width, height = self.size if scene.camera is None else scene.camera.size
+        if width > self.size[0] or height > self.size[1]:
+            raise ValueError(f"a {width}x{height} image does not fit this renderer's {self.size[0]}x{self.size[1]}")
+        viewport = (0, 0, width, height)
+        for buffer in (self.msaa, self.resolved, self.output):
+            buffer.viewport = viewport
         self.msaa.use()
         self.msaa.clear(0.0, 0.0, 0.0, 1.0)
         self._set("light_direction", tuple(float(v) for v in FLIP_Z @ scene.light_direction))
@@ -278,15 +286,18 @@ class GLRenderer:
         self.sensor["sigma"].value = float(scene.blur)
         self.sensor["noise"].value = float(scene.noise)
         self.sensor["seed"].value = int(scene.noise_seed)
+        self.sensor["last"].value = (width - 1, height - 1)
         self.sensor_quad.render(moderngl.TRIANGLE_STRIP)
-        image = np.frombuffer(self.output.read(components=3, alignment=1), np.uint8).reshape(height, width, 3)
+        image = np.frombuffer(self.output.read(viewport, components=3, alignment=1), np.uint8).reshape(height, width, 3)
         image = image[::-1].copy()
         if not mask:
             return image
         self.resolved.use()
         self.resolved.clear(0.0, 0.0, 0.0, 1.0)
         self._draw_box(scene.cube, self.white, mode=2)
-        silhouette = np.frombuffer(self.resolved.read(components=1, alignment=1), np.uint8).reshape(height, width)
+        silhouette = np.frombuffer(self.resolved.read(viewport, components=1, alignment=1), np.uint8).reshape(
+            height, width
+        )
         return image, silhouette[::-1] > 127
 
     @staticmethod

@@ -7,7 +7,7 @@ Everything is sampled in the camera frame (Unity's: x right, y up, z forward) fr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from numbers import Real
 
 import numpy as np
@@ -15,6 +15,7 @@ import numpy as np
 from cubepose.camera_model import Camera
 from cubepose.geometry import (
     axis_angle_quaternions,
+    intrinsics_from_fov,
     projection_from_fov,
     projection_from_intrinsics,
     quaternion_multiply,
@@ -39,6 +40,8 @@ DISTANCE_LIMITS = (
 )
 MAX_DISTRACTORS = 100  # one draw call each per image; far more would bury the cube and only slow rendering
 DISTRACTOR_EDGES = (0.04, 0.15)  # metres, range of each distractor box's edge lengths
+ASPECT_LIMITS = (0.25, 4.0)  # width / height: beyond these the squeeze to the network's square input is extreme
+MAX_PRINCIPAL_JITTER = 0.25  # share of a side: the cube's allowed region (``margin``) must stay in the image
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class SceneOptions:
     blur: tuple[float, float] = (0.0, 0.7)  # Gaussian blur sigma, in pixels
     dimensions: tuple[float, float, float] = field(default_factory=default_dimensions)  # the object's x y z edges (m)
     camera: Camera | None = None  # the camera in pixels; None: a centred one of vertical_fov_deg, square images
+    aspect: tuple[float, float] = (1.0, 1.0)  # image width / height, drawn per image (range: randomised cameras)
+    principal_jitter: float = 0.0  # the principal point moves up to this share of the width and height off centre
 
     def __post_init__(self) -> None:
         """Refuse impossible ranges when the options are made, so no caller (CLI or Python) renders with them."""
@@ -65,6 +70,10 @@ class SceneOptions:
             object.__setattr__(self, "faces", tuple(self.faces))
         check_scene_options(self)
         object.__setattr__(self, "dimensions", ObjectBox(self.dimensions).dimensions)  # floats, as recorded
+
+
+# The flags that randomise a camera, by SceneOptions field: --camera gives a fixed one instead.
+CAMERA_FLAGS = (("--fov", "vertical_fov_deg"), ("--aspect", "aspect"), ("--principal-jitter", "principal_jitter"))
 
 
 def _numbers(values: tuple) -> bool:
@@ -88,6 +97,11 @@ def _check_range(
     if not inside:
         where = "strictly between" if strict else "between"
         raise ValueError(f"{name} must be {where} {lowest:g} and {highest:g} {unit}, got {_shown(bounds)}; {fix}")
+
+
+def _as_tuple(value: object) -> object:
+    """A list as a tuple (the Python API and manifests give lists), anything else as it is."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _shown(bounds: object) -> str:
@@ -135,8 +149,17 @@ def check_scene_options(options: SceneOptions) -> None:
     _check_value("SceneOptions.table_size", options.table_size, (0.01, 1000), "metres", "4 by default")
     _check_object(options.dimensions, options.distance[0])
     _check_faces(options.faces)
-    if options.camera is not None and tuple(options.vertical_fov_deg) != SceneOptions.vertical_fov_deg:
-        raise ValueError("--fov and --camera both set the camera; give one (--fov is for square images)")
+    _check_range("--aspect", options.aspect, ASPECT_LIMITS, "(width / height)", "1 gives square images, 1.6 16:10")
+    jitter_fix = "0 keeps it centred, 0.1 moves it up to a tenth of the image"
+    _check_value("--principal-jitter", options.principal_jitter, (0, MAX_PRINCIPAL_JITTER), "of a side", jitter_fix)
+    if options.camera is not None:
+        defaults = {f.name: f.default for f in fields(SceneOptions)}
+        chosen = [flag for flag, name in CAMERA_FLAGS if _as_tuple(getattr(options, name)) != defaults[name]]
+        if chosen:
+            raise ValueError(
+                f"--camera sets the camera and {' and '.join(chosen)} randomise one; give --camera alone, or leave "
+                "it out"
+            )
 
 
 def _check_faces(faces: str | tuple) -> None:
@@ -230,17 +253,30 @@ def camera_from_world(tilt_deg: float, roll_deg: float) -> np.ndarray:
     return quaternion_multiply(roll, pitch)
 
 
-def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: int = 0) -> Scene:
+def sample_camera(rng: np.random.Generator, options: SceneOptions, heights: tuple[int, int]) -> Camera:
+    """One image's randomised camera: height in ``heights`` (pixels, ends included), width from the aspect range,
+    square pixels of a vertical field of view in range, and the principal point jittered off the centre."""
+    height = int(rng.integers(heights[0], heights[1] + 1))
+    width = round(height * _uniform(rng, options.aspect))
+    fx, fy, cx, cy = intrinsics_from_fov(_uniform(rng, options.vertical_fov_deg), width, height)
+    shift = rng.uniform(-1, 1, size=2) * options.principal_jitter * np.array([width, height])
+    return Camera(width, height, float(fx), float(fy), float(cx + shift[0]), float(cy + shift[1]))
+
+
+def sample_scene(
+    rng: np.random.Generator, options: SceneOptions, backgrounds: int = 0, camera: Camera | None = None
+) -> Scene:
     """A random scene: the object (a box of ``options.dimensions``) on a table inside the view, distractors,
-    lights, background, sensor."""
+    lights, background, sensor. ``camera`` (one drawn by ``sample_camera``) replaces the options' camera."""
     shape = ObjectBox(options.dimensions)
-    fov = _uniform(rng, options.vertical_fov_deg) if options.camera is None else None
+    camera = options.camera if camera is None else camera
+    fov = _uniform(rng, options.vertical_fov_deg) if camera is None else None
     world_to_camera = camera_from_world(_uniform(rng, options.tilt_deg), rng.uniform(-1, 1) * options.roll_deg)
     rotate = quaternion_to_matrix(world_to_camera)
     up = rotate @ Y_AXIS
 
     depth = _uniform(rng, options.distance)
-    middle, half = _view(options.camera, fov)
+    middle, half = _view(camera, fov)
     x, y = rng.uniform(-1, 1, size=2) * (depth * half) * options.margin + depth * middle
     centre = np.array([x, y, depth])
     if options.rotation == "yaw":
@@ -276,7 +312,7 @@ def sample_scene(rng: np.random.Generator, options: SceneOptions, backgrounds: i
         blur=_uniform(rng, options.blur),
         noise_seed=int(rng.integers(2**32)),
         distractors=_distractors(rng, options, table_centre, world_to_camera, depth, shape.radius),
-        camera=options.camera,
+        camera=camera,
     )
 
 
