@@ -39,6 +39,8 @@ def _generate(args: argparse.Namespace) -> None:
         rotation=args.rotation,
         faces=gen.faces_option(args.faces),
         distractors=(0, args.max_distractors) if args.max_distractors is not None else None,
+        objects=tuple(args.objects) if args.objects else None,
+        empty_fraction=args.empty_fraction,
         dimensions=tuple(args.object_dimensions) if args.object_dimensions else None,
         camera=camera,
     )
@@ -61,6 +63,8 @@ def _inspect(args: argparse.Namespace) -> None:
     from cubepose.data.datasets import read_root
     from cubepose.data.summary import format_summary, summarize
 
+    if args.max_instances < 1:
+        raise ValueError(f"--max-instances must be 1 or more, got {args.max_instances}")
     camera = defaults()["data"]["camera"]
     if args.fov is not None:
         camera["vertical_fov"] = args.fov
@@ -70,6 +74,7 @@ def _inspect(args: argparse.Namespace) -> None:
         "format": args.format,
         "label_name": args.label_name,
         "instance_id": args.instance_id,
+        "max_instances": args.max_instances,
         "camera": camera,
         "cache_dir": args.cache_dir,
     }
@@ -260,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--max-distance", type=float, help="farthest cube distance in metres, 0.15-50")
     gen.add_argument("--max-distractors", type=int, help="at most this many boxes besides the cube (0-100)")
+    gen.add_argument(
+        "--objects",
+        type=int,
+        nargs=2,
+        metavar=("MIN", "MAX"),
+        help="instances of the object per image, 1-32, never overlapping (default 1 1); train with "
+        "data/max_instances MAX",
+    )
+    gen.add_argument("--empty-fraction", type=float, help="share of images with no instance of the object, 0-1")
     gen.add_argument("--backgrounds", help="an existing folder of .png/.jpg images used as backgrounds")
     gen.add_argument(
         "--faces",
@@ -291,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("root", help="dataset folder, .zip, gs://bucket/file.zip or gs://bucket/prefix/")
     ins.add_argument("--label-name", help="label of the cube's 3D box (data/label_name)")
     ins.add_argument("--instance-id", type=int, help="instance to pick when a capture has several (data/instance_id)")
+    ins.add_argument(
+        "--max-instances", type=int, default=1, help="keep up to N instances per capture (data/max_instances)"
+    )
     ins.add_argument("--format", choices=["auto", "legacy", "solo"], default="auto", help="layout (data/format)")
     ins.add_argument(
         "--fov",

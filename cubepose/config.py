@@ -107,12 +107,14 @@ SCHEMA: dict[str, Any] = {
             "sigma": _opt(0.75, float, positive=True),  # the target Gaussians' width, in cells
             "offset_radius": _opt(1.5, float, positive=True),  # cells around a keypoint whose offsets are trained
             "assign_by_shape": _opt(False, bool),  # corners numbered by place, a head names the symmetry
+            "min_score": _opt(0.3, float),  # several instances: a centre peak this high is one (lower: more)
         },
     },
     "data": {
         "format": _opt("auto", str, choices=("auto", "legacy", "solo")),
         "label_name": _opt(None, str, nullable=True),
         "instance_id": _opt(None, int, nullable=True),
+        "max_instances": _opt(1, int, minimum=1),  # above 1: every instance (up to it), for a keypoint model
         "camera": {
             "vertical_fov": _opt(60.0, float, minimum=1.0),
             **{key: _opt(None, float, nullable=True, minimum=0.0) for key in ("fx", "fy", "cx", "cy")},

@@ -17,7 +17,9 @@ import numpy as np
 
 from cubepose.edflow_errors import install_error_handler
 from cubepose.errors import CubeposeError
+from cubepose.geometry import unity_euler_angles
 from cubepose.io_utils import atomic_open, atomic_write_text
+from cubepose.matching import ERROR_NAMES, detection_metrics, match_instances
 from cubepose.metrics import (
     CONFIDENCE_KEYS,
     finite_predictions,
@@ -55,6 +57,8 @@ class Evaluation:
         """From eval_op's per-instance labels of ``box`` (default ``Box()``), errors modulo its symmetries."""
         box = box or Box()
         labels = {key: np.asarray(value) for key, value in labels.items()}
+        if "translations_pred" in labels:
+            return cls.of_several(labels, box)
         if "quaternion_pred" not in labels:
             raise CubeposeError("these model outputs hold no quaternion_pred; evaluate the checkpoint again")
         t_pred, t_true = labels["translation_pred"], labels["translation_true"]
@@ -68,6 +72,54 @@ class Evaluation:
         unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
         pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred), box)
         pose.update({f"{key}_mean": float(np.nanmean(errors[key])) for key in CONFIDENCE_KEYS if key in errors})
+        return cls(labels, errors, unity, pose, box)
+
+    @classmethod
+    def of_several(cls, labels: dict[str, np.ndarray], box: Box) -> Evaluation:
+        """From a several-instance model's outputs (``translations_pred`` (N, P, 3), ``found_pred`` (N, P), ...
+        beside ``translations_true`` (N, M, 3) and ``instance_count``): predictions matched to the true
+        instances (cubepose.matching), one error row per true instance (NaN where missed) and per spurious
+        prediction, the standard metrics over the true instances (a missed one fails every accuracy), Unity's
+        over the matched pairs, and the detection metrics (recall, precision, average precision)."""
+        t_pred, q_pred = labels["translations_pred"], labels["quaternions_pred"]
+        t_true, q_true = labels["translations_true"], labels["quaternions_true"]
+        found = labels["found_pred"] > 0.5
+        present = np.arange(t_true.shape[1]) < labels["instance_count"].reshape(-1, 1)
+        confidence = labels["confidence"] if "confidence" in labels else found.astype(np.float64)
+        matches = match_instances(t_pred, q_pred, found, confidence, t_true, q_true, present, box)
+        truth = matches.truth_errors()
+        spurious = found & (matches.prediction_truth < 0)
+        truth_rows, spurious_rows = np.nonzero(present), np.nonzero(spurious)
+        pair = matches.truth_slot[truth_rows]
+        matched = pair >= 0
+        nan = np.full(len(spurious_rows[0]), np.nan)
+        errors = {
+            "image_index": np.concatenate([truth_rows[0], spurious_rows[0]]),
+            "instance": np.concatenate([truth_rows[1], spurious_rows[1]]),
+            "kind": np.concatenate([np.where(matched, "matched", "missed"), np.full(len(nan), "spurious")]),
+            **{name: np.concatenate([truth[name][truth_rows], nan]) for name in ERROR_NAMES},
+            "distance_m": np.concatenate([np.linalg.norm(t_true[truth_rows], axis=-1), nan]),
+            "true_yaw_deg": np.concatenate([unity_euler_angles(q_true[truth_rows])[:, 1], nan]),
+        }
+        for key in CONFIDENCE_KEYS:  # the matched prediction's, or the spurious one's
+            if key in labels:
+                values = np.where(matched, labels[key][truth_rows[0], np.maximum(pair, 0)], np.nan)
+                errors[key] = np.concatenate([values, labels[key][spurious_rows]]).astype(np.float64)
+        on_truth = {name: values[: len(pair)] for name, values in errors.items()}
+        pose = metrics_of_errors(on_truth, matched, box)
+        pose["non_finite_predictions"] = count_non_finite(t_pred[found], q_pred[found])
+        pose.update(detection_metrics(matches, box))
+        pose.update({f"{key}_mean": float(np.nanmean(errors[key])) for key in CONFIDENCE_KEYS if key in errors})
+        rows, slots = truth_rows[0][matched], pair[matched]
+        unity = unity_dataset_metrics(
+            t_pred[rows, slots],
+            t_true[truth_rows][matched],
+            q_pred[rows, slots],
+            q_true[truth_rows][matched],
+            box.symmetries,
+        )
+        unity["instances"] = int(len(pair))
+        unity["non_finite_predictions"] = pose["non_finite_predictions"]
         return cls(labels, errors, unity, pose, box)
 
 
@@ -134,11 +186,13 @@ def report(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
 
 
 def write_errors(root: Path, errors: dict[str, np.ndarray], image_paths: np.ndarray | None) -> Path:
-    """errors.csv: one row per instance with its errors, distance to the camera and true yaw."""
+    """errors.csv: one row per instance with its errors, distance to the camera and true yaw (several instances
+    per image: ``image_index``, the instance's ``instance`` slot and ``kind``: matched, missed or spurious)."""
     count = len(errors["translation_error_cm"])
+    images = errors.get("image_index", np.arange(count))
     columns = {
         "index": np.arange(count),
-        "image_path": image_paths if image_paths is not None else np.full(count, ""),
+        "image_path": np.asarray(image_paths)[images] if image_paths is not None else np.full(count, ""),
         **errors,
     }
     path = root / ERRORS_FILE

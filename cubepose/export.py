@@ -84,8 +84,19 @@ def keypoint_contract(predictor: PosePredictor) -> dict:
             "symmetries[symmetry] (x, y, z, w): q = q_solved * conj(symmetries[symmetry]), then w >= 0",
         }
     )
+    model = predictor.model
+    several = (
+        {}
+        if model.max_instances == 1
+        else {
+            "instances": f"{model.max_instances} slots per image, strongest centre first; a slot holds an instance "
+            f"when its centre's score (scores[..., 0]) is at least min_score, and each is solved on its own",
+            "min_score": model.min_score,
+        }
+    )
     return {
         **named,
+        **several,
         "object_points": predictor.model.object_points.tolist(),
         "pose": "solve PnP of object_points (metres, the object's frame) against keypoints with your camera's "
         "intrinsics scaled to the S x S input (fx * S / W, fy * S / H, cx * S / W, cy * S / H), weighing each "

@@ -32,7 +32,7 @@ from cubepose.data.images import to_network_range, to_uint8
 from cubepose.edflow_errors import install_error_handler
 from cubepose.metrics import CONFIDENCE_KEYS, translation_squared_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.object_model import Box
-from cubepose.overlay import pose_overlays
+from cubepose.overlay import only_shown, pose_overlays
 from cubepose.run_code import copy_package_source
 from cubepose.seeding import seed_global_generators, seed_shuffling
 from cubepose.storage import Uploader, is_remote
@@ -273,20 +273,47 @@ class Iterator(TemplateIterator):
             scalars.update({f"mean_{k}": float(predictions[k].mean()) for k in CONFIDENCE_KEYS if k in predictions})
             if self.training_step.accumulator.last_grad_norm is not None:
                 scalars["grad_norm"] = self.training_step.accumulator.last_grad_norm
-            scalars.update(
-                unity_dataset_metrics(
-                    predictions["translation"], translation, predictions["quaternion"], quaternion, self.box.symmetries
+            truth = (translation, quaternion)
+            if "translations" in kwargs:  # several instances: the evaluation matches them; here they are drawn
+                slots = np.arange(np.shape(kwargs["translations"])[1])
+                present = slots < np.asarray(kwargs["instance_count"])[:, None]
+                truth = (only_shown(kwargs["translations"], present), kwargs["quaternions"])
+                shown = only_shown(predictions["translation"], predictions["found"] > 0.5)
+                predictions = {**predictions, "translation": shown}
+            else:
+                scalars.update(
+                    unity_dataset_metrics(
+                        predictions["translation"],
+                        translation,
+                        predictions["quaternion"],
+                        quaternion,
+                        self.box.symmetries,
+                    )
                 )
-            )
             images = {"inputs": np.asarray(image[:LOG_IMAGES])}
             if "camera" in kwargs:
-                images["poses"] = _pose_images(image, kwargs["camera"], translation, quaternion, predictions, self.box)
+                images["poses"] = _pose_images(image, kwargs["camera"], *truth, predictions, self.box)
             return {"images": images, "scalars": scalars}
 
         def eval_op() -> dict:
             result = evaluate()
             losses = result.losses
             predictions = self.training_step.poses(result.predictions, kwargs.get("camera"))
+            if "translations" in kwargs:  # several instances: matched to the true ones by the evaluation
+                labels = {
+                    "translations_pred": predictions["translation"],
+                    "quaternions_pred": predictions["quaternion"],
+                    "found_pred": predictions["found"],
+                    "translations_true": np.asarray(kwargs["translations"], np.float32),
+                    "quaternions_true": np.asarray(kwargs["quaternions"], np.float32),
+                    "instance_count": np.asarray(kwargs["instance_count"], np.float32),
+                    **{f"loss_{name}": values for name, values in losses.items()},
+                    **{key: predictions[key] for key in CONFIDENCE_KEYS if key in predictions},
+                }
+                if "camera" in kwargs:
+                    labels["camera"] = kwargs["camera"]
+                    labels["image_size"] = np.full((len(translation), 1), self.config["network"]["image_size"])
+                return {"labels": {k: np.asarray(v, np.float32) for k, v in labels.items()}}
             labels = {
                 "translation_pred": predictions["translation"],
                 "translation_true": np.asarray(translation, np.float32),

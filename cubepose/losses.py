@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from cubepose.config import check_number, component_check, validate_config
 from cubepose.errors import ConfigError
-from cubepose.heatmaps import keypoint_targets
+from cubepose.heatmaps import displacement_targets, keypoint_targets, nearest_centres
 from cubepose.keypoints import canonical_assignment, keypoint_pixels, object_keypoints, view_canonical
 from cubepose.models.crop import cube_windows
 from cubepose.models.rotations import canonical_sign
@@ -159,6 +159,16 @@ def heatmap(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return total - (right * centre).sum(dim=(-2, -1)) / centre.sum(dim=(-2, -1)).clamp_min(1)
 
 
+@register_loss("displacement", ("displacements",))
+def displacement(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 error (in cells) of a several-instance keypoint network's centre-to-keypoint displacements, averaged
+    over the cells around each centre where they are trained (the target's last channel) and their channels;
+    0 for an image without the object. ``prediction`` (B, C, H, W), ``target`` (B, C + 1, H, W)."""
+    mask = target[:, -1:]
+    error = ((prediction - target[:, :-1]).abs() * mask).sum(dim=(1, 2, 3))
+    return error / (mask.sum(dim=(1, 2, 3)) * prediction.shape[1]).clamp_min(1)
+
+
 @dataclass(frozen=True)
 class Ramp:
     """A loss weight going linearly from ``start`` (until ``start_step``) to ``end`` (from ``end_step``)."""
@@ -199,35 +209,85 @@ def window_target(network: dict, box: Box | None = None) -> Callable[[Targets], 
     return target
 
 
+def instance_poses(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every instance's translation (B, M, 3) and quaternion (B, M, 4), and which slots hold one (B, M): the
+    dataset's ``translations``, ``quaternions`` and ``instance_count`` (``data/max_instances`` above 1), else
+    its one ``translation`` and ``quaternion`` as M = 1."""
+    if "translations" not in targets:
+        translation = targets["translation"]
+        present = torch.ones(len(translation), 1, dtype=torch.bool, device=translation.device)
+        return translation[:, None], targets["quaternion"][:, None], present
+    translations = targets["translations"]
+    slots = torch.arange(translations.shape[1], device=translations.device)
+    return translations, targets["quaternions"], slots < targets["instance_count"][:, None]
+
+
+def _instance_keypoints(
+    targets: Targets, box: Box, points: torch.Tensor, by_shape: bool, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The keypoints (B, M, K, 2) of every instance in input pixels, each turned to its view-canonical
+    orientation first (``keypoints_target``), which slots count (B, M), and with ``by_shape`` the index (B, M)
+    of the shape symmetry that turn took."""
+    if "camera" not in targets:
+        raise ConfigError(f"losses/{name} needs each example's camera; the dataset returned none")
+    translations, quaternions, present = instance_poses(targets)
+    batch, slots = present.shape
+    translation, quaternion = translations.flatten(0, 1), quaternions.flatten(0, 1)
+    index = None
+    if by_shape:
+        quaternion, index = canonical_assignment(quaternion, translation, box.shape_symmetries)
+        index = index.unflatten(0, (batch, slots))
+    else:
+        quaternion = view_canonical(quaternion, translation, box.symmetries)
+    camera = targets["camera"].repeat_interleave(slots, dim=0)
+    pixels = keypoint_pixels(points, translation, quaternion, camera).unflatten(0, (batch, slots))
+    return pixels, present, index
+
+
 def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
     """What a keypoint network should predict (cubepose.heatmaps), packed (B, 4K [+ G], H, W) as ``heatmap``
     reads it: the keypoints of ``box`` projected with each example's camera, the object turned to its
     view-canonical orientation first (under its symmetries; with ``assign_by_shape`` under the bare box's G
-    shape symmetries, followed by G channels that are 1 for the symmetry indices the head may name)."""
+    shape symmetries, followed by G channels that are 1 for the symmetry indices the head may name, those of
+    the instance whose centre is nearest). Several instances (``instance_poses``) share the maps."""
     box = box or Box()
     points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
     settings = network["keypoints"]
+    size, stride, radius = network["image_size"], settings["stride"], settings["offset_radius"]
     by_shape = settings["assign_by_shape"]
     if by_shape:
         right_names = torch.as_tensor(equivalent_classes(box.shape_symmetries, box.symmetries), dtype=torch.float32)
 
     def target(targets: Targets) -> torch.Tensor:
-        if "camera" not in targets:
-            raise ConfigError("losses/keypoints needs each example's camera; the dataset returned none")
-        if by_shape:
-            quaternion, index = canonical_assignment(
-                targets["quaternion"], targets["translation"], box.shape_symmetries
-            )
-        else:
-            quaternion = view_canonical(targets["quaternion"], targets["translation"], box.symmetries)
-        pixels = keypoint_pixels(points, targets["translation"], quaternion, targets["camera"])
-        heatmaps, offsets, mask = keypoint_targets(
-            pixels, network["image_size"], settings["stride"], settings["sigma"], settings["offset_radius"]
-        )
+        pixels, present, index = _instance_keypoints(targets, box, points, by_shape, "keypoints")
+        heatmaps, offsets, mask = keypoint_targets(pixels, size, stride, settings["sigma"], radius, present)
         packed = [heatmaps, offsets.flatten(1, 2), mask]
         if by_shape:
-            packed.append(right_names.to(mask.device)[index][..., None, None].expand(-1, -1, *mask.shape[-2:]))
+            nearest, _ = nearest_centres(pixels, present, size, stride, radius)  # (B, H, W) slot index
+            names = right_names.to(mask.device)[index]  # (B, M, G)
+            packed.append(
+                names.gather(1, nearest.flatten(1)[..., None].expand(-1, -1, names.shape[-1]))
+                .transpose(1, 2)
+                .unflatten(2, nearest.shape[1:])
+            )
         return torch.cat(packed, dim=1)
+
+    return target
+
+
+def displacements_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
+    """What tells instances apart (cubepose.heatmaps.displacement_targets), packed (B, 2 (K - 1) + 1, H, W) as
+    ``displacement`` reads it: the displacements from the cells around each centre to its other keypoints,
+    then the mask of those cells."""
+    box = box or Box()
+    points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
+    settings = network["keypoints"]
+
+    def target(targets: Targets) -> torch.Tensor:
+        pixels, present, _ = _instance_keypoints(targets, box, points, settings["assign_by_shape"], "displacements")
+        size, stride, radius = network["image_size"], settings["stride"], settings["offset_radius"]
+        displacements, mask = displacement_targets(pixels, present, size, stride, radius)
+        return torch.cat([displacements, mask[:, None]], dim=1)
 
     return target
 
@@ -245,6 +305,7 @@ QUANTITIES.register("window")(Quantity(("window",), target=window_target, takes_
 QUANTITIES.register("keypoints")(
     Quantity(("heatmaps", "offsets"), target=keypoints_target, prediction=keypoints_prediction, takes_box=True)
 )
+QUANTITIES.register("displacements")(Quantity(("displacements",), target=displacements_target, takes_box=True))
 
 
 @component_check

@@ -66,6 +66,12 @@ def draw_cubes(
     return images
 
 
+def only_shown(translations: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """Translations (B, M, 3) with the slots not ``shown`` (B, M) put behind the camera, where no drawing shows
+    them (empty instance slots, predictions not found)."""
+    return np.where(np.asarray(shown, bool)[..., None], np.asarray(translations, np.float64), [0.0, 0.0, -1.0])
+
+
 def pose_overlays(
     images: np.ndarray,
     intrinsics: np.ndarray,
@@ -74,10 +80,18 @@ def pose_overlays(
     scale: int = 1,
     box: Box | None = None,
 ) -> np.ndarray:
-    """uint8 images (B, H, W, 3) enlarged ``scale`` times with the true (green) and predicted (red) ``box``."""
+    """uint8 images (B, H, W, 3) enlarged ``scale`` times with the true (green) and predicted (red) ``box``.
+
+    Poses are (B, 3) and (B, 4), or (B, M, 3) and (B, M, 4) for several instances per image (a slot to leave
+    out: a translation behind the camera).
+    """
     canvas = np.repeat(np.repeat(np.asarray(images, np.uint8), scale, axis=1), scale, axis=2)
     scaled = np.asarray(intrinsics, np.float64) * scale  # pixel edges stay pixel edges under repetition
     line_width = max(1, canvas.shape[2] // 128)
-    draw_cubes(canvas, scaled, *true, TRUE_COLOUR, line_width, box)
-    draw_cubes(canvas, scaled, *predicted, PREDICTED_COLOUR, line_width, box)
+    for (translation, quaternion), colour in ((true, TRUE_COLOUR), (predicted, PREDICTED_COLOUR)):
+        translation, quaternion = np.asarray(translation), np.asarray(quaternion)
+        if translation.ndim == 2:
+            translation, quaternion = translation[:, None], quaternion[:, None]
+        for slot in range(translation.shape[1]):  # a few instance slots, each drawn in every image at once
+            draw_cubes(canvas, scaled, translation[:, slot], quaternion[:, slot], colour, line_width, box)
     return canvas

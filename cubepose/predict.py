@@ -353,19 +353,30 @@ def _describe(item: Any, index: int) -> str:
 
 
 def as_json_record(name: str, poses: dict[str, Any], index: int) -> dict[str, Any]:
-    """One image's result as plain JSON data: ``{"image", "translation", "quaternion"}`` for a pose (a keypoint
-    model adds ``confidence`` and ``reprojection_error``),
-    ``{"image", "error"}`` for an image without one (unreadable, or a non-finite model output)."""
+    """One image's result as plain JSON data: ``{"image", "poses"}`` with a list of the poses found
+    (``instance_records``), or ``{"image", "error"}`` for an image without one (unreadable, or a non-finite model
+    output)."""
     valid = poses.get("valid")
     if valid is not None and not valid[index]:
         errors = poses.get("error")
         return {"image": name, "error": (errors[index] if errors is not None else None) or NON_FINITE}
-    record = {
-        "image": name,
-        "translation": [float(v) for v in poses["translation"][index]],
-        "quaternion": [float(v) for v in poses["quaternion"][index]],
-    }
-    for key in CONFIDENCE_KEYS:
-        if key in poses:
-            record[key] = float(poses[key][index])
-    return record
+    return {"image": name, "poses": instance_records(poses, index)}
+
+
+def instance_records(poses: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """The poses of image ``index`` as ``{"translation", "quaternion"}`` dicts (a keypoint model adds
+    ``confidence`` and ``reprojection_error``): one for a single-instance model, one per slot ``found`` for a
+    model of several instances (none for an image without the object), strongest first."""
+    translation = np.asarray(poses["translation"][index])
+    slots = [()] if translation.ndim == 1 else [(slot,) for slot in np.flatnonzero(poses["found"][index] > 0.5)]
+    records = []
+    for slot in slots:
+        record = {
+            "translation": [float(v) for v in translation[slot]],
+            "quaternion": [float(v) for v in np.asarray(poses["quaternion"][index])[slot]],
+        }
+        for key in CONFIDENCE_KEYS:
+            if key in poses:
+                record[key] = float(np.asarray(poses[key][index])[slot])
+        records.append(record)
+    return records

@@ -23,7 +23,7 @@ from cubepose.data.images import decode_resized
 from cubepose.evaluation import Evaluation
 from cubepose.io_utils import atomic_write_text
 from cubepose.object_model import Box
-from cubepose.overlay import pose_overlays
+from cubepose.overlay import only_shown, pose_overlays
 
 logger = logging.getLogger(__name__)
 
@@ -94,24 +94,55 @@ def _input_sizes(labels: dict, indices: np.ndarray) -> np.ndarray:
     return np.round(2 * labels["camera"][indices, 2])
 
 
-def _gallery(title: str, indices: np.ndarray, evaluated: Evaluation, image_paths) -> str:
-    labels, errors = evaluated.labels, evaluated.errors
+def _gallery(title: str, indices: np.ndarray, evaluated: Evaluation, image_paths, captions: dict[int, str]) -> str:
+    """Tiles of the images ``indices`` with every true (green) and predicted (red) pose drawn, captioned."""
+    labels = evaluated.labels
     cameras = labels["camera"][indices]
     network_size = _input_sizes(labels, indices)
     images = np.stack([decode_resized(str(image_paths[i]), TILE) for i in indices])
-    tiles = pose_overlays(
-        images,
-        cameras * (TILE / network_size)[:, None],
-        (labels["translation_true"][indices], labels["quaternion_true"][indices]),
-        (labels["translation_pred"][indices], labels["quaternion_pred"][indices]),
-        box=evaluated.box,
-    )
+    if "translations_true" in labels:  # several instances: each image's present and found ones
+        present = np.arange(labels["translations_true"].shape[1]) < labels["instance_count"][indices].reshape(-1, 1)
+        true = (only_shown(labels["translations_true"][indices], present), labels["quaternions_true"][indices])
+        found = labels["found_pred"][indices] > 0.5
+        predicted = (only_shown(labels["translations_pred"][indices], found), labels["quaternions_pred"][indices])
+    else:
+        true = (labels["translation_true"][indices], labels["quaternion_true"][indices])
+        predicted = (labels["translation_pred"][indices], labels["quaternion_pred"][indices])
+    tiles = pose_overlays(images, cameras * (TILE / network_size)[:, None], true, predicted, box=evaluated.box)
     figures = []
     for i, tile in zip(indices, tiles, strict=True):
-        caption = f"#{i}: {errors['translation_error_cm'][i]:.1f} cm, {errors['rotation_error_deg'][i]:.1f} deg"
         image = _png(Image.fromarray(tile))
-        figures.append(f'<figure><img src="{image}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+        figures.append(f'<figure><img src="{image}"><figcaption>{html.escape(captions[i])}</figcaption></figure>')
     return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(figures)}</div>"
+
+
+def _ranked_images(evaluated: Evaluation) -> tuple[np.ndarray, dict[int, str]]:
+    """Images from best to worst, and a caption for each: by ADD (a prediction without a finite pose is left
+    out); with several instances by missed and spurious instances, then the worst ADD among its matched ones."""
+    errors = evaluated.errors
+    if "image_index" not in errors:
+        rank = errors["add_cm"]
+        ranked = np.flatnonzero(np.isfinite(rank))
+        order = ranked[np.argsort(rank[ranked], kind="stable")]
+        captions = {
+            int(i): f"#{i}: {errors['translation_error_cm'][i]:.1f} cm, {errors['rotation_error_deg'][i]:.1f} deg"
+            for i in order
+        }
+        return order, captions
+    images = len(evaluated.labels["instance_count"])
+    index, kind = errors["image_index"].astype(np.int64), errors["kind"]
+    wrong = np.bincount(index, weights=kind != "matched", minlength=images)
+    spurious = np.bincount(index, weights=kind == "spurious", minlength=images)
+    worst = np.full(images, -np.inf)
+    np.maximum.at(worst, index, np.where(np.isfinite(errors["add_cm"]), errors["add_cm"], -np.inf))
+    order = np.lexsort((worst, wrong))
+    counts = evaluated.labels["instance_count"].reshape(-1).astype(np.int64)
+    captions = {
+        int(i): f"#{i}: {counts[i] - int(wrong[i] - spurious[i])} of {counts[i]} found, {int(spurious[i])} spurious"
+        + (f", worst ADD {worst[i]:.1f} cm" if np.isfinite(worst[i]) else "")
+        for i in order
+    }
+    return order, captions
 
 
 def _cell(value) -> str:
@@ -154,20 +185,23 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics.update({**evaluated.unity, **evaluated.pose})
     rank = errors["add_cm"]
-    ranked = np.flatnonzero(np.isfinite(rank))  # a non-finite prediction has no pose to draw
-    order = ranked[np.argsort(rank[ranked], kind="stable")]
-    middle = max(0, len(order) // 2 - SHOWN // 2)
+    order, captions = _ranked_images(evaluated)
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in sorted(metrics.items()))
     body = [
         f"<h1>cubepose evaluation: {html.escape(str(root))}</h1>",
         f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
-        _non_finite_note(len(rank) - len(ranked), len(rank)),
+        _non_finite_note(int(evaluated.pose["non_finite_predictions"]), len(rank)),
         _symmetry_note(evaluated.box),
         *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
     ]
     if "camera" in labels and image_paths is not None:
-        body.append(_gallery(f"{SHOWN} worst by ADD", order[::-1][:SHOWN], evaluated, image_paths))
-        body.append(_gallery(f"{SHOWN} median by ADD", order[middle : middle + SHOWN], evaluated, image_paths))
+        order = order[(np.asarray(image_paths, dtype=str) != "")[order]]  # images the outputs name
+        middle = max(0, len(order) // 2 - SHOWN // 2)
+        what = "missed and spurious instances, then ADD" if "image_index" in errors else "ADD"
+        body.append(_gallery(f"{SHOWN} worst by {what}", order[::-1][:SHOWN], evaluated, image_paths, captions))
+        body.append(
+            _gallery(f"{SHOWN} median by {what}", order[middle : middle + SHOWN], evaluated, image_paths, captions)
+        )
         body.append("<p>green: true pose; red: predicted pose</p>")
     style = (
         "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
@@ -197,11 +231,16 @@ def report_from_folder(folder: str | Path) -> Path:
     config = dataset.meta or {}  # the evaluation's config, saved with its outputs
     network = config.get("network", {})
     if "image_size" not in labels and "image_size" in network:  # outputs of older evaluations
-        labels["image_size"] = np.full((len(labels["translation_pred"]), 1), network["image_size"])
+        labels["image_size"] = np.full((len(next(iter(labels.values()))), 1), network["image_size"])
     image_paths = None
     errors_csv = folder / "errors.csv"
     if errors_csv.exists():
         with open(errors_csv) as handle:
-            image_paths = [row["image_path"] for row in csv.DictReader(handle)]
+            rows = list(csv.DictReader(handle))
+        if rows and "image_index" in rows[0]:  # several instances: rows name their image
+            paths = {int(row["image_index"]): row["image_path"] for row in rows}
+            image_paths = [paths.get(i, "") for i in range(len(labels["instance_count"]))]
+        else:
+            image_paths = [row["image_path"] for row in rows]
     evaluated = Evaluation.of(labels, Box.from_config(config))
     return write_report(folder, evaluated, image_paths)

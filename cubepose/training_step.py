@@ -21,7 +21,9 @@ from cubepose.devices import resolve_device
 from cubepose.losses import Criterion
 from cubepose.optim import GradientAccumulator, build_optimizer, build_scheduler
 
-TARGET_KEYS = ("translation", "quaternion", "camera")  # camera: derived targets (the crop window) need it
+# camera: derived targets (the crop window, keypoints) need it; translations, quaternions, instance_count: every
+# instance, with data/max_instances above 1
+TARGET_KEYS = ("translation", "quaternion", "camera", "translations", "quaternions", "instance_count")
 
 
 @dataclass

@@ -41,6 +41,7 @@ from tqdm import tqdm
 from cubepose.config import load_recipe
 from cubepose.data import TestDataset, TrainDataset
 from cubepose.errors import ConfigError
+from cubepose.evaluation import Evaluation
 from cubepose.metrics import pose_dataset_metrics, unity_dataset_metrics
 from cubepose.models import pose_network
 from cubepose.object_model import Box
@@ -48,7 +49,7 @@ from cubepose.predict import PosePredictor
 from cubepose.seeding import seed_global_generators
 from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
 from cubepose.synth.scene import PRESET_CAMERAS, PRESETS
-from cubepose.training_step import TrainingStep
+from cubepose.training_step import TARGET_KEYS, TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("accuracy")
@@ -72,7 +73,7 @@ SPEED_PROBE_STEPS = 20
 def batches(dataset: TrainDataset, batch_size: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
     """Endless shuffled batches from the image cache (uint8): one sorted fancy index per batch, no per-sample loop."""
     rng = np.random.default_rng(seed)
-    labels = {key: dataset.labels[key].astype(np.float32) for key in ("translation", "quaternion", "camera")}
+    labels = {key: dataset.labels[key].astype(np.float32) for key in TARGET_KEYS if key in dataset.labels}
     while True:
         order = rng.permutation(len(dataset))
         for start in range(0, len(order) - batch_size + 1, batch_size):
@@ -119,13 +120,23 @@ def evaluate(predictor: PosePredictor, dataset: TestDataset | TrainDataset, limi
     count = len(dataset) if limit is None else min(limit, len(dataset))
     size = predictor.batch_size  # np.array below: a writable copy, memmap slices are read-only
     cameras = dataset.labels["camera"]
+    start = time.perf_counter()
     outputs = [
         predictor.predict_batch(np.array(dataset.images[i : min(i + size, count)]), cameras[i : min(i + size, count)])
         for i in range(0, count, size)
     ]
+    rate = count / (time.perf_counter() - start)
+    box = Box.from_config(predictor.config)
+    if "translations" in dataset.labels:  # several instances per image: matched, with detection metrics
+        predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in outputs[0] if key != "valid"}
+        labels = {f"{key}s_pred": predicted[key] for key in ("translation", "quaternion")}
+        labels.update(found_pred=predicted["found"], confidence=predicted["confidence"])
+        labels.update({f"{key}_true": dataset.labels[key][:count] for key in ("translations", "quaternions")})
+        labels["instance_count"] = dataset.labels["instance_count"][:count]
+        evaluated = Evaluation.of(labels, box)
+        return {**evaluated.unity, **evaluated.pose, "predict_images_per_s": rate}
     predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in ("translation", "quaternion")}
     true_t, true_q = dataset.labels["translation"][:count], dataset.labels["quaternion"][:count]
-    box = Box.from_config(predictor.config)
     metrics = unity_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q, box.symmetries)
     metrics.update(pose_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q, box=box))
     if "confidence" in outputs[0]:
@@ -162,9 +173,11 @@ def table_row(name: str, steps: int, rate: str, metrics: dict, seen: dict | None
     cells = [name, steps, rate, f"{metrics['translation_mse']:.5f}", f"{metrics['orientation_error']:.3f}"]
     cells += [f"{metrics['translation_error_cm_mean']:.2f}", f"{metrics['rotation_error_deg_mean']:.2f}"]
     cells += [f"{metrics['accuracy_5cm_5deg']:.3f}"]
-    if seen is not None:
-        cells += [f"{seen['translation_error_cm_mean']:.2f} / {seen['rotation_error_deg_mean']:.2f}"]
-    return "| " + " | ".join(map(str, cells)) + " |"
+    cells += [f"{seen['translation_error_cm_mean']:.2f} / {seen['rotation_error_deg_mean']:.2f}" if seen else ""]
+    if "recall_5cm_5deg" in metrics:  # several instances per image
+        cells += [f"{metrics['recall_5cm_5deg']:.3f} / {metrics['precision_5cm_5deg']:.3f}"]
+        cells += [f"{metrics['ap_5cm_5deg']:.3f}", f"{metrics['predict_images_per_s']:.0f}"]
+    return "| " + " | ".join(map(str, cells)).rstrip() + " |"
 
 
 def make_data(
@@ -181,6 +194,8 @@ def make_data(
     aspect: list[float] | None = None,
     principal_jitter: float | None = None,
     test_cameras: list[list[float]] = (),
+    objects: list[int] | None = None,
+    empty_fraction: float | None = None,
 ) -> dict[str, Path]:
     """Seeded train (seed 1) and test (seed 3) sets; generation resumes and is reused when complete.
 
@@ -189,6 +204,7 @@ def make_data(
     field-of-view range; ``image_size`` as a range of heights, ``aspect``, ``principal_jitter``) render a set
     of their own, in a folder named after them (SOLO, which records each image's camera, when randomised);
     each of ``test_fovs`` adds a test set ``test@<fov>``, each of ``test_cameras`` a set ``test@<W>x<H>...``.
+    ``objects`` (MIN MAX instances per image) and ``empty_fraction`` render scenes of several instances.
     """
     randomised = bool(fov or aspect or principal_jitter or not isinstance(image_size, int))
     chosen = camera_option(camera) if camera else (None if randomised else PRESET_CAMERAS.get(preset))
@@ -200,6 +216,8 @@ def make_data(
         vertical_fov_deg=tuple(fov) if fov else None,
         aspect=tuple(aspect) if aspect else None,
         principal_jitter=principal_jitter,
+        objects=tuple(objects) if objects else None,
+        empty_fraction=empty_fraction,
     )
     name = rotation + (f"-{preset}" if preset != "default" else "")
     name += f"-camera-{'x'.join(f'{v:g}' for v in camera)}" if camera else ""
@@ -208,6 +226,8 @@ def make_data(
     name += f"-heights-{image_size[0]}-{image_size[1]}" if not isinstance(image_size, int) else ""
     name += f"-aspect-{aspect[0]:g}-{aspect[1]:g}" if aspect else ""
     name += f"-jitter-{principal_jitter:g}" if principal_jitter else ""
+    name += f"-objects-{objects[0]}-{objects[1]}" if objects else ""
+    name += f"-empty-{empty_fraction:g}" if empty_fraction else ""
     size = {} if chosen else {"image_size": image_size}
     if randomised:  # a camera per image: only SOLO records one
         size["format"] = "solo"
@@ -274,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("W", "H", "FX", "FY", "CX", "CY"),
         help="an extra test set rendered with this camera (repeatable)",
     )
+    parser.add_argument("--objects", type=int, nargs=2, metavar=("MIN", "MAX"), help="instances of the cube per image")
+    parser.add_argument("--empty-fraction", type=float, help="share of images without the cube")
     parser.add_argument("--data-dir", default=str(REPO / "data" / "accuracy"), help="where the sets are generated")
     parser.add_argument("--steps", type=int, help="train each row for this many steps instead of the budget")
     parser.add_argument(
@@ -306,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     image_size = args.image_size[0] if len(set(args.image_size)) == 1 else (args.image_size[0], args.image_size[-1])
     sizes = (args.train_count, args.test_count, image_size, args.camera, args.object_dimensions)
     extra = {"aspect": args.aspect, "principal_jitter": args.principal_jitter, "test_cameras": args.test_camera}
+    extra.update(objects=args.objects, empty_fraction=args.empty_fraction)
     data = make_data(Path(args.data_dir), args.rotation, *sizes, args.preset, args.fov, args.test_fov, **extra)
     budget_s = None if args.steps else args.budget_minutes * 60
     length = f"{args.steps} steps" if args.steps else f"{args.budget_minutes:g} min of training"
@@ -316,14 +339,17 @@ def main(argv: list[str] | None = None) -> int:
     images += f", vertical FOV {args.fov[0]:g}-{args.fov[1]:g} deg" if args.fov else ""
     images += f", aspect {args.aspect[0]:g}-{args.aspect[1]:g}" if args.aspect else ""
     images += f", principal point within {args.principal_jitter:g} of a side" if args.principal_jitter else ""
+    images += f", {args.objects[0]}-{args.objects[1]} cubes each" if args.objects else ""
+    images += f" ({args.empty_fraction:g} of them none)" if args.empty_fraction else ""
     scene = f" of a {'x'.join(f'{v:g}' for v in args.object_dimensions)} m object" if args.object_dimensions else ""
     lines = [
         f"{args.rotation} rotation; {args.train_count} train / {args.test_count} test images at {images}{scene}; "
         f"{length} per row on {torch.get_num_threads()} threads",
         "",
         "| recipe | steps | train img/s | translation_mse (m²) | orientation_error (rad) | translation cm (mean) "
-        "| rotation deg (mean) | 5 cm 5 deg | training images: cm / deg |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| rotation deg (mean) | 5 cm 5 deg | training images: cm / deg |"
+        + (" recall / precision 5 cm 5 deg | AP 5 cm 5 deg | predict img/s |" if args.objects else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.objects else ""),
     ]
     for name, config in configs.items():
         config["data"]["train"]["root"], config["data"]["test"]["root"] = str(data["train"]), str(data["test"])

@@ -90,14 +90,18 @@ def test_the_true_wireframe_traces_the_object_rendered_by_an_off_centre_camera(t
     )
     renderer.release()
     canvas = draw_cubes(
-        np.zeros((6, 64, 96, 3), np.uint8), index.cameras, index.translations, index.quaternions, TRUE_COLOUR
+        np.zeros((6, 64, 96, 3), np.uint8),
+        index.cameras,
+        index.translations[:, 0],
+        index.quaternions[:, 0],
+        TRUE_COLOUR,
     )
     drawn = np.all(canvas == TRUE_COLOUR, axis=-1)
     near_object = np.stack([np.asarray(Image.fromarray(m).filter(ImageFilter.MaxFilter(3))) for m in masks])  # 1 px
     assert np.all(drawn.sum(axis=(1, 2)) > 30) and not np.any(drawn & ~near_object)
     fx, fy, cx, cy = CAMERA.intrinsics
-    u = cx + fx * index.translations[:, 0] / index.translations[:, 2]
-    v = cy - fy * index.translations[:, 1] / index.translations[:, 2]
+    u = cx + fx * index.translations[:, 0, 0] / index.translations[:, 0, 2]
+    v = cy - fy * index.translations[:, 0, 1] / index.translations[:, 0, 2]
     assert all(masks[i, int(v[i]), int(u[i])] for i in range(6))  # the box's centre is inside its silhouette
 
 
@@ -195,8 +199,8 @@ def test_randomised_cameras_draw_each_images_size_and_principal_point_and_label_
         scene = sample_scene(np.random.default_rng([5, i, 0]), options.scene, camera=camera)
         image, mask = shared.render(scene, mask=True)
         np.testing.assert_array_equal(image, np.asarray(Image.open(index.image_paths[i]).convert("RGB")))
-        u = cx[i] + fx[i] * index.translations[i, 0] / index.translations[i, 2]
-        v = cy[i] - fy[i] * index.translations[i, 1] / index.translations[i, 2]
+        u = cx[i] + fx[i] * index.translations[i, 0, 0] / index.translations[i, 0, 2]
+        v = cy[i] - fy[i] * index.translations[i, 0, 1] / index.translations[i, 0, 2]
         assert mask[int(v), int(u)]  # the labelled centre lies on the rendered box
     alone = GLRenderer(*camera.size)
     np.testing.assert_array_equal(alone.render(scene), image)
@@ -271,7 +275,7 @@ def test_a_face_image_reads_upright_and_unmirrored_from_outside(tmp_path, face):
     images = [quadrants if name == face else np.full((40, 40, 3), 90, np.uint8) for name in FACE_NAMES]
     scene = flat_light(sample_scene(np.random.default_rng([0, 0, 0]), scene_options()))
     cube = replace(scene.cube, translation=np.array([0.0, 0.0, 0.2]), quaternion=_facing_camera(face))
-    scene = replace(scene, cube=cube, distractors=[], table_size=0.0)
+    scene = replace(scene, objects=[cube], distractors=[], table_size=0.0)
     renderer = GLRenderer(64, 64, faces=cube_atlas(images))
     image, mask = renderer.render(scene, mask=True)
     renderer.release()

@@ -237,8 +237,9 @@ def test_cubepose_predict_on_an_edflow_checkpoint_reproduces_its_evaluation(trai
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in result.stdout.splitlines()]
     labels = MetaDataset(str(outputs)).labels
-    np.testing.assert_allclose([r["translation"] for r in records], labels["translation_pred"], atol=1e-5)
-    np.testing.assert_allclose([r["quaternion"] for r in records], labels["quaternion_pred"], atol=1e-5)  # same sign
+    poses = [r["poses"][0] for r in records]
+    np.testing.assert_allclose([p["translation"] for p in poses], labels["translation_pred"], atol=1e-5)
+    np.testing.assert_allclose([p["quaternion"] for p in poses], labels["quaternion_pred"], atol=1e-5)  # same sign
 
 
 def test_same_seed_and_config_train_the_same_weights_on_cpu(trained, tiny_data, tmp_path):

@@ -33,7 +33,10 @@ def test_json_reports_format_counts_skips_and_first_capture(tiny_data, tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["format"] == "legacy" and summary["examples"] == 14
-    assert summary["skipped"] == {"empty annotation": 1, "several instances (set data/instance_id)": 1}
+    assert summary["skipped"] == {
+        "empty annotation": 1,
+        "several instances (set data/instance_id or data/max_instances)": 1,
+    }
     assert summary["first"]["image"] == str(root / first_values["image"])
     assert summary["first"]["translation"] == pytest.approx(first_values["translation"], rel=1e-6)
     assert [abs(v) for v in summary["first"]["quaternion"]] == pytest.approx(

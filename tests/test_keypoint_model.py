@@ -132,7 +132,7 @@ def test_corners_assigned_by_shape_ask_one_target_per_look_and_the_head_names_th
 @pytest.mark.parametrize(
     ("network", "losses", "message"),
     [
-        ({"type": "keypoints"}, {"translation": {"type": "mse"}}, "is trained with losses/keypoints alone"),
+        ({"type": "keypoints"}, {"translation": {"type": "mse"}}, "is trained with losses/keypoints"),
         ({"type": "regression"}, KEYPOINT_LOSS, "set network/type: keypoints"),
         ({"type": "keypoints", "image_size": 72}, KEYPOINT_LOSS, "must be a multiple of 16"),
         ({"type": "keypoints", "keypoints": {"stride": 3}}, KEYPOINT_LOSS, "network/keypoints/stride"),
@@ -178,7 +178,7 @@ def test_keypoint_predictions_are_solved_with_the_camera_given(keypoint_run, tin
         images = [row["image_path"] for row in csv.DictReader(handle)][:4]
     predict = [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), *images]
     lines = _ok(subprocess.run(predict, capture_output=True, text=True)).stdout.splitlines()
-    plain = [json.loads(line) for line in lines]
+    plain = [json.loads(line)["poses"][0] for line in lines]
     labels = MetaDataset(str(outputs)).labels
     np.testing.assert_allclose([r["translation"] for r in plain], labels["translation_pred"][:4], atol=1e-4)
     np.testing.assert_allclose([r["confidence"] for r in plain], labels["confidence"][:4], atol=1e-5)
@@ -191,7 +191,7 @@ def test_keypoint_predictions_are_solved_with_the_camera_given(keypoint_run, tin
     np.testing.assert_allclose(poses["translation"], translation.numpy(), atol=1e-5)
     assert not np.allclose(poses["translation"], labels["translation_pred"][:4], atol=1e-3)  # not the training camera
     intrinsics = subprocess.run([*predict, "--intrinsics", *map(str, other)], capture_output=True, text=True)
-    record = json.loads(_ok(intrinsics).stdout.splitlines()[0])
+    record = json.loads(_ok(intrinsics).stdout.splitlines()[0])["poses"][0]
     np.testing.assert_allclose(record["translation"], poses["translation"][0], atol=1e-5)
     assert 0 <= record["confidence"] <= 1 and record["reprojection_error"] >= 0
 

@@ -53,6 +53,6 @@ def test_an_own_box_and_camera_generate_train_evaluate_and_predict(dimensions, d
     (image,) = sorted(data["validation"].glob("sequence.0/*.png"))
     predict = [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), str(image)]
     same = _ok(subprocess.run([*predict, "--intrinsics", *map(str, CAMERA[2:])], capture_output=True, text=True))
-    assert len(json.loads(same.stdout)["translation"]) == 3
+    assert len(json.loads(same.stdout)["poses"][0]["translation"]) == 3
     other = subprocess.run([*predict, "--intrinsics", "90", "80", "40", "36"], capture_output=True, text=True)
     assert other.returncode == 2 and "error" in json.loads(other.stdout)

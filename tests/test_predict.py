@@ -162,8 +162,9 @@ def test_cli_predict_prints_one_json_object_per_image(checkpoint, images):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["image"] for r in records] == images
     expected = PosePredictor.load(checkpoint).predict(images)
-    np.testing.assert_allclose([r["translation"] for r in records], expected["translation"], atol=1e-6)
-    np.testing.assert_allclose([r["quaternion"] for r in records], expected["quaternion"], atol=1e-6)
+    assert all(len(r["poses"]) == 1 for r in records)  # a single-instance model: a list of one
+    np.testing.assert_allclose([r["poses"][0]["translation"] for r in records], expected["translation"], atol=1e-6)
+    np.testing.assert_allclose([r["poses"][0]["quaternion"] for r in records], expected["quaternion"], atol=1e-6)
     bad = subprocess.run(
         [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), "missing.png"],
         capture_output=True,

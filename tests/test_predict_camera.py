@@ -144,7 +144,9 @@ def test_cli_camera_file_in_yaml_or_json(trained, images, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     expected = PosePredictor.load(trained).predict(images)
     np.testing.assert_allclose(
-        [json.loads(line)["translation"] for line in result.stdout.splitlines()], expected["translation"], atol=1e-6
+        [json.loads(line)["poses"][0]["translation"] for line in result.stdout.splitlines()],
+        expected["translation"],
+        atol=1e-6,
     )
     (tmp_path / "camera.json").write_text(
         json.dumps({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": 64, "height": 48})

@@ -94,7 +94,7 @@ def test_a_nan_model_prints_valid_json_error_records_and_fails(tmp_path, pngs):
     records = strict_json_lines(result.stdout)
     assert [r["image"] for r in records] == pngs[:3]
     for record in records:
-        assert "translation" not in record and "not finite (NaN or inf)" in record["error"]
+        assert "poses" not in record and "not finite (NaN or inf)" in record["error"]
         assert "use an earlier checkpoint" in record["error"]
     assert result.returncode != 0
     assert "3 of 3 images failed" in result.stderr and all(p in result.stderr for p in pngs[:3])
@@ -157,8 +157,8 @@ def test_cli_reports_each_bad_image_and_predicts_the_rest_in_order(checkpoint, m
     good = [images[i] for i in range(len(images)) if i not in bad]
     expected = PosePredictor.load(checkpoint).predict(good)
     poses = [r for r in records if "error" not in r]
-    np.testing.assert_allclose([r["translation"] for r in poses], expected["translation"], atol=1e-6)
-    np.testing.assert_allclose([r["quaternion"] for r in poses], expected["quaternion"], atol=1e-6)
+    np.testing.assert_allclose([r["poses"][0]["translation"] for r in poses], expected["translation"], atol=1e-6)
+    np.testing.assert_allclose([r["poses"][0]["quaternion"] for r in poses], expected["quaternion"], atol=1e-6)
     assert result.returncode != 0 and "3 of 7 images failed" in result.stderr
     assert all(images[i] in result.stderr for i in bad)
 

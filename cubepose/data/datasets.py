@@ -2,7 +2,10 @@
 
 edflow builds each as ``Cls(config=config)``. An example is a dict with ``image`` (float32
 HWC in [-1, 1]), ``translation`` (3,) metres, ``quaternion`` (4,) x, y, z, w and ``camera``
-(4,) fx, fy, cx, cy in pixels of the resized image (u = cx + fx x/z, v = cy - fy y/z).
+(4,) fx, fy, cx, cy in pixels of the resized image (u = cx + fx x/z, v = cy - fy y/z). With
+``data/max_instances`` M above 1 it adds every instance: ``translations`` (M, 3), ``quaternions``
+(M, 4) (empty slots hold a harmless pose) and ``instance_count``; ``translation`` and ``quaternion``
+are then the first slot's.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def read_root(data: dict, root: str) -> PoseIndex:
         label_name=data["label_name"],
         instance_id=data["instance_id"],
         camera=data["camera"],
+        max_instances=data["max_instances"],
     )
 
 
@@ -64,7 +68,8 @@ def load_split(config: dict, split: str) -> PoseIndex:
 def check_object_size(index: PoseIndex, box: Box, split: str) -> None:
     """Refuse labels that record a box of other edge lengths than ``object/dimensions`` (within 1 %):
     the ADD loss, the metrics and the crop window would measure another object. Unrecorded sizes pass."""
-    recorded = index.object_sizes[np.isfinite(index.object_sizes).all(axis=1)]
+    sizes = index.object_sizes[index.present]
+    recorded = sizes[np.isfinite(sizes).all(axis=1)]
     differs = ~np.isclose(recorded, box.dimensions, rtol=SIZE_TOLERANCE, atol=0).all(axis=1)
     if not differs.any():
         return
@@ -95,13 +100,18 @@ class PoseDataset(DatasetMixin):
         self.index = load_split(config, self.split)
         self.image_size = config["network"]["image_size"]
         size = (self.image_size, self.image_size)
+        translations, quaternions = self.index.filled_poses()
         self.labels = {
-            "translation": self.index.translations,
-            "quaternion": self.index.quaternions,
+            "translation": translations[:, 0],
+            "quaternion": quaternions[:, 0],
             "camera": resize_intrinsics(self.index.cameras, self.index.image_sizes, size).astype(np.float32),
             "original_size": self.index.image_sizes,
             "image_path": self.index.image_paths,
         }
+        self.several = config["data"]["max_instances"] > 1
+        if self.several:  # every instance, padded to data/max_instances, and how many there are
+            self.labels.update(translations=translations, quaternions=quaternions)
+            self.labels["instance_count"] = self.index.instance_counts
         self.images = None
         if config["image_cache"]:
             cache_dir = Path(config["data"]["cache_dir"]).expanduser() if config["data"]["cache_dir"] else None
@@ -113,16 +123,16 @@ class PoseDataset(DatasetMixin):
         return len(self.index)
 
     def get_example(self, i: int) -> dict[str, np.ndarray]:
-        return {
-            "image": (
-                to_network_range(self.images[i])
-                if self.images is not None
-                else load_image(self.index.image_paths[i], self.image_size)
-            ),
+        image = to_network_range(self.images[i]) if self.images is not None else None
+        example = {
+            "image": image if image is not None else load_image(self.index.image_paths[i], self.image_size),
             "translation": self.labels["translation"][i],
             "quaternion": self.labels["quaternion"][i],
             "camera": self.labels["camera"][i],
         }
+        if self.several:
+            example.update({key: self.labels[key][i] for key in ("translations", "quaternions", "instance_count")})
+        return example
 
 
 class TrainDataset(PoseDataset):

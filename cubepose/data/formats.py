@@ -71,17 +71,22 @@ def read_dataset(
     label_name: str | None = None,
     instance_id: int | None = None,
     camera: dict | None = None,
+    max_instances: int = 1,
 ) -> PoseIndex:
     """Index the dataset (or every shard of it) at local folder ``root``; legacy examples without a recorded
-    camera get ``camera`` (``data/camera``)."""
-    index = read_recorded(root, fmt, label_name, instance_id)
+    camera get ``camera`` (``data/camera``); examples hold up to ``max_instances`` instances."""
+    index = read_recorded(root, fmt, label_name, instance_id, max_instances)
     if index.format == "legacy":
         index = with_config_camera(index, camera or defaults()["data"]["camera"])
     return index
 
 
 def read_recorded(
-    root: str | os.PathLike, fmt: str = "auto", label_name: str | None = None, instance_id: int | None = None
+    root: str | os.PathLike,
+    fmt: str = "auto",
+    label_name: str | None = None,
+    instance_id: int | None = None,
+    max_instances: int = 1,
 ) -> PoseIndex:
     """Index the dataset (or every shard of it) at local folder ``root`` with the cameras its captures record
     (NaN for legacy captures without ``cubepose_intrinsics``)."""
@@ -90,6 +95,7 @@ def read_recorded(
     root = Path(root)
     shards = shard_folders(root) if root.is_dir() else None
     if shards:
-        return concatenate(root, [read_recorded(shard, fmt, label_name, instance_id) for shard in shards])
+        parts = [read_recorded(shard, fmt, label_name, instance_id, max_instances) for shard in shards]
+        return concatenate(root, parts)
     layout, path = locate_dataset(root, fmt)
-    return READERS[layout](path, label_name=label_name, instance_id=instance_id)
+    return READERS[layout](path, label_name=label_name, instance_id=instance_id, max_instances=max_instances)

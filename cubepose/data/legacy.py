@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from cubepose.data.containment import is_plain_relative
-from cubepose.data.perception_json import as_list, exact_intrinsics, load_json, selected_pose
+from cubepose.data.perception_json import as_list, exact_intrinsics, load_json, selected_poses
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 from cubepose.errors import DatasetError
 
@@ -103,8 +103,11 @@ def _image_base(bases: tuple[Path, ...], first_filename: str) -> Path:
     return bases[0]
 
 
-def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None) -> PoseIndex:
-    """Index a legacy Perception dataset: image paths and poses of the selected object."""
+def read_legacy(
+    root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None, max_instances: int = 1
+) -> PoseIndex:
+    """Index a legacy Perception dataset: image paths and poses of the selected object (or, with
+    ``max_instances`` above 1, of up to that many instances of it, or none)."""
     root = Path(root)
     json_dir = find_json_dir(root)
     box_ids = box3d_definition_ids(json_dir)
@@ -126,8 +129,9 @@ def read_legacy(root: str | os.PathLike, label_name: str | None = None, instance
                 base = _image_base(bases, filename)
             annotation = box3d_annotation(capture, box_ids)
             values = None if annotation is None else annotation.get("values") or []
-            pose = selected_pose(builder, values, label_name, instance_id, "label_name", "instance_id")
-            if pose is not None:
-                builder.add(os.path.join(base or bases[0], filename), *pose, intrinsics=exact_intrinsics(capture))
+            keys = ("label_name", "instance_id")
+            poses = selected_poses(builder, values, label_name, instance_id, *keys, max_instances)
+            if poses is not None:
+                builder.add(os.path.join(base or bases[0], filename), poses, intrinsics=exact_intrinsics(capture))
     builder.image_root = base or bases[0]
-    return builder.build()
+    return builder.build(max_instances)

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from cubepose.data.pose_index import IndexBuilder
+from cubepose.data.pose_index import IndexBuilder, Pose
 from cubepose.errors import DatasetError
 
 XYZ = ("x", "y", "z")
@@ -83,42 +83,51 @@ def exact_intrinsics(capture: dict) -> list[float] | None:
     return [fx, fy, cx, cy] if usable else None
 
 
-def select_box(
-    values: list, label_name: str | None, instance_id: int | None, label_key: str, instance_key: str
-) -> tuple[dict | None, str]:
-    """The one box value of the configured label (and instance), or None and why the capture is skipped.
+def select_boxes(
+    values: list,
+    label_name: str | None,
+    instance_id: int | None,
+    label_key: str,
+    instance_key: str,
+    max_instances: int = 1,
+) -> tuple[list[dict] | None, str]:
+    """The box values of the configured label (and instance), or None and why the capture is skipped.
 
-    Without ``label_name`` the only label present is used; several instances of the label
-    are ambiguous for a single-object model unless ``instance_id`` picks one.
+    Without ``label_name`` the only label present is used. A single-object dataset (``max_instances`` 1)
+    takes exactly one instance, so several are ambiguous unless ``instance_id`` picks one; with more, every
+    instance up to ``max_instances`` is kept, and a capture without the label holds none.
     """
     values = [v for v in values if isinstance(v, dict)]
-    if not values:
+    if not values and max_instances == 1:
         return None, "malformed capture"
     if label_name is not None:
         values = [v for v in values if label_of(v, label_key) == label_name]
-        if not values:
+        if not values and max_instances == 1:
             return None, "label not present"
     elif len({label_of(v, label_key) for v in values}) > 1:
         return None, "several labels (set data/label_name)"
     if instance_id is not None:
         values = [v for v in values if label_of(v, instance_key) == instance_id]
-        if not values:
+        if not values and max_instances == 1:
             return None, "instance not present"
-    if len(values) > 1:
-        return None, "several instances (set data/instance_id)"
-    return values[0], ""
+    if len(values) > max_instances:
+        if max_instances == 1:
+            return None, "several instances (set data/instance_id or data/max_instances)"
+        return None, "more instances than data/max_instances"
+    return values, ""
 
 
-def selected_pose(
+def selected_poses(
     builder: IndexBuilder,
     values: list | None,
     label_name: str | None,
     instance_id: int | None,
     label_key: str,
     instance_key: str,
-) -> tuple[list[float], list[float], list[float] | None] | None:
-    """Translation, rotation and edge lengths (None when not recorded) of the selected box among a capture's
-    3D-box ``values``.
+    max_instances: int = 1,
+) -> list[Pose] | None:
+    """Translation, rotation and edge lengths (None when not recorded) of the selected boxes among a capture's
+    3D-box ``values`` (``select_boxes``).
 
     ``values`` is None when the capture has no 3D-box annotation. A capture that cannot be
     used is counted in ``builder`` by reason and None is returned.
@@ -129,19 +138,22 @@ def selected_pose(
     if not isinstance(values, list):
         builder.skip("malformed capture")
         return None
-    if not values:
+    if not values and max_instances == 1:
         builder.skip("empty annotation")
         return None
     builder.labels_seen.update(label_of(v, label_key) for v in values if isinstance(v, dict))
-    value, reason = select_box(values, label_name, instance_id, label_key, instance_key)
-    if value is None:
+    selected, reason = select_boxes(values, label_name, instance_id, label_key, instance_key, max_instances)
+    if selected is None:
         builder.skip(reason)
         return None
-    if value.get("translation") is None or value.get("rotation") is None:
-        builder.skip("malformed capture")
-        return None
-    translation, rotation = vector(value["translation"], XYZ), vector(value["rotation"], XYZW)
-    if translation is None or rotation is None:
-        builder.skip("pose not numbers")
-        return None
-    return translation, rotation, vector(value.get("size"), XYZ)
+    poses = []
+    for value in selected:
+        if value.get("translation") is None or value.get("rotation") is None:
+            builder.skip("malformed capture")
+            return None
+        translation, rotation = vector(value["translation"], XYZ), vector(value["rotation"], XYZW)
+        if translation is None or rotation is None:
+            builder.skip("pose not numbers")
+            return None
+        poses.append(Pose(translation, rotation, vector(value.get("size"), XYZ)))
+    return poses

@@ -10,6 +10,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -20,20 +21,31 @@ from cubepose.geometry import canonicalize_quaternions, intrinsics_from_projecti
 
 logger = logging.getLogger(__name__)
 
-PER_EXAMPLE = ("image_paths", "translations", "quaternions", "cameras", "image_sizes", "object_sizes")
+PER_EXAMPLE = (
+    "image_paths",
+    "translations",
+    "quaternions",
+    "cameras",
+    "image_sizes",
+    "object_sizes",
+    "instance_counts",
+)
 OUTSIDE = "outside the dataset"  # an image path that leaves the dataset root (absolute, .., symlink)
 DUPLICATE = "duplicate capture"  # a second capture of an image already indexed
+EMPTY_SLOT_TRANSLATION = (0.0, 0.0, 1.0)  # what an empty instance slot holds in a batch (``filled_poses``)
+EMPTY_SLOT_QUATERNION = (0.0, 0.0, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class PoseIndex:
-    """Usable captures in file order.
+    """Usable captures in file order, each with up to M instances of the object (M = 1: exactly one).
 
-    ``translations`` (N, 3) metres and ``quaternions`` (N, 4) x, y, z, w in the camera frame;
-    ``cameras`` (N, 4) fx, fy, cx, cy in pixels of the original image of ``image_sizes``
-    (N, 2) width, height (cameras NaN where the layout records none: legacy cameras come from the
-    config, ``cubepose.data.camera.with_config_camera``, unless cubepose recorded them; sizes from the
-    image headers); ``object_sizes`` (N, 3) the labelled box's edge lengths in metres (NaN if unrecorded).
+    ``translations`` (N, M, 3) metres and ``quaternions`` (N, M, 4) x, y, z, w in the camera frame, of the
+    first ``instance_counts`` (N,) instances (the rest NaN); ``cameras`` (N, 4) fx, fy, cx, cy in pixels of
+    the original image of ``image_sizes`` (N, 2) width, height (cameras NaN where the layout records none:
+    legacy cameras come from the config, ``cubepose.data.camera.with_config_camera``, unless cubepose recorded
+    them; sizes from the image headers); ``object_sizes`` (N, M, 3) the labelled boxes' edge lengths in metres
+    (NaN if unrecorded).
     """
 
     root: Path
@@ -44,12 +56,30 @@ class PoseIndex:
     cameras: np.ndarray
     image_sizes: np.ndarray
     object_sizes: np.ndarray
+    instance_counts: np.ndarray
     skipped: Counter = field(default_factory=Counter)
     total: int = 0
     labels_seen: Counter = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.image_paths)
+
+    @property
+    def max_instances(self) -> int:
+        """M, the instances an example holds at most."""
+        return self.translations.shape[1]
+
+    @property
+    def present(self) -> np.ndarray:
+        """(N, M) bool: which instance slots hold an instance."""
+        return np.arange(self.max_instances) < self.instance_counts[:, None]
+
+    def filled_poses(self) -> tuple[np.ndarray, np.ndarray]:
+        """float32 ``translations`` (N, M, 3) and ``quaternions`` (N, M, 4) with the empty slots filled by a
+        harmless pose (1 m ahead, identity), so batched arithmetic stays finite; ``present`` says which count."""
+        present = self.present[..., None]
+        translations = np.where(present, self.translations, EMPTY_SLOT_TRANSLATION).astype(np.float32)
+        return translations, np.where(present, self.quaternions, EMPTY_SLOT_QUATERNION).astype(np.float32)
 
     def subset(self, indices: np.ndarray) -> PoseIndex:
         """The examples at ``indices`` (integer indices or a boolean mask)."""
@@ -58,22 +88,23 @@ class PoseIndex:
     def checked(self, image_root: Path | None = None) -> PoseIndex:
         """Drop unusable captures in one vectorised pass and report them once.
 
-        Skipped: images outside ``image_root`` (default ``root``; symlinks followed), poses that are
-        not finite in float32 (the dtype training uses), cubes at or behind the camera (z <= 0),
-        zero quaternions, repeated captures of one image (the first is kept) and missing, corrupt
-        or oversized images. Kept examples hold the resolved image path, the file that was checked.
+        Skipped: images outside ``image_root`` (default ``root``; symlinks followed), captures with a pose
+        that is not finite in float32 (the dtype training uses), an object at or behind the camera (z <= 0)
+        or a zero quaternion, repeated captures of one image (the first is kept) and missing, corrupt or
+        oversized images. Kept examples hold the resolved image path, the file that was checked.
         """
         skipped = Counter(self.skipped)
         paths, inside = resolve_inside(self.image_paths, image_root or self.root)
+        present = self.present
         with np.errstate(over="ignore", invalid="ignore"):  # 1e308 becomes inf in float32: that is the check
             translations = self.translations.astype(np.float32)
             quaternions = self.quaternions.astype(np.float32)
-            norms = np.linalg.norm(quaternions.astype(np.float64), axis=1)
+            norms = np.linalg.norm(quaternions.astype(np.float64), axis=-1)
         problems = {
             OUTSIDE: ~inside,
-            "non-finite translation": ~np.isfinite(translations).all(axis=1),
-            "cube at or behind the camera (z <= 0)": ~(translations[:, 2] > 0),
-            "zero or non-finite quaternion": ~np.isfinite(norms) | (norms < 1e-6),
+            "non-finite translation": (present & ~np.isfinite(translations).all(axis=-1)).any(axis=1),
+            "cube at or behind the camera (z <= 0)": (present & ~(translations[..., 2] > 0)).any(axis=1),
+            "zero or non-finite quaternion": (present & (~np.isfinite(norms) | (norms < 1e-6))).any(axis=1),
         }
         keep = np.ones(len(self), dtype=bool)
         for reason, bad in problems.items():  # each capture is counted once, under its first problem
@@ -118,6 +149,24 @@ class PoseIndex:
             logger.warning("%s: %s", self.root, self.skipped_summary())
 
 
+class Pose(NamedTuple):
+    """One labelled box of a capture: translation (3,) metres, rotation (4,) x, y, z, w, edge lengths or None."""
+
+    translation: list[float]
+    rotation: list[float]
+    size: list[float] | None = None
+
+
+def _padded(rows: list[list[list[float]]], slots: int, width: int) -> np.ndarray:
+    """(N, slots, width) float64 of per-capture lists of vectors, NaN where a capture has fewer."""
+    counts = np.array([len(vectors) for vectors in rows], dtype=np.int64)
+    flat = np.array([vector for vectors in rows for vector in vectors], dtype=np.float64).reshape(-1, width)
+    slot = np.arange(len(flat)) - np.repeat(np.cumsum(counts) - counts, counts)
+    padded = np.full((len(rows), slots, width), np.nan)
+    padded[np.repeat(np.arange(len(rows)), counts), slot] = flat
+    return padded
+
+
 class IndexBuilder:
     """Collects captures while a reader walks a dataset, then builds the checked ``PoseIndex``."""
 
@@ -130,7 +179,7 @@ class IndexBuilder:
         self.projections: list[list[float]] = []
         self.sizes: list[list[float]] = []
         self.intrinsics: list[list[float]] = []
-        self.object_sizes: list[list[float]] = []
+        self.object_sizes: list[list[list[float]]] = []
         self.skipped: Counter = Counter()
         self.labels_seen: Counter = Counter()
         self.total = 0
@@ -141,24 +190,24 @@ class IndexBuilder:
     def add(
         self,
         path: str,
-        translation: list[float],
-        rotation: list[float],
-        object_size: list[float] | None = None,
+        poses: list[Pose],
         projection: list[float] | None = None,
         size: list[float] | None = None,
         intrinsics: list[float] | None = None,
     ) -> None:
-        """One usable capture: its box's pose and edge lengths; ``projection`` is Unity's (m00, m11) and ``size``
-        the image's (width, height) when the layout records them, ``intrinsics`` exact fx, fy, cx, cy (which win)."""
+        """One usable capture: its boxes' poses and edge lengths (none for an image without the object);
+        ``projection`` is Unity's (m00, m11) and ``size`` the image's (width, height) when the layout records
+        them, ``intrinsics`` exact fx, fy, cx, cy (which win)."""
         self.paths.append(path)
-        self.translations.append(translation)
-        self.rotations.append(rotation)
-        self.object_sizes.append(object_size if object_size is not None else [np.nan] * 3)
+        self.translations.append([pose.translation for pose in poses])
+        self.rotations.append([pose.rotation for pose in poses])
+        self.object_sizes.append([pose.size if pose.size is not None else [np.nan] * 3 for pose in poses])
         self.projections.append(projection if projection is not None else [np.nan] * 2)
         self.sizes.append(size if size is not None else [0, 0])
         self.intrinsics.append(intrinsics if intrinsics is not None else [np.nan] * 4)
 
-    def build(self) -> PoseIndex:
+    def build(self, max_instances: int = 1) -> PoseIndex:
+        """The checked index, every example padded to ``max_instances`` instance slots."""
         projections = np.array(self.projections, dtype=np.float64).reshape(-1, 2)
         sizes = np.array(self.sizes, dtype=np.float64).reshape(-1, 2)
         cameras = intrinsics_from_projection(projections[:, 0], projections[:, 1], sizes[:, 0], sizes[:, 1])
@@ -169,11 +218,12 @@ class IndexBuilder:
             root=self.root,
             format=self.format,
             image_paths=np.array(self.paths, dtype=str),
-            translations=np.array(self.translations, dtype=np.float64).reshape(-1, 3),
-            quaternions=np.array(self.rotations, dtype=np.float64).reshape(-1, 4),
+            translations=_padded(self.translations, max_instances, 3),
+            quaternions=_padded(self.rotations, max_instances, 4),
             cameras=cameras.reshape(-1, 4),
             image_sizes=sizes.astype(np.int64),
-            object_sizes=np.array(self.object_sizes, dtype=np.float64).reshape(-1, 3),
+            object_sizes=_padded(self.object_sizes, max_instances, 3),
+            instance_counts=np.array([len(poses) for poses in self.translations], dtype=np.int64),
             skipped=Counter(self.skipped),
             total=self.total,
             labels_seen=Counter(self.labels_seen),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cubepose.data.perception_json import as_float, as_list, exact_intrinsics, is_number, load_json, selected_pose
+from cubepose.data.perception_json import as_float, as_list, exact_intrinsics, is_number, load_json, selected_poses
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 
 _SEQUENCE = re.compile(r"sequence\.(\d+)$")
@@ -73,8 +73,11 @@ def _camera(capture: dict) -> tuple[list[float], list[float]] | None:
     return [m00, m11], [width, height]
 
 
-def read_solo(root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None) -> PoseIndex:
-    """Index a SOLO dataset: one example per RGB capture holding the selected object."""
+def read_solo(
+    root: str | os.PathLike, label_name: str | None = None, instance_id: int | None = None, max_instances: int = 1
+) -> PoseIndex:
+    """Index a SOLO dataset: one example per RGB capture holding the selected object (or, with ``max_instances``
+    above 1, up to that many instances of it, or none)."""
     root = Path(root)
     builder = IndexBuilder(root, "solo")
     for sequence in sequence_dirs(root):
@@ -85,15 +88,21 @@ def read_solo(root: str | os.PathLike, label_name: str | None = None, instance_i
                 if not _is_rgb_capture(capture):
                     continue
                 builder.total += 1
-                _add_capture(builder, sequence, capture, label_name, instance_id)
-    return builder.build()
+                _add_capture(builder, sequence, capture, label_name, instance_id, max_instances)
+    return builder.build(max_instances)
 
 
 def _add_capture(
-    builder: IndexBuilder, sequence: str, capture: dict, label_name: str | None, instance_id: int | None
+    builder: IndexBuilder,
+    sequence: str,
+    capture: dict,
+    label_name: str | None,
+    instance_id: int | None,
+    max_instances: int,
 ) -> None:
-    pose = selected_pose(builder, _box3d_values(capture), label_name, instance_id, "labelName", "instanceId")
-    if pose is None:
+    values = _box3d_values(capture)
+    poses = selected_poses(builder, values, label_name, instance_id, "labelName", "instanceId", max_instances)
+    if poses is None:
         return
     camera, filename = _camera(capture), capture.get("filename")
     if not isinstance(filename, str):
@@ -101,4 +110,4 @@ def _add_capture(
     elif camera is None:
         builder.skip("no usable perspective camera matrix")
     else:
-        builder.add(os.path.join(sequence, filename), *pose, *camera, intrinsics=exact_intrinsics(capture))
+        builder.add(os.path.join(sequence, filename), poses, *camera, intrinsics=exact_intrinsics(capture))

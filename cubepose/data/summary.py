@@ -26,19 +26,35 @@ def _cameras(index: PoseIndex) -> list[dict]:
 
 
 def _object_sizes(index: PoseIndex) -> list[dict]:
-    """Each distinct edge lengths (m) the labels record for the box, with its number of examples (unrecorded: none)."""
-    recorded = np.isfinite(index.object_sizes).all(axis=1)
+    """Each distinct edge lengths (m) the labels record for the box, with its number of instances (unrecorded:
+    none)."""
+    labelled = index.object_sizes[index.present]
+    recorded = np.isfinite(labelled).all(axis=1)
     if not recorded.any():
         return []
-    sizes, counts = np.unique(index.object_sizes[recorded], axis=0, return_counts=True)
+    sizes, counts = np.unique(labelled[recorded], axis=0, return_counts=True)
     return [{"size": [float(v) for v in size], "examples": int(n)} for size, n in zip(sizes, counts, strict=True)]
 
 
+def _pose_ranges(translations: np.ndarray, quaternions: np.ndarray) -> dict:
+    """Ranges of position, distance and Unity's Euler angles over the labelled instances (none: empty)."""
+    if not len(translations):
+        return {"translation": {}, "distance": [], "rotation_deg": {}}
+    distances = np.linalg.norm(translations, axis=1)
+    return {
+        "translation": _ranges(translations, ("x", "y", "z")),
+        "distance": [float(distances.min()), float(distances.max())],
+        "rotation_deg": _ranges(unity_euler_angles(quaternions), ("pitch_x", "yaw_y", "roll_z")),
+    }
+
+
 def summarize(index: PoseIndex) -> dict:
-    """A JSON-ready summary of an index; ``first`` is the first usable capture in file order."""
+    """A JSON-ready summary of an index; ``first`` is the first usable capture in file order (its first
+    instance), ``instances`` how many examples hold each number of instances."""
     cameras = _cameras(index)
-    distances = np.linalg.norm(index.translations, axis=1)
-    angles = unity_euler_angles(index.quaternions)
+    present = index.present
+    numbers, examples = np.unique(index.instance_counts, return_counts=True)
+    first = index.translations[0, 0], index.quaternions[0, 0]
     return {
         "root": str(index.root),
         "format": index.format,
@@ -53,12 +69,11 @@ def summarize(index: PoseIndex) -> dict:
             "all": cameras,
         },
         "object": _object_sizes(index),
-        "translation": _ranges(index.translations, ("x", "y", "z")),
-        "distance": [float(distances.min()), float(distances.max())],
-        "rotation_deg": _ranges(angles, ("pitch_x", "yaw_y", "roll_z")),
+        "instances": {str(int(n)): int(count) for n, count in zip(numbers, examples, strict=True)},
+        **_pose_ranges(index.translations[present], index.quaternions[present]),
         "first": {
-            "translation": [float(v) for v in index.translations[0]],
-            "quaternion": [float(v) for v in index.quaternions[0]],
+            "translation": [float(v) for v in first[0]] if index.instance_counts[0] else [],
+            "quaternion": [float(v) for v in first[1]] if index.instance_counts[0] else [],
             "image": str(index.image_paths[0]),
         },
     }
@@ -68,8 +83,6 @@ def format_summary(summary: dict) -> str:
     """The summary as aligned text for a terminal."""
     skipped = ", ".join(f"{count} {reason}" for reason, count in summary["skipped"].items()) or "none"
     labels = ", ".join(f"{name} ({count})" for name, count in summary["labels"].items()) or "none"
-    translation = "  ".join(f"{axis} [{lo:+.3f}, {hi:+.3f}]" for axis, (lo, hi) in summary["translation"].items())
-    rotation = "  ".join(f"{axis} [{lo:+.1f}, {hi:+.1f}]" for axis, (lo, hi) in summary["rotation_deg"].items())
     first = summary["first"]
     lines = [
         ("dataset", f"{summary['root']} ({summary['format']} layout)"),
@@ -78,13 +91,24 @@ def format_summary(summary: dict) -> str:
         ("labels", labels),
         *_camera_lines(summary["camera"]),
         ("object", _object_text(summary["object"])),
-        ("translation", f"{translation} m"),
-        ("distance", "[{:.3f}, {:.3f}] m".format(*summary["distance"])),
-        ("rotation", f"{rotation} deg (Unity's Euler angles)"),
-        ("first", first["image"]),
-        ("", "translation " + " ".join(f"{v:+.4f}" for v in first["translation"])),
-        ("", "quaternion  " + " ".join(f"{v:+.4f}" for v in first["quaternion"]) + " (x y z w)"),
     ]
+    if set(summary["instances"]) != {"1"}:
+        shown = ", ".join(f"{count} with {n}" for n, count in summary["instances"].items())
+        lines.append(("instances", f"examples by instances of the object: {shown}"))
+    if summary["distance"]:
+        translation = "  ".join(f"{axis} [{lo:+.3f}, {hi:+.3f}]" for axis, (lo, hi) in summary["translation"].items())
+        rotation = "  ".join(f"{axis} [{lo:+.1f}, {hi:+.1f}]" for axis, (lo, hi) in summary["rotation_deg"].items())
+        lines += [
+            ("translation", f"{translation} m"),
+            ("distance", "[{:.3f}, {:.3f}] m".format(*summary["distance"])),
+            ("rotation", f"{rotation} deg (Unity's Euler angles)"),
+        ]
+    lines.append(("first", first["image"]))
+    if first["translation"]:
+        lines += [
+            ("", "translation " + " ".join(f"{v:+.4f}" for v in first["translation"])),
+            ("", "quaternion  " + " ".join(f"{v:+.4f}" for v in first["quaternion"]) + " (x y z w)"),
+        ]
     return "\n".join(f"{name:<12}{text}" for name, text in lines)
 
 

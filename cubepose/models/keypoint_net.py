@@ -15,7 +15,7 @@ from torch import nn
 
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
-from cubepose.heatmaps import decode_keypoints
+from cubepose.heatmaps import decode_instances, decode_keypoints
 from cubepose.keypoints import KEYPOINTS, assigned_orientation, object_keypoints, solve_pnp
 from cubepose.models.backbones import conv_bn
 from cubepose.object_model import Box
@@ -38,6 +38,8 @@ class KeypointNet(nn.Module):
         network = config["network"]
         self.image_size = network["image_size"]
         self.stride = network["keypoints"]["stride"]
+        self.max_instances = config["data"]["max_instances"]  # above 1: every centre peak is an instance
+        self.min_score = network["keypoints"]["min_score"]
         box = Box.from_config(config)
         points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
         self.register_buffer("object_points", points, persistent=False)
@@ -45,12 +47,16 @@ class KeypointNet(nn.Module):
         self.shape_group = box.shape_symmetries if network["keypoints"]["assign_by_shape"] else None
         if self.shape_group is not None:
             self.register_buffer("shape_symmetries", torch.tensor(self.shape_group, dtype=torch.float32), False)
+        slots = "" if self.max_instances == 1 else "P, "
         self.exported_outputs = {
-            "keypoints": "(N, 9, 2) u, v in pixels of the S x S input: the object's centre, then its 8 box corners",
-            "scores": "(N, 9) each keypoint's heatmap peak (about 1: found; about 0: not found)",
+            "keypoints": f"(N, {slots}9, 2) u, v in pixels of the S x S input: the object's centre, then its 8 box "
+            "corners" + ("" if self.max_instances == 1 else f"; P = {self.max_instances} instances, strongest first"),
+            "scores": f"(N, {slots}9) each keypoint's heatmap peak (about 1: found; about 0: not found)",
         }
         if self.shape_group is not None:
-            self.exported_outputs["symmetry"] = "(N,) index k into the note's symmetries: q = q_solved * g_k^-1"
+            self.exported_outputs["symmetry"] = (
+                f"(N{', P' if slots else ''}) index k into the note's symmetries: q = q_solved * g_k^-1"
+            )
         self.output_level = OUTPUT_STRIDES.index(self.stride)  # the encoder stage (stride 2, 4, ...) it decodes to
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
@@ -69,10 +75,13 @@ class KeypointNet(nn.Module):
             self.offset_head = nn.Conv2d(DECODER_WIDTH, 2 * KEYPOINTS, 1)
             if self.shape_group is not None:  # logits per cell; read where the centre is
                 self.symmetry_head = nn.Conv2d(DECODER_WIDTH, len(self.shape_group), 1)
+            if self.max_instances > 1:  # from each centre to its corners: which corners are whose
+                self.displacement_head = nn.Conv2d(DECODER_WIDTH, 2 * (KEYPOINTS - 1), 1)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) in cells, H = W = image_size / stride; with
-        ``assign_by_shape`` also ``symmetry_logits`` (B, G, H, W) over the bare box's G symmetries."""
+        ``assign_by_shape`` also ``symmetry_logits`` (B, G, H, W) over the bare box's G symmetries, and with
+        several instances ``displacements`` (B, 16, H, W) from each cell to the corners of the centre there."""
         features = []
         x = images
         for stage in self.encoder:
@@ -84,26 +93,40 @@ class KeypointNet(nn.Module):
             x = F.interpolate(x, size=used[level].shape[-2:], mode="nearest") + self.lateral[level](used[level])
             x = self.smooth[level](x)
         x = self.head(x)
-        heatmaps = self.heatmap_head(x)
-        offsets = self.offset_head(x).unflatten(1, (KEYPOINTS, 2))
-        if self.shape_group is None:
-            return {"heatmaps": heatmaps, "offsets": offsets}
-        return {"heatmaps": heatmaps, "offsets": offsets, "symmetry_logits": self.symmetry_head(x)}
+        outputs = {"heatmaps": self.heatmap_head(x), "offsets": self.offset_head(x).unflatten(1, (KEYPOINTS, 2))}
+        if self.shape_group is not None:
+            outputs["symmetry_logits"] = self.symmetry_head(x)
+        if self.max_instances > 1:
+            outputs["displacements"] = self.displacement_head(x)
+        return outputs
 
     def keypoints(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoded keypoints (B, 9, 2) in input pixels and their scores (B, 9) (cubepose.heatmaps)."""
-        return decode_keypoints(outputs["heatmaps"], outputs["offsets"], self.stride)
+        """The decoded keypoints (B, 9, 2) in input pixels and their scores (B, 9) (cubepose.heatmaps); with
+        several instances (B, P, 9, 2) and (B, P, 9), P = ``data/max_instances``, strongest centre first."""
+        if self.max_instances == 1:
+            return decode_keypoints(outputs["heatmaps"], outputs["offsets"], self.stride)
+        heatmaps, offsets, displacements = outputs["heatmaps"], outputs["offsets"], outputs["displacements"]
+        return decode_instances(heatmaps, offsets, displacements, self.stride, self.max_instances)
 
-    def symmetry(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B,) the index of the shape symmetry the head names at the centre's peak cell (``assign_by_shape``)."""
-        centre = outputs["heatmaps"][:, 0].flatten(1).argmax(dim=1)  # (B,) cell index
+    def symmetry(self, outputs: dict[str, torch.Tensor], centres: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) the index of the shape symmetry the head names at the centre's peak cell (``assign_by_shape``);
+        given the decoded ``centres`` (B, P, 2) in input pixels, (B, P): one per instance, at its centre's cell."""
         logits = outputs["symmetry_logits"].flatten(2)  # (B, G, cells)
-        return logits.gather(2, centre[:, None, None].expand(-1, logits.shape[1], 1))[..., 0].argmax(dim=1)
+        if centres is None:
+            cell = outputs["heatmaps"][:, 0].flatten(1).argmax(dim=1)[:, None]  # (B, 1) cell index
+        else:
+            columns = logits.shape[-1] // outputs["symmetry_logits"].shape[-2]
+            grid = (centres / self.stride).long().clamp(0, columns - 1)
+            cell = grid[..., 1] * columns + grid[..., 0]  # (B, P)
+        named = logits.gather(2, cell[:, None].expand(-1, logits.shape[1], -1)).argmax(dim=1)  # (B, P)
+        return named[:, 0] if centres is None else named
 
     def poses(self, outputs: dict[str, torch.Tensor], camera: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """``translation`` (B, 3), ``quaternion`` (B, 4) with w >= 0, ``confidence`` (B,), ``reprojection_error``
         (B,), ``keypoints`` (B, 9, 2) and their ``scores`` (B, 9) from the outputs and the cameras (B, 4) fx, fy,
-        cx, cy in pixels of the network input.
+        cx, cy in pixels of the network input; with several instances each has a slot axis P after B, strongest
+        centre first, and ``found`` (B, P): 1 where the slot holds an instance (its centre's peak at least
+        ``network/keypoints/min_score``), else 0.
 
         The keypoints are weighed by their scores in the solve. ``confidence`` is the mean score in [0, 1];
         ``reprojection_error`` (pixels) is how far the keypoints lie from the solved pose's projection.
@@ -112,22 +135,32 @@ class KeypointNet(nn.Module):
             raise ConfigError("a keypoint model needs each image's camera to solve its pose; the data gave none")
         pixels, scores = self.keypoints(outputs)
         weights = scores.clamp(0, 1)
-        translation, quaternion, error = solve_pnp(pixels, self.object_points, camera.to(pixels), weights)
+        batch = pixels.shape[0]
+        slots = 1 if self.max_instances == 1 else self.max_instances
+        flat_pixels, flat_weights = pixels.reshape(batch * slots, -1, 2), weights.reshape(batch * slots, -1)
+        flat_camera = camera.to(pixels).repeat_interleave(slots, dim=0)
+        translation, quaternion, error = solve_pnp(flat_pixels, self.object_points, flat_camera, flat_weights)
         if self.shape_group is not None:  # the solve found the corners' numbering; the head names the faces'
-            quaternion = assigned_orientation(quaternion, self.symmetry(outputs), self.shape_symmetries)
-        return {
-            "translation": translation.float(),
-            "quaternion": quaternion.float(),
-            "confidence": weights.mean(dim=1),
-            "reprojection_error": error.float(),
+            index = self.symmetry(outputs, None if slots == 1 else pixels[:, :, 0])
+            quaternion = assigned_orientation(quaternion, index.reshape(-1), self.shape_symmetries)
+        shape = (batch,) if slots == 1 else (batch, slots)
+        poses = {
+            "translation": translation.float().reshape(*shape, 3),
+            "quaternion": quaternion.float().reshape(*shape, 4),
+            "confidence": weights.mean(dim=-1),
+            "reprojection_error": error.float().reshape(shape),
             "keypoints": pixels,
             "scores": scores,
         }
+        if slots > 1:
+            poses["found"] = (scores[..., 0] >= self.min_score).float()
+        return poses
 
     def exported(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """What an export computes (``exported_outputs``): the network, the keypoint decoding and, with
         ``assign_by_shape``, the symmetry index; the PnP solve with the user's camera is left to the caller."""
         outputs = self(images)
+        pixels, scores = self.keypoints(outputs)
         if self.shape_group is None:
-            return self.keypoints(outputs)
-        return (*self.keypoints(outputs), self.symmetry(outputs))
+            return pixels, scores
+        return pixels, scores, self.symmetry(outputs, None if self.max_instances == 1 else pixels[:, :, 0])

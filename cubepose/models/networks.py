@@ -33,9 +33,24 @@ def pose_network(config: dict) -> nn.Module:
 @component_check
 def check_network_type(config: dict, errors: list[str]) -> None:
     """``network/type`` exists, and its losses are ones it can be trained with: a keypoint network predicts
-    keypoints (``losses/keypoints``), not a pose, so the pose losses cannot apply to it, nor the reverse."""
+    keypoints (``losses/keypoints``), not a pose, so the pose losses cannot apply to it, nor the reverse; only a
+    keypoint network finds several instances (``data/max_instances``), and then learns ``losses/displacements``."""
     network, losses = config["network"], config["losses"]
-    kind = network["type"]
+    kind, several = network["type"], config["data"]["max_instances"] > 1
+    if several and kind != "keypoints":
+        errors.append(
+            f"data/max_instances {config['data']['max_instances']}: network/type {kind} predicts one pose per image; "
+            "set network/type keypoints (with losses/displacements) to find every instance, or data/max_instances 1"
+        )
+    if several and kind == "keypoints" and "displacements" not in losses:
+        errors.append(
+            f"data/max_instances {config['data']['max_instances']} needs losses/displacements (e.g. {{type: "
+            "displacement, weight: 1.0}}), which teaches the network which corners belong to which centre"
+        )
+    if not several and "displacements" in losses:
+        errors.append(
+            "losses/displacements trains the several-instance head; set data/max_instances above 1, or drop it"
+        )
     if kind not in NETWORKS:
         errors.append(f"network/type: unknown {NETWORKS.kind} {kind!r}; known: {', '.join(NETWORKS.names())}")
         return
@@ -43,8 +58,9 @@ def check_network_type(config: dict, errors: list[str]) -> None:
         posed = [name for name in losses if name in REGRESSION_LOSSES]
         if posed or "keypoints" not in losses:
             errors.append(
-                "network/type keypoints is trained with losses/keypoints alone (e.g. losses: {keypoints: "
-                f"{{type: heatmap, weight: 1.0}}}}), got losses {', '.join(losses) or 'none'}"
+                "network/type keypoints is trained with losses/keypoints (e.g. losses: {keypoints: {type: heatmap, "
+                f"weight: 1.0}}}}, and losses/displacements for several instances), got losses "
+                f"{', '.join(losses) or 'none'}"
             )
         if network["crop"]["active"]:
             errors.append("network/crop/active is for the regression network; set it false for network/type keypoints")

@@ -337,14 +337,13 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
     layout = LAYOUTS[options.format](out, options.seed)
     rng = np.random.default_rng([options.seed, index, 0])
     scene = sample_scene(rng, options.scene, len(backgrounds), options.image_camera(index))
-    cube = scene.cube
     label = FrameLabel(
         index,
-        cube.translation,
-        cube.quaternion,
+        np.array([instance.translation for instance in scene.objects]).reshape(-1, 3),
+        np.array([instance.quaternion for instance in scene.objects]).reshape(-1, 4),
         scene.vertical_fov_deg,
         *(options.resolution if scene.camera is None else scene.camera.size),
-        tuple(cube.size),
+        tuple(options.scene.dimensions),
         None if scene.camera is None else tuple(scene.camera.intrinsics),
     )
     image_path, label_path = layout.image_path(index), layout.label_path(index)
@@ -433,16 +432,21 @@ def _recorded_options(options: GenerationOptions) -> dict:
     scene = recorded["scene"]
     if options.scene.dimensions == default_dimensions():  # left out, as in folders made before the option: they resume
         del scene["dimensions"]
-    if tuple(options.scene.aspect) == (1.0, 1.0):  # likewise
-        del scene["aspect"]
-    if options.scene.principal_jitter == 0:  # likewise
-        del scene["principal_jitter"]
+    defaults = SceneOptions()
+    for name in ("aspect", "principal_jitter", "objects", "empty_fraction"):  # likewise
+        if _plain(getattr(options.scene, name)) == _plain(getattr(defaults, name)):
+            del scene[name]
     if options.scene.camera is None:  # likewise
         del scene["camera"]
     else:  # the camera gives the size and focal lengths: the square image's options say nothing
         del recorded["image_size"], scene["vertical_fov_deg"]
     recorded["scene"] = _recorded_faces(scene, options.scene.faces)
     return json.loads(json.dumps(recorded))  # tuples as lists, as read back
+
+
+def _plain(value: object) -> object:
+    """A value as its manifest records it (tuples as lists), to compare with a default."""
+    return json.loads(json.dumps(value))
 
 
 def _recorded_faces(scene: dict, faces: str | tuple[str, ...]) -> dict:

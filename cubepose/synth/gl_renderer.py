@@ -242,7 +242,8 @@ class GLRenderer:
         self._draw(self.box, texture, model, rotation, tint=box.colour, mode=mode)
 
     def render(self, scene: Scene, mask: bool = False):
-        """RGB uint8 (H, W, 3) of ``scene`` with its blur and noise; with ``mask``, also the cube's (H, W) bool mask."""
+        """RGB uint8 (H, W, 3) of ``scene`` with its blur and noise; with ``mask``, also the (H, W) bool mask of
+        the object's instances."""
         import moderngl
 
         width, height = self.size if scene.camera is None else scene.camera.size
@@ -273,7 +274,8 @@ class GLRenderer:
         model[:3, :3] = FLIP_Z @ basis * [scene.table_size, 1, scene.table_size]
         model[:3, 3] = FLIP_Z @ scene.table_centre
         self._draw(self.plane, table, model, FLIP_Z @ basis, uv_scale=(scene.table_tiles,) * 2)
-        self._draw_box(scene.cube, self.atlas)
+        for instance in scene.objects:
+            self._draw_box(instance, self.atlas)
         for box in scene.distractors:
             self._draw_box(box, self.white)
         if own_background:
@@ -294,7 +296,8 @@ class GLRenderer:
             return image
         self.resolved.use()
         self.resolved.clear(0.0, 0.0, 0.0, 1.0)
-        self._draw_box(scene.cube, self.white, mode=2)
+        for instance in scene.objects:
+            self._draw_box(instance, self.white, mode=2)
         silhouette = np.frombuffer(self.resolved.read(viewport, components=1, alignment=1), np.uint8).reshape(
             height, width
         )

@@ -38,6 +38,9 @@ DISTANCE_LIMITS = (
     f"the renderer clips the cube closer than {NEAREST_DISTANCE} m, and it is under a pixel beyond "
     f"{FARTHEST_DISTANCE:g} m"
 )
+PLACEMENT_TRIES = 50  # draws for a free place per extra instance of the object
+OBJECT_GAP = 1.05  # instances' bounding spheres keep 5 % of a diameter apart
+MAX_OBJECTS = 32  # instances per image; more could not keep apart in a useful view
 MAX_DISTRACTORS = 100  # one draw call each per image; far more would bury the cube and only slow rendering
 DISTRACTOR_EDGES = (0.04, 0.15)  # metres, range of each distractor box's edge lengths
 ASPECT_LIMITS = (0.25, 4.0)  # width / height: beyond these the squeeze to the network's square input is extreme
@@ -61,13 +64,16 @@ class SceneOptions:
     blur: tuple[float, float] = (0.0, 0.7)  # Gaussian blur sigma, in pixels
     dimensions: tuple[float, float, float] = field(default_factory=default_dimensions)  # the object's x y z edges (m)
     camera: Camera | None = None  # the camera in pixels; None: a centred one of vertical_fov_deg, square images
+    objects: tuple[int, int] = (1, 1)  # instances of the object per image (MIN MAX), non-overlapping
+    empty_fraction: float = 0.0  # share of images with no instance at all
     aspect: tuple[float, float] = (1.0, 1.0)  # image width / height, drawn per image (range: randomised cameras)
     principal_jitter: float = 0.0  # the principal point moves up to this share of the width and height off centre
 
     def __post_init__(self) -> None:
         """Refuse impossible ranges when the options are made, so no caller (CLI or Python) renders with them."""
-        if isinstance(self.faces, list):
-            object.__setattr__(self, "faces", tuple(self.faces))
+        for name in ("faces", "objects"):  # lists from the Python API or a manifest, compared as tuples
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         check_scene_options(self)
         object.__setattr__(self, "dimensions", ObjectBox(self.dimensions).dimensions)  # floats, as recorded
 
@@ -129,6 +135,15 @@ def _check_distractors(bounds: tuple) -> None:
     _check_range("SceneOptions.distractors", bounds, (0, MAX_DISTRACTORS), "boxes", fix)
 
 
+def _check_objects(bounds: tuple) -> None:
+    """Between MIN and MAX instances of the object per image: whole numbers with 1 <= MIN <= MAX <= MAX_OBJECTS."""
+    fix = f"give MIN MAX with 1 <= MIN <= MAX <= {MAX_OBJECTS}, e.g. --objects 1 4 (--empty-fraction adds empty images)"
+    whole = isinstance(bounds, tuple | list) and len(bounds) == 2
+    if not (whole and all(isinstance(n, int | np.integer) and not isinstance(n, bool) for n in bounds)):
+        raise ValueError(f"--objects must be two whole numbers MIN MAX, got {bounds!r}; {fix}")
+    _check_range("--objects", bounds, (1, MAX_OBJECTS), "instances", fix)
+
+
 def check_scene_options(options: SceneOptions) -> None:
     """Refuse ranges that cannot make an image, naming the ``cubepose generate`` flag (or field) and what is allowed.
 
@@ -139,6 +154,10 @@ def check_scene_options(options: SceneOptions) -> None:
     allowed = (NEAREST_DISTANCE, FARTHEST_DISTANCE)
     _check_range("--min-distance/--max-distance", options.distance, allowed, "metres", DISTANCE_LIMITS)
     _check_distractors(options.distractors)
+    _check_objects(options.objects)
+    _check_value(
+        "--empty-fraction", options.empty_fraction, (0, 1), "(a share of the images)", "0.1 leaves a tenth empty"
+    )
     if options.rotation not in ROTATION_MODES:
         raise ValueError(f"--rotation must be one of {', '.join(ROTATION_MODES)}, got {options.rotation!r}")
     _check_range("SceneOptions.tilt_deg", options.tilt_deg, (-90, 90), "degrees", "the camera's pitch down")
@@ -212,9 +231,10 @@ class Box:
 
 @dataclass(frozen=True)
 class Scene:
-    """One image's sampled scene. ``up`` is the table normal in the camera frame."""
+    """One image's sampled scene. ``up`` is the table normal in the camera frame; ``objects`` the instances of
+    the object (one by default; none in an empty image)."""
 
-    cube: Box
+    objects: list[Box]
     vertical_fov_deg: float | None  # the centred camera's field of view; None when ``camera`` is given in pixels
     up: np.ndarray
     table_centre: np.ndarray
@@ -231,6 +251,13 @@ class Scene:
     noise_seed: int  # seeds the per-pixel noise
     distractors: list[Box] = field(default_factory=list)
     camera: Camera | None = None  # the camera in pixels, when the options give one
+
+    @property
+    def cube(self) -> Box:
+        """The first instance of the object (a one-object scene's only one)."""
+        if not self.objects:
+            raise ValueError("this scene holds no instance of the object (an empty image)")
+        return self.objects[0]
 
     def projection(self, width: int, height: int) -> np.ndarray:
         """(4,) Unity's projection entries m00, m11 and the principal point's shift m02, m12 (geometry) for
@@ -279,24 +306,20 @@ def sample_scene(
     middle, half = _view(camera, fov)
     x, y = rng.uniform(-1, 1, size=2) * (depth * half) * options.margin + depth * middle
     centre = np.array([x, y, depth])
-    if options.rotation == "yaw":
-        yaw = axis_angle_quaternions(Y_AXIS, rng.uniform(-np.pi, np.pi))
-        quaternion = quaternion_multiply(world_to_camera, yaw)
-        lift = shape.dimensions[1] / 2  # the box's y axis is the table's normal
-    else:
-        quaternion = rng.normal(size=4)
-        quaternion /= np.linalg.norm(quaternion)
-        lift = shape.radius  # clear of the table whatever the rotation
-    quaternion = quaternion if quaternion[3] >= 0 else -quaternion
+    quaternion = _object_rotation(rng, options.rotation, world_to_camera)
+    lift = shape.dimensions[1] / 2 if options.rotation == "yaw" else shape.radius  # yaw: its y axis is the normal
     cube = Box(centre, quaternion, np.array(shape.dimensions), np.ones(3))
     table_centre = centre - up * lift
+    objects = [cube]
+    if options.objects != (1, 1) or options.empty_fraction > 0:  # no draws otherwise: one-object scenes stay
+        objects = _more_objects(rng, options, cube, up, world_to_camera, (middle, half))
 
     elevation, azimuth = np.radians(rng.uniform(20, 80)), rng.uniform(0, 2 * np.pi)
     light_world = np.array(
         [np.cos(elevation) * np.cos(azimuth), np.sin(elevation), np.cos(elevation) * np.sin(azimuth)]
     )
     return Scene(
-        cube=cube,
+        objects=objects,
         vertical_fov_deg=fov,
         up=up,
         table_centre=table_centre,
@@ -311,9 +334,55 @@ def sample_scene(
         noise=_uniform(rng, options.noise),
         blur=_uniform(rng, options.blur),
         noise_seed=int(rng.integers(2**32)),
-        distractors=_distractors(rng, options, table_centre, world_to_camera, depth, shape.radius),
+        distractors=_distractors(rng, options, table_centre, world_to_camera, depth, shape.radius, objects),
         camera=camera,
     )
+
+
+def _object_rotation(rng: np.random.Generator, rotation: str, world_to_camera: np.ndarray) -> np.ndarray:
+    """An object's orientation (x, y, z, w; w >= 0): turned about the table's normal (yaw), or any (full)."""
+    if rotation == "yaw":
+        quaternion = quaternion_multiply(world_to_camera, axis_angle_quaternions(Y_AXIS, rng.uniform(-np.pi, np.pi)))
+    else:
+        quaternion = rng.normal(size=4)
+        quaternion /= np.linalg.norm(quaternion)
+    return quaternion if quaternion[3] >= 0 else -quaternion
+
+
+def _more_objects(
+    rng: np.random.Generator,
+    options: SceneOptions,
+    first: Box,
+    up: np.ndarray,
+    world_to_camera: np.ndarray,
+    view: tuple[np.ndarray, np.ndarray],
+) -> list[Box]:
+    """The scene's instances of the object: none (``empty_fraction`` of the images), or ``first`` and up to
+    ``objects`` in all, each inside the view and the distance range, never overlapping another (bounding
+    spheres apart), standing on the table (yaw: centres on the plane through ``first``'s) or floating (full).
+
+    An instance that finds no free place in ``PLACEMENT_TRIES`` draws is left out, so a crowded view holds fewer.
+    """
+    wanted = int(rng.integers(options.objects[0], options.objects[1] + 1))
+    if rng.uniform() < options.empty_fraction:
+        return []
+    radius = ObjectBox(options.dimensions).radius
+    middle, half = view
+    objects = [first]
+    for _ in range(wanted - 1):
+        for _ in range(PLACEMENT_TRIES):
+            slope = rng.uniform(-1, 1, size=2) * half * options.margin + middle
+            ray = np.array([*slope, 1.0])
+            depth = (
+                first.translation @ up / (ray @ up) if options.rotation == "yaw" else _uniform(rng, options.distance)
+            )
+            centre = depth * ray
+            inside = options.distance[0] <= depth <= options.distance[1]
+            if inside and all(np.linalg.norm(centre - o.translation) > 2 * radius * OBJECT_GAP for o in objects):
+                rotation = _object_rotation(rng, options.rotation, world_to_camera)
+                objects.append(Box(centre, rotation, first.size, first.colour))
+                break
+    return objects
 
 
 def _view(camera: Camera | None, fov: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -341,8 +410,10 @@ def _distractors(
     world_to_camera: np.ndarray,
     depth: float,
     radius: float,
+    objects: list[Box] | None = None,
 ) -> list[Box]:
-    """Boxes standing on the table around the object (bounding ``radius``), never overlapping it."""
+    """Boxes standing on the table around the object (bounding ``radius``), never overlapping it (nor, when
+    the scene holds several instances, ``objects``: a box too near one is left out)."""
     count = int(rng.integers(options.distractors[0], options.distractors[1] + 1))
     # 0.2 m clears the default cube's and a box's half-diagonals; a larger object pushes the boxes out
     clearance = max(0.2, radius + DISTRACTOR_EDGES[1] * np.sqrt(2) / 2)
@@ -355,5 +426,7 @@ def _distractors(
         gap = clearance + rng.uniform(0, 0.8) * depth
         position = table_centre + gap * (np.cos(angle) * along + np.sin(angle) * across) + up * size[1] / 2
         turn = quaternion_multiply(world_to_camera, axis_angle_quaternions(Y_AXIS, rng.uniform(0, np.pi)))
-        boxes.append(Box(position, turn, size, rng.uniform(0.05, 1.0, size=3)))
+        box = Box(position, turn, size, rng.uniform(0.05, 1.0, size=3))
+        if objects is None or all(np.linalg.norm(position - o.translation) > clearance for o in objects[1:]):
+            boxes.append(box)
     return boxes

@@ -32,14 +32,15 @@ EXACT_INTRINSICS = "cubepose_intrinsics"  # capture key: [fx, fy, cx, cy] in pix
 
 @dataclass(frozen=True)
 class FrameLabel:
-    """What a frame's labels record: the cube's pose and edge lengths (m) and the camera that saw it.
+    """What a frame's labels record: the poses of the object's instances (``translations`` (n, 3) metres and
+    ``quaternions`` (n, 4) x, y, z, w; n = 0 for an empty image), its edge lengths (m) and the camera that saw it.
 
     The camera is either a centred one of ``vertical_fov_deg`` or, given in pixels, ``intrinsics`` (fx, fy, cx, cy).
     """
 
     index: int
-    translation: np.ndarray
-    quaternion: np.ndarray
+    translations: np.ndarray
+    quaternions: np.ndarray
     vertical_fov_deg: float | None
     width: int
     height: int
@@ -73,16 +74,22 @@ def stable_uuid(seed: int, salt: int) -> str:
     return str(uuid.UUID(bytes=np.random.default_rng([seed, salt]).bytes(16), version=4))
 
 
-def _box_value(label: FrameLabel, camel_case: bool) -> dict:
+def _box_values(label: FrameLabel, camel_case: bool) -> list[dict]:
+    """The 3D-box values of a frame: one per instance, numbered from 1 as Perception numbers instances."""
     keys = ("instanceId", "labelId", "labelName") if camel_case else ("instance_id", "label_id", "label_name")
-    return {
-        **dict(zip(keys, (1, 1, LABEL_NAME), strict=True)),
-        "translation": _rounded(label.translation),
-        "size": [float(v) for v in label.size],
-        "rotation": _rounded(label.quaternion),
-        "velocity": [0.0, 0.0, 0.0],
-        "acceleration": [0.0, 0.0, 0.0],
-    }
+    return [
+        {
+            **dict(zip(keys, (number, 1, LABEL_NAME), strict=True)),
+            "translation": _rounded(translation),
+            "size": [float(v) for v in label.size],
+            "rotation": _rounded(quaternion),
+            "velocity": [0.0, 0.0, 0.0],
+            "acceleration": [0.0, 0.0, 0.0],
+        }
+        for number, (translation, quaternion) in enumerate(
+            zip(label.translations, label.quaternions, strict=True), start=1
+        )
+    ]
 
 
 class LegacyLayout:
@@ -148,7 +155,7 @@ class LegacyLayout:
                 {
                     "id": str(uuid.UUID(int=10**9 + label.index)),
                     "annotation_definition": self.definition_id,
-                    "values": [_box_value(label, camel_case=False)],
+                    "values": _box_values(label, camel_case=False),
                 }
             ],
         }
@@ -213,7 +220,7 @@ class SoloLayout:
                     "@type": SOLO_BOX3D_TYPE,
                     "id": "bounding box 3D",
                     "sensorId": "camera",
-                    "values": [_box_value(label, camel_case=True)],
+                    "values": _box_values(label, camel_case=True),
                 }
             ],
         }
