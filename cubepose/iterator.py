@@ -297,33 +297,28 @@ class Iterator(TemplateIterator):
 
         def eval_op() -> dict:
             result = evaluate()
-            losses = result.losses
             predictions = self.training_step.poses(result.predictions, kwargs.get("camera"))
             if "translations" in kwargs:  # several instances: matched to the true ones by the evaluation
                 labels = {
                     "translations_pred": predictions["translation"],
                     "quaternions_pred": predictions["quaternion"],
                     "found_pred": predictions["found"],
-                    "translations_true": np.asarray(kwargs["translations"], np.float32),
-                    "quaternions_true": np.asarray(kwargs["quaternions"], np.float32),
-                    "instance_count": np.asarray(kwargs["instance_count"], np.float32),
-                    **{f"loss_{name}": values for name, values in losses.items()},
-                    **{key: predictions[key] for key in CONFIDENCE_KEYS if key in predictions},
+                    **{f"{key}_true": kwargs[key] for key in ("translations", "quaternions")},
+                    "instance_count": kwargs["instance_count"],
                 }
-                if "camera" in kwargs:
-                    labels["camera"] = kwargs["camera"]
-                    labels["image_size"] = np.full((len(translation), 1), self.config["network"]["image_size"])
-                return {"labels": {k: np.asarray(v, np.float32) for k, v in labels.items()}}
-            labels = {
-                "translation_pred": predictions["translation"],
-                "translation_true": np.asarray(translation, np.float32),
-                "quaternion_true": np.asarray(quaternion, np.float32),
-                "quaternion_pred": predictions["quaternion"],
-                "orientation_error": unity_quaternion_error(predictions["quaternion"], quaternion, self.box.symmetries),
-                "translation_mse": translation_squared_error(predictions["translation"], translation),
-                **{f"loss_{name}": values for name, values in losses.items()},
-                **{key: predictions[key] for key in CONFIDENCE_KEYS if key in predictions},
-            }
+            else:
+                labels = {
+                    "translation_pred": predictions["translation"],
+                    "translation_true": translation,
+                    "quaternion_true": quaternion,
+                    "quaternion_pred": predictions["quaternion"],
+                    "orientation_error": unity_quaternion_error(
+                        predictions["quaternion"], quaternion, self.box.symmetries
+                    ),
+                    "translation_mse": translation_squared_error(predictions["translation"], translation),
+                }
+            labels.update({f"loss_{name}": values for name, values in result.losses.items()})
+            labels.update({key: predictions[key] for key in CONFIDENCE_KEYS if key in predictions})
             if "camera" in kwargs:  # intrinsics of the network input and its side, for drawing poses in reports
                 labels["camera"] = kwargs["camera"]
                 labels["image_size"] = np.full((len(translation), 1), self.config["network"]["image_size"])
