@@ -16,7 +16,9 @@ adds its row, evaluated by the same predictor, to cross-check this harness.
 with a vertical field of view drawn from that range (``--image-size LO HI``, ``--aspect LO HI`` and
 ``--principal-jitter S`` randomise the rest of the camera), and ``--test-fov A B ...`` adds a test set
 per angle, ``--test-camera W H FX FY CX CY`` one per camera, so a row also shows its error with cameras
-it was not trained with. Each row is evaluated on 500
+it was not trained with. ``--objects MIN MAX`` and ``--empty-fraction F`` render several cubes per image
+(train with ``configs/several.yaml``): the predictions are matched to the cubes, and the table adds recall
+and precision, average precision and the prediction speed. Each row is evaluated on 500
 training images too (the last column), so under- and overfitting show.
 """
 
