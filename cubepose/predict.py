@@ -193,7 +193,8 @@ class PosePredictor:
         """Prepared images (B, S, S, 3) uint8 -> ``translation`` (B, 3), ``quaternion`` (B, 4) x, y, z, w
         and ``valid`` (B,) bool; a keypoint model adds ``confidence`` (B,) in [0, 1], ``reprojection_error`` (B,)
         in pixels, ``keypoints`` (B, 9, 2) and their ``scores`` (B, 9), solved with ``cameras`` (B, 4) in
-        network-input pixels (default: the training camera).
+        network-input pixels (default: the training camera). A model of several instances gives each a slot
+        axis P after B and adds ``found`` (B, P), 1 where a slot holds an instance (``instance_records``).
 
         ``valid`` is False where the network gave a NaN or inf for that image; those rows are NaN
         throughout (normalising a non-finite raw rotation keeps it non-finite, never the identity).
@@ -244,7 +245,8 @@ class PosePredictor:
             yield self._predict_pending(self._camera_checked(pending, given, keep_going))
 
     def predict(self, images: Iterable[ImageLike], camera: CameraLike | None = None) -> dict[str, np.ndarray]:
-        """Poses of ``images``: ``translation`` (N, 3) in metres, ``quaternion`` (N, 4) x, y, z, w (w >= 0).
+        """Poses of ``images``: ``translation`` (N, 3) in metres, ``quaternion`` (N, 4) x, y, z, w (w >= 0)
+        (a model of several instances: (N, P, 3), (N, P, 4) and ``found`` (N, P), as ``predict_batch``).
 
         Every row returned is a finite pose. An image that cannot be read, or whose ``camera`` (see
         ``predict_items``) is not the training camera, raises its CubeposeError; if the network gives a
