@@ -184,6 +184,22 @@ def _predict_camera(args: argparse.Namespace):
     return given_camera(args.intrinsics) if args.intrinsics else None
 
 
+def _serve(args: argparse.Namespace) -> None:
+    """Serve the checkpoint over HTTP until interrupted (cubepose.serve)."""
+    from cubepose.serve import serve
+
+    serve(
+        args.checkpoint,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        sha256=args.sha256,
+        cache_dir=args.cache_dir,
+    )
+
+
 def _export(args: argparse.Namespace) -> None:
     """Write the checkpoint's model as TorchScript or ONNX and print the file's path."""
     from cubepose.export import export_model
@@ -377,6 +393,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=["torchscript", "onnx"], required=True, help="TorchScript (.pt) or ONNX")
     exp.add_argument("out", help="output file; a JSON note of inputs and outputs is written beside it")
     exp.set_defaults(run=_export)
+
+    srv = commands.add_parser("serve", help="answer POST /predict over HTTP with one loaded model, batching requests")
+    srv.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs:// or http(s):// URL")
+    srv.add_argument("--sha256", help="expected SHA-256 of the checkpoint file, checked before loading")
+    srv.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 or auto")
+    srv.add_argument("--cache-dir", help="download folder for remote checkpoints")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    srv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    srv.add_argument("--max-batch", type=int, default=8, help="images predicted together at most (default 8)")
+    srv.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with (default 5)"
+    )
+    srv.set_defaults(run=_serve)
     return parser
 
 
