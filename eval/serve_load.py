@@ -1,0 +1,170 @@
+"""Load test of `cubepose serve` on loopback, against in-process `PosePredictor` batches of the same images.
+
+    .venv/bin/python eval/serve_load.py configs/cpu.yaml --requests 2000 --concurrency 1 8 32
+
+Saves the overlay's model (fresh weights; the speed does not depend on them) as a checkpoint, starts the
+real `cubepose serve` on a free loopback port and, for each concurrency, sends the requests from that many
+client threads (a `requests.Session` each), round-robin over a pool of distinct PNG images. Every answer
+is compared with the in-process prediction of its own image, so a request lost, answered twice or with
+another request's pose is counted; latencies give p50 and p99, and the server's resident memory (VmRSS)
+is read before and after each concurrency. The baseline, timed while the server idles: `PosePredictor`
+on the same PNG bytes, decoded and predicted in batches of ``--max-batch`` in this process, images/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import requests
+from PIL import Image
+from predict_speed import measured_predictor
+
+REPO = Path(__file__).resolve().parents[1]
+CUBEPOSE = Path(sys.executable).parent / "cubepose"
+logger = logging.getLogger("serve_load")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def resident_mb(pid: int) -> float:
+    """The process's resident memory (VmRSS) in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def png_pool(count: int, size: tuple[int, int]) -> list[bytes]:
+    """Distinct random PNG images of ``size`` (width, height), encoded once."""
+    rng = np.random.default_rng(0)
+    pool = []
+    for _ in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buffer, format="PNG")
+        pool.append(buffer.getvalue())
+    return pool
+
+
+def wait_ready(url: str, process: subprocess.Popen) -> None:
+    for _ in range(600):
+        if process.poll() is not None:
+            raise RuntimeError(f"cubepose serve exited: {process.stderr.read()[-2000:]}")
+        try:
+            if requests.get(f"{url}/ready", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("cubepose serve did not become ready in 60 s")
+
+
+def load(url: str, pool: list[bytes], expected: np.ndarray, count: int, concurrency: int) -> dict:
+    """``count`` requests from ``concurrency`` threads: throughput, latency percentiles and wrong answers."""
+    sessions = [requests.Session() for _ in range(concurrency)]
+
+    def client(worker: int) -> tuple[list[float], int]:
+        latencies, wrong = [], 0
+        for index in range(worker, count, concurrency):
+            start = time.perf_counter()
+            response = sessions[worker].post(f"{url}/predict", data=pool[index % len(pool)], timeout=120)
+            latencies.append(time.perf_counter() - start)
+            poses = response.json().get("poses") if response.status_code == 200 else None
+            if not poses or not np.allclose(poses[0]["translation"], expected[index % len(pool)], atol=1e-4):
+                wrong += 1
+        return latencies, wrong
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as threads:
+        results = list(threads.map(client, range(concurrency)))
+    seconds = time.perf_counter() - start
+    latencies = np.concatenate([np.asarray(r[0]) for r in results])
+    return {
+        "rate": count / seconds,
+        "p50": float(np.percentile(latencies, 50)) * 1000,
+        "p99": float(np.percentile(latencies, 99)) * 1000,
+        "wrong": sum(r[1] for r in results),
+        "answered": len(latencies),
+    }
+
+
+def in_process_rate(predictor, pool: list[bytes], batch: int, repeats: int) -> float:
+    """Images/s of ``PosePredictor.predict`` on the PNG bytes (decoded here), in batches of ``batch``."""
+    images = [np.asarray(Image.open(io.BytesIO(body)).convert("RGB")) for body in pool[:batch]]
+    predictor.predict(images)  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        predictor.predict([np.asarray(Image.open(io.BytesIO(body)).convert("RGB")) for body in pool[:batch]])
+    return repeats * batch / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overlay", help="the model's recipe, e.g. configs/cpu.yaml+configs/keypoints_cpu.yaml")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per concurrency")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--image-size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
+    parser.add_argument("--pool", type=int, default=64, help="distinct images, sent round-robin")
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    pool = png_pool(args.pool, tuple(args.image_size))
+    with tempfile.TemporaryDirectory() as folder:
+        predictor = measured_predictor(args.overlay, Path(folder))
+        checkpoint = next(Path(folder).glob("*.ckpt"))
+        images = [np.asarray(Image.open(io.BytesIO(body)).convert("RGB")) for body in pool]
+        expected = predictor.predict(images)["translation"]
+        port = free_port()
+        command = [str(CUBEPOSE), "serve", "--checkpoint", str(checkpoint), "--port", str(port)]
+        command += ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
+        server = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, server)
+            baseline = in_process_rate(predictor, pool, args.max_batch, max(1, args.requests // args.max_batch // 4))
+            rows = []
+            for concurrency in args.concurrency:
+                before = resident_mb(server.pid)
+                result = load(url, pool, expected, args.requests, concurrency)
+                rows.append((concurrency, result, before, resident_mb(server.pid)))
+                logger.info("concurrency %d: %s", concurrency, result)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+            server.stderr.close()
+    width, height = args.image_size
+    lines = [
+        f"{args.overlay}: {args.requests} requests per row, PNG {width}x{height} from a pool of {args.pool}, "
+        f"--max-batch {args.max_batch} --max-wait-ms {args.max_wait_ms:g}",
+        "",
+        "| concurrency | requests/s | p50 ms | p99 ms | p99 / p50 | lost or wrong | server memory MB (before → after) "
+        "| throughput / in-process |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for concurrency, result, before, after in rows:
+        lines.append(
+            f"| {concurrency} | {result['rate']:.1f} | {result['p50']:.1f} | {result['p99']:.1f} | "
+            f"{result['p99'] / result['p50']:.2f} | {result['wrong'] + args.requests - result['answered']} | "
+            f"{before:.0f} → {after:.0f} | {result['rate'] / baseline:.2f} |"
+        )
+    lines.append(f"| in-process `PosePredictor`, batches of {args.max_batch} | {baseline:.1f} | | | | | | 1.00 |")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
