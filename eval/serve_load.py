@@ -59,10 +59,10 @@ def png_pool(count: int, size: tuple[int, int]) -> list[bytes]:
     return pool
 
 
-def wait_ready(url: str, process: subprocess.Popen) -> None:
+def wait_ready(url: str, process: subprocess.Popen, log: Path) -> None:
     for _ in range(600):
         if process.poll() is not None:
-            raise RuntimeError(f"cubepose serve exited: {process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"cubepose serve exited: {log.read_text()[-2000:]}")
         try:
             if requests.get(f"{url}/ready", timeout=1).status_code == 200:
                 return
@@ -131,10 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         command = [str(CUBEPOSE), "serve", "--checkpoint", str(checkpoint), "--port", str(port)]
         command += ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
-        server = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+        log = open(Path(folder) / "serve.log", "w")  # a file, not a pipe: one access line per request
+        server = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, text=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, server)
+            wait_ready(url, server, Path(folder) / "serve.log")
             baseline = in_process_rate(predictor, pool, args.max_batch, max(1, args.requests // args.max_batch // 4))
             rows = []
             for concurrency in args.concurrency:
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.wait(timeout=60)
-            server.stderr.close()
+            log.close()
     width, height = args.image_size
     lines = [
         f"{args.overlay}: {args.requests} requests per row, PNG {width}x{height} from a pool of {args.pool}, "

@@ -40,11 +40,13 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint):
+def server(checkpoint, tmp_path_factory):
     """`cubepose serve` on a free loopback port; stopped with SIGTERM, which it must survive gracefully."""
     port = free_port()
     command = [str(BIN / "cubepose"), "serve", "--checkpoint", str(checkpoint), "--port", str(port)]
-    process = subprocess.Popen([*command, "--max-batch", "4", "--max-wait-ms", "50"], stderr=subprocess.PIPE, text=True)
+    log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    log = open(log_path, "w")  # a file, not a pipe, which a busy server's access lines would fill
+    process = subprocess.Popen([*command, "--max-batch", "4", "--max-wait-ms", "50"], stderr=log, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -54,11 +56,12 @@ def server(checkpoint):
             time.sleep(0.1)
     else:
         process.kill()
-        pytest.fail(f"cubepose serve did not become ready: {process.stderr.read()[-2000:]}")
+        pytest.fail(f"cubepose serve did not become ready: {log_path.read_text()[-2000:]}")
     yield url, process
     process.terminate()
     assert process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
-    log = process.stderr.read()
+    log.close()
+    log = log_path.read_text()
     assert "stopped: every request in flight was answered" in log  # the graceful path, not a kill
     assert '"path": "/predict"' in log and '"status": 200' in log  # one structured access line per request
 
