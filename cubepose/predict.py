@@ -125,7 +125,7 @@ class PosePredictor:
             "loaded %s (step %s, %s; training camera %s)",
             checkpoint,
             state.get("global_step"),
-            config["network"]["backbone"],
+            _network_name(config["network"]),
             describe_training_camera(camera),
         )
         if camera is None:
@@ -332,6 +332,11 @@ class PosePredictor:
             for index, valid in zip(readable, poses["valid"], strict=True):
                 out["error"][index] = None if valid else NON_FINITE
         return out
+
+
+def _network_name(network: dict) -> str:
+    """How the load log names a network: the keypoint network, or the regression's backbone."""
+    return "keypoint network" if network["type"] == "keypoints" else f"{network['backbone']} regression"
 
 
 def _array_image(array: np.ndarray) -> Image.Image:
