@@ -15,7 +15,11 @@ DEMO_COUNT ?= 10000
 DEMO_STEPS ?= 800
 DEMO_CONFIGS := configs/base.yaml configs/cpu.yaml configs/keypoints_cpu.yaml
 
-.PHONY: setup test lint format demo clean
+# Debian's ROS 1 packages for the ROS node and its test (the test is skipped, saying so, without them)
+ROS_PACKAGES := ros-core python3-rospy python3-genpy python3-sensor-msgs python3-geometry-msgs \
+	ros-sensor-msgs ros-geometry-msgs ros-std-msgs
+
+.PHONY: setup test lint format demo clean ros-deps
 
 setup: $(STAMP)
 
@@ -44,7 +48,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix cubepose tests eval setup.py
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q --durations=15 tests
+	$(BIN)/python -m pytest -q -rs --durations=15 tests
+
+# As root (or with sudo): the Debian packages the ROS node runs with
+ros-deps:
+	apt-get install -y --no-install-recommends $(ROS_PACKAGES) || \
+	{ apt-get update && apt-get install -y --no-install-recommends $(ROS_PACKAGES); }
 
 # Generate the synthetic dataset once (the roots configs/base.yaml points at), then train the
 # keypoint CPU recipe for DEMO_STEPS steps (about 5 minutes on 2 cores), evaluate its last

@@ -197,6 +197,8 @@ def _serve(args: argparse.Namespace) -> None:
         max_wait_ms=args.max_wait_ms,
         sha256=args.sha256,
         cache_dir=args.cache_dir,
+        max_request_mb=args.max_request_mb,
+        max_image_pixels=args.max_image_pixels,
     )
 
 
@@ -405,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with (default 5)"
     )
+    srv.add_argument("--max-request-mb", type=float, help="largest request body in MiB (default: a 4096 x 4096 PPM)")
+    srv.add_argument("--max-image-pixels", type=int, help="largest image, width x height (default: 4096 x 4096)")
     srv.set_defaults(run=_serve)
     return parser
 

@@ -6,7 +6,7 @@ the first request waits up to ``max_wait_ms`` for others, up to ``max_batch`` im
 through ``PosePredictor.predict_items`` together (grouped by camera) in a worker thread, so the event
 loop keeps accepting requests while the network runs. Endpoints:
 
-- ``POST /predict``: the body is one encoded image (PNG or JPEG); ``fx``, ``fy``, ``cx``, ``cy`` query
+- ``POST /predict``: the body is one encoded image (PNG, JPEG or PPM); ``fx``, ``fy``, ``cx``, ``cy`` query
   parameters give its camera in its own pixels. Answers ``{"poses": [...]}`` as ``cubepose predict``'s
   JSON lines do, 4xx with ``{"error": ...}`` naming the problem and the fix for bad input, 500 without a
   traceback for anything else;
@@ -43,7 +43,7 @@ from cubepose.training_camera import given_camera
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("cubepose.serve.access")
 
-MAX_BODY_BYTES = 20 * 1024 * 1024  # a 4096 x 4096 PNG of noise is about 50 MB; camera frames are far smaller
+MAX_BODY_MB = 64  # a 4096 x 4096 RGB PPM is 48 MiB; camera frames are far smaller
 MAX_PIXELS = 4096 * 4096  # decoded images above this are refused before decoding (a decompression bomb)
 CAMERA_KEYS = ("fx", "fy", "cx", "cy")
 
@@ -134,7 +134,7 @@ class BadRequest(CubeposeError):
 def decode_image(body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A request body as uint8 RGB; an empty, unreadable or oversized image is a BadRequest naming why."""
     if not body:
-        raise BadRequest(400, "the request body is empty; send one PNG or JPEG image as the body")
+        raise BadRequest(400, "the request body is empty; send one PNG, JPEG or PPM image as the body")
     try:
         with Image.open(io.BytesIO(body)) as image:
             width, height = image.size
@@ -144,7 +144,9 @@ def decode_image(body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
                 )
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
-        raise BadRequest(400, f"the body is not a readable PNG or JPEG image ({err}); send the encoded image") from None
+        raise BadRequest(
+            400, f"the body is not a readable PNG, JPEG or PPM image ({err}); send the encoded image"
+        ) from None
 
 
 def request_camera(query: dict[str, str]) -> tuple[float, ...] | None:
@@ -184,7 +186,8 @@ def create_app(
     identity: dict[str, Any],
     max_batch: int = 8,
     max_wait_ms: float = 5.0,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    max_body_bytes: int = MAX_BODY_MB << 20,
+    max_pixels: int = MAX_PIXELS,
 ):
     """The FastAPI application serving ``predictor``."""
     batcher = Batcher(predictor, max_batch, max_wait_ms / 1000)
@@ -242,7 +245,7 @@ def create_app(
             if len(body) > max_body_bytes:
                 raise BadRequest(413, f"the body is {len(body):,} bytes, more than {max_body_bytes:,}")
             camera = request_camera(dict(request.query_params))
-            image = decode_image(body)
+            image = decode_image(body, max_pixels)
         except BadRequest as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
         record, size = await batcher.predict(image, camera)
@@ -261,19 +264,29 @@ def serve(
     max_wait_ms: float = 5.0,
     sha256: str | None = None,
     cache_dir: str | None = None,
+    max_request_mb: float | None = None,
+    max_image_pixels: int | None = None,
 ) -> None:
-    """Load the checkpoint once and serve it until SIGINT or SIGTERM (requests in flight are answered)."""
+    """Load the checkpoint once and serve it until SIGINT or SIGTERM (requests in flight are answered);
+    bodies above ``max_request_mb`` MiB and images above ``max_image_pixels`` are refused (None: the defaults)."""
     import uvicorn
 
     from cubepose.storage import fetch
 
+    max_request_mb = MAX_BODY_MB if max_request_mb is None else max_request_mb
+    max_image_pixels = MAX_PIXELS if max_image_pixels is None else max_image_pixels
     if max_batch < 1 or max_wait_ms < 0:
         raise CubeposeError(
             f"--max-batch must be 1 or more and --max-wait-ms 0 or more, got {max_batch}, {max_wait_ms}"
         )
+    if not max_request_mb > 0 or max_image_pixels < 1:
+        raise CubeposeError(
+            f"--max-request-mb and --max-image-pixels must be positive, got {max_request_mb}, {max_image_pixels}"
+        )
     local = fetch(checkpoint, cache_dir, sha256)
     predictor = PosePredictor.load(local, device, batch_size=max_batch)
-    app = create_app(predictor, model_identity(predictor, checkpoint, local), max_batch, max_wait_ms)
+    identity = model_identity(predictor, checkpoint, local)
+    app = create_app(predictor, identity, max_batch, max_wait_ms, int(max_request_mb * (1 << 20)), max_image_pixels)
     logger.info(
         "serving %s on http://%s:%d (batches of up to %d, %g ms wait)", checkpoint, host, port, max_batch, max_wait_ms
     )

@@ -6,9 +6,6 @@ import hashlib
 import io
 import json
 import signal
-import socket
-import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,17 +13,12 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from serve_fixtures import start_serve
 
 from conftest import BIN, load_configs
 from cubepose.config import validate_config
 from cubepose.models import pose_network
 from cubepose.predict import PosePredictor
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -42,25 +34,14 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(checkpoint, tmp_path_factory):
     """`cubepose serve` on a free loopback port; stopped with SIGTERM, which it must survive gracefully."""
-    port = free_port()
-    command = [str(BIN / "cubepose"), "serve", "--checkpoint", str(checkpoint), "--port", str(port)]
     log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
-    log = open(log_path, "w")  # a file, not a pipe, which a busy server's access lines would fill
-    process = subprocess.Popen([*command, "--max-batch", "4", "--max-wait-ms", "50"], stderr=log, text=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if requests.get(f"{url}/ready", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail(f"cubepose serve did not become ready: {log_path.read_text()[-2000:]}")
+    limits = ["--max-request-mb", "1", "--max-image-pixels", "4000"]
+    url, process = start_serve(
+        BIN / "cubepose", checkpoint, log_path, "--max-batch", "4", "--max-wait-ms", "50", *limits
+    )
     yield url, process
     process.terminate()
     assert process.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
-    log.close()
     log = log_path.read_text()
     assert "stopped: every request in flight was answered" in log  # the graceful path, not a kill
     assert '"path": "/predict"' in log and '"status": 200' in log  # one structured access line per request
@@ -102,7 +83,7 @@ def test_health_ready_and_the_models_identity(server, checkpoint):
     ("body", "query", "status", "named"),
     [
         (b"", {}, 400, "the request body is empty"),
-        (b"not an image", {}, 400, "not a readable PNG or JPEG"),
+        (b"not an image", {}, 400, "not a readable PNG, JPEG or PPM"),
         (None, {"fx": "60", "fy": "60"}, 400, "missing cx, cy"),
         (None, {"fx": "-1", "fy": "60", "cx": "24", "cy": "20"}, 400, "bad camera"),
         (None, {"fx": "90", "fy": "60", "cx": "24", "cy": "20"}, 200, ""),  # unchecked: no training camera
@@ -117,8 +98,10 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, query, status, 
     assert process.poll() is None  # the service goes on
 
 
-def test_an_oversized_body_is_refused_before_it_is_read(server):
+def test_bodies_and_images_over_the_limits_are_refused(server):
     url, _ = server
-    response = requests.post(f"{url}/predict", data=b"x" * (21 * 1024 * 1024), timeout=60)
-    assert response.status_code == 413 and "more than" in response.json()["error"]
+    response = requests.post(f"{url}/predict", data=b"x" * (2 * 1024 * 1024), timeout=60)  # --max-request-mb 1
+    assert response.status_code == 413 and "more than 1,048,576" in response.json()["error"]
+    response = requests.post(f"{url}/predict", data=png(0, size=(100, 50)), timeout=30)  # --max-image-pixels 4000
+    assert response.status_code == 413 and "100x50 pixels, more than 4,000" in response.json()["error"]
     assert json.loads(requests.post(f"{url}/predict", data=png(1), timeout=30).text)["poses"]  # still serving
