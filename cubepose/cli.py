@@ -185,21 +185,13 @@ def _predict_camera(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> None:
-    """Serve the checkpoint over HTTP until interrupted (cubepose.serve)."""
+    """Serve the checkpoint over HTTP until interrupted (cubepose.serve); flags left out take its defaults."""
     from cubepose.serve import serve
 
-    serve(
-        args.checkpoint,
-        host=args.host,
-        port=args.port,
-        device=args.device,
-        max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms,
-        sha256=args.sha256,
-        cache_dir=args.cache_dir,
-        max_request_mb=args.max_request_mb,
-        max_image_pixels=args.max_image_pixels,
-    )
+    options = ("host", "port", "device", "max_batch", "max_wait_ms", "sha256", "cache_dir")
+    limits = ("max_request_mb", "max_image_pixels")
+    given = {name: getattr(args, name) for name in (*options, *limits) if getattr(args, name) is not None}
+    serve(args.checkpoint, **given)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -403,10 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--cache-dir", help="download folder for remote checkpoints")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     srv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    srv.add_argument("--max-batch", type=int, default=8, help="images predicted together at most (default 8)")
-    srv.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="how long a request waits for others to batch with (default 5)"
-    )
+    srv.add_argument("--max-batch", type=int, help="images predicted together at most (default 4: half of 8 clients)")
+    srv.add_argument("--max-wait-ms", type=float, help="how long a request waits for others to batch with (default 5)")
     srv.add_argument("--max-request-mb", type=float, help="largest request body in MiB (default: a 4096 x 4096 PPM)")
     srv.add_argument("--max-image-pixels", type=int, help="largest image, width x height (default: 4096 x 4096)")
     srv.set_defaults(run=_serve)

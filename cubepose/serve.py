@@ -43,6 +43,10 @@ from cubepose.training_camera import given_camera
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("cubepose.serve.access")
 
+# About half the concurrent clients per batch keeps the model busy while the other half's answers and next
+# requests travel: at 8 clients, batches of 4 reach 0.9 of in-process batches of 8, batches of 8 only 0.75
+MAX_BATCH = 4
+MAX_WAIT_MS = 5.0
 MAX_BODY_MB = 64  # a 4096 x 4096 RGB PPM is 48 MiB; camera frames are far smaller
 MAX_PIXELS = 4096 * 4096  # decoded images above this are refused before decoding (a decompression bomb)
 CAMERA_KEYS = ("fx", "fy", "cx", "cy")
@@ -184,8 +188,8 @@ def model_identity(predictor: PosePredictor, checkpoint: str, local_file: Path) 
 def create_app(
     predictor: PosePredictor,
     identity: dict[str, Any],
-    max_batch: int = 8,
-    max_wait_ms: float = 5.0,
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
     max_body_bytes: int = MAX_BODY_MB << 20,
     max_pixels: int = MAX_PIXELS,
 ):
@@ -260,21 +264,19 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     device: str = "cpu",
-    max_batch: int = 8,
-    max_wait_ms: float = 5.0,
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
     sha256: str | None = None,
     cache_dir: str | None = None,
-    max_request_mb: float | None = None,
-    max_image_pixels: int | None = None,
+    max_request_mb: float = MAX_BODY_MB,
+    max_image_pixels: int = MAX_PIXELS,
 ) -> None:
     """Load the checkpoint once and serve it until SIGINT or SIGTERM (requests in flight are answered);
-    bodies above ``max_request_mb`` MiB and images above ``max_image_pixels`` are refused (None: the defaults)."""
+    bodies above ``max_request_mb`` MiB and images above ``max_image_pixels`` pixels are refused."""
     import uvicorn
 
     from cubepose.storage import fetch
 
-    max_request_mb = MAX_BODY_MB if max_request_mb is None else max_request_mb
-    max_image_pixels = MAX_PIXELS if max_image_pixels is None else max_image_pixels
     if max_batch < 1 or max_wait_ms < 0:
         raise CubeposeError(
             f"--max-batch must be 1 or more and --max-wait-ms 0 or more, got {max_batch}, {max_wait_ms}"

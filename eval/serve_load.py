@@ -8,7 +8,7 @@ client threads (a `requests.Session` each), round-robin over a pool of distinct 
 is compared with the in-process prediction of its own image, so a request lost, answered twice or with
 another request's pose is counted; latencies give p50 and p99, and the server's resident memory (VmRSS)
 is read before and after each concurrency. The baseline, timed while the server idles: `PosePredictor`
-on the same PNG bytes, decoded and predicted in batches of ``--max-batch`` in this process, images/s.
+on the same PNG bytes, decoded and predicted in batches of ``--baseline-batch`` in this process, images/s.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ import numpy as np
 import requests
 from PIL import Image
 from predict_speed import measured_predictor
+
+from cubepose.serve import MAX_BATCH, MAX_WAIT_MS
 
 REPO = Path(__file__).resolve().parents[1]
 CUBEPOSE = Path(sys.executable).parent / "cubepose"
@@ -117,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--image-size", type=int, nargs=2, default=[640, 480], metavar=("W", "H"))
     parser.add_argument("--pool", type=int, default=64, help="distinct images, sent round-robin")
-    parser.add_argument("--max-batch", type=int, default=8)
-    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH, help="the server's --max-batch")
+    parser.add_argument("--baseline-batch", type=int, default=8, help="in-process PosePredictor batch size")
+    parser.add_argument("--max-wait-ms", type=float, default=MAX_WAIT_MS, help="the server's --max-wait-ms")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         url = f"http://127.0.0.1:{port}"
         try:
             wait_ready(url, server, Path(folder) / "serve.log")
-            baseline = in_process_rate(predictor, pool, args.max_batch, max(1, args.requests // args.max_batch // 4))
+            repeats = max(1, args.requests // args.baseline_batch // 4)
+            baseline = in_process_rate(predictor, pool, args.baseline_batch, repeats)
             rows = []
             for concurrency in args.concurrency:
                 before = resident_mb(server.pid)
@@ -162,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['p99'] / result['p50']:.2f} | {result['wrong'] + args.requests - result['answered']} | "
             f"{before:.0f} → {after:.0f} | {result['rate'] / baseline:.2f} |"
         )
-    lines.append(f"| in-process `PosePredictor`, batches of {args.max_batch} | {baseline:.1f} | | | | | | 1.00 |")
+    lines.append(f"| in-process `PosePredictor`, batches of {args.baseline_batch} | {baseline:.1f} | | | | | | 1.00 |")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

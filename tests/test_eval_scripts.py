@@ -147,7 +147,9 @@ def test_edflow_overhead_times_both_arms_and_prints_their_ratio(tmp_path):
 
 def test_serve_load_answers_every_request_with_its_own_pose_at_each_concurrency():
     args = ["configs/cpu.yaml+network/image_size=32", "--requests", "24", "--concurrency", "1", "6"]
-    stdout = run_script("serve_load.py", *args, "--image-size", "48", "40", "--pool", "8", "--max-batch", "4")
+    stdout = run_script(
+        "serve_load.py", *args, "--image-size", "48", "40", "--pool", "8", "--max-batch", "3", "--baseline-batch", "4"
+    )
     rows = {line.split("|")[1].strip(): line.split("|") for line in stdout.splitlines() if line.startswith("| ")}
     assert {"1", "6"} <= set(rows) and "in-process `PosePredictor`, batches of 4" in rows
     assert [int(rows[c][6]) for c in ("1", "6")] == [0, 0]  # none lost, answered twice or with another's pose
