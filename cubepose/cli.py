@@ -49,6 +49,7 @@ def _generate(args: argparse.Namespace) -> None:
         seed=args.seed,
         image_size=image_size,
         format=args.format,
+        **({"bop_split": args.bop_split} if args.bop_split else {}),
         scene=scene,
         backgrounds=args.backgrounds,
         workers=args.workers,
@@ -74,6 +75,7 @@ def _inspect(args: argparse.Namespace) -> None:
         "format": args.format,
         "label_name": args.label_name,
         "instance_id": args.instance_id,
+        "obj_id": args.obj_id,
         "max_instances": args.max_instances,
         "camera": camera,
         "cache_dir": args.cache_dir,
@@ -217,7 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("out", help="output folder or gs://bucket/prefix (the dataset root to put in data/<split>/root)")
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
-    gen.add_argument("--format", choices=["legacy", "solo"], default="legacy", help="Perception layout to write")
+    gen.add_argument(
+        "--format", choices=["legacy", "solo", "bop"], default="legacy", help="layout: Unity Perception's or BOP's"
+    )
+    gen.add_argument("--bop-split", help="BOP: the split folder beside models/ (default: train)")
     gen.add_argument(
         "--image-size",
         type=int,
@@ -311,14 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.set_defaults(run=_generate)
 
-    ins = commands.add_parser("inspect", help="check a Perception dataset before training on it")
+    ins = commands.add_parser("inspect", help="check a Perception or BOP dataset before training on it")
     ins.add_argument("root", help="dataset folder, .zip, gs://bucket/file.zip or gs://bucket/prefix/")
     ins.add_argument("--label-name", help="label of the cube's 3D box (data/label_name)")
     ins.add_argument("--instance-id", type=int, help="instance to pick when a capture has several (data/instance_id)")
     ins.add_argument(
         "--max-instances", type=int, default=1, help="keep up to N instances per capture (data/max_instances)"
     )
-    ins.add_argument("--format", choices=["auto", "legacy", "solo"], default="auto", help="layout (data/format)")
+    ins.add_argument("--obj-id", type=int, help="BOP: the object's obj_id (data/obj_id)")
+    ins.add_argument("--format", choices=["auto", "legacy", "solo", "bop"], default="auto", help="layout (data/format)")
     ins.add_argument(
         "--fov",
         type=float,

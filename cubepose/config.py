@@ -111,8 +111,9 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "data": {
-        "format": _opt("auto", str, choices=("auto", "legacy", "solo")),
+        "format": _opt("auto", str, choices=("auto", "legacy", "solo", "bop")),
         "label_name": _opt(None, str, nullable=True),
+        "obj_id": _opt(None, int, nullable=True),  # BOP: the object's obj_id (null: the only one)
         "instance_id": _opt(None, int, nullable=True),
         "max_instances": _opt(1, int, minimum=1),  # above 1: every instance (up to it), for a keypoint model
         "camera": {

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cubepose.bop_metrics import bop_recalls, bop_recalls_of_several, pose_errors
+from cubepose.bop_results import image_ids, write_bop_results
 from cubepose.edflow_errors import install_error_handler
 from cubepose.errors import CubeposeError
 from cubepose.geometry import unity_euler_angles
@@ -53,17 +55,22 @@ class Evaluation:
     box: Box  # the object measured (ADD) and drawn (report galleries)
 
     @classmethod
-    def of(cls, labels: dict, box: Box | None = None) -> Evaluation:
-        """From eval_op's per-instance labels of ``box`` (default ``Box()``), errors modulo its symmetries."""
+    def of(cls, labels: dict, box: Box | None = None, images: ImageGeometry | None = None) -> Evaluation:
+        """From eval_op's per-instance labels of ``box`` (default ``Box()``), errors modulo its symmetries; with the
+        images' cameras and widths (``image_geometry``), BOP's MSSD and MSPD recalls too."""
         box = box or Box()
         labels = {key: np.asarray(value) for key, value in labels.items()}
+        images = images or image_geometry(labels, None)
         if "translations_pred" in labels:
-            return cls.of_several(labels, box)
+            return cls.of_several(labels, box, images)
         if "quaternion_pred" not in labels:
             raise CubeposeError("these model outputs hold no quaternion_pred; evaluate the checkpoint again")
         t_pred, t_true = labels["translation_pred"], labels["translation_true"]
         q_pred, q_true = labels["quaternion_pred"], labels["quaternion_true"]
         errors = instance_errors(t_pred, t_true, q_pred, q_true, box=box)
+        if images is not None:
+            bop = pose_errors(t_pred, q_pred, t_true, q_true, images.cameras, box)
+            errors.update(mssd_cm=100 * bop["mssd"], mspd_px=bop["mspd"])
         for key in CONFIDENCE_KEYS:  # a keypoint model's, kept beside each instance's errors
             if key in labels:
                 errors[key] = labels[key].reshape(-1).astype(np.float64)
@@ -72,10 +79,12 @@ class Evaluation:
         unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
         pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred), box)
         pose.update({f"{key}_mean": float(np.nanmean(errors[key])) for key in CONFIDENCE_KEYS if key in errors})
+        if images is not None:
+            pose.update(bop_recalls({"mssd": bop["mssd"], "mspd": bop["mspd"]}, images.widths, box))
         return cls(labels, errors, unity, pose, box)
 
     @classmethod
-    def of_several(cls, labels: dict[str, np.ndarray], box: Box) -> Evaluation:
+    def of_several(cls, labels: dict[str, np.ndarray], box: Box, images: ImageGeometry | None = None) -> Evaluation:
         """From a several-instance model's outputs (``translations_pred`` (N, P, 3), ``found_pred`` (N, P), ...
         beside ``translations_true`` (N, M, 3) and ``instance_count``): predictions matched to the true
         instances (cubepose.matching), one error row per true instance (NaN where missed) and per spurious
@@ -109,6 +118,16 @@ class Evaluation:
         pose = metrics_of_errors(on_truth, matched, box)
         pose["non_finite_predictions"] = count_non_finite(t_pred[found], q_pred[found])
         pose.update(detection_metrics(matches, box))
+        if images is not None:  # BOP's recalls, with BOP's own matching per threshold
+            pairs = pose_errors(
+                t_pred[:, :, None],
+                q_pred[:, :, None],
+                t_true[:, None],
+                q_true[:, None],
+                images.cameras[:, None, None],
+                box,
+            )
+            pose.update(bop_recalls_of_several(pairs, found, confidence, present, images.widths, box))
         pose.update({f"{key}_mean": float(np.nanmean(errors[key])) for key in CONFIDENCE_KEYS if key in errors})
         rows, slots = truth_rows[0][matched], pair[matched]
         unity = unity_dataset_metrics(
@@ -123,18 +142,42 @@ class Evaluation:
         return cls(labels, errors, unity, pose, box)
 
 
+@dataclass(frozen=True)
+class ImageGeometry:
+    """The evaluated images' cameras (N, 4) fx, fy, cx, cy and widths (N,) in their own pixels (MSPD's)."""
+
+    cameras: np.ndarray
+    widths: np.ndarray
+
+
+def image_geometry(labels: dict[str, np.ndarray], data_in) -> ImageGeometry | None:
+    """The original images' geometry from the dataset (``original_camera``, ``original_size``) when it covers
+    the outputs, else the network input's (``camera``, ``image_size`` of the outputs), else None."""
+    dataset = getattr(data_in, "labels", None) or {}
+    count = len(labels.get("camera", labels.get("translation_pred", labels.get("translations_pred", []))))
+    if "original_camera" in dataset and len(dataset["original_camera"]) == count:
+        return ImageGeometry(
+            np.asarray(dataset["original_camera"], np.float64), np.asarray(dataset["original_size"])[:, 0]
+        )
+    if "camera" in labels and "image_size" in labels:
+        return ImageGeometry(np.asarray(labels["camera"], np.float64), np.asarray(labels["image_size"]).reshape(-1))
+    return None
+
+
 CACHE_ATTRIBUTE = "_cubepose_evaluation"  # where data_out keeps its Evaluation: (root, Evaluation)
 
 
-def evaluation_of(root: str, data_out, config: dict) -> Evaluation:
-    """The Evaluation of ``data_out``, computed by whichever callback asks first, so any order works.
+def evaluation_of(root: str, data_out, config: dict, data_in=None) -> Evaluation:
+    """The Evaluation of ``data_out`` (with ``data_in``'s image geometry when given), computed by whichever
+    callback asks first, so any order works.
 
     It is kept on ``data_out`` itself, so it lives exactly as long as the outputs it describes.
     """
     cached = getattr(data_out, CACHE_ATTRIBUTE, None)
     if cached is not None and cached[0] == str(root):
         return cached[1]
-    evaluated = Evaluation.of(dict(data_out.labels), Box.from_config(config))
+    labels = dict(data_out.labels)
+    evaluated = Evaluation.of(labels, Box.from_config(config), image_geometry(labels, data_in))
     try:
         setattr(data_out, CACHE_ATTRIBUTE, (str(root), evaluated))
     except AttributeError:  # an object without attributes: computed again by the next callback
@@ -144,7 +187,7 @@ def evaluation_of(root: str, data_out, config: dict) -> Evaluation:
 
 def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     """Unity's translation MSE and average quaternion error -> metrics.json and TensorBoard."""
-    metrics = evaluation_of(root, data_out, config).unity
+    metrics = evaluation_of(root, data_out, config, data_in).unity
     write_metrics(Path(root), metrics)
     if config.get("test_mode", False):
         # In training runs edflow logs the returned scalars itself; in evaluation it does not.
@@ -155,9 +198,11 @@ def unity_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
 def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     """Errors in cm and degrees and ADD (modulo the object's symmetries), accuracies -> metrics.json, errors.csv
     and TensorBoard."""
-    evaluated = evaluation_of(root, data_out, config)
+    evaluated = evaluation_of(root, data_out, config, data_in)
     write_metrics(Path(root), evaluated.pose)
-    write_errors(Path(root), evaluated.errors, getattr(data_in, "labels", {}).get("image_path"))
+    image_paths = getattr(data_in, "labels", {}).get("image_path")
+    write_errors(Path(root), evaluated.errors, image_paths)
+    write_results(Path(root), evaluated.labels, image_paths, (config.get("data") or {}).get("obj_id") or 1)
     if config.get("test_mode", False):
         log_to_tensorboard(Path(root), evaluated.pose)
     return {"scalars": evaluated.pose}
@@ -181,7 +226,8 @@ def report(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     """report.html with metrics, plots and pose overlays; needs no other callback to have run."""
     from cubepose.report import write_report
 
-    write_report(Path(root), evaluation_of(root, data_out, config), getattr(data_in, "labels", {}).get("image_path"))
+    evaluated = evaluation_of(root, data_out, config, data_in)
+    write_report(Path(root), evaluated, getattr(data_in, "labels", {}).get("image_path"))
     return {"scalars": {}}
 
 
@@ -201,6 +247,18 @@ def write_errors(root: Path, errors: dict[str, np.ndarray], image_paths: np.ndar
         writer.writerow(columns)
         writer.writerows(zip(*(_formatted(v) for v in columns.values()), strict=True))
     return path
+
+
+def write_results(root: Path, labels: dict[str, np.ndarray], image_paths: np.ndarray | None, obj_id: int) -> Path:
+    """bop_results.csv: every estimate (several instances: every one found) as BOP's results CSV."""
+    several = "translations_pred" in labels
+    translations = labels["translations_pred" if several else "translation_pred"]
+    quaternions = labels["quaternions_pred" if several else "quaternion_pred"]
+    found = labels["found_pred"] > 0.5 if several else np.ones(len(translations), bool)
+    scores = labels["confidence"] if "confidence" in labels else np.ones(found.shape)
+    images = np.nonzero(found)[0]
+    ids = image_ids(image_paths, len(translations))
+    return write_bop_results(root, translations[found], quaternions[found], scores[found], images, ids, obj_id)
 
 
 def _formatted(values: np.ndarray) -> list:

@@ -95,6 +95,23 @@ def symmetry_group(spec: SymmetrySpec, dimensions: Sequence[float]) -> np.ndarra
     return _distinct(_canonical(np.concatenate([IDENTITY, np.asarray(spec, np.float64)])))
 
 
+def same_group(a: np.ndarray, b: np.ndarray, tolerance: float = 1e-6) -> bool:
+    """Whether two sets of rotations (K, 4) are the same (q and -q one rotation; order free)."""
+    a, b = _distinct(_canonical(a)), _distinct(_canonical(b))
+    close = np.abs(a @ b.T) > 1 - tolerance
+    return len(a) == len(b) and bool(close.any(axis=1).all() and close.any(axis=0).all())
+
+
+def named_group(rotations: np.ndarray, dimensions: Sequence[float]) -> SymmetrySpec:
+    """``object/symmetries`` for ``rotations``: the name of the group they are (none, cube, box), else
+    the non-identity rotations as a list of [x, y, z, w]."""
+    for name in NAMED_GROUPS:
+        if same_group(rotations, symmetry_group(name, dimensions)):
+            return name
+    rotations = _distinct(_canonical(np.concatenate([IDENTITY, rotations])))
+    return [[round(float(v), 6) for v in q] for q in rotations[1:]]
+
+
 def is_identity_only(symmetries: np.ndarray | None) -> bool:
     """Whether ``symmetries`` is the trivial group (or None): losses and metrics then skip the minimum."""
     return symmetries is None or (len(symmetries) == 1 and np.array_equal(symmetries, IDENTITY))

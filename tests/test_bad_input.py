@@ -75,7 +75,7 @@ def test_missing_root_names_the_path_and_how_to_make_data(tmp_path):
 
 def test_root_without_captures_is_one_clear_error(tmp_path):
     (tmp_path / "Logs").mkdir()
-    with pytest.raises(DatasetError, match=f"no captures found in {tmp_path}: expected a legacy or SOLO"):
+    with pytest.raises(DatasetError, match=f"no captures found in {tmp_path}: expected a legacy, SOLO or BOP"):
         read_dataset(tmp_path)
 
 

@@ -192,7 +192,7 @@ def test_several_instances_of_the_label_are_skipped_unless_instance_id_picks_one
 
 def test_forced_format_must_match_the_data(tiny_data):
     assert read_dataset(tiny_data["test"], fmt="legacy").format == "legacy"
-    with pytest.raises(DatasetError, match="expected a SOLO Unity Perception dataset.*set data/format: auto"):
+    with pytest.raises(DatasetError, match="expected a SOLO dataset.*set data/format: auto"):
         read_dataset(tiny_data["test"], fmt="solo")
 
 

@@ -10,6 +10,7 @@ are then the first slot's.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from cubepose.errors import ConfigError, DatasetError
 from cubepose.geometry import resize_intrinsics
 from cubepose.object_model import Box
 from cubepose.storage import default_cache_dir
+from cubepose.symmetries import named_group, same_group
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ def read_root(data: dict, root: str) -> PoseIndex:
         instance_id=data["instance_id"],
         camera=data["camera"],
         max_instances=data["max_instances"],
+        obj_id=data["obj_id"],
     )
 
 
@@ -61,7 +64,9 @@ def load_split(config: dict, split: str) -> PoseIndex:
     if len(chosen) == 0:
         raise ConfigError(f"data/{split} is empty; lower data/validation_fraction or add captures")
     index = index.subset(chosen)
-    check_object_size(index, Box.from_config(config), split)
+    box = Box.from_config(config)
+    check_object_size(index, box, split)
+    check_object_symmetries(index, box, split)
     return index
 
 
@@ -82,6 +87,19 @@ def check_object_size(index: PoseIndex, box: Box, split: str) -> None:
     raise DatasetError(
         f"data/{split}: {int(differs.sum())} of {len(index)} labels record a box of {shown} m, but "
         f"object/dimensions is {_listed(box.dimensions)}; {fix}"
+    )
+
+
+def check_object_symmetries(index: PoseIndex, box: Box, split: str) -> None:
+    """Refuse a dataset that declares other symmetries (BOP's models_info.json) than ``object/symmetries``:
+    the losses and metrics would count other poses as the same. Datasets that declare none pass."""
+    declared = index.declared_symmetries
+    if declared is None or same_group(declared, box.symmetries):
+        return
+    wanted = named_group(declared, box.dimensions)
+    raise DatasetError(
+        f"data/{split}: the dataset's models_info.json declares {len(declared)} symmetries (identity included) "
+        f"but object/symmetries gives {len(box.symmetries)}; set object/symmetries: {json.dumps(wanted)}"
     )
 
 
@@ -106,6 +124,7 @@ class PoseDataset(DatasetMixin):
             "quaternion": quaternions[:, 0],
             "camera": resize_intrinsics(self.index.cameras, self.index.image_sizes, size).astype(np.float32),
             "original_size": self.index.image_sizes,
+            "original_camera": self.index.cameras,  # in pixels of the original image (BOP's MSPD)
             "image_path": self.index.image_paths,
         }
         self.several = config["data"]["max_instances"] > 1

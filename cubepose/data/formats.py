@@ -1,4 +1,4 @@
-"""Finding a Perception dataset under a folder, detecting its layout, and reading it.
+"""Finding a dataset under a folder, detecting its layout (Perception legacy or SOLO, or BOP), and reading it.
 
 A root may be the dataset itself, a folder wrapping it (a zip of the export folder), or a folder
 of ``shard-K-of-N`` sub-datasets (cubepose.data.shards), read as one; ``data/format`` forces a
@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from cubepose.config import defaults
+from cubepose.data.bop import is_bop, read_bop
 from cubepose.data.camera import with_config_camera
 from cubepose.data.legacy import is_legacy, read_legacy
 from cubepose.data.pose_index import PoseIndex
@@ -18,9 +19,9 @@ from cubepose.data.shards import concatenate, shard_folders, visible_entries
 from cubepose.data.solo import is_solo, read_solo
 from cubepose.errors import DatasetError
 
-FORMATS = ("auto", "legacy", "solo")
-DETECTORS = {"legacy": is_legacy, "solo": is_solo}
-READERS = {"legacy": read_legacy, "solo": read_solo}
+FORMATS = ("auto", "legacy", "solo", "bop")
+DETECTORS = {"legacy": is_legacy, "solo": is_solo, "bop": is_bop}
+READERS = {"legacy": read_legacy, "solo": read_solo, "bop": read_bop}
 
 
 def _layouts(path: Path) -> list[str]:
@@ -36,11 +37,11 @@ def _wrapped_dataset(root: Path) -> Path | None:
 
 
 def locate_dataset(root: str | os.PathLike, fmt: str = "auto") -> tuple[str, Path]:
-    """The layout ("legacy" or "solo") and folder of the dataset at ``root``."""
+    """The layout ("legacy", "solo" or "bop") and folder of the dataset at ``root``."""
     root = Path(root)
     if not root.exists():
         raise DatasetError(
-            f"dataset root {root} does not exist; set data/<split>/root to a Unity Perception export "
+            f"dataset root {root} does not exist; set data/<split>/root to a Unity Perception export or BOP split "
             f"(a folder, a .zip or gs://bucket/path), or create one with `cubepose generate {root} --count 1000`"
         )
     if not root.is_dir():
@@ -56,11 +57,11 @@ def locate_dataset(root: str | os.PathLike, fmt: str = "auto") -> tuple[str, Pat
         if len(found) == 1:
             return found[0], path
         if len(found) > 1:
-            raise DatasetError(f"{path} holds both legacy and SOLO data; set data/format to legacy or solo")
-    wanted = {"auto": "a legacy or SOLO", "legacy": "a legacy", "solo": "a SOLO"}[fmt]
+            raise DatasetError(f"{path} holds {' and '.join(found)} data; set data/format to one of them")
+    wanted = {"auto": "a legacy, SOLO or BOP", "legacy": "a legacy", "solo": "a SOLO", "bop": "a BOP"}[fmt]
     raise DatasetError(
-        f"no captures found in {root}: expected {wanted} Unity Perception dataset "
-        "(Dataset*/captures_NNN.json or sequence.N/stepK.frame_data.json); point data/<split>/root at the export"
+        f"no captures found in {root}: expected {wanted} dataset (Dataset*/captures_NNN.json, "
+        "sequence.N/stepK.frame_data.json or NNNNNN/scene_gt.json); point data/<split>/root at the export"
         + ("" if fmt == "auto" else " or set data/format: auto")
     )
 
@@ -72,10 +73,12 @@ def read_dataset(
     instance_id: int | None = None,
     camera: dict | None = None,
     max_instances: int = 1,
+    obj_id: int | None = None,
 ) -> PoseIndex:
     """Index the dataset (or every shard of it) at local folder ``root``; legacy examples without a recorded
-    camera get ``camera`` (``data/camera``); examples hold up to ``max_instances`` instances."""
-    index = read_recorded(root, fmt, label_name, instance_id, max_instances)
+    camera get ``camera`` (``data/camera``); examples hold up to ``max_instances`` instances (of BOP's
+    ``obj_id``)."""
+    index = read_recorded(root, fmt, label_name, instance_id, max_instances, obj_id)
     if index.format == "legacy":
         index = with_config_camera(index, camera or defaults()["data"]["camera"])
     return index
@@ -87,6 +90,7 @@ def read_recorded(
     label_name: str | None = None,
     instance_id: int | None = None,
     max_instances: int = 1,
+    obj_id: int | None = None,
 ) -> PoseIndex:
     """Index the dataset (or every shard of it) at local folder ``root`` with the cameras its captures record
     (NaN for legacy captures without ``cubepose_intrinsics``)."""
@@ -95,7 +99,9 @@ def read_recorded(
     root = Path(root)
     shards = shard_folders(root) if root.is_dir() else None
     if shards:
-        parts = [read_recorded(shard, fmt, label_name, instance_id, max_instances) for shard in shards]
+        parts = [read_recorded(shard, fmt, label_name, instance_id, max_instances, obj_id) for shard in shards]
         return concatenate(root, parts)
     layout, path = locate_dataset(root, fmt)
+    if layout == "bop":
+        return read_bop(path, instance_id=instance_id, max_instances=max_instances, obj_id=obj_id)
     return READERS[layout](path, label_name=label_name, instance_id=instance_id, max_instances=max_instances)

@@ -90,10 +90,12 @@ def select_boxes(
     label_key: str,
     instance_key: str,
     max_instances: int = 1,
+    label_setting: str = "data/label_name",
 ) -> tuple[list[dict] | None, str]:
     """The box values of the configured label (and instance), or None and why the capture is skipped.
 
-    Without ``label_name`` the only label present is used. A single-object dataset (``max_instances`` 1)
+    Without ``label_name`` the only label present is used (several: the reason names ``label_setting``).
+    A single-object dataset (``max_instances`` 1)
     takes exactly one instance, so several are ambiguous unless ``instance_id`` picks one; with more, every
     instance up to ``max_instances`` is kept, and a capture without the label holds none.
     """
@@ -105,7 +107,7 @@ def select_boxes(
         if not values and max_instances == 1:
             return None, "label not present"
     elif len({label_of(v, label_key) for v in values}) > 1:
-        return None, "several labels (set data/label_name)"
+        return None, f"several labels (set {label_setting})"
     if instance_id is not None:
         values = [v for v in values if label_of(v, instance_key) == instance_id]
         if not values and max_instances == 1:

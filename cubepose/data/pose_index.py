@@ -60,6 +60,7 @@ class PoseIndex:
     skipped: Counter = field(default_factory=Counter)
     total: int = 0
     labels_seen: Counter = field(default_factory=Counter)
+    declared_symmetries: np.ndarray | None = None  # (S, 4) the dataset's own (BOP models_info), else None
 
     def __len__(self) -> int:
         return len(self.image_paths)
@@ -80,6 +81,11 @@ class PoseIndex:
         present = self.present[..., None]
         translations = np.where(present, self.translations, EMPTY_SLOT_TRANSLATION).astype(np.float32)
         return translations, np.where(present, self.quaternions, EMPTY_SLOT_QUATERNION).astype(np.float32)
+
+    def with_object(self, object_sizes: np.ndarray, symmetries: np.ndarray | None) -> PoseIndex:
+        """This index with the object's edge lengths and symmetries as the dataset declares them apart from
+        the labels (BOP's models_info.json)."""
+        return replace(self, object_sizes=object_sizes, declared_symmetries=symmetries)
 
     def subset(self, indices: np.ndarray) -> PoseIndex:
         """The examples at ``indices`` (integer indices or a boolean mask)."""
@@ -137,7 +143,8 @@ class PoseIndex:
         if not self.labels_seen:
             return "; check the export"
         labels = ", ".join(f"{name} ({count})" for name, count in self.labels_seen.most_common())
-        return f"; labels present: {labels}; set data/label_name (and data/instance_id) to pick the cube"
+        setting = "data/obj_id" if self.format == "bop" else "data/label_name (and data/instance_id)"
+        return f"; labels present: {labels}; set {setting} to pick the cube"
 
     def skipped_summary(self) -> str:
         reasons = ", ".join(f"{count} {reason}" for reason, count in self.skipped.most_common())

@@ -35,6 +35,7 @@ from cubepose.data.shards import MANIFEST, shard_folders, shard_name
 from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.object_model import default_dimensions
 from cubepose.storage import GCS, Operation, backend_for, default_cache_dir, upload_folder
+from cubepose.symmetries import box_rotations
 from cubepose.synth.scene import (
     DISTANCE_LIMITS,
     FARTHEST_DISTANCE,
@@ -47,10 +48,11 @@ from cubepose.synth.scene import (
     sample_scene,
 )
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, PHOTO_FACE_SIZE, cube_atlas
-from cubepose.synth.writers import LAYOUTS, FrameLabel
+from cubepose.synth.writers import BOP_SPLIT, LAYOUTS, BopLayout, FrameLabel
 
 logger = logging.getLogger(__name__)
 
+BOP_SPLIT_NAME = re.compile(r"[A-Za-z0-9_]+")
 IMAGES_PER_TASK = 32  # unit of work handed to a worker process
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BACKGROUND_SIZE = 256  # user backgrounds are resized to this square texture
@@ -78,7 +80,8 @@ class GenerationOptions:
     count: int
     seed: int = 0
     image_size: int | tuple[int, int] = DEFAULT_IMAGE_SIZE  # the side of square images, or a range of heights
-    format: str = "legacy"  # Perception layout: "legacy" (0.x) or "solo" (1.0+)
+    format: str = "legacy"  # layout: "legacy" (Perception 0.x), "solo" (Perception 1.0+) or "bop"
+    bop_split: str = BOP_SPLIT  # BOP: the split folder beside models/
     scene: SceneOptions = field(default_factory=SceneOptions)
     backgrounds: str | None = None  # folder of user background images
     workers: int = 1
@@ -115,6 +118,15 @@ class GenerationOptions:
         if not self.randomises_camera:
             return None
         return sample_camera(np.random.default_rng([self.seed, index, 1]), self.scene, self.heights)
+
+
+def _layout(out: Path, options: GenerationOptions):
+    """The writer of ``options.format`` for folder ``out``."""
+    if options.format == "bop":
+        symmetric = options.scene.faces == "plain"  # a plain box looks the same turned onto itself
+        symmetries = box_rotations(options.scene.dimensions) if symmetric else None
+        return BopLayout(out, options.seed, options.bop_split, symmetries)
+    return LAYOUTS[options.format](out, options.seed)
 
 
 def shard_range(count: int, shard: int, shards: int) -> range:
@@ -334,7 +346,7 @@ def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
 
 def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index: int) -> FrameLabel:
     """Render and write frame ``index`` unless its files exist; return its labels either way."""
-    layout = LAYOUTS[options.format](out, options.seed)
+    layout = _layout(out, options)
     rng = np.random.default_rng([options.seed, index, 0])
     scene = sample_scene(rng, options.scene, len(backgrounds), options.image_camera(index))
     label = FrameLabel(
@@ -428,6 +440,7 @@ def _recorded_options(options: GenerationOptions) -> dict:
     ``count`` fixes a shard's range, so it is recorded for shards only.
     """
     ignored = ("workers",) if options.shards > 1 else ("count", "workers")
+    ignored += () if options.format == "bop" else ("bop_split",)  # as folders made before BOP recorded
     recorded = {k: v for k, v in asdict(options).items() if k not in ignored}
     scene = recorded["scene"]
     if options.scene.dimensions == default_dimensions():  # left out, as in folders made before the option: they resume
@@ -602,6 +615,8 @@ def check_options(options: GenerationOptions) -> None:
         raise ValueError(f"--shards {options.shards} is more than --count {options.count}; every shard needs images")
     if options.format not in LAYOUTS:
         raise ValueError(f"--format must be one of {', '.join(LAYOUTS)}, got {options.format!r}")
+    if options.format == "bop" and not BOP_SPLIT_NAME.fullmatch(options.bop_split):
+        raise ValueError(f"--bop-split must be a folder name of letters, digits and _, got {options.bop_split!r}")
     if options.format == "legacy" and options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
         raise ValueError("a field of view range needs --format solo: legacy data records no camera per image")
     if options.format == "legacy" and options.randomises_camera:
@@ -729,7 +744,7 @@ def _render(out: Path, options: GenerationOptions) -> None:
 
 def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Path], lock: _FolderLock) -> None:
     """Render the missing frames of a claimed folder, in worker processes when there are several tasks."""
-    layout = LAYOUTS[options.format](out, options.seed)
+    layout = _layout(out, options)
     layout.prepare()
     _remove_partial_files(out, lock)  # left by an interrupted run
 

@@ -1,4 +1,4 @@
-"""The two Unity Perception layouts (legacy 0.x and SOLO) as written by ``cubepose generate``.
+"""The dataset layouts ``cubepose generate`` writes: Unity Perception's (legacy 0.x and SOLO) and BOP's.
 
 A layout names each frame's files, writes the per-frame labels (SOLO: one JSON per frame,
 written by the worker that rendered it) and, at the end, the dataset-wide files (legacy:
@@ -6,7 +6,8 @@ captures_NNN.json from all labels). Both record the cube's 3D box (pose and edge
 camera frame and the camera as Unity writes it (legacy: ``camera_intrinsic``; SOLO: ``matrix`` and
 ``dimension``). A camera given in pixels (``--camera``) is also recorded exactly, as
 ``cubepose_intrinsics: [fx, fy, cx, cy]`` on the capture, which cubepose's readers prefer: Unity's
-matrix has no principal point, and legacy ``camera_intrinsic`` is not trusted.
+matrix has no principal point, and legacy ``camera_intrinsic`` is not trusted. BOP's layout
+(``BopLayout``) records poses and cameras in its own convention (``cubepose.data.bop``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cubepose.geometry import projection_from_fov, projection_from_intrinsics
+from cubepose.data.bop import bop_intrinsics, bop_poses
+from cubepose.geometry import box_corners, intrinsics_from_fov, projection_from_fov, projection_from_intrinsics
 from cubepose.io_utils import atomic_write_text
 
 CAPTURES_PER_FILE = 150  # as Perception 0.x writes them
@@ -28,6 +30,9 @@ SOLO_RGB_TYPE = "type.unity.com/unity.solo.RGBCamera"
 SOLO_BOX3D_TYPE = "type.unity.com/unity.solo.BoundingBox3DAnnotation"
 FAR_CLIP_M22 = -1.0006  # Unity's m22 for near 0.3 m / far 1000 m; unused by the reader
 EXACT_INTRINSICS = "cubepose_intrinsics"  # capture key: [fx, fy, cx, cy] in pixels, read before Unity's camera fields
+BOP_SPLIT = "train"  # the split folder of a generated BOP dataset (--bop-split)
+BOP_IMAGES_PER_SCENE = 1000  # as BOP's PBR training data
+BOP_OBJ_ID = 1
 
 
 @dataclass(frozen=True)
@@ -226,4 +231,109 @@ class SoloLayout:
         }
 
 
-LAYOUTS = {"legacy": LegacyLayout, "solo": SoloLayout}
+class BopLayout:
+    """A BOP dataset: ``models/`` (and ``models_eval/``: models_info.json and the box as obj_000001.ply, mm),
+    ``test_targets_bop19.json`` and ``<split>/<scene>/{rgb/<image>.png, scene_gt.json, scene_camera.json}``,
+    1000 images per scene as BOP's PBR data. Poses and cameras are converted by ``cubepose.data.bop``."""
+
+    def __init__(self, out: Path, seed: int, split: str = BOP_SPLIT, symmetries: np.ndarray | None = None) -> None:
+        self.out, self.split = out, split
+        self.symmetries = np.array([[0.0, 0.0, 0.0, 1.0]]) if symmetries is None else np.asarray(symmetries)
+
+    def prepare(self) -> None:
+        (self.out / self.split).mkdir(parents=True, exist_ok=True)
+
+    def image_path(self, index: int) -> Path:
+        scene, image = divmod(index, BOP_IMAGES_PER_SCENE)
+        return self.out / self.split / f"{scene:06d}" / "rgb" / f"{image:06d}.png"
+
+    def label_path(self, index: int) -> Path | None:
+        return None  # each scene's labels go into its scene_gt.json at the end
+
+    def write_label(self, label: FrameLabel) -> None:
+        pass
+
+    def finish(self, labels: list[FrameLabel]) -> None:
+        scenes: dict[int, list[FrameLabel]] = {}
+        for label in labels:
+            scenes.setdefault(label.index // BOP_IMAGES_PER_SCENE, []).append(label)
+        for scene, members in scenes.items():
+            folder = self.out / self.split / f"{scene:06d}"
+            ground_truth, cameras = {}, {}
+            for label in members:
+                key = str(label.index % BOP_IMAGES_PER_SCENE)
+                rotations, millimetres = bop_poses(label.translations, label.quaternions)
+                ground_truth[key] = [
+                    {"cam_R_m2c": _rounded(r.reshape(-1)), "cam_t_m2c": _rounded(t), "obj_id": BOP_OBJ_ID}
+                    for r, t in zip(rotations, millimetres, strict=True)
+                ]
+                cameras[key] = {"cam_K": bop_intrinsics(*self._intrinsics(label)), "depth_scale": 1.0}
+            atomic_write_text(folder / "scene_gt.json", json.dumps(ground_truth, indent=1))
+            atomic_write_text(folder / "scene_camera.json", json.dumps(cameras, indent=1))
+        targets = [
+            {
+                "im_id": label.index % BOP_IMAGES_PER_SCENE,
+                "inst_count": len(label.translations),
+                "obj_id": BOP_OBJ_ID,
+                "scene_id": label.index // BOP_IMAGES_PER_SCENE,
+            }
+            for label in labels
+            if len(label.translations)
+        ]
+        atomic_write_text(self.out / "test_targets_bop19.json", json.dumps(targets, indent=1))
+        if labels:
+            self._write_model(labels[0].size)
+
+    @staticmethod
+    def _intrinsics(label: FrameLabel) -> list[float]:
+        if label.intrinsics is not None:
+            return [float(v) for v in label.intrinsics]
+        return [float(v) for v in intrinsics_from_fov(label.vertical_fov_deg, label.width, label.height)]
+
+    def _write_model(self, size: tuple[float, float, float]) -> None:
+        """models_info.json (size, diameter, symmetries) and the box's PLY, in models/ and models_eval/."""
+        millimetres = np.asarray(size, np.float64) * 1000
+        rotations, _ = bop_poses(np.zeros((len(self.symmetries), 3)), self.symmetries)
+        symmetries = [np.block([[r, np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]]) for r in rotations[1:]]
+        info = {
+            str(BOP_OBJ_ID): {
+                "diameter": round(float(np.linalg.norm(millimetres)), 6),
+                **{f"min_{axis}": round(float(-v / 2), 6) for axis, v in zip("xyz", millimetres, strict=True)},
+                **{f"size_{axis}": round(float(v), 6) for axis, v in zip("xyz", millimetres, strict=True)},
+                **({"symmetries_discrete": [_rounded(m.reshape(-1)) for m in symmetries]} if symmetries else {}),
+            }
+        }
+        for folder in ("models", "models_eval"):
+            atomic_write_text(self.out / folder / "models_info.json", json.dumps(info, indent=1))
+            atomic_write_text(self.out / folder / f"obj_{BOP_OBJ_ID:06d}.ply", box_ply(millimetres))
+
+
+def box_ply(dimensions: np.ndarray) -> str:
+    """An ASCII PLY of a box centred at the origin: 8 vertices and 12 outward-facing triangles."""
+    corners = box_corners(dimensions)
+    triangles = []
+    for axis in range(3):
+        for sign in (-1, 1):
+            face = np.flatnonzero(np.sign(corners[:, axis]) == sign)
+            centre = corners[face].mean(axis=0)
+            u, v = np.eye(3)[(axis + 1) % 3], np.eye(3)[(axis + 2) % 3]
+            angles = np.arctan2((corners[face] - centre) @ v, (corners[face] - centre) @ u)
+            ring = face[np.argsort(angles * sign)]  # counter-clockwise seen from outside
+            triangles += [(ring[0], ring[1], ring[2]), (ring[0], ring[2], ring[3])]
+    header = [
+        "ply",
+        "format ascii 1.0",
+        "element vertex 8",
+        "property float x",
+        "property float y",
+        "property float z",
+        f"element face {len(triangles)}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
+    vertices = [" ".join(f"{v:g}" for v in corner) for corner in corners]
+    faces = [f"3 {a} {b} {c}" for a, b, c in triangles]
+    return "\n".join(header + vertices + faces) + "\n"
+
+
+LAYOUTS = {"legacy": LegacyLayout, "solo": SoloLayout, "bop": BopLayout}
