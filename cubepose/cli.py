@@ -204,7 +204,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs:// or http(s):// URL")
+    parser.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs://, s3:// or http(s):// URL")
     parser.add_argument("--sha256", help="expected SHA-256 of the checkpoint file, checked before loading")
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 or auto")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the config's)")
@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="render a synthetic cube dataset in a Unity Perception layout")
-    gen.add_argument("out", help="output folder or gs://bucket/prefix (the dataset root to put in data/<split>/root)")
+    gen.add_argument("out", help="output folder, gs:// or s3://bucket/prefix (the dataset root for data/<split>/root)")
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
     gen.add_argument(
@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(run=_generate)
 
     ins = commands.add_parser("inspect", help="check a Perception or BOP dataset before training on it")
-    ins.add_argument("root", help="dataset folder, .zip, gs://bucket/file.zip or gs://bucket/prefix/")
+    ins.add_argument("root", help="dataset folder, .zip, or gs:// or s3://bucket/file.zip or bucket/prefix/")
     ins.add_argument("--label-name", help="label of the cube's 3D box (data/label_name)")
     ins.add_argument("--instance-id", type=int, help="instance to pick when a capture has several (data/instance_id)")
     ins.add_argument(
@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("FX", "FY", "CX", "CY"),
         help="legacy camera in pixels, for captures that record no camera",
     )
-    ins.add_argument("--cache-dir", help="download folder for gs:// data (data/cache_dir)")
+    ins.add_argument("--cache-dir", help="download folder for gs:// and s3:// data (data/cache_dir)")
     ins.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ins.set_defaults(run=_inspect)
 
@@ -352,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(run=_report)
     pub = commands.add_parser("publish", help="upload the newest edflow run folder (cluster steps: KFP outputs too)")
     pub.add_argument("logs", help="edflow's logs folder; its newest run is published")
-    pub.add_argument("--to", required=True, help="gs://bucket/prefix or a folder: the run goes to <to>/<run name>/")
+    pub.add_argument(
+        "--to", required=True, help="gs:// or s3://bucket/prefix or a folder: the run goes to <to>/<run name>/"
+    )
     pub.add_argument("--checkpoint-url-file", help="write the URL of the run's newest checkpoint into this file")
     pub.add_argument("--kfp-metrics", metavar="PATH", help="write the newest metrics.json as a KFP Metrics artifact")
     pub.add_argument(
@@ -395,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(run=_export)
 
     srv = commands.add_parser("serve", help="answer POST /predict over HTTP with one loaded model, batching requests")
-    srv.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs:// or http(s):// URL")
+    srv.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs://, s3:// or http(s):// URL")
     srv.add_argument("--sha256", help="expected SHA-256 of the checkpoint file, checked before loading")
     srv.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 or auto")
     srv.add_argument("--cache-dir", help="download folder for remote checkpoints")

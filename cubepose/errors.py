@@ -18,7 +18,7 @@ class CheckpointError(CubeposeError, ValueError):
 
 
 class StorageError(CubeposeError):
-    """A location (gs://, http(s)://, local path) cannot be read or written: malformed, missing, denied, damaged."""
+    """A location (gs://, s3://, http(s)://, path) cannot be read or written: malformed, missing, denied, damaged."""
 
 
 class StorageUnreachableError(StorageError):

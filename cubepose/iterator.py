@@ -222,7 +222,7 @@ class Iterator(TemplateIterator):
         return True
 
     def restore(self, checkpoint_path: str) -> None:
-        """Load model and (for training) optimizer state from a path, gs:// or http(s)://.
+        """Load model and (for training) optimizer state from a path, gs://, s3:// or http(s)://.
 
         edflow restores the global step from the name (model-<step>.ckpt). A remote checkpoint
         is checked against ``checkpoint/sha256`` when it is set.

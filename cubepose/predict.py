@@ -107,7 +107,7 @@ class PosePredictor:
         cache_dir: str | os.PathLike | None = None,
         batch_size: int | None = None,
     ) -> PosePredictor:
-        """Build the network a checkpoint (path, gs:// or http(s)://) was trained with and load its weights.
+        """Build the network a checkpoint (path, gs://, s3:// or http(s)://) was trained with and load its weights.
 
         ``device`` is checked first (ConfigError for an unknown name or a GPU this machine lacks),
         so a device problem is never reported as a problem of the checkpoint.

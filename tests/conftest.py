@@ -51,6 +51,8 @@ def tiny_config(tiny_data) -> dict:
     return config
 
 
-# GCS endpoints (emulator, failing stubs); tests/ is on sys.path as the rootdir conftest's folder.
+# GCS endpoints (emulator, failing stubs), an S3 server and an HTTP file server; tests/ is on sys.path as the
+# rootdir conftest's folder.
 from gcs_fixtures import gcs_emulator, truncating_gcs, unauthorized_gcs  # noqa: E402,F401
 from http_fixtures import file_server  # noqa: E402,F401
+from s3_fixtures import private_s3, s3, s3_server  # noqa: E402,F401

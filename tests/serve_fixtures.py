@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from gcs_fixtures import free_port
+
+from conftest import load_configs
+from cubepose.config import validate_config
+from cubepose.models import pose_network
+from cubepose.predict import PosePredictor
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def untrained_checkpoint(folder: Path) -> Path:
+    """An untrained CPU-config model at 32 px (seeded weights: its poses differ from image to image), saved as
+    ``folder``/model-0.ckpt."""
+    config = load_configs("base.yaml", "cpu.yaml")
+    config["network"]["image_size"] = 32
+    path = folder / "model-0.ckpt"
+    PosePredictor(pose_network(validate_config(config)).eval(), config).save(path)
+    return path
 
 
 def start_serve(cubepose: Path, checkpoint: Path, log_path: Path, *flags: str) -> tuple[str, subprocess.Popen]:

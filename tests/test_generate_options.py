@@ -245,7 +245,7 @@ def test_a_killed_generate_neither_blocks_nor_pollutes_the_rerun(tmp_path, caplo
 
 def test_a_gcs_output_reclaims_and_clears_its_staging_folder(gcs_emulator, tmp_path):
     bucket = gcs_emulator.bucket()
-    staging = default_cache_dir() / "generate" / bucket / "cube"
+    staging = default_cache_dir() / "generate" / "gcs" / bucket / "cube"
     leave_a_killed_run(staging, [*SMALL, "--seed", "9"], tmp_path)
     assert main(["generate", f"gs://{bucket}/cube", *SMALL, "--seed", "1"]) == 0
     assert not list(staging.rglob("*.tmp"))

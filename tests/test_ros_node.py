@@ -14,13 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from gcs_fixtures import free_port
 from PIL import Image
-from serve_fixtures import free_port, start_serve
+from serve_fixtures import start_serve, untrained_checkpoint
 
-from conftest import BIN, REPO, load_configs
+from conftest import BIN, REPO
 from cubepose.camera_model import Camera
-from cubepose.config import validate_config
-from cubepose.models import pose_network
 from cubepose.predict import PosePredictor
 from cubepose.ros_node import ImageError, image_as_ppm
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
@@ -100,12 +99,7 @@ def rendered(tmp_path_factory) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """An untrained CPU-config model at 32 px (seeded weights), whose poses differ from image to image."""
-    config = load_configs("base.yaml", "cpu.yaml")
-    config["network"]["image_size"] = 32
-    path = tmp_path_factory.mktemp("ros-model") / "model-0.ckpt"
-    PosePredictor(pose_network(validate_config(config)).eval(), config).save(path)
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("ros-model"))
 
 
 CLIENT = """

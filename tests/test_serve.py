@@ -13,22 +13,15 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from serve_fixtures import start_serve
+from serve_fixtures import start_serve, untrained_checkpoint
 
-from conftest import BIN, load_configs
-from cubepose.config import validate_config
-from cubepose.models import pose_network
+from conftest import BIN
 from cubepose.predict import PosePredictor
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
-    """An untrained CPU-config model at 32 px, saved as a checkpoint (its weights are seeded)."""
-    config = load_configs("base.yaml", "cpu.yaml")
-    config["network"]["image_size"] = 32
-    path = tmp_path_factory.mktemp("serve") / "model-0.ckpt"
-    PosePredictor(pose_network(validate_config(config)).eval(), config).save(path)
-    return path
+    return untrained_checkpoint(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,10 @@ import pytest
 from gcs_fixtures import free_port
 
 from cubepose.errors import CubeposeError
-from cubepose.storage import (
-    StorageError,
-    StorageUnreachableError,
-    download_gcs,
-    gcs_client,
-    is_gcs_url,
-    parse_gcs_url,
-)
+from cubepose.storage import StorageError, StorageUnreachableError, is_gcs_url
+from cubepose.storage.gcs import download as download_gcs
+from cubepose.storage.gcs import gcs_client
+from cubepose.storage.gcs import parse_url as parse_gcs_url
 
 
 def partial_files(directory: Path) -> list[Path]:
@@ -198,7 +194,7 @@ def test_unreachable_gcs_uses_a_complete_cached_copy(gcs_emulator, tmp_path, mon
 
 def test_emulator_serves_other_processes(gcs_emulator, tmp_path):
     bucket = gcs_emulator.bucket({"cube.zip": b"from a subprocess"})
-    code = "import sys; from cubepose.storage import download_gcs; print(download_gcs(sys.argv[1], sys.argv[2]))"
+    code = "import sys; from cubepose.storage.gcs import download; print(download(sys.argv[1], sys.argv[2]))"
     command = [sys.executable, "-c", code, f"gs://{bucket}/cube.zip", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -215,7 +211,9 @@ def test_client_without_credentials_is_anonymous(tmp_path):
     # A fresh process, as google.auth reads NO_GCE_CHECK at import; no metadata-server probe leaves the machine.
     env = {k: v for k, v in os.environ.items() if k not in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS")}
     env |= {"CLOUDSDK_CONFIG": str(tmp_path), "HOME": str(tmp_path), "NO_GCE_CHECK": "true"}
-    code = "from cubepose.storage import gcs_client; c = gcs_client(); print(type(c._credentials).__name__, c.project)"
+    code = (
+        "from cubepose.storage.gcs import gcs_client; c = gcs_client(); print(type(c._credentials).__name__, c.project)"
+    )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["AnonymousCredentials", "None"]

@@ -19,6 +19,7 @@ from cubepose.storage import (
     GCS,
     HTTP,
     LOCAL,
+    S3,
     Operation,
     StorageError,
     Uploader,
@@ -31,8 +32,8 @@ from cubepose.storage import (
     upload_folder,
 )
 
-UNKNOWN = ["s3://bucket/model-1.ckpt", "ftp://host/data/", "file:///tmp/model.ckpt", "GS://bucket/x"]
-SUPPORTED_NAMED = ("a local path", "gs://", "http://", "https://")
+UNKNOWN = ["az://container/model-1.ckpt", "ftp://host/data/", "file:///tmp/model.ckpt", "GS://bucket/x", "S3://b/x"]
+SUPPORTED_NAMED = ("a local path", "gs://", "s3://", "http://", "https://")
 
 
 @pytest.mark.parametrize(
@@ -45,6 +46,8 @@ SUPPORTED_NAMED = ("a local path", "gs://", "http://", "https://")
         (Path("/data/gs:/x"), LOCAL),
         ("gs://bucket/data/train.zip", GCS),
         ("gs://bucket/prefix/", GCS),
+        ("s3://bucket/data/train.zip", S3),
+        ("s3://bucket/prefix/", S3),
         ("http://127.0.0.1:8000/model-1.ckpt", HTTP),
         ("https://example.com/model-1.ckpt", HTTP),
     ],
@@ -56,8 +59,8 @@ def test_each_location_resolves_to_its_backend(location, backend):
 
 
 def test_only_http_is_read_only_and_every_backend_downloads_files():
-    assert HTTP.read_only and not GCS.read_only and not LOCAL.read_only
-    assert all(b.supports(Operation.DOWNLOAD_FILE) for b in (LOCAL, GCS, HTTP))
+    assert HTTP.read_only and not GCS.read_only and not S3.read_only and not LOCAL.read_only
+    assert all(b.supports(Operation.DOWNLOAD_FILE) for b in (LOCAL, GCS, S3, HTTP))
     assert not HTTP.supports(Operation.DOWNLOAD_FOLDER)
     assert scheme_of("https://example.com/x") == "https" and scheme_of("/data") is None and scheme_of(None) is None
     assert not is_gcs_url(None) and not is_http_url(None) and not is_remote(None)
@@ -75,24 +78,24 @@ def test_unknown_scheme_is_one_clear_error_naming_it_and_the_supported_ones(loca
 
 
 def test_every_entry_point_refuses_an_unknown_scheme_instead_of_using_a_local_path(tmp_path, monkeypatch, caplog):
-    monkeypatch.chdir(tmp_path)  # the old behaviour wrote or looked for ./s3:/bucket/...
+    monkeypatch.chdir(tmp_path)  # the old behaviour wrote or looked for ./az:/bucket/...
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "log.txt").write_text("step 1\n")
     calls = [
-        lambda: fetch("s3://bucket/model-1.ckpt", tmp_path / "cache"),
-        lambda: Uploader("s3://bucket/runs"),
-        lambda: upload_folder(folder, "s3://bucket/runs"),
-        lambda: local_root("s3://bucket/data/", str(tmp_path / "cache")),
+        lambda: fetch("az://bucket/model-1.ckpt", tmp_path / "cache"),
+        lambda: Uploader("az://bucket/runs"),
+        lambda: upload_folder(folder, "az://bucket/runs"),
+        lambda: local_root("az://bucket/data/", str(tmp_path / "cache")),
     ]
     for call in calls:
-        with pytest.raises(StorageError, match="no storage backend for s3://bucket/.*s3:// is not supported"):
+        with pytest.raises(StorageError, match="no storage backend for az://bucket/.*az:// is not supported"):
             call()
-    assert main(["generate", "s3://bucket/data", "--count", "3", "--image-size", "32", "--workers", "1"]) == 2
+    assert main(["generate", "az://bucket/data", "--count", "3", "--image-size", "32", "--workers", "1"]) == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [
-        "no storage backend for s3://bucket/data: s3:// is not supported; give a local path or a gs://, http://, "
-        "https:// URL"
+        "no storage backend for az://bucket/data: az:// is not supported; give a local path or a gs://, s3://, "
+        "http://, https:// URL"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
@@ -103,7 +106,7 @@ def test_writing_to_http_is_refused_with_one_message_everywhere(destination, tmp
     folder = tmp_path / "run"
     folder.mkdir()
     (folder / "log.txt").write_text("step 1\n")
-    expected = f"cannot upload to {destination}: give gs://bucket/prefix or a local folder"
+    expected = f"cannot upload to {destination}: give gs://bucket/prefix, s3://bucket/prefix or a local folder"
     for call in (lambda: Uploader(destination), lambda: upload_folder(folder, destination)):
         with pytest.raises(StorageError) as info:
             call()
@@ -117,5 +120,6 @@ def test_a_dataset_root_over_http_is_refused_naming_the_forms_that_work(tmp_path
     with pytest.raises(StorageError) as info:
         local_root("https://example.com/data/train.zip", str(tmp_path))
     assert str(info.value) == (
-        "cannot download a folder from https://example.com/data/train.zip: give a local folder or gs://bucket/prefix/"
+        "cannot download a folder from https://example.com/data/train.zip: give a local folder, gs://bucket/prefix/ "
+        "or s3://bucket/prefix/"
     )

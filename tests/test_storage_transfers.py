@@ -10,15 +10,10 @@ import pytest
 from gcs_fixtures import free_port
 from http_fixtures import TRUNCATED_PATH
 
-from cubepose.storage import (
-    StorageError,
-    StorageUnreachableError,
-    Uploader,
-    download_gcs,
-    download_http,
-    fetch,
-    upload_gcs,
-)
+from cubepose.storage import StorageError, StorageUnreachableError, Uploader, fetch
+from cubepose.storage.gcs import download as download_gcs
+from cubepose.storage.gcs import upload_file as upload_gcs
+from cubepose.storage.http import download as download_http
 
 
 def test_http_download_is_cached_revalidated_and_refreshed_when_the_file_changes(file_server, tmp_path):
@@ -123,5 +118,5 @@ def test_failed_upload_is_retried_then_reported_and_the_local_copy_kept(gcs_emul
 
 
 def test_uploads_refuse_http_destinations():
-    with pytest.raises(StorageError, match="give gs://bucket/prefix or a local folder"):
+    with pytest.raises(StorageError, match="give gs://bucket/prefix, s3://bucket/prefix or a local folder"):
         Uploader("https://example.com/runs")

@@ -1,4 +1,4 @@
-"""What a pipeline step leaves behind when its pod goes: the edflow run folder in gs://, and KFP outputs.
+"""What a pipeline step leaves behind when its pod goes: the edflow run folder in gs:// (or s3://), and KFP outputs.
 
 ``cubepose publish logs --to gs://bucket/runs`` uploads the newest run folder under edflow's
 ``logs/`` to ``gs://bucket/runs/<run name>/`` (checkpoints go there during training through
@@ -18,8 +18,7 @@ from pathlib import Path
 
 from cubepose.errors import CubeposeError
 from cubepose.io_utils import atomic_write_text
-from cubepose.storage import GCS, Uploader, backend_for, gcs_client, parse_gcs_url, upload_folder
-from cubepose.storage.gcs import gcs_errors
+from cubepose.storage import Uploader, backend_for, upload_folder
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +70,8 @@ def publish_run(logs: Path, destination: str) -> PublishedRun:
 
 
 def _exists(location: str) -> bool:
-    if backend_for(location) is not GCS:
-        return Path(location).is_file()
-    bucket, name = parse_gcs_url(location)
-    with gcs_client() as client, gcs_errors(location):
-        return client.bucket(bucket).get_blob(name) is not None
+    backend = backend_for(location)
+    return backend.module().exists(location) if backend.remote else Path(location).is_file()
 
 
 def write_kfp_metrics(

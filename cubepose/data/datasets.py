@@ -36,7 +36,7 @@ SIZE_TOLERANCE = 0.01  # labelled edge lengths within 1 % of object/dimensions c
 
 
 def read_root(data: dict, root: str) -> PoseIndex:
-    """Fetch (zip, gs://) and index the dataset at ``root`` with the ``data`` config's reader options."""
+    """Fetch (zip, gs://, s3://) and index the dataset at ``root`` with the ``data`` config's reader options."""
     return read_dataset(
         local_root(root, data["cache_dir"]),
         fmt=data["format"],

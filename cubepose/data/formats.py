@@ -42,10 +42,10 @@ def locate_dataset(root: str | os.PathLike, fmt: str = "auto") -> tuple[str, Pat
     if not root.exists():
         raise DatasetError(
             f"dataset root {root} does not exist; set data/<split>/root to a Unity Perception export or BOP split "
-            f"(a folder, a .zip or gs://bucket/path), or create one with `cubepose generate {root} --count 1000`"
+            f"(a folder, a .zip, gs:// or s3://bucket/path), or create one with `cubepose generate {root} --count 1000`"
         )
     if not root.is_dir():
-        raise DatasetError(f"dataset root {root} is a file; give a dataset folder, a .zip or a gs:// URL")
+        raise DatasetError(f"dataset root {root} is a file; give a dataset folder, a .zip or a gs:// or s3:// URL")
     for path in (root, _wrapped_dataset(root)):
         if path is None:
             continue

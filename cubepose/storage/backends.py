@@ -1,15 +1,20 @@
-"""Which storage backend a location string names: a local path, gs:// or http(s)://.
+"""Which storage backend a location string names: a local path, gs://, s3:// or http(s)://.
 
 The one place that reads URL schemes: every module asks :func:`backend_for` (or the thin
-``is_*`` predicates below) instead of testing prefixes, so a new scheme is one entry here.
+``is_*`` predicates below) instead of testing prefixes, and a remote backend's transfers are the
+functions of its module (``Backend.module``), so a new scheme is one entry here and one module:
+``parse_url``, ``download`` (an object, or a prefix ending in ``/``, into the cache) and, unless
+read-only, ``upload_file``, ``upload_folder`` (changed files only), ``exists`` and ``copy_command``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from dataclasses import dataclass
 from enum import Enum
+from types import ModuleType
 
 from cubepose.errors import StorageError
 
@@ -26,11 +31,11 @@ class Operation(Enum):
     UPLOAD_FOLDER = "upload a folder"
 
 
-UPLOAD_FORMS = "gs://bucket/prefix or a local folder"
+UPLOAD_FORMS = "gs://bucket/prefix, s3://bucket/prefix or a local folder"
 # How a refusal reads: "cannot <verb> <location>: give <forms>".
 REFUSALS = {
-    Operation.DOWNLOAD_FILE: ("download", "a path, gs:// or http(s):// URL"),
-    Operation.DOWNLOAD_FOLDER: ("download a folder from", "a local folder or gs://bucket/prefix/"),
+    Operation.DOWNLOAD_FILE: ("download", "a path, gs://, s3:// or http(s):// URL"),
+    Operation.DOWNLOAD_FOLDER: ("download a folder from", "a local folder, gs://bucket/prefix/ or s3://bucket/prefix/"),
     Operation.UPLOAD_FILE: ("upload to", UPLOAD_FORMS),
     Operation.UPLOAD_FOLDER: ("upload to", UPLOAD_FORMS),
 }
@@ -43,6 +48,13 @@ class Backend:
     name: str
     schemes: tuple[str, ...]  # empty for local paths
     operations: frozenset[Operation]
+    implementation: str | None = None  # the module of a remote backend's transfers
+
+    def module(self) -> ModuleType:
+        """The module doing this remote backend's transfers (imported on first use: each needs its own SDK)."""
+        if self.implementation is None:
+            raise TypeError(f"the {self.name} backend is local: it has no transfer module")
+        return importlib.import_module(self.implementation)
 
     @property
     def remote(self) -> bool:
@@ -66,9 +78,10 @@ class Backend:
 
 
 LOCAL = Backend("local", (), frozenset(Operation))
-GCS = Backend("gcs", ("gs",), frozenset(Operation))
-HTTP = Backend("http", ("http", "https"), frozenset({Operation.DOWNLOAD_FILE}))
-BACKENDS = (LOCAL, GCS, HTTP)
+GCS = Backend("gcs", ("gs",), frozenset(Operation), "cubepose.storage.gcs")
+S3 = Backend("s3", ("s3",), frozenset(Operation), "cubepose.storage.s3")
+HTTP = Backend("http", ("http", "https"), frozenset({Operation.DOWNLOAD_FILE}), "cubepose.storage.http")
+BACKENDS = (LOCAL, GCS, S3, HTTP)
 _BY_SCHEME = {scheme: backend for backend in BACKENDS for scheme in backend.schemes}
 SUPPORTED = "a local path or a " + ", ".join(f"{scheme}://" for scheme in _BY_SCHEME) + " URL"
 
@@ -99,6 +112,15 @@ def is_remote(location: str) -> bool:
 def is_gcs_url(value: str) -> bool:
     """Whether ``value`` is a ``gs://`` URL."""
     return _BY_SCHEME.get(scheme_of(value)) is GCS
+
+
+def normalized(location: str) -> str:
+    """A remote ``location`` with repeated slashes after the scheme collapsed (``gs://b/data/`` + ``/train`` from a
+    pipeline parameter must not name an empty path segment); a path as it is."""
+    scheme = scheme_of(location)
+    if scheme is None:
+        return location
+    return f"{scheme}://" + re.sub("/{2,}", "/", location[len(scheme) + 3 :])
 
 
 def is_http_url(value: str) -> bool:

@@ -1,4 +1,4 @@
-"""The download cache's bookkeeping, shared by gs:// and http(s):// downloads.
+"""The download cache's bookkeeping, shared by gs://, s3:// and http(s):// downloads.
 
 A download goes to ``.<name>.partial-<pid>-<random>`` beside its target and is renamed into
 place when complete; then a sidecar ``.<name>.source.json`` records where it came from and the
@@ -20,6 +20,8 @@ from typing import IO
 
 from tqdm import tqdm
 
+from cubepose.errors import StorageError
+
 logger = logging.getLogger(__name__)
 
 PARTIAL_MARK = ".partial-"
@@ -29,6 +31,18 @@ SIDECAR_SUFFIX = ".source.json"
 def partial_path(target: Path) -> Path:
     """A fresh temporary name beside ``target`` that names this process (so orphans can be found)."""
     return target.with_name(f".{target.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def cache_target(root: Path, name: str, url: str, reserved: tuple[str, ...] = ()) -> Path:
+    """Where object ``name`` of ``url`` is cached under ``root``; names that would escape ``root`` or clash with the
+    cache's bookkeeping (partial files, sidecars, the ``reserved`` marker names) are refused."""
+    parts = name.split("/")
+    last = parts[-1]
+    if any(part in ("", ".", "..") for part in parts) or "\\" in name or "\0" in name:
+        raise StorageError(f"{url}: object name {name!r} cannot be stored as a local file (empty, '.' or '..' parts)")
+    if last in reserved or (last.startswith(".") and (PARTIAL_MARK in last or last.endswith(SIDECAR_SUFFIX))):
+        raise StorageError(f"{url}: object name {name!r} clashes with the cache's bookkeeping files; rename it")
+    return root.joinpath(*parts)
 
 
 def write_sidecar(target: Path, record: dict) -> None:

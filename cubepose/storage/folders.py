@@ -1,13 +1,12 @@
-"""Copying a local folder to ``gs://bucket/prefix`` or to another folder, sending only what changed.
+"""Copying a local folder to ``gs://`` or ``s3://bucket/prefix`` or to another folder, sending only what changed.
 
 Used to publish a generated dataset shard or an edflow run folder from a cluster pod, whose
-local disk disappears with it. A file whose CRC32C (gs://) or size and bytes (folder) already
-match the destination's copy is skipped, so a repeated or resumed publish costs one listing.
+local disk disappears with it. A file whose checksum (gs://: CRC32C, s3://: MD5) or size and bytes
+(folder) already match the destination's copy is skipped, so a repeated or resumed publish costs one listing.
 """
 
 from __future__ import annotations
 
-import base64
 import filecmp
 import fnmatch
 import logging
@@ -15,19 +14,12 @@ import os
 import shutil
 from pathlib import Path
 
-import google_crc32c
-from google.cloud.storage import transfer_manager
-from google.cloud.storage.retry import DEFAULT_RETRY
-
 from cubepose.errors import StorageError
 from cubepose.io_utils import atomic_open
-from cubepose.storage.backends import GCS, Operation, backend_for
-from cubepose.storage.gcs import gcs_client, gcs_errors, parse_gcs_url
+from cubepose.storage.backends import Operation, backend_for
 
 logger = logging.getLogger(__name__)
 
-UPLOAD_WORKERS = 8
-CHUNK = 1 << 20
 ALWAYS_EXCLUDED = (".*.tmp",)  # partial files of interrupted atomic writes
 
 
@@ -42,17 +34,8 @@ def local_files(folder: Path, exclude: tuple[str, ...] = ()) -> list[str]:
     return names
 
 
-def crc32c_base64(path: Path) -> str:
-    """The file's CRC32C as GCS reports it: base64 of the big-endian 32-bit checksum."""
-    checksum = google_crc32c.Checksum()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            checksum.update(chunk)
-    return base64.b64encode(checksum.digest()).decode()
-
-
 def upload_folder(local: str | os.PathLike, destination: str, exclude: tuple[str, ...] = ()) -> int:
-    """Copy the files below ``local`` to ``destination`` (gs://bucket/prefix or a folder); return how many were sent.
+    """Copy the files below ``local`` to ``destination`` (a remote prefix or a folder); return how many were sent.
 
     ``exclude`` holds glob patterns matched against each relative path and file name.
     """
@@ -62,38 +45,9 @@ def upload_folder(local: str | os.PathLike, destination: str, exclude: tuple[str
     backend = backend_for(destination)
     backend.require(Operation.UPLOAD_FOLDER, destination)
     names = local_files(local, exclude)
-    if backend is GCS:
-        return _upload_to_gcs(local, names, destination.rstrip("/"))
+    if backend.remote:
+        return backend.module().upload_folder(local, names, destination.rstrip("/"))
     return _copy_to_folder(local, names, Path(destination))
-
-
-def _upload_to_gcs(local: Path, names: list[str], url: str) -> int:
-    """Upload the files whose CRC32C differs from the object of the same name (one listing, threads)."""
-    bucket_name, prefix = parse_gcs_url(url + "/")
-    with gcs_client() as client, gcs_errors(url, access="write"):
-        remote = {
-            blob.name[len(prefix) :]: blob.crc32c for blob in client.list_blobs(bucket_name, prefix=prefix or None)
-        }
-        todo = [name for name in names if name not in remote or remote[name] != crc32c_base64(local / name)]
-        logger.info(
-            "%s: %d of %d files already there, uploading %d", url, len(names) - len(todo), len(names), len(todo)
-        )
-        if not todo:
-            return 0
-        results = transfer_manager.upload_many_from_filenames(
-            client.bucket(bucket_name),
-            todo,
-            source_directory=str(local),
-            blob_name_prefix=prefix,
-            upload_kwargs={"retry": DEFAULT_RETRY},
-            max_workers=UPLOAD_WORKERS,
-            worker_type=transfer_manager.THREAD,
-            raise_exception=True,
-        )
-    failures = [name for name, result in zip(todo, results, strict=True) if isinstance(result, Exception)]
-    if failures:
-        raise StorageError(f"uploading {len(failures)} files to {url} failed, first {failures[0]}")
-    return len(todo)
 
 
 def _copy_to_folder(local: Path, names: list[str], destination: Path) -> int:

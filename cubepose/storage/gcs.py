@@ -10,6 +10,7 @@ tell a complete copy from a half-synced one.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -18,10 +19,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
+import google_crc32c
 import requests
 from google.api_core import exceptions as api_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
+from google.cloud.storage import transfer_manager
 from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
@@ -29,10 +32,9 @@ from cubepose.errors import StorageError, StorageUnreachableError
 from cubepose.io_utils import atomic_write_text
 from cubepose.storage.backends import is_gcs_url
 from cubepose.storage.cache import (
-    PARTIAL_MARK,
-    SIDECAR_SUFFIX,
     Progress,
     ProgressWriter,
+    cache_target,
     cached_files,
     partial_path,
     progress,
@@ -51,6 +53,7 @@ CREDENTIALS_HELP = (
     "(a service-account key with access to the bucket)"
 )
 DEFAULT_WORKERS = 8
+CHECKSUM_CHUNK = 1 << 20
 PREFIX_MARKER = ".gcs-prefix.json"
 
 # Errors meaning "GCS did not answer" (after the retries): a complete cached copy may then be used instead.
@@ -64,7 +67,7 @@ _UNREACHABLE = (
 )
 
 
-def parse_gcs_url(url: str) -> tuple[str, str]:
+def parse_url(url: str) -> tuple[str, str]:
     """Split ``gs://bucket/path`` into ``(bucket, path)``; ``path`` keeps a trailing ``/`` of a prefix."""
     if not is_gcs_url(url):
         raise StorageError(f"{url!r} is not a gs:// URL; use {URL_FORMS}")
@@ -87,7 +90,7 @@ def gcs_client() -> storage.Client:
         return storage.Client.create_anonymous_client()
 
 
-def download_gcs(
+def download(
     url: str,
     cache_dir: str | os.PathLike,
     *,
@@ -98,32 +101,83 @@ def download_gcs(
 
     Returns the cached file or directory; unchanged objects are reused, changed ones downloaded again.
     """
-    bucket, path = parse_gcs_url(url)
+    bucket, path = parse_url(url)
     root = Path(cache_dir) / "gcs" / bucket
     retry = DEFAULT_RETRY.with_timeout(retry_timeout)
     if url.endswith("/"):
-        directory = _local_path(root, path.rstrip("/"), url) if path else root
+        directory = _cache_target(root, path.rstrip("/"), url) if path else root
         with gcs_client() as client:
             return _download_prefix(client, url, bucket, path, directory, workers, retry)
     if not path:
         raise StorageError(f"{url!r} names no object; for the whole bucket use gs://{bucket}/, else {URL_FORMS}")
-    target = _local_path(root, path, url)
+    target = _cache_target(root, path, url)
     with gcs_client() as client:
         return _download_object(client, url, bucket, path, target, retry)
 
 
-def upload_gcs(local: str | os.PathLike, url: str, *, timeout: float = 300.0) -> int:
+def upload_file(local: str | os.PathLike, url: str, *, timeout: float = 300.0) -> int:
     """Upload one local file to ``gs://bucket/name`` in a single attempt (callers retry); return its generation.
 
     Not through the cache: the object is written as is, replacing any previous generation.
     """
-    bucket, name = parse_gcs_url(url)
+    bucket, name = parse_url(url)
     if not name or name.endswith("/"):
         raise StorageError(f"{url!r} names no object; upload to gs://bucket/path/file")
     with gcs_client() as client, gcs_errors(url, access="write"):
         blob = client.bucket(bucket).blob(name)
         blob.upload_from_filename(str(local), retry=None, timeout=timeout)
         return blob.generation
+
+
+def upload_folder(local: Path, names: list[str], url: str) -> int:
+    """Upload the files under ``local`` (relative ``names``) whose CRC32C differs from the object of the same
+    name under the prefix ``url`` (one listing, threads); return how many were sent."""
+    bucket_name, prefix = parse_url(url.rstrip("/") + "/")
+    with gcs_client() as client, gcs_errors(url, access="write"):
+        remote = {
+            blob.name[len(prefix) :]: blob.crc32c for blob in client.list_blobs(bucket_name, prefix=prefix or None)
+        }
+        todo = [name for name in names if name not in remote or remote[name] != crc32c_base64(local / name)]
+        logger.info(
+            "%s: %d of %d files already there, uploading %d", url, len(names) - len(todo), len(names), len(todo)
+        )
+        if not todo:
+            return 0
+        results = transfer_manager.upload_many_from_filenames(
+            client.bucket(bucket_name),
+            todo,
+            source_directory=str(local),
+            blob_name_prefix=prefix,
+            upload_kwargs={"retry": DEFAULT_RETRY},
+            max_workers=DEFAULT_WORKERS,
+            worker_type=transfer_manager.THREAD,
+            raise_exception=True,
+        )
+    failures = [name for name, result in zip(todo, results, strict=True) if isinstance(result, Exception)]
+    if failures:
+        raise StorageError(f"uploading {len(failures)} files to {url} failed, first {failures[0]}")
+    return len(todo)
+
+
+def crc32c_base64(path: Path) -> str:
+    """The file's CRC32C as GCS reports it: base64 of the big-endian 32-bit checksum."""
+    checksum = google_crc32c.Checksum()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHECKSUM_CHUNK), b""):
+            checksum.update(chunk)
+    return base64.b64encode(checksum.digest()).decode()
+
+
+def exists(url: str) -> bool:
+    """Whether the object ``url`` exists."""
+    bucket, name = parse_url(url)
+    with gcs_client() as client, gcs_errors(url):
+        return client.bucket(bucket).get_blob(name) is not None
+
+
+def copy_command(local: str | os.PathLike, url: str) -> str:
+    """The shell command that uploads ``local`` to ``url`` by hand."""
+    return f"gcloud storage cp {local} {url}"
 
 
 def _download_object(client: storage.Client, url: str, bucket: str, name: str, target: Path, retry) -> Path:
@@ -166,7 +220,7 @@ def _download_prefix(
         return directory
     if not blobs:
         raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: gcloud storage ls {url})")
-    targets = {blob.name: _local_path(directory, blob.name[len(prefix) :], url) for blob in blobs}
+    targets = {blob.name: _cache_target(directory, blob.name[len(prefix) :], url) for blob in blobs}
     todo = [(blob, targets[blob.name]) for blob in blobs if not _is_current(targets[blob.name], blob)]
     stale = cached_files(directory) - set(targets.values())
     if todo or stale:
@@ -226,21 +280,14 @@ def _fetch(blob: storage.Blob, target: Path, bar: Progress, retry) -> None:
         partial.unlink(missing_ok=True)
 
 
+def _cache_target(root: Path, name: str, url: str) -> Path:
+    return cache_target(root, name, url, reserved=(PREFIX_MARKER,))
+
+
 def _is_current(target: Path, blob: storage.Blob) -> bool:
     """Whether the cached ``target`` is a complete copy of the blob's current generation."""
     record = read_sidecar(target, complete=True)
     return record is not None and record.get("generation") == blob.generation and record.get("size") == blob.size
-
-
-def _local_path(root: Path, name: str, url: str) -> Path:
-    """Map an object name to a path under ``root``, refusing names that would escape it or clash with the cache."""
-    parts = name.split("/")
-    last = parts[-1]
-    if any(part in ("", ".", "..") for part in parts) or "\\" in name or "\0" in name:
-        raise StorageError(f"{url}: object name {name!r} cannot be stored as a local file (empty, '.' or '..' parts)")
-    if last == PREFIX_MARKER or (last.startswith(".") and (PARTIAL_MARK in last or last.endswith(SIDECAR_SUFFIX))):
-        raise StorageError(f"{url}: object name {name!r} clashes with the cache's bookkeeping files; rename it")
-    return root.joinpath(*parts)
 
 
 @contextmanager

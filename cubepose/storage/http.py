@@ -36,7 +36,7 @@ def cache_path(url: str, cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / "http" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
 
 
-def download_http(url: str, cache_dir: str | os.PathLike, *, timeout: float = 30.0) -> Path:
+def download(url: str, cache_dir: str | os.PathLike, *, timeout: float = 30.0) -> Path:
     """Download ``url`` into the cache unless the cached copy is still current; return the local file."""
     target = cache_path(url, cache_dir)
     remove_stale_partials(target.parent, target.name)

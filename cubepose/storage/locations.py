@@ -1,4 +1,4 @@
-"""A location string -> a local file: a path as is, gs:// and http(s):// through the download cache.
+"""A location string -> a local file: a path as is, gs://, s3:// and http(s):// through the download cache.
 
 An optional sha256 pin is checked on the local bytes before anyone reads them.
 """
@@ -10,9 +10,7 @@ import os
 from pathlib import Path
 
 from cubepose.errors import StorageError
-from cubepose.storage.backends import GCS, HTTP, backend_for
-from cubepose.storage.gcs import download_gcs
-from cubepose.storage.http import download_http
+from cubepose.storage.backends import backend_for
 
 HASH_CHUNK = 1 << 20
 
@@ -36,16 +34,16 @@ def fetch(location: str | os.PathLike, cache_dir: str | os.PathLike | None = Non
     location = str(location)
     cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     backend = backend_for(location)
-    if backend is GCS:
+    if backend.remote:
         if location.endswith("/"):
-            raise StorageError(f"{location} is a prefix; name one object (gs://bucket/path/model-100.ckpt)")
-        path = download_gcs(location, cache)
-    elif backend is HTTP:
-        path = download_http(location, cache)
+            raise StorageError(f"{location} is a prefix; name one object ({location}model-100.ckpt)")
+        path = backend.module().download(location, cache)
     else:
         path = Path(location).expanduser()
         if not path.is_file():
-            raise StorageError(f"{location} does not exist or is not a file; give a path, gs:// or http(s):// URL")
+            raise StorageError(
+                f"{location} does not exist or is not a file; give a path, gs://, s3:// or http(s):// URL"
+            )
     if sha256 is not None:
         actual = sha256_of(path)
         if actual != sha256.strip().lower():

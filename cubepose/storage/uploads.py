@@ -1,4 +1,4 @@
-"""Copies of local files at gs://bucket/prefix or in a folder, made on a background thread.
+"""Copies of local files at a remote prefix (gs://, s3://) or in a folder, made on a background thread.
 
 Training goes on while a checkpoint uploads. Each upload is tried ``attempts`` times with
 doubling pauses; a failure is logged with the command that finishes the job by hand, and
@@ -14,20 +14,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from cubepose.io_utils import atomic_open
-from cubepose.storage.backends import GCS, Operation, backend_for
-from cubepose.storage.gcs import parse_gcs_url, upload_gcs
+from cubepose.storage.backends import Operation, backend_for
 
 logger = logging.getLogger(__name__)
 
 
 class Uploader:
-    """Uploads files to ``destination`` (gs://bucket/prefix or a local folder), one at a time, in order."""
+    """Uploads files to ``destination`` (gs:// or s3://bucket/prefix, or a local folder), one at a time, in order."""
 
     def __init__(self, destination: str, attempts: int = 3, backoff: float = 2.0) -> None:
         self.backend = backend_for(destination)
         self.backend.require(Operation.UPLOAD_FILE, destination)
-        if self.backend is GCS:
-            parse_gcs_url(destination)  # names a bucket
+        if self.backend.remote:
+            self.backend.module().parse_url(destination)  # names a bucket
         self.destination = destination.rstrip("/")
         self.attempts = max(1, attempts)
         self.backoff = backoff
@@ -37,7 +36,7 @@ class Uploader:
 
     def target(self, name: str) -> str:
         """Where a file called ``name`` goes."""
-        return f"{self.destination}/{name}" if self.backend is GCS else str(Path(self.destination) / name)
+        return f"{self.destination}/{name}" if self.backend.remote else str(Path(self.destination) / name)
 
     def submit(self, local: str | Path, name: str | None = None) -> Future:
         """Queue ``local`` for upload as ``name`` (its own name by default); returns a future of success."""
@@ -88,12 +87,14 @@ class Uploader:
 
     @staticmethod
     def _copy(local: Path, target: str) -> None:
-        if backend_for(target) is GCS:
-            upload_gcs(local, target)
+        backend = backend_for(target)
+        if backend.remote:
+            backend.module().upload_file(local, target)
             return
         with open(local, "rb") as source, atomic_open(target, "wb") as destination:
             shutil.copyfileobj(source, destination)
 
 
 def _copy_command(local: Path, target: str) -> str:
-    return f"gcloud storage cp {local} {target}" if backend_for(target) is GCS else f"cp {local} {target}"
+    backend = backend_for(target)
+    return backend.module().copy_command(local, target) if backend.remote else f"cp {local} {target}"

@@ -8,7 +8,7 @@ written under a temporary name and renamed, so a re-run renders only what is mis
 ``<out>/shard-K-of-N/``: the shards of one dataset can render on N machines at once, never
 repeat a scene (every image keeps its own (seed, index)), and together hold exactly the images
 of the unsharded run. The readers take the folder of shards as one dataset (cubepose.data.shards).
-A ``gs://`` output renders into the local cache and is then uploaded.
+A ``gs://`` or ``s3://`` output renders into the local cache and is then uploaded.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from cubepose.data.images import open_image
 from cubepose.data.shards import MANIFEST, shard_folders, shard_name
 from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.object_model import default_dimensions
-from cubepose.storage import GCS, Operation, backend_for, default_cache_dir, upload_folder
+from cubepose.storage import Operation, backend_for, default_cache_dir, normalized, upload_folder
 from cubepose.symmetries import box_rotations
 from cubepose.synth.scene import (
     DISTANCE_LIMITS,
@@ -574,21 +574,20 @@ def _take_alone(out: Path, lock: _FolderLock) -> None:
 def generate_dataset(out: str | os.PathLike, options: GenerationOptions) -> Path | str:
     """Render ``options.count`` images (or one shard of them) into ``out``; resume if partly done.
 
-    ``out`` may be a folder or ``gs://bucket/prefix``. Returns the folder (a Path) or the gs:// URL
+    ``out`` may be a folder or ``gs://`` or ``s3://bucket/prefix``. Returns the folder (a Path) or the URL
     that now holds the dataset or shard.
     """
     check_options(options)
     target = str(out).rstrip("/")
     backend = backend_for(target)
     backend.require(Operation.UPLOAD_FOLDER, target)  # http(s):// is read-only
-    if backend is GCS:  # gs://bucket/data/ + /train from a pipeline parameter: no empty path segments
-        target = "gs://" + re.sub("/{2,}", "/", target.removeprefix("gs://"))
+    target = normalized(target)  # gs://bucket/data/ + /train from a pipeline parameter: no empty path segments
     if options.shards > 1:
         target = f"{target}/{shard_name(options.shard, options.shards)}"
-    if backend is not GCS:
+    if not backend.remote:
         _render(Path(target), options)
         return Path(target)
-    staging = default_cache_dir() / "generate" / target.removeprefix("gs://")
+    staging = default_cache_dir() / "generate" / backend.name / target.split("://", 1)[1]
     _render(staging, options)
     uploaded = upload_folder(staging, target)
     logger.info("uploaded %d new or changed files of %s to %s", uploaded, staging, target)
