@@ -43,8 +43,7 @@ from tqdm import tqdm
 from cubepose.config import load_recipe
 from cubepose.data import TestDataset, TrainDataset
 from cubepose.errors import ConfigError
-from cubepose.evaluation import Evaluation
-from cubepose.metrics import pose_dataset_metrics, unity_dataset_metrics
+from cubepose.evaluation import Evaluation, ImageGeometry
 from cubepose.models import pose_network
 from cubepose.object_model import Box
 from cubepose.predict import PosePredictor
@@ -129,20 +128,21 @@ def evaluate(predictor: PosePredictor, dataset: TestDataset | TrainDataset, limi
     ]
     rate = count / (time.perf_counter() - start)
     box = Box.from_config(predictor.config)
+    images = ImageGeometry(dataset.labels["original_camera"][:count], dataset.labels["original_size"][:count, 0])
+    predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in outputs[0] if key != "valid"}
     if "translations" in dataset.labels:  # several instances per image: matched, with detection metrics
-        predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in outputs[0] if key != "valid"}
         labels = {f"{key}s_pred": predicted[key] for key in ("translation", "quaternion")}
         labels.update(found_pred=predicted["found"], confidence=predicted["confidence"])
         labels.update({f"{key}_true": dataset.labels[key][:count] for key in ("translations", "quaternions")})
         labels["instance_count"] = dataset.labels["instance_count"][:count]
-        evaluated = Evaluation.of(labels, box)
+        evaluated = Evaluation.of(labels, box, images)
         return {**evaluated.unity, **evaluated.pose, "predict_images_per_s": rate}
-    predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in ("translation", "quaternion")}
-    true_t, true_q = dataset.labels["translation"][:count], dataset.labels["quaternion"][:count]
-    metrics = unity_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q, box.symmetries)
-    metrics.update(pose_dataset_metrics(predicted["translation"], true_t, predicted["quaternion"], true_q, box=box))
-    if "confidence" in outputs[0]:
-        metrics["mean_confidence"] = float(np.concatenate([batch["confidence"] for batch in outputs]).mean())
+    labels = {f"{key}_pred": predicted[key] for key in ("translation", "quaternion")}
+    labels.update({f"{key}_true": dataset.labels[key][:count] for key in ("translation", "quaternion")})
+    evaluated = Evaluation.of(labels, box, images)
+    metrics = {**evaluated.unity, **evaluated.pose}
+    if "confidence" in predicted:
+        metrics["mean_confidence"] = float(predicted["confidence"].mean())
     return metrics
 
 
@@ -174,7 +174,7 @@ def table_row(name: str, steps: int, rate: str, metrics: dict, seen: dict | None
     """One markdown row of the results table; ``seen``: the same metrics on training images, shown beside."""
     cells = [name, steps, rate, f"{metrics['translation_mse']:.5f}", f"{metrics['orientation_error']:.3f}"]
     cells += [f"{metrics['translation_error_cm_mean']:.2f}", f"{metrics['rotation_error_deg_mean']:.2f}"]
-    cells += [f"{metrics['accuracy_5cm_5deg']:.3f}"]
+    cells += [f"{metrics['accuracy_5cm_5deg']:.3f}", f"{metrics['ar_mssd']:.3f} / {metrics['ar_mspd']:.3f}"]
     cells += [f"{seen['translation_error_cm_mean']:.2f} / {seen['rotation_error_deg_mean']:.2f}" if seen else ""]
     if "recall_5cm_5deg" in metrics:  # several instances per image
         cells += [f"{metrics['recall_5cm_5deg']:.3f} / {metrics['precision_5cm_5deg']:.3f}"]
@@ -349,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{length} per row on {torch.get_num_threads()} threads",
         "",
         "| recipe | steps | train img/s | translation_mse (m²) | orientation_error (rad) | translation cm (mean) "
-        "| rotation deg (mean) | 5 cm 5 deg | training images: cm / deg |"
+        "| rotation deg (mean) | 5 cm 5 deg | AR MSSD / MSPD | training images: cm / deg |"
         + (" recall / precision 5 cm 5 deg | AP 5 cm 5 deg | predict img/s |" if args.objects else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.objects else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|" if args.objects else ""),
     ]
     for name, config in configs.items():
         config["data"]["train"]["root"], config["data"]["test"]["root"] = str(data["train"]), str(data["test"])

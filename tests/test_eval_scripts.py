@@ -73,7 +73,8 @@ def test_accuracy_trains_both_recipes_for_the_budget_and_tabulates_the_metrics(t
     names = ["cubepose keypoints", "cubepose CPU", "Unity's recipe, CPU-scaled"]
     assert [row[1].strip().split(" (")[0] for row in rows] == names
     assert all(int(row[2]) >= 20 and 0 <= float(row[8]) <= 1 for row in rows)  # steps; 5 cm 5 deg share
-    assert all(len(row[9].split(" / ")) == 2 for row in rows)  # the error on training images, beside
+    assert all(0 <= float(v) <= 1 for row in rows for v in row[9].split(" / "))  # AR MSSD / AR MSPD
+    assert all(len(row[10].split(" / ")) == 2 for row in rows)  # the error on training images, beside
     assert (tmp_path / "yaw" / "train" / ".cubepose-generate.json").exists()
 
 

@@ -78,6 +78,18 @@ def cached_files(directory: Path) -> set[Path]:
     return found
 
 
+def prepare_sync(directory: Path, keep: set[Path], outdated: bool, marker: Path, url: str) -> None:
+    """Before a prefix sync into ``directory``: drop its completeness ``marker`` when anything will change
+    (``outdated`` or files to remove), and remove the cached files not in ``keep`` (gone from the bucket)."""
+    stale = cached_files(directory) - keep
+    if outdated or stale:
+        marker.unlink(missing_ok=True)
+    for path in stale:
+        logger.info("%s: removing %s, no longer in the bucket", url, path)
+        sidecar(path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+
 def remove_stale_partials(directory: Path, name: str) -> None:
     """Delete ``.<name>.partial-<pid>-*`` files left by processes that are gone (interrupted downloads)."""
     if directory.is_dir():

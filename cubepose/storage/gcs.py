@@ -35,8 +35,8 @@ from cubepose.storage.cache import (
     Progress,
     ProgressWriter,
     cache_target,
-    cached_files,
     partial_path,
+    prepare_sync,
     progress,
     read_sidecar,
     remove_stale_partials,
@@ -222,13 +222,7 @@ def _download_prefix(
         raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: gcloud storage ls {url})")
     targets = {blob.name: _cache_target(directory, blob.name[len(prefix) :], url) for blob in blobs}
     todo = [(blob, targets[blob.name]) for blob in blobs if not _is_current(targets[blob.name], blob)]
-    stale = cached_files(directory) - set(targets.values())
-    if todo or stale:
-        marker.unlink(missing_ok=True)
-    for path in stale:
-        logger.info("%s: removing %s, no longer in the bucket", url, path)
-        sidecar(path).unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
+    prepare_sync(directory, set(targets.values()), bool(todo), marker, url)
     logger.info("%s: %d of %d objects cached, downloading %d", url, len(blobs) - len(todo), len(blobs), len(todo))
     _fetch_all(todo, url, workers, retry)
     atomic_write_text(marker, json.dumps({"url": url, "objects": len(blobs)}) + "\n")

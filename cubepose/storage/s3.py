@@ -42,8 +42,8 @@ from cubepose.storage.cache import (
     Progress,
     ProgressWriter,
     cache_target,
-    cached_files,
     partial_path,
+    prepare_sync,
     progress,
     read_sidecar,
     remove_stale_partials,
@@ -218,13 +218,7 @@ def _download_prefix(client, url: str, bucket: str, prefix: str, directory: Path
         raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: aws s3 ls {url})")
     targets = {item["Key"]: _cache_target(directory, item["Key"][len(prefix) :], url) for item in items}
     todo = [(item, targets[item["Key"]]) for item in items if not _is_current(targets[item["Key"]], item)]
-    stale = cached_files(directory) - set(targets.values())
-    if todo or stale:
-        marker.unlink(missing_ok=True)
-    for path in stale:
-        logger.info("%s: removing %s, no longer in the bucket", url, path)
-        sidecar(path).unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
+    prepare_sync(directory, set(targets.values()), bool(todo), marker, url)
     logger.info("%s: %d of %d objects cached, downloading %d", url, len(items) - len(todo), len(items), len(todo))
     if todo:
         with progress(url, sum(item["Size"] for item, _ in todo)) as bar:
