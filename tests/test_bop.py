@@ -166,6 +166,8 @@ def test_images_that_leave_the_split_are_never_read(bop, tmp_path):
 def test_malformed_files_and_ambiguous_roots_are_refused_naming_the_fix(bop):
     with pytest.raises(DatasetError, match="leave data/instance_id null"):
         read_bop(bop, instance_id=1)
+    with pytest.raises(DatasetError, match="pick the object by data/obj_id: leave data/label_name null"):
+        read_dataset(bop, label_name="cube_position")
     shutil.copytree(bop / "train", bop / "test")
     with pytest.raises(DatasetError, match="holds the BOP splits test, train; point data/<split>/root at one"):
         read_bop(bop)

@@ -19,8 +19,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import roma
-import torch
 
 from cubepose.data.perception_json import as_float, is_number, label_of, load_json, select_boxes
 from cubepose.data.pose_index import IndexBuilder, Pose, PoseIndex
@@ -111,7 +109,16 @@ def declared_symmetries(entry: dict, where: str) -> np.ndarray:
     rotations = MIRROR_Y @ np.stack(matrices) @ MIRROR_Y
     if not _are_rotations(rotations).all():
         raise DatasetError(f"{where}: a symmetries_discrete entry is not a rotation")
-    return roma.rotmat_to_unitquat(torch.from_numpy(rotations)).numpy()
+    return _quaternions(rotations)
+
+
+def _quaternions(rotations: np.ndarray) -> np.ndarray:
+    """Unit quaternions (K, 4) x, y, z, w of rotation matrices (K, 3, 3), by roma (imported here: the generator's
+    worker processes write BOP poses without loading torch)."""
+    import roma
+    import torch
+
+    return roma.rotmat_to_unitquat(torch.from_numpy(np.ascontiguousarray(rotations, dtype=np.float64))).numpy()
 
 
 def _are_rotations(matrices: np.ndarray) -> np.ndarray:
@@ -122,8 +129,7 @@ def _are_rotations(matrices: np.ndarray) -> np.ndarray:
 def cubepose_poses(rotations_m2c: np.ndarray, translations_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """BOP poses (K, 3, 3) and (K, 3) mm as cubepose's translations (K, 3) m and quaternions (K, 4) x, y, z, w."""
     rotations = MIRROR_Y @ rotations_m2c @ MIRROR_Y
-    quaternions = roma.rotmat_to_unitquat(torch.from_numpy(np.ascontiguousarray(rotations))).numpy()
-    return translations_mm @ MIRROR_Y / MM, quaternions
+    return translations_mm @ MIRROR_Y / MM, _quaternions(rotations)
 
 
 def bop_poses(translations: np.ndarray, quaternions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,6 +169,8 @@ def read_bop(
 ) -> PoseIndex:
     """Index a BOP split: one example per image holding the chosen object (or, with ``max_instances`` above 1,
     up to that many instances of it, or none)."""
+    if label_name is not None:
+        raise DatasetError("BOP datasets pick the object by data/obj_id: leave data/label_name null")
     if instance_id is not None:
         raise DatasetError("BOP datasets number no instances: leave data/instance_id null (data/max_instances)")
     splits = split_folders(Path(root))

@@ -21,7 +21,7 @@ from cubepose.errors import DatasetError
 
 FORMATS = ("auto", "legacy", "solo", "bop")
 DETECTORS = {"legacy": is_legacy, "solo": is_solo, "bop": is_bop}
-READERS = {"legacy": read_legacy, "solo": read_solo, "bop": read_bop}
+READERS = {"legacy": read_legacy, "solo": read_solo}  # BOP's reader also takes data/obj_id
 
 
 def _layouts(path: Path) -> list[str]:
@@ -103,5 +103,5 @@ def read_recorded(
         return concatenate(root, parts)
     layout, path = locate_dataset(root, fmt)
     if layout == "bop":
-        return read_bop(path, instance_id=instance_id, max_instances=max_instances, obj_id=obj_id)
+        return read_bop(path, label_name, instance_id, max_instances, obj_id)
     return READERS[layout](path, label_name=label_name, instance_id=instance_id, max_instances=max_instances)
