@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cubepose", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate", help="render a synthetic cube dataset in a Unity Perception layout")
+    gen = commands.add_parser("generate", help="render a synthetic cube dataset in a Unity Perception or BOP layout")
     gen.add_argument("out", help="output folder, gs:// or s3://bucket/prefix (the dataset root for data/<split>/root)")
     gen.add_argument("--count", type=int, required=True, help="number of images")
     gen.add_argument("--seed", type=int, default=0, help="same seed and options -> same dataset")
