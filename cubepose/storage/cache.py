@@ -78,6 +78,14 @@ def cached_files(directory: Path) -> set[Path]:
     return found
 
 
+def offline_copy(err: Exception, copy: Path, complete: bool) -> Path:
+    """The cached ``copy`` when the store cannot be reached (``err``) and the copy is ``complete``; else ``err``."""
+    if not complete:
+        raise err
+    logger.warning("%s; using the cached copy %s", err, copy)
+    return copy
+
+
 def prepare_sync(directory: Path, keep: set[Path], outdated: bool, marker: Path, url: str) -> None:
     """Before a prefix sync into ``directory``: drop its completeness ``marker`` when anything will change
     (``outdated`` or files to remove), and remove the cached files not in ``keep`` (gone from the bucket)."""

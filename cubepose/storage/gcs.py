@@ -35,6 +35,7 @@ from cubepose.storage.cache import (
     Progress,
     ProgressWriter,
     cache_target,
+    offline_copy,
     partial_path,
     prepare_sync,
     progress,
@@ -187,10 +188,7 @@ def _download_object(client: storage.Client, url: str, bucket: str, name: str, t
         with gcs_errors(url):
             blob = client.bucket(bucket).get_blob(name, retry=retry)
     except StorageUnreachableError as err:
-        if read_sidecar(target, complete=True) is None:
-            raise
-        logger.warning("%s; using the cached copy %s", err, target)
-        return target
+        return offline_copy(err, target, read_sidecar(target, complete=True) is not None)
     if blob is None:
         raise StorageError(
             f"{url} not found: no object {name!r} in bucket {bucket!r}, or no such bucket. Check the URL; "
@@ -214,10 +212,7 @@ def _download_prefix(
         with gcs_errors(url, not_found=f"no bucket {bucket!r}"):
             blobs = [b for b in client.list_blobs(bucket, prefix=prefix, retry=retry) if not b.name.endswith("/")]
     except StorageUnreachableError as err:
-        if not marker.is_file():
-            raise
-        logger.warning("%s; using the cached copy %s", err, directory)
-        return directory
+        return offline_copy(err, directory, marker.is_file())
     if not blobs:
         raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: gcloud storage ls {url})")
     targets = {blob.name: _cache_target(directory, blob.name[len(prefix) :], url) for blob in blobs}

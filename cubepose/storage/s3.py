@@ -42,6 +42,7 @@ from cubepose.storage.cache import (
     Progress,
     ProgressWriter,
     cache_target,
+    offline_copy,
     partial_path,
     prepare_sync,
     progress,
@@ -189,10 +190,7 @@ def _download_object(client, url: str, bucket: str, key: str, target: Path) -> P
         with s3_errors(url, not_found=f"no object {key!r} in bucket {bucket!r}, or no such bucket"):
             head = client.head_object(Bucket=bucket, Key=key)
     except StorageUnreachableError as err:
-        if read_sidecar(target, complete=True) is None:
-            raise
-        logger.warning("%s; using the cached copy %s", err, target)
-        return target
+        return offline_copy(err, target, read_sidecar(target, complete=True) is not None)
     item = {"Key": key, "ETag": head["ETag"], "Size": head["ContentLength"]}
     if _is_current(target, item):
         logger.info("%s: cached copy %s is up to date", url, target)
@@ -210,10 +208,7 @@ def _download_prefix(client, url: str, bucket: str, prefix: str, directory: Path
         with s3_errors(url, not_found=f"no bucket {bucket!r}"):
             items = _listing(client, bucket, prefix)
     except StorageUnreachableError as err:
-        if not marker.is_file():
-            raise
-        logger.warning("%s; using the cached copy %s", err, directory)
-        return directory
+        return offline_copy(err, directory, marker.is_file())
     if not items:
         raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: aws s3 ls {url})")
     targets = {item["Key"]: _cache_target(directory, item["Key"][len(prefix) :], url) for item in items}
