@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 Array = TypeVar("Array", np.ndarray, "torch.Tensor")  # pinhole_pixels takes either
 
+# Unity's camera frame (y up) <-> OpenCV's (y down, as PnP solvers and BOP use it): negate y
+OPENCV_AXES = np.array([1.0, -1.0, 1.0])
+
 # Corner i of a box has sign bits (x, y, z) = (i >> 2, i >> 1, i) & 1: edges join corners one bit apart.
 CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
 

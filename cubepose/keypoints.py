@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.calibration import solve_pnp_dlt
 
-from cubepose.geometry import pinhole_pixels, project_with_intrinsics, transform_points
+from cubepose.geometry import OPENCV_AXES, pinhole_pixels, project_with_intrinsics, transform_points
 from cubepose.object_model import Box
 from cubepose.rays import ray_rotations
 from cubepose.symmetries import is_identity_only, right_products
@@ -23,7 +23,7 @@ REFINE_ITERATIONS = 6  # Levenberg-Marquardt steps after the linear solve; it co
 INITIAL_DAMPING = 1e-3  # relative to the normal equations' diagonal: nearly Gauss-Newton while steps succeed
 KEYPOINTS = 9  # the centre, then the 8 corners in Box.corners() order
 MIN_WEIGHT = 1e-3  # added to every weight: points all scored 0 still give a solvable system
-Y_FLIP = torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64)  # Unity's camera (y up) <-> OpenCV's (y down)
+Y_FLIP = torch.tensor(OPENCV_AXES, dtype=torch.float64)
 
 
 def object_keypoints(box: Box) -> np.ndarray:

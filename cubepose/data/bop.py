@@ -23,11 +23,11 @@ import numpy as np
 from cubepose.data.perception_json import as_float, is_number, label_of, load_json, select_boxes
 from cubepose.data.pose_index import IndexBuilder, Pose, PoseIndex
 from cubepose.errors import DatasetError
-from cubepose.geometry import quaternion_to_matrix
+from cubepose.geometry import OPENCV_AXES, quaternion_to_matrix
 
 SCENE_FOLDER = re.compile(r"\d{6}$")
 IMAGE_NAME = re.compile(r"(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
-MIRROR_Y = np.diag([1.0, -1.0, 1.0])
+MIRROR_Y = np.diag(OPENCV_AXES)
 MM = 1000.0
 PIXEL_CENTRE = 0.5  # cubepose's principal point minus OpenCV's
 ROTATION_TOLERANCE = 1e-3  # |R Rᵀ - I| and |det R - 1| above this: not a rotation
