@@ -35,7 +35,6 @@ from cubepose.data.shards import MANIFEST, shard_folders, shard_name
 from cubepose.io_utils import atomic_open, atomic_write_text
 from cubepose.object_model import default_dimensions
 from cubepose.storage import Operation, backend_for, default_cache_dir, normalized, upload_folder
-from cubepose.symmetries import box_rotations
 from cubepose.synth.scene import (
     DISTANCE_LIMITS,
     FARTHEST_DISTANCE,
@@ -48,7 +47,7 @@ from cubepose.synth.scene import (
     sample_scene,
 )
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, PHOTO_FACE_SIZE, cube_atlas
-from cubepose.synth.writers import BOP_SPLIT, LAYOUTS, BopLayout, FrameLabel
+from cubepose.synth.writers import BOP_SPLIT, LAYOUTS, FrameLabel
 
 logger = logging.getLogger(__name__)
 
@@ -118,15 +117,6 @@ class GenerationOptions:
         if not self.randomises_camera:
             return None
         return sample_camera(np.random.default_rng([self.seed, index, 1]), self.scene, self.heights)
-
-
-def _layout(out: Path, options: GenerationOptions):
-    """The writer of ``options.format`` for folder ``out``."""
-    if options.format == "bop":
-        symmetric = options.scene.faces == "plain"  # a plain box looks the same turned onto itself
-        symmetries = box_rotations(options.scene.dimensions) if symmetric else None
-        return BopLayout(out, options.seed, options.bop_split, symmetries)
-    return LAYOUTS[options.format](out, options.seed)
 
 
 def shard_range(count: int, shard: int, shards: int) -> range:
@@ -346,7 +336,7 @@ def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
 
 def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index: int) -> FrameLabel:
     """Render and write frame ``index`` unless its files exist; return its labels either way."""
-    layout = _layout(out, options)
+    layout = LAYOUTS[options.format].for_options(out, options)
     rng = np.random.default_rng([options.seed, index, 0])
     scene = sample_scene(rng, options.scene, len(backgrounds), options.image_camera(index))
     label = FrameLabel(
@@ -743,7 +733,7 @@ def _render(out: Path, options: GenerationOptions) -> None:
 
 def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Path], lock: _FolderLock) -> None:
     """Render the missing frames of a claimed folder, in worker processes when there are several tasks."""
-    layout = _layout(out, options)
+    layout = LAYOUTS[options.format].for_options(out, options)
     layout.prepare()
     _remove_partial_files(out, lock)  # left by an interrupted run
 

@@ -22,6 +22,7 @@ import numpy as np
 from cubepose.data.bop import bop_intrinsics, bop_poses
 from cubepose.geometry import box_corners, intrinsics_from_fov, projection_from_fov, projection_from_intrinsics
 from cubepose.io_utils import atomic_write_text
+from cubepose.symmetries import box_rotations
 
 CAPTURES_PER_FILE = 150  # as Perception 0.x writes them
 BOX3D_DEFINITION_NAME = "bounding box 3D"
@@ -97,11 +98,23 @@ def _box_values(label: FrameLabel, camel_case: bool) -> list[dict]:
     ]
 
 
-class LegacyLayout:
-    """Dataset<uuid>/captures_NNN.json + annotation_definitions.json, images in RGB<uuid>/rgb_N.png."""
+class Layout:
+    """What every layout answers: built for an output folder from ``cubepose generate``'s options."""
 
     def __init__(self, out: Path, seed: int) -> None:
         self.out = out
+
+    @classmethod
+    def for_options(cls, out: Path, options) -> Layout:
+        """The layout writing ``options`` (a GenerationOptions) into ``out``."""
+        return cls(out, options.seed)
+
+
+class LegacyLayout(Layout):
+    """Dataset<uuid>/captures_NNN.json + annotation_definitions.json, images in RGB<uuid>/rgb_N.png."""
+
+    def __init__(self, out: Path, seed: int) -> None:
+        super().__init__(out, seed)
         self.dataset_dir = out / f"Dataset{stable_uuid(seed, 1)}"
         self.rgb_dir = out / f"RGB{stable_uuid(seed, 2)}"
         self.definition_id = stable_uuid(seed, 3)
@@ -166,11 +179,8 @@ class LegacyLayout:
         }
 
 
-class SoloLayout:
+class SoloLayout(Layout):
     """metadata.json, annotation_definitions.json and sequence.N/step0.{camera.png,frame_data.json}."""
-
-    def __init__(self, out: Path, seed: int) -> None:
-        self.out = out
 
     def prepare(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -231,7 +241,7 @@ class SoloLayout:
         }
 
 
-class BopLayout:
+class BopLayout(Layout):
     """A BOP dataset: ``models/`` (and ``models_eval/``: models_info.json and the box as obj_000001.ply, mm),
     ``test_targets_bop19.json`` and ``<split>/<scene>/{rgb/<image>.png, scene_gt.json, scene_camera.json}``,
     1000 images per scene as BOP's PBR data. Poses and cameras are converted by ``cubepose.data.bop``."""
@@ -239,6 +249,13 @@ class BopLayout:
     def __init__(self, out: Path, seed: int, split: str = BOP_SPLIT, symmetries: np.ndarray | None = None) -> None:
         self.out, self.split = out, split
         self.symmetries = np.array([[0.0, 0.0, 0.0, 1.0]]) if symmetries is None else np.asarray(symmetries)
+
+    @classmethod
+    def for_options(cls, out: Path, options) -> BopLayout:
+        """models_info.json declares the box's shape symmetries for plain faces (it then looks the same turned
+        onto itself), none for dice and photos."""
+        plain = options.scene.faces == "plain"
+        return cls(out, options.seed, options.bop_split, box_rotations(options.scene.dimensions) if plain else None)
 
     def prepare(self) -> None:
         (self.out / self.split).mkdir(parents=True, exist_ok=True)
