@@ -100,7 +100,7 @@ def _metrics(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from cubepose.report import report_from_folder
+    from cubepose.engine.outputs import report_from_folder
 
     sys.stdout.write(f"{report_from_folder(args.folder)}\n")
 
@@ -139,7 +139,7 @@ def _pipeline(args: argparse.Namespace) -> None:
 
 def _load_predictor(args: argparse.Namespace):
     """The PosePredictor of ``--checkpoint`` on ``--device`` (checked before the checkpoint is read)."""
-    from cubepose.predict import PosePredictor
+    from cubepose.inference.predictor import PosePredictor
 
     return PosePredictor.load(
         args.checkpoint, args.device, sha256=args.sha256, cache_dir=args.cache_dir, batch_size=args.batch_size
@@ -154,7 +154,7 @@ def _predict(args: argparse.Namespace) -> None:
     summary error at the end makes the exit status non-zero, so a script never mistakes a partial run
     for a complete one.
     """
-    from cubepose.predict import as_json_record
+    from cubepose.inference.predictor import as_json_record
 
     camera = _predict_camera(args)  # a bad camera file is refused before the checkpoint is read
     predictor = _load_predictor(args)
@@ -179,7 +179,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _predict_camera(args: argparse.Namespace):
     """The images' camera from ``--camera FILE`` or ``--intrinsics``; None when neither is given (not checked)."""
-    from cubepose.training_camera import given_camera, read_camera_file
+    from cubepose.inference.training_camera import given_camera, read_camera_file
 
     if args.camera:
         return read_camera_file(args.camera)
@@ -187,8 +187,8 @@ def _predict_camera(args: argparse.Namespace):
 
 
 def _serve(args: argparse.Namespace) -> None:
-    """Serve the checkpoint over HTTP until interrupted (cubepose.serve); flags left out take its defaults."""
-    from cubepose.serve import serve
+    """Serve the checkpoint over HTTP until interrupted (cubepose.serving.http); flags left out take its defaults."""
+    from cubepose.serving.http import serve
 
     options = ("host", "port", "device", "max_batch", "max_wait_ms", "sha256", "cache_dir")
     limits = ("max_request_mb", "max_image_pixels")
@@ -198,7 +198,7 @@ def _serve(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     """Write the checkpoint's model as TorchScript or ONNX and print the file's path."""
-    from cubepose.export import export_model
+    from cubepose.inference.export import export_model
 
     sys.stdout.write(f"{export_model(_load_predictor(args), args.out, args.format)}\n")
 

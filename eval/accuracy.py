@@ -44,13 +44,13 @@ from cubepose.config import load_recipe
 from cubepose.data import TestDataset, TrainDataset
 from cubepose.errors import ConfigError
 from cubepose.evaluation import Evaluation, ImageGeometry
+from cubepose.geometry.object import Box
+from cubepose.inference.predictor import PosePredictor
 from cubepose.models import pose_network
-from cubepose.object_model import Box
-from cubepose.predict import PosePredictor
-from cubepose.seeding import seed_global_generators
 from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
 from cubepose.synth.scene import PRESET_CAMERAS, PRESETS
-from cubepose.training_step import TARGET_KEYS, TrainingStep
+from cubepose.training.seeding import seed_global_generators
+from cubepose.training.step import TARGET_KEYS, TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("accuracy")

@@ -27,7 +27,7 @@ from accuracy import batches, make_data, train_through_edflow
 from cubepose.config import load_config_files
 from cubepose.data import TrainDataset
 from cubepose.models import pose_network
-from cubepose.training_step import TrainingStep
+from cubepose.training.step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("edflow_overhead")

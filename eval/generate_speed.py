@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cubepose.camera_model import Camera
+from cubepose.geometry.camera import Camera
 from cubepose.synth.generate import PNG_COMPRESSION, GenerationOptions, camera_option, generate_dataset
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import SceneOptions, sample_scene

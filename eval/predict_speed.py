@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cubepose.checkpoints import save_checkpoint
 from cubepose.config import load_recipe
 from cubepose.data.images import to_network_range
+from cubepose.inference.predictor import PosePredictor
+from cubepose.inference.training_camera import record_training_camera
 from cubepose.models import pose_network
-from cubepose.predict import PosePredictor
-from cubepose.training_camera import record_training_camera
+from cubepose.training.checkpoints import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("predict_speed")

@@ -29,7 +29,7 @@ import requests
 from PIL import Image
 from predict_speed import measured_predictor
 
-from cubepose.serve import MAX_BATCH, MAX_WAIT_MS
+from cubepose.serving.http import MAX_BATCH, MAX_WAIT_MS
 
 REPO = Path(__file__).resolve().parents[1]
 CUBEPOSE = Path(sys.executable).parent / "cubepose"

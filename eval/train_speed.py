@@ -24,7 +24,7 @@ import torch
 from cubepose.config import load_config_files
 from cubepose.geometry import intrinsics_from_fov
 from cubepose.models import pose_network
-from cubepose.training_step import TrainingStep
+from cubepose.training.step import TrainingStep
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("train_speed")

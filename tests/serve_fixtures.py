@@ -12,8 +12,8 @@ from gcs_fixtures import free_port
 
 from conftest import load_configs
 from cubepose.config import validate_config
+from cubepose.inference.predictor import PosePredictor
 from cubepose.models import pose_network
-from cubepose.predict import PosePredictor
 
 
 def untrained_checkpoint(folder: Path) -> Path:

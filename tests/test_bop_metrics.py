@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from cubepose.bop_metrics import bop_recalls, bop_recalls_of_several, pose_errors
-from cubepose.bop_results import HEADER, image_ids, write_bop_results
 from cubepose.data.bop import cubepose_poses
 from cubepose.evaluation import Evaluation, ImageGeometry
+from cubepose.evaluation.bop_metrics import bop_recalls, bop_recalls_of_several, pose_errors
+from cubepose.evaluation.bop_results import HEADER, image_ids, write_bop_results
 from cubepose.geometry import axis_angle_quaternions
-from cubepose.object_model import Box
+from cubepose.geometry.object import Box
 
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 AHEAD = np.array([0.0, 0.0, 0.5])  # the cube half a metre in front of the camera, edges along the axes

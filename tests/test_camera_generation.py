@@ -18,12 +18,12 @@ import pytest
 from PIL import Image, ImageFilter
 
 from conftest import load_configs
-from cubepose.camera_model import Camera
 from cubepose.cli import main
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.formats import read_dataset
 from cubepose.data.shards import MANIFEST
+from cubepose.evaluation.overlay import TRUE_COLOUR, draw_cubes
 from cubepose.geometry import (
     axis_angle_quaternions,
     intrinsics_from_fov,
@@ -31,7 +31,7 @@ from cubepose.geometry import (
     quaternion_to_matrix,
     resize_intrinsics,
 )
-from cubepose.overlay import TRUE_COLOUR, draw_cubes
+from cubepose.geometry.camera import Camera
 from cubepose.synth.generate import GenerationOptions, face_atlas, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import sample_scene

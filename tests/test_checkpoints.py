@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from conftest import load_configs
-from cubepose.checkpoints import config_differences, load_checkpoint, read_checkpoint, save_checkpoint
 from cubepose.config import validate_config
+from cubepose.engine.iterator import remove_interrupted_writes
 from cubepose.errors import CheckpointError, StorageError
-from cubepose.iterator import remove_interrupted_writes
 from cubepose.models import PoseNet
+from cubepose.training.checkpoints import config_differences, load_checkpoint, read_checkpoint, save_checkpoint
 
 
 def small_config(image_size: int = 32, seed: int = 0) -> dict:
@@ -99,7 +99,7 @@ def test_other_model_settings_warn_and_shapes_that_cannot_fit_fail_naming_them(t
     elsewhere = small_config(image_size=32)
     elsewhere["network"]["pretrained"] = "weights/backbone.pth"  # a setting that leaves the shapes alone
     fresh = PoseNet(small_config(image_size=32, seed=5))
-    with caplog.at_level(logging.WARNING, logger="cubepose.checkpoints"):
+    with caplog.at_level(logging.WARNING, logger="cubepose.training.checkpoints"):
         load_checkpoint(path, fresh, config=elsewhere)
     assert "network/pretrained: checkpoint None, config 'weights/backbone.pth'" in caplog.text
     assert_same_weights(fresh, model)
@@ -117,7 +117,7 @@ def test_config_differences_lists_only_model_settings():
 def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path):
     path, model = saved(tmp_path / "model-7.ckpt", small_config(seed=1))
     killed = (
-        "import os, sys; from cubepose.io_utils import atomic_open\n"
+        "import os, sys; from cubepose.io.atomic import atomic_open\n"
         "with atomic_open(sys.argv[1], 'wb') as handle:\n"
         "    handle.write(b'half a checkpoint' * 1000); handle.flush(); os.kill(os.getpid(), 9)\n"
     )

@@ -15,8 +15,8 @@ import torch
 from edflow.data.believers.meta import MetaDataset
 
 from conftest import BIN, REPO
-from cubepose.metrics import pose_dataset_metrics, translation_error, unity_dataset_metrics
-from cubepose.overlay import PREDICTED_COLOUR, TRUE_COLOUR
+from cubepose.evaluation.metrics import pose_dataset_metrics, translation_error, unity_dataset_metrics
+from cubepose.evaluation.overlay import PREDICTED_COLOUR, TRUE_COLOUR
 
 CONFIGS = [str(REPO / "configs" / "base.yaml"), str(REPO / "configs" / "cpu.yaml")]
 

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
-from cubepose.evaluation import evaluation_of, pose_metrics, report, unity_metrics
+from cubepose.engine.callbacks import evaluation_of, pose_metrics, report, unity_metrics
+from cubepose.evaluation.html_report import TILE
+from cubepose.evaluation.overlay import TRUE_COLOUR
 from cubepose.geometry import random_quaternions
-from cubepose.overlay import TRUE_COLOUR
-from cubepose.report import TILE
 
 COUNT = 8
 SIZE = 32  # the network input side of these outputs

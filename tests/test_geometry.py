@@ -8,7 +8,6 @@ import torch
 from cubepose.geometry import (
     axis_angle_quaternions,
     canonicalize_quaternions,
-    cube_corners,
     intrinsics_from_fov,
     intrinsics_from_projection,
     pinhole_pixels,
@@ -21,6 +20,7 @@ from cubepose.geometry import (
     transform_points,
     unity_euler_angles,
 )
+from cubepose.geometry.object import box_corners
 
 S = np.sqrt(0.5)
 
@@ -50,7 +50,7 @@ def test_projection_follows_unitys_camera_frame():
 
 
 def test_cube_corners_under_a_pose():
-    corners = transform_points(cube_corners(0.1), np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0]))
+    corners = transform_points(box_corners((0.1, 0.1, 0.1)), np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, 0.0, 1.0]))
     assert corners.shape == (8, 3)
     np.testing.assert_allclose(corners.min(axis=0), [-0.05, -0.05, 0.95])
     np.testing.assert_allclose(corners.max(axis=0), [0.05, 0.05, 1.05])

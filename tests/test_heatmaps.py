@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cubepose.heatmaps import decode_keypoints, keypoint_targets
-from cubepose.keypoints import object_keypoints, project_keypoints, solve_pnp
-from cubepose.object_model import Box
+from cubepose.geometry.object import Box
+from cubepose.models.codecs.heatmaps import decode_keypoints, keypoint_targets
+from cubepose.models.codecs.keypoints import object_keypoints, project_keypoints, solve_pnp
 
 
 @pytest.mark.parametrize(("stride", "sigma"), [(1, 2.0), (4, 1.5), (8, 1.0)])

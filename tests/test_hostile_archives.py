@@ -27,8 +27,8 @@ from cubepose.data.image_cache import cached_images
 from cubepose.data.image_check import CORRUPT, OK, OVERSIZED, PROBLEM_NAMES, declared_size, image_status
 from cubepose.data.images import decode_resized
 from cubepose.errors import CubeposeError, DatasetError
+from cubepose.inference.predictor import PosePredictor
 from cubepose.models import PoseNet
-from cubepose.predict import PosePredictor
 from cubepose.synth.generate import GenerationOptions, generate_dataset
 
 BOMB = (50000, 50000)  # 2.5 Gpx: over twice PIL's limit, where PIL raises

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from cubepose.data.sources import local_root
-from cubepose.io_utils import atomic_open, atomic_write_text
+from cubepose.io.atomic import atomic_open, atomic_write_text
 from cubepose.synth.generate import GenerationOptions, generate_dataset
 
 

@@ -17,12 +17,12 @@ from test_edflow_e2e import CONFIGS, _eval_dirs, _ok, edflow
 from conftest import BIN, REPO
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
-from cubepose.export import export_model
-from cubepose.keypoints import solve_pnp
+from cubepose.geometry.symmetries import cube_rotations, symmetric_equivalents
+from cubepose.inference.export import export_model
+from cubepose.inference.predictor import PosePredictor
 from cubepose.losses import Criterion
 from cubepose.models import KeypointNet, pose_network
-from cubepose.predict import PosePredictor
-from cubepose.symmetries import cube_rotations, symmetric_equivalents
+from cubepose.models.codecs.keypoints import solve_pnp
 
 KEYPOINT_LOSS = {"keypoints": {"type": "heatmap", "weight": 1.0}}
 KEYPOINT_CONFIGS = [*CONFIGS, str(REPO / "configs" / "keypoints_cpu.yaml")]

@@ -9,7 +9,8 @@ import torch
 
 from cubepose.config import validate_config
 from cubepose.data import TrainDataset
-from cubepose.keypoints import (
+from cubepose.geometry.object import Box
+from cubepose.models.codecs.keypoints import (
     _jacobian,
     _project,
     _refine,
@@ -18,7 +19,6 @@ from cubepose.keypoints import (
     project_keypoints,
     solve_pnp,
 )
-from cubepose.object_model import Box
 from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
 
 BOX = Box((0.3, 0.2, 0.1))

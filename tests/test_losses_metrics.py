@@ -8,9 +8,7 @@ import torch
 
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
-from cubepose.geometry import quaternion_multiply
-from cubepose.losses import Criterion, Ramp, add, geodesic, l1, mse, sign_invariant
-from cubepose.metrics import (
+from cubepose.evaluation.metrics import (
     add_distance,
     pose_dataset_metrics,
     rotation_error,
@@ -19,7 +17,9 @@ from cubepose.metrics import (
     unity_dataset_metrics,
     unity_quaternion_error,
 )
-from cubepose.object_model import Box
+from cubepose.geometry import quaternion_multiply
+from cubepose.geometry.object import Box
+from cubepose.losses import Criterion, Ramp, add, geodesic, l1, mse, sign_invariant
 
 S = np.sqrt(0.5)
 

@@ -15,14 +15,13 @@ import torch
 from cubepose.cli import main
 from cubepose.config import defaults, validate_config
 from cubepose.data import TrainDataset
+from cubepose.engine.callbacks import evaluation_of
 from cubepose.errors import ConfigError, DatasetError
-from cubepose.evaluation import evaluation_of
-from cubepose.geometry import cube_corners
+from cubepose.evaluation.metrics import add_distance, pose_dataset_metrics
+from cubepose.evaluation.overlay import TRUE_COLOUR, draw_cubes
+from cubepose.geometry.object import Box, box_corners
 from cubepose.losses import Criterion
-from cubepose.metrics import add_distance, pose_dataset_metrics
 from cubepose.models.crop import cube_windows
-from cubepose.object_model import Box
-from cubepose.overlay import TRUE_COLOUR, draw_cubes
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import PRESETS, sample_scene
@@ -40,7 +39,7 @@ def test_the_default_box_is_the_schema_default_cube_with_its_old_numbers():
     box = Box()
     assert list(box.dimensions) == defaults()["object"]["dimensions"] == [0.1, 0.1, 0.1]
     assert Box.from_config(validate_config({})) == box == Box.from_config({})  # a config saved before the key
-    np.testing.assert_array_equal(box.corners(), cube_corners(0.1))
+    np.testing.assert_array_equal(box.corners(), box_corners((0.1, 0.1, 0.1)))
     assert box.radius == 0.1 * np.sqrt(3) / 2 and box.diameter == 0.1 * np.sqrt(3)  # bit for bit
 
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-from cubepose.acceleration import accelerate
-from cubepose.optim import GradientAccumulator, build_scheduler, lr_factor
+from cubepose.training.acceleration import accelerate
+from cubepose.training.optim import GradientAccumulator, build_scheduler, lr_factor
 
 
 def test_accumulation_steps_once_with_the_mean_gradient():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cubepose.overlay import PREDICTED_COLOUR, TRUE_COLOUR, draw_cubes, pose_overlays
+from cubepose.evaluation.overlay import PREDICTED_COLOUR, TRUE_COLOUR, draw_cubes, pose_overlays
 
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 CAMERA = np.array([100.0, 100.0, 50.0, 50.0])  # fx, fy, cx, cy for a 100 x 100 image

@@ -13,8 +13,8 @@ from edflow.data.believers.meta import MetaDataset
 from test_edflow_e2e import CONFIGS, _eval_dirs, _ok, edflow
 
 from conftest import BIN
-from cubepose.metrics import add_distance
-from cubepose.object_model import Box
+from cubepose.evaluation.metrics import add_distance
+from cubepose.geometry.object import Box
 
 CAMERA = (96, 64, 70.0, 80.0, 40.0, 36.0)  # non-square, fx != fy, off-centre principal point
 

@@ -15,13 +15,13 @@ import torch
 from PIL import Image
 
 from conftest import BIN, load_configs
-from cubepose.checkpoints import save_checkpoint
 from cubepose.config import validate_config
 from cubepose.data import ValidationDataset
 from cubepose.data.images import to_network_range
 from cubepose.errors import CubeposeError
+from cubepose.inference.predictor import PosePredictor
 from cubepose.models import PoseNet
-from cubepose.predict import PosePredictor
+from cubepose.training.checkpoints import save_checkpoint
 
 
 @pytest.fixture(scope="module")

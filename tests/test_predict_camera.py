@@ -15,12 +15,12 @@ import torch
 from PIL import Image
 
 from conftest import BIN, REPO
-from cubepose.camera_model import Camera
-from cubepose.checkpoints import save_checkpoint
 from cubepose.errors import CubeposeError
-from cubepose.export import export_model
-from cubepose.predict import PosePredictor
+from cubepose.geometry.camera import Camera
+from cubepose.inference.export import export_model
+from cubepose.inference.predictor import PosePredictor
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
+from cubepose.training.checkpoints import save_checkpoint
 
 WIDTH, HEIGHT = 128, 96
 INTRINSICS = (110.0, 100.0, 60.0, 50.0)  # fx, fy, cx, cy in pixels of the 128x96 images: off-centre, fx != fy
@@ -161,7 +161,7 @@ def test_cli_camera_file_in_yaml_or_json(trained, images, tmp_path):
 
 
 def test_an_old_checkpoint_without_a_camera_warns_and_predicts(old_checkpoint, images, caplog):
-    with caplog.at_level(logging.WARNING, logger="cubepose.predict"):
+    with caplog.at_level(logging.WARNING, logger="cubepose.inference.predictor"):
         predictor = PosePredictor.load(old_checkpoint)
     assert predictor.training_camera is None
     warned = [r.message for r in caplog.records if r.levelno == logging.WARNING]

@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 from conftest import BIN, load_configs
-from cubepose.checkpoints import read_checkpoint, save_checkpoint
 from cubepose.config import validate_config
 from cubepose.errors import CheckpointError, ConfigError, CubeposeError
+from cubepose.inference.predictor import PosePredictor
 from cubepose.models import PoseNet
-from cubepose.predict import PosePredictor
+from cubepose.training.checkpoints import read_checkpoint, save_checkpoint
 
 IDENTITY = [0.0, 0.0, 0.0, 1.0]
 

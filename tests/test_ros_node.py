@@ -19,9 +19,9 @@ from PIL import Image
 from serve_fixtures import start_serve, untrained_checkpoint
 
 from conftest import BIN, REPO
-from cubepose.camera_model import Camera
-from cubepose.predict import PosePredictor
-from cubepose.ros_node import ImageError, image_as_ppm
+from cubepose.geometry.camera import Camera
+from cubepose.inference.predictor import PosePredictor
+from cubepose.serving.ros_node import ImageError, image_as_ppm
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's ROS Python packages live in its dist-packages
@@ -105,7 +105,7 @@ def checkpoint(tmp_path_factory) -> Path:
 CLIENT = """
 import json, sys, rospy
 from sensor_msgs.msg import Image
-from cubepose.ros_node import pose_estimation_service_class
+from cubepose.serving.ros_node import pose_estimation_service_class
 service, requests = sys.argv[1], json.loads(sys.argv[2])
 rospy.init_node("cubepose_test_client", anonymous=True, disable_signals=True)
 rospy.wait_for_service(service, timeout=60)
@@ -158,7 +158,7 @@ def test_the_node_answers_the_tutorials_service_on_a_real_roscore(rendered, chec
     )
     node_log = open(tmp_path / "node.log", "w")
     node = subprocess.Popen(
-        [SYSTEM_PYTHON, "-m", "cubepose.ros_node", "--server", url, "--service", "test_pose_estimation"],
+        [SYSTEM_PYTHON, "-m", "cubepose.serving.ros_node", "--server", url, "--service", "test_pose_estimation"],
         env=env,
         stdout=node_log,
         stderr=node_log,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from edflow.iterators.batches import make_batches
 
-from cubepose.seeding import seed_shuffling
+from cubepose.engine.batches import seed_shuffling
 
 
 class Numbers:

@@ -16,7 +16,7 @@ from PIL import Image
 from serve_fixtures import start_serve, untrained_checkpoint
 
 from conftest import BIN
-from cubepose.predict import PosePredictor
+from cubepose.inference.predictor import PosePredictor
 
 
 @pytest.fixture(scope="module")

@@ -24,12 +24,12 @@ from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.formats import read_dataset
 from cubepose.errors import ConfigError
-from cubepose.export import export_model
+from cubepose.evaluation.matching import average_precision, detection_metrics, match_instances
+from cubepose.geometry.object import Box
+from cubepose.inference.export import export_model
+from cubepose.inference.predictor import PosePredictor
 from cubepose.losses import Criterion
-from cubepose.matching import average_precision, detection_metrics, match_instances
 from cubepose.models import pose_network
-from cubepose.object_model import Box
-from cubepose.predict import PosePredictor
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 
 SEVERAL_LOSSES = {"keypoints": {"type": "heatmap"}, "displacements": {"type": "displacement"}}

@@ -14,13 +14,13 @@ from test_edflow_e2e import CONFIGS, _eval_dirs, _ok, edflow
 
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
+from cubepose.evaluation.metrics import add_distance, rotation_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.geometry import canonicalize_quaternions, quaternion_multiply, random_quaternions, transform_points
+from cubepose.geometry.object import Box
+from cubepose.geometry.symmetries import box_rotations, cube_rotations, symmetric_equivalents
+from cubepose.inference.predictor import PosePredictor
 from cubepose.losses import LOSSES, Criterion
-from cubepose.metrics import add_distance, rotation_error, unity_dataset_metrics, unity_quaternion_error
 from cubepose.models import PoseNet
-from cubepose.object_model import Box
-from cubepose.predict import PosePredictor
-from cubepose.symmetries import box_rotations, cube_rotations, symmetric_equivalents
 
 ORIENTATION_LOSSES = ("mse", "l1", "smooth_l1", "sign_invariant", "geodesic")
 S = float(np.sqrt(0.5))

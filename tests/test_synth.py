@@ -19,8 +19,8 @@ from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.legacy import read_legacy
 from cubepose.data.shards import MANIFEST
-from cubepose.geometry import cube_corners, project_with_intrinsics, quaternion_to_matrix, transform_points
-from cubepose.object_model import Box
+from cubepose.geometry import project_with_intrinsics, quaternion_to_matrix, transform_points
+from cubepose.geometry.object import Box
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import PRESETS, sample_scene
@@ -74,7 +74,7 @@ def test_projected_cube_corners_fall_on_the_rendered_cube(tmp_path, tiny_config,
     for index in range(len(dataset)):
         example = dataset[index]
         _, mask = renderer.render(sample_scene(np.random.default_rng([3, index, 0]), options.scene), mask=True)
-        corners = transform_points(cube_corners(), example["translation"], example["quaternion"])
+        corners = transform_points(Box().corners(), example["translation"], example["quaternion"])
         pixels = project_with_intrinsics(corners, example["camera"])
         rows, cols = np.nonzero(mask)
         assert abs(pixels[:, 0].min() - cols.min()) < 1.5 and abs(pixels[:, 0].max() - (cols.max() + 1)) < 1.5
@@ -206,8 +206,8 @@ def test_a_default_run_records_its_options_as_before(tmp_path):
 
 
 def test_wireframe_of_the_true_pose_traces_the_rendered_cube():
+    from cubepose.evaluation.overlay import TRUE_COLOUR, draw_cubes
     from cubepose.geometry import intrinsics_from_fov
-    from cubepose.overlay import TRUE_COLOUR, draw_cubes
 
     renderer = GLRenderer(128, 128)
     scenes = [sample_scene(np.random.default_rng([6, index, 0]), PRESETS["default"]) for index in range(4)]

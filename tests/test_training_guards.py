@@ -20,10 +20,10 @@ from test_edflow_e2e import CONFIGS, edflow
 from conftest import REPO
 from cubepose.cli import main
 from cubepose.config import load_config_files, validate_config
+from cubepose.engine.callbacks import pose_metrics, report, unity_metrics
 from cubepose.errors import ConfigError
-from cubepose.evaluation import pose_metrics, report, unity_metrics
-from cubepose.metrics import instance_errors, pose_dataset_metrics, unity_dataset_metrics
-from cubepose.object_model import Box
+from cubepose.evaluation.metrics import instance_errors, pose_dataset_metrics, unity_dataset_metrics
+from cubepose.geometry.object import Box
 
 # --- config values -------------------------------------------------------------------------------
 
@@ -250,7 +250,7 @@ def test_an_image_failing_on_a_data_thread_stops_the_run_with_one_message(tiny_d
 
 
 def test_the_divergence_message_names_step_terms_and_cause():
-    from cubepose.training_guards import divergence_message
+    from cubepose.training.guards import divergence_message
 
     config = {"optimizer": {"lr": 1e6}, "data": {"train": {"root": "data/cube/train"}}}
     losses = {

@@ -11,7 +11,7 @@ from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.images import to_network_range
 from cubepose.models import PoseNet
-from cubepose.training_step import NonFiniteLossError, TrainingStep
+from cubepose.training.step import NonFiniteLossError, TrainingStep
 
 
 def _whole_set(dataset: TrainDataset) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cubepose.errors import CubeposeError
-from cubepose.io_utils import atomic_write_text
+from cubepose.io.atomic import atomic_write_text
 from cubepose.storage import Uploader, backend_for, upload_folder
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ from typing import IO
 from tqdm import tqdm
 
 from cubepose.errors import DatasetError
-from cubepose.io_utils import atomic_write_text, default_dir_mode
+from cubepose.io.atomic import atomic_write_text, default_dir_mode
 from cubepose.storage.cache import pid_alive
 
 logger = logging.getLogger(__name__)

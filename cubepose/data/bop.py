@@ -7,7 +7,7 @@ size and symmetries. The object is chosen by ``obj_id`` (``data/obj_id``; null: 
 Frames: a BOP pose maps model points to OpenCV's camera frame (x right, y down, z forward) in millimetres.
 cubepose's camera frame has y up, so a pose (R, t) reads as (F R F, F t / 1000) with F = diag(1, -1, 1): the
 model's y axis is mirrored too, which leaves a box centred on its origin the same box, and makes
-``cubepose.keypoints``' OpenCV recipe hold. ``cam_K``'s principal point is OpenCV's (pixel centres on
+``cubepose.models.codecs.keypoints``' OpenCV recipe hold. ``cam_K``'s principal point is OpenCV's (pixel centres on
 integers); cubepose puts pixel centres half a pixel in, so cx and cy read 0.5 larger.
 """
 

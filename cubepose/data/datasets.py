@@ -26,9 +26,9 @@ from cubepose.data.sources import local_root
 from cubepose.data.splits import fraction_split, sample_indices
 from cubepose.errors import ConfigError, DatasetError
 from cubepose.geometry import resize_intrinsics
-from cubepose.object_model import Box
+from cubepose.geometry.object import Box
+from cubepose.geometry.symmetries import named_group, same_group
 from cubepose.storage import default_cache_dir
-from cubepose.symmetries import named_group, same_group
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cubepose.data.images import decode_resized
-from cubepose.io_utils import default_file_mode
+from cubepose.io.atomic import default_file_mode
 from cubepose.storage.cache import PARTIAL_MARK, partial_path, remove_if_orphaned
 
 logger = logging.getLogger(__name__)

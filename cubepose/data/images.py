@@ -46,7 +46,7 @@ def _oversized_message(path: str | os.PathLike, err: Exception) -> str:
 def resize_rgb(image: Image.Image, size: int) -> np.ndarray:
     """An image as RGB resized to ``size`` x ``size`` (bilinear, as Unity's model): uint8 HWC.
 
-    The one resize of network inputs: training, evaluation and ``cubepose.predict`` all use it.
+    The one resize of network inputs: training, evaluation and ``cubepose.inference.predictor`` all use it.
     """
     return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=3.0))
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from cubepose.geometry import pinhole_pixels
-from cubepose.object_model import Box
+from cubepose.geometry.object import Box
 
 MIN_DEPTH = 1e-3  # metres; keeps a (wrong) target behind the camera finite
 

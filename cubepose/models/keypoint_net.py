@@ -15,10 +15,10 @@ from torch import nn
 
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
-from cubepose.heatmaps import decode_instances, decode_keypoints
-from cubepose.keypoints import KEYPOINTS, assigned_orientation, object_keypoints, solve_pnp
+from cubepose.geometry.object import Box
 from cubepose.models.backbones import conv_bn
-from cubepose.object_model import Box
+from cubepose.models.codecs.heatmaps import decode_instances, decode_keypoints
+from cubepose.models.codecs.keypoints import KEYPOINTS, assigned_orientation, object_keypoints, solve_pnp
 
 ENCODER_WIDTHS = (32, 64, 128, 128)  # stages at strides 2, 4, 8, 16
 DECODER_WIDTH = 64
@@ -101,7 +101,7 @@ class KeypointNet(nn.Module):
         return outputs
 
     def keypoints(self, outputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoded keypoints (B, 9, 2) in input pixels and their scores (B, 9) (cubepose.heatmaps); with
+        """The decoded keypoints (B, 9, 2) in input pixels and their scores (B, 9) (models.codecs.heatmaps); with
         several instances (B, P, 9, 2) and (B, P, 9), P = ``data/max_instances``, strongest centre first."""
         if self.max_instances == 1:
             return decode_keypoints(outputs["heatmaps"], outputs["offsets"], self.stride)

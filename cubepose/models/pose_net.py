@@ -9,11 +9,12 @@ from torch import nn
 
 from cubepose.config import component_check, validate_config
 from cubepose.errors import ConfigError
+from cubepose.geometry import canonical_sign
+from cubepose.geometry.rays import ray_rotations
 from cubepose.models.backbones import BACKBONES, load_pretrained
 from cubepose.models.crop import crop_windows, to_camera_frame
 from cubepose.models.heads import HEADS
-from cubepose.models.rotations import ROTATIONS, canonical_sign
-from cubepose.rays import ray_rotations
+from cubepose.models.rotations import ROTATIONS
 
 
 def _feature_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import roma
 import torch
 
+from cubepose.geometry.rotations import canonical_sign
 from cubepose.registry import Registry
 
 IDENTITY_QUATERNION = (0.0, 0.0, 0.0, 1.0)
@@ -40,11 +41,6 @@ def normalize_quaternions(q: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     unit = q / norm.clamp_min(eps)
     identity = q.new_tensor(IDENTITY_QUATERNION).expand_as(q)
     return torch.where(norm <= eps, identity, unit)
-
-
-def canonical_sign(q: torch.Tensor) -> torch.Tensor:
-    """q or -q, whichever has w >= 0 (the data's convention)."""
-    return torch.where(q[..., 3:] < 0, -q, q)
 
 
 def six_d_to_quaternion(x: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,7 @@ def cache_target(root: Path, name: str, url: str, reserved: tuple[str, ...] = ()
 
 def write_sidecar(target: Path, record: dict) -> None:
     """Record ``target``'s source and length (after ``target`` is in place)."""
-    from cubepose.io_utils import atomic_write_text
+    from cubepose.io.atomic import atomic_write_text
 
     atomic_write_text(sidecar(target), json.dumps(record) + "\n")
 

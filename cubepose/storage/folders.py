@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from cubepose.errors import StorageError
-from cubepose.io_utils import atomic_open
+from cubepose.io.atomic import atomic_open
 from cubepose.storage.backends import Operation, backend_for
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from cubepose.errors import StorageError, StorageUnreachableError
-from cubepose.io_utils import atomic_write_text
+from cubepose.io.atomic import atomic_write_text
 from cubepose.storage.backends import is_gcs_url
 from cubepose.storage.cache import (
     Progress,

@@ -36,7 +36,7 @@ from botocore.exceptions import (
 )
 
 from cubepose.errors import StorageError, StorageUnreachableError
-from cubepose.io_utils import atomic_write_text
+from cubepose.io.atomic import atomic_write_text
 from cubepose.storage.backends import scheme_of
 from cubepose.storage.cache import (
     Progress,

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from cubepose.io_utils import atomic_open
+from cubepose.io.atomic import atomic_open
 from cubepose.storage.backends import Operation, backend_for
 
 logger = logging.getLogger(__name__)

@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from cubepose.camera_model import Camera
 from cubepose.data.images import open_image
 from cubepose.data.shards import MANIFEST, shard_folders, shard_name
-from cubepose.io_utils import atomic_open, atomic_write_text
-from cubepose.object_model import default_dimensions
+from cubepose.geometry.camera import Camera
+from cubepose.geometry.object import default_dimensions
+from cubepose.io.atomic import atomic_open, atomic_write_text
 from cubepose.storage import Operation, backend_for, default_cache_dir, normalized, upload_folder
 from cubepose.synth.scene import (
     DISTANCE_LIMITS,

@@ -12,7 +12,6 @@ from numbers import Real
 
 import numpy as np
 
-from cubepose.camera_model import Camera
 from cubepose.geometry import (
     axis_angle_quaternions,
     intrinsics_from_fov,
@@ -22,8 +21,9 @@ from cubepose.geometry import (
     quaternion_to_matrix,
     view_slopes,
 )
-from cubepose.object_model import Box as ObjectBox
-from cubepose.object_model import default_dimensions
+from cubepose.geometry.camera import Camera
+from cubepose.geometry.object import Box as ObjectBox
+from cubepose.geometry.object import default_dimensions
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES
 
 ROTATION_MODES = ("yaw", "full")

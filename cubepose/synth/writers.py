@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from cubepose.data.bop import bop_intrinsics, bop_poses
-from cubepose.geometry import box_corners, intrinsics_from_fov, projection_from_fov, projection_from_intrinsics
-from cubepose.io_utils import atomic_write_text
-from cubepose.symmetries import box_rotations
+from cubepose.geometry import intrinsics_from_fov, projection_from_fov, projection_from_intrinsics
+from cubepose.geometry.object import box_corners
+from cubepose.geometry.symmetries import box_rotations
+from cubepose.io.atomic import atomic_write_text
 
 CAPTURES_PER_FILE = 150  # as Perception 0.x writes them
 BOX3D_DEFINITION_NAME = "bounding box 3D"

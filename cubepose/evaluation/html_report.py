@@ -1,0 +1,215 @@
+"""`cubepose report`: one self-contained HTML page per evaluation, with pictures.
+
+Metrics table, error histograms, error against distance and true yaw, and the 8 worst and 8
+median instances with the true (green) and predicted (red) cube drawn with each example's
+camera. Built from an evaluation's saved outputs, so it never re-runs the model. For a symmetric
+object, errors, rankings and captions are modulo its symmetries (``object/symmetries``).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cubepose.data.images import decode_resized
+from cubepose.evaluation.evaluator import Evaluation
+from cubepose.evaluation.overlay import only_shown, pose_overlays
+from cubepose.geometry.object import Box
+from cubepose.io.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "report.html"
+SHOWN = 8  # instances per gallery
+TILE = 256  # side of a gallery image in pixels
+
+
+def _png(figure_or_image) -> str:
+    buffer = io.BytesIO()
+    if hasattr(figure_or_image, "savefig"):
+        figure_or_image.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    else:
+        figure_or_image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _figures(errors: dict[str, np.ndarray]) -> list[str]:
+    """Histogram and scatters per error; instances with a non-finite error are left out (matplotlib's
+    histogram cannot bin NaN, and such predictions have no error to plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("translation_error_cm", "translation error (cm)"), ("rotation_error_deg", "rotation error (deg)")]
+    images = []
+    for key, title in panels:
+        shown = np.isfinite(errors[key])
+        values = errors[key][shown]
+        figure, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+        axes[0].hist(values, bins=30, color="#4477aa")
+        axes[0].set(title=title, xlabel=title, ylabel="instances")
+        axes[1].scatter(errors["distance_m"][shown], values, s=6, alpha=0.6)
+        axes[1].set(title=f"{title} vs distance", xlabel="distance to camera (m)", ylabel=title)
+        axes[2].scatter(errors["true_yaw_deg"][shown], values, s=6, alpha=0.6)
+        axes[2].set(title=f"{title} vs true yaw", xlabel="true yaw (deg)", ylabel=title)
+        images.append(_png(figure))
+        plt.close(figure)
+    if "confidence" in errors:
+        images.append(_confidence_figure(errors, plt))
+    return images
+
+
+def _confidence_figure(errors: dict[str, np.ndarray], plt) -> str:
+    """A keypoint model's errors against its confidence and reprojection error: whether a robot can trust
+    a low confidence as the sign to look again."""
+    shown = np.isfinite(errors["translation_error_cm"]) & np.isfinite(errors["confidence"])
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    panels = [
+        ("confidence", "translation_error_cm", "confidence (mean keypoint score)", "translation error (cm)"),
+        ("confidence", "rotation_error_deg", "confidence (mean keypoint score)", "rotation error (deg)"),
+        ("reprojection_error", "translation_error_cm", "reprojection error (px)", "translation error (cm)"),
+    ]
+    for axis, (x, y, x_label, y_label) in zip(axes, panels, strict=True):
+        axis.scatter(errors[x][shown], errors[y][shown], s=6, alpha=0.6)
+        axis.set(title=f"{y_label} vs {x_label.split(' (')[0]}", xlabel=x_label, ylabel=y_label)
+    image = _png(figure)
+    plt.close(figure)
+    return image
+
+
+def _input_sizes(labels: dict, indices: np.ndarray) -> np.ndarray:
+    """Side of the network input of each instance: recorded by eval_op, else twice cx (outputs of older
+    evaluations, whose cameras were centred)."""
+    if "image_size" in labels:
+        return labels["image_size"][indices].reshape(-1).astype(np.float64)
+    return np.round(2 * labels["camera"][indices, 2])
+
+
+def _gallery(title: str, indices: np.ndarray, evaluated: Evaluation, image_paths, captions: dict[int, str]) -> str:
+    """Tiles of the images ``indices`` with every true (green) and predicted (red) pose drawn, captioned."""
+    labels = evaluated.labels
+    cameras = labels["camera"][indices]
+    network_size = _input_sizes(labels, indices)
+    images = np.stack([decode_resized(str(image_paths[i]), TILE) for i in indices])
+    if "translations_true" in labels:  # several instances: each image's present and found ones
+        present = np.arange(labels["translations_true"].shape[1]) < labels["instance_count"][indices].reshape(-1, 1)
+        true = (only_shown(labels["translations_true"][indices], present), labels["quaternions_true"][indices])
+        found = labels["found_pred"][indices] > 0.5
+        predicted = (only_shown(labels["translations_pred"][indices], found), labels["quaternions_pred"][indices])
+    else:
+        true = (labels["translation_true"][indices], labels["quaternion_true"][indices])
+        predicted = (labels["translation_pred"][indices], labels["quaternion_pred"][indices])
+    tiles = pose_overlays(images, cameras * (TILE / network_size)[:, None], true, predicted, box=evaluated.box)
+    figures = []
+    for i, tile in zip(indices, tiles, strict=True):
+        image = _png(Image.fromarray(tile))
+        figures.append(f'<figure><img src="{image}"><figcaption>{html.escape(captions[i])}</figcaption></figure>')
+    return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(figures)}</div>"
+
+
+def _ranked_images(evaluated: Evaluation) -> tuple[np.ndarray, dict[int, str]]:
+    """Images from best to worst, and a caption for each: by ADD (a prediction without a finite pose is left
+    out); with several instances by missed and spurious instances, then the worst ADD among its matched ones."""
+    errors = evaluated.errors
+    if "image_index" not in errors:
+        rank = errors["add_cm"]
+        ranked = np.flatnonzero(np.isfinite(rank))
+        order = ranked[np.argsort(rank[ranked], kind="stable")]
+        captions = {
+            int(i): f"#{i}: {errors['translation_error_cm'][i]:.1f} cm, {errors['rotation_error_deg'][i]:.1f} deg"
+            for i in order
+        }
+        return order, captions
+    images = len(evaluated.labels["instance_count"])
+    index, kind = errors["image_index"].astype(np.int64), errors["kind"]
+    wrong = np.bincount(index, weights=kind != "matched", minlength=images)
+    spurious = np.bincount(index, weights=kind == "spurious", minlength=images)
+    worst = np.full(images, -np.inf)
+    np.maximum.at(worst, index, np.where(np.isfinite(errors["add_cm"]), errors["add_cm"], -np.inf))
+    order = np.lexsort((worst, wrong))
+    counts = evaluated.labels["instance_count"].reshape(-1).astype(np.int64)
+    captions = {
+        int(i): f"#{i}: {counts[i] - int(wrong[i] - spurious[i])} of {counts[i]} found, {int(spurious[i])} spurious"
+        + (f", worst ADD {worst[i]:.1f} cm" if np.isfinite(worst[i]) else "")
+        for i in order
+    }
+    return order, captions
+
+
+def _cell(value) -> str:
+    """A metrics-table cell: numbers with 6 significant digits, anything else as text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.6g}"
+    return html.escape(str(value))
+
+
+def _non_finite_note(count: int, total: int) -> str:
+    """The paragraph saying how many predictions were NaN or inf and how they were treated (empty if none)."""
+    if not count:
+        return ""
+    return (
+        f"<p class='warning'>{count} of {total} predictions were not finite (NaN or inf): they are left out "
+        "of the error averages, plots and galleries and count as failures in the accuracies "
+        "(<code>non_finite_predictions</code> in metrics.json).</p>"
+    )
+
+
+def _symmetry_note(box: Box) -> str:
+    """The paragraph saying that errors are modulo the object's symmetries (empty without any)."""
+    count = len(box.symmetries)
+    if count == 1:
+        return ""
+    return (
+        f"<p>Rotation errors and ADD are modulo the object's {count} symmetries (<code>object/symmetries</code>): "
+        "each prediction is compared with the closest symmetric equivalent of the true pose.</p>"
+    )
+
+
+def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
+    """Write ``root``/report.html from an evaluation's outputs, errors and metrics.
+
+    The metrics table shows cubepose's metrics and anything other callbacks put in metrics.json.
+    """
+    root = Path(root)
+    labels, errors = evaluated.labels, evaluated.errors
+    metrics_path = root / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics.update({**evaluated.unity, **evaluated.pose})
+    rank = errors["add_cm"]
+    order, captions = _ranked_images(evaluated)
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in sorted(metrics.items()))
+    body = [
+        f"<h1>cubepose evaluation: {html.escape(str(root))}</h1>",
+        f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
+        _non_finite_note(int(evaluated.pose["non_finite_predictions"]), len(rank)),
+        _symmetry_note(evaluated.box),
+        *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
+    ]
+    if "camera" in labels and image_paths is not None:
+        order = order[(np.asarray(image_paths, dtype=str) != "")[order]]  # images the outputs name
+        middle = max(0, len(order) // 2 - SHOWN // 2)
+        what = "missed and spurious instances, then ADD" if "image_index" in errors else "ADD"
+        body.append(_gallery(f"{SHOWN} worst by {what}", order[::-1][:SHOWN], evaluated, image_paths, captions))
+        body.append(
+            _gallery(f"{SHOWN} median by {what}", order[middle : middle + SHOWN], evaluated, image_paths, captions)
+        )
+        body.append("<p>green: true pose; red: predicted pose</p>")
+    style = (
+        "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
+        "padding:2px 8px} .gallery{display:flex;flex-wrap:wrap} figure{margin:4px} .plot{max-width:100%}"
+        " .warning{color:#a40}"
+    )
+    page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cubepose report</title><style>{style}</style>"
+    page += f"</head><body>{''.join(body)}</body></html>\n"
+    path = root / REPORT_FILE
+    atomic_write_text(path, page)
+    logger.info("report written to %s", path)
+    return path

@@ -1,0 +1,128 @@
+"""What a network should predict, built from a batch's labels: the codec side of training.
+
+Each builder takes the network config (and the object) and returns ``target(targets) -> tensor`` over a
+batch's label tensors: the two-stage model's crop window, a keypoint network's heatmaps and offsets
+(cubepose.models.codecs.heatmaps) and its several-instance displacements, packed as the losses
+``heatmap`` and ``displacement`` read them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from cubepose.errors import ConfigError
+from cubepose.geometry.object import Box
+from cubepose.geometry.symmetries import equivalent_classes
+from cubepose.models.codecs.heatmaps import displacement_targets, keypoint_targets, nearest_centres
+from cubepose.models.codecs.keypoints import canonical_assignment, keypoint_pixels, object_keypoints, view_canonical
+from cubepose.models.crop import cube_windows
+
+Targets = dict[str, torch.Tensor]
+
+
+def concatenated(keys: tuple[str, ...]) -> Callable[[Targets], torch.Tensor]:
+    """A quantity's model outputs, or the targets a dataset provides: its keys concatenated."""
+    return lambda targets: torch.cat([targets[key] for key in keys], dim=-1)
+
+
+def window_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
+    """The crop window a two-stage model should predict, from the true translation, the camera and the object."""
+    image_size, margin = network["image_size"], network["crop"]["margin"]
+
+    def target(targets: Targets) -> torch.Tensor:
+        if "camera" not in targets:
+            raise ConfigError("losses/window needs each example's camera; the dataset returned none")
+        return cube_windows(targets["translation"], targets["camera"], image_size, margin, box)
+
+    return target
+
+
+def instance_poses(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every instance's translation (B, M, 3) and quaternion (B, M, 4), and which slots hold one (B, M): the
+    dataset's ``translations``, ``quaternions`` and ``instance_count`` (``data/max_instances`` above 1), else
+    its one ``translation`` and ``quaternion`` as M = 1."""
+    if "translations" not in targets:
+        translation = targets["translation"]
+        present = torch.ones(len(translation), 1, dtype=torch.bool, device=translation.device)
+        return translation[:, None], targets["quaternion"][:, None], present
+    translations = targets["translations"]
+    slots = torch.arange(translations.shape[1], device=translations.device)
+    return translations, targets["quaternions"], slots < targets["instance_count"][:, None]
+
+
+def _instance_keypoints(
+    targets: Targets, box: Box, points: torch.Tensor, by_shape: bool, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The keypoints (B, M, K, 2) of every instance in input pixels, each turned to its view-canonical
+    orientation first (``keypoints_target``), which slots count (B, M), and with ``by_shape`` the index (B, M)
+    of the shape symmetry that turn took."""
+    if "camera" not in targets:
+        raise ConfigError(f"losses/{name} needs each example's camera; the dataset returned none")
+    translations, quaternions, present = instance_poses(targets)
+    batch, slots = present.shape
+    translation, quaternion = translations.flatten(0, 1), quaternions.flatten(0, 1)
+    index = None
+    if by_shape:
+        quaternion, index = canonical_assignment(quaternion, translation, box.shape_symmetries)
+        index = index.unflatten(0, (batch, slots))
+    else:
+        quaternion = view_canonical(quaternion, translation, box.symmetries)
+    camera = targets["camera"].repeat_interleave(slots, dim=0)
+    pixels = keypoint_pixels(points, translation, quaternion, camera).unflatten(0, (batch, slots))
+    return pixels, present, index
+
+
+def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
+    """What a keypoint network should predict (cubepose.models.codecs.heatmaps), packed (B, 4K [+ G], H, W)
+    as ``heatmap`` reads it: the keypoints of ``box`` projected with each example's camera, the object turned to its
+    view-canonical orientation first (under its symmetries; with ``assign_by_shape`` under the bare box's G
+    shape symmetries, followed by G channels that are 1 for the symmetry indices the head may name, those of
+    the instance whose centre is nearest). Several instances (``instance_poses``) share the maps."""
+    box = box or Box()
+    points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
+    settings = network["keypoints"]
+    size, stride, radius = network["image_size"], settings["stride"], settings["offset_radius"]
+    by_shape = settings["assign_by_shape"]
+    if by_shape:
+        right_names = torch.as_tensor(equivalent_classes(box.shape_symmetries, box.symmetries), dtype=torch.float32)
+
+    def target(targets: Targets) -> torch.Tensor:
+        pixels, present, index = _instance_keypoints(targets, box, points, by_shape, "keypoints")
+        heatmaps, offsets, mask = keypoint_targets(pixels, size, stride, settings["sigma"], radius, present)
+        packed = [heatmaps, offsets.flatten(1, 2), mask]
+        if by_shape:
+            nearest, _ = nearest_centres(pixels, present, size, stride, radius)  # (B, H, W) slot index
+            names = right_names.to(mask.device)[index]  # (B, M, G)
+            packed.append(
+                names.gather(1, nearest.flatten(1)[..., None].expand(-1, -1, names.shape[-1]))
+                .transpose(1, 2)
+                .unflatten(2, nearest.shape[1:])
+            )
+        return torch.cat(packed, dim=1)
+
+    return target
+
+
+def displacements_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
+    """What tells instances apart (cubepose.models.codecs.heatmaps.displacement_targets), packed
+    (B, 2 (K - 1) + 1, H, W) as ``displacement`` reads it: the displacements from the cells around each
+    centre to its other keypoints, then the mask of those cells."""
+    box = box or Box()
+    points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
+    settings = network["keypoints"]
+
+    def target(targets: Targets) -> torch.Tensor:
+        pixels, present, _ = _instance_keypoints(targets, box, points, settings["assign_by_shape"], "displacements")
+        size, stride, radius = network["image_size"], settings["stride"], settings["offset_radius"]
+        displacements, mask = displacement_targets(pixels, present, size, stride, radius)
+        return torch.cat([displacements, mask[:, None]], dim=1)
+
+    return target
+
+
+def keypoints_prediction(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A keypoint network's outputs packed (B, 3K [+ G], H, W) as ``heatmap`` reads them."""
+    logits = [outputs["symmetry_logits"]] if "symmetry_logits" in outputs else []
+    return torch.cat([outputs["heatmaps"], outputs["offsets"].flatten(1, 2), *logits], dim=1)

@@ -1,0 +1,295 @@
+"""`cubepose serve`: poses over HTTP for a robot stack, from one model loaded once.
+
+FastAPI on uvicorn (the maintained ASGI pair: request validation, a lifespan for start-up and graceful
+shutdown, and an event loop that holds many waiting clients cheaply). Concurrent requests are batched:
+the first request waits up to ``max_wait_ms`` for others, up to ``max_batch`` images, which then go
+through ``PosePredictor.predict_items`` together (grouped by camera) in a worker thread, so the event
+loop keeps accepting requests while the network runs. Endpoints:
+
+- ``POST /predict``: the body is one encoded image (PNG, JPEG or PPM); ``fx``, ``fy``, ``cx``, ``cy`` query
+  parameters give its camera in its own pixels. Answers ``{"poses": [...]}`` as ``cubepose predict``'s
+  JSON lines do, 4xx with ``{"error": ...}`` naming the problem and the fix for bad input, 500 without a
+  traceback for anything else;
+- ``GET /health`` (the process answers), ``GET /ready`` (the model is loaded and the batcher runs),
+  ``GET /model`` (checkpoint location, its SHA-256, step and network settings).
+
+Every request is logged as one JSON line (``cubepose.serving.http.access``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from PIL import Image, UnidentifiedImageError
+
+from cubepose.errors import CubeposeError
+from cubepose.inference.predictor import PosePredictor, as_json_record
+from cubepose.inference.training_camera import given_camera
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("cubepose.serving.http.access")
+
+# About half the concurrent clients per batch keeps the model busy while the other half's answers and next
+# requests travel: at 8 clients, batches of 4 reach 0.9 of in-process batches of 8, batches of 8 only 0.75
+MAX_BATCH = 4
+MAX_WAIT_MS = 5.0
+MAX_BODY_MB = 64  # a 4096 x 4096 RGB PPM is 48 MiB; camera frames are far smaller
+MAX_PIXELS = 4096 * 4096  # decoded images above this are refused before decoding (a decompression bomb)
+CAMERA_KEYS = ("fx", "fy", "cx", "cy")
+
+
+@dataclass
+class _Request:
+    """One image waiting for its batch, and the future its answer is put into."""
+
+    image: np.ndarray
+    camera: tuple[float, ...] | None
+    answer: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Batcher:
+    """Gathers concurrent requests into batches of up to ``max_batch`` images, waiting at most ``max_wait_s``
+    after the first, and predicts each batch in one worker thread call."""
+
+    def __init__(self, predictor: PosePredictor, max_batch: int, max_wait_s: float) -> None:
+        self.predictor = predictor
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.queue: asyncio.Queue[_Request] = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+    async def predict(self, image: np.ndarray, camera: tuple[float, ...] | None) -> tuple[dict, int]:
+        """The image's JSON record and the size of the batch it was predicted in."""
+        request = _Request(image, camera)
+        await self.queue.put(request)
+        return await request.answer
+
+    async def run(self) -> None:
+        """Forever: take the next request, gather more until the batch is full or the wait is over, predict."""
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch and (left := deadline - loop.time()) > 0:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), left))
+                except TimeoutError:
+                    break
+            try:
+                answers = await asyncio.to_thread(self._predict, batch)
+            except Exception as err:  # a failure of the model itself: every waiting request gets a 500
+                logger.exception("prediction failed for a batch of %d", len(batch))
+                for request in batch:
+                    if not request.answer.done():
+                        request.answer.set_exception(err)
+                continue
+            for request, answer in zip(batch, answers, strict=True):
+                if not request.answer.done():  # a client that went away leaves a cancelled future
+                    request.answer.set_result((answer, len(batch)))
+
+    def _predict(self, batch: list[_Request]) -> list[dict]:
+        """JSON records of a batch, one ``predict_items`` call per distinct camera (in the worker thread)."""
+        groups: dict[tuple | None, list[int]] = defaultdict(list)
+        for index, request in enumerate(batch):
+            groups[request.camera].append(index)
+        answers: list[dict] = [{} for _ in batch]
+        for camera, indices in groups.items():
+            images = [batch[i].image for i in indices]
+            parts = self.predictor.predict_items(images, keep_going=True, camera=camera)
+            poses = _concatenated(list(parts))
+            for position, index in enumerate(indices):
+                record = as_json_record("request", poses, position)
+                record.pop("image")
+                answers[index] = record
+        return answers
+
+
+def _concatenated(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """``predict_items``' batches as one: arrays concatenated, per-image lists joined."""
+    joined: dict[str, Any] = {}
+    for key in parts[0]:
+        values = [part[key] for part in parts]
+        joined[key] = np.concatenate(values) if isinstance(values[0], np.ndarray) else sum(values, [])
+    return joined
+
+
+class BadRequest(CubeposeError):
+    """Input the service refuses: its status code and the reason, which names the fix."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def decode_image(body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """A request body as uint8 RGB; an empty, unreadable or oversized image is a BadRequest naming why."""
+    if not body:
+        raise BadRequest(400, "the request body is empty; send one PNG, JPEG or PPM image as the body")
+    try:
+        with Image.open(io.BytesIO(body)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise BadRequest(
+                    413, f"the image is {width}x{height} pixels, more than {max_pixels:,}; send a smaller image"
+                )
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+        raise BadRequest(
+            400, f"the body is not a readable PNG, JPEG or PPM image ({err}); send the encoded image"
+        ) from None
+
+
+def request_camera(query: dict[str, str]) -> tuple[float, ...] | None:
+    """The camera of the query's ``fx``, ``fy``, ``cx``, ``cy`` (all or none), checked; None without them."""
+    given = [key for key in CAMERA_KEYS if key in query]
+    if not given:
+        return None
+    if len(given) != len(CAMERA_KEYS):
+        missing = ", ".join(key for key in CAMERA_KEYS if key not in query)
+        raise BadRequest(400, f"a camera needs fx, fy, cx and cy in pixels of the image; missing {missing}")
+    try:
+        values = [float(query[key]) for key in CAMERA_KEYS]
+        camera = given_camera(values)
+    except (ValueError, CubeposeError) as err:
+        raise BadRequest(400, f"bad camera: {err}") from None
+    return tuple(float(v) for v in camera.intrinsics)
+
+
+def model_identity(predictor: PosePredictor, checkpoint: str, local_file: Path) -> dict[str, Any]:
+    """What ``GET /model`` reports: where the checkpoint came from, its SHA-256, step and network settings."""
+    digest = hashlib.sha256()
+    with open(local_file, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return {
+        "checkpoint": checkpoint,
+        "sha256": digest.hexdigest(),
+        "global_step": predictor.global_step,
+        "network": predictor.config["network"],
+        "max_instances": predictor.config["data"]["max_instances"],
+        "training_camera": predictor.training_camera,
+    }
+
+
+def create_app(
+    predictor: PosePredictor,
+    identity: dict[str, Any],
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
+    max_body_bytes: int = MAX_BODY_MB << 20,
+    max_pixels: int = MAX_PIXELS,
+):
+    """The FastAPI application serving ``predictor``."""
+    batcher = Batcher(predictor, max_batch, max_wait_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.task = asyncio.create_task(batcher.run())
+        yield
+        batcher.task.cancel()  # uvicorn has answered every request in flight by now
+        logger.info("stopped: every request in flight was answered")
+
+    app = FastAPI(title="cubepose", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next):
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            logger.exception("unhandled error on %s %s", request.method, request.url.path)
+            response = JSONResponse({"error": "internal error; see the service's log"}, status_code=500)
+        entry = {
+            "method": request.method,
+            "path": request.url.path,
+            "status": response.status_code,
+            "ms": round(1000 * (time.perf_counter() - start), 2),
+            "client": request.client.host if request.client else None,
+            "batch": response.headers.get("x-batch-size"),
+        }
+        access_logger.info(json.dumps(entry))
+        return response
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready():
+        running = batcher.task is not None and not batcher.task.done()
+        return JSONResponse({"ready": running}, status_code=200 if running else 503)
+
+    @app.get("/model")
+    async def model() -> dict:
+        return identity
+
+    @app.post("/predict")
+    async def predict(request: Request):
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+            if declared > max_body_bytes:
+                raise BadRequest(
+                    413, f"the body is {declared:,} bytes, more than {max_body_bytes:,}; send a smaller image"
+                )
+            body = await request.body()
+            if len(body) > max_body_bytes:
+                raise BadRequest(413, f"the body is {len(body):,} bytes, more than {max_body_bytes:,}")
+            camera = request_camera(dict(request.query_params))
+            image = decode_image(body, max_pixels)
+        except BadRequest as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
+        record, size = await batcher.predict(image, camera)
+        status = 422 if "error" in record else 200  # read, but no pose: another camera, or a broken model
+        return JSONResponse(record, status_code=status, headers={"x-batch-size": str(size)})
+
+    return app
+
+
+def serve(
+    checkpoint: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    device: str = "cpu",
+    max_batch: int = MAX_BATCH,
+    max_wait_ms: float = MAX_WAIT_MS,
+    sha256: str | None = None,
+    cache_dir: str | None = None,
+    max_request_mb: float = MAX_BODY_MB,
+    max_image_pixels: int = MAX_PIXELS,
+) -> None:
+    """Load the checkpoint once and serve it until SIGINT or SIGTERM (requests in flight are answered);
+    bodies above ``max_request_mb`` MiB and images above ``max_image_pixels`` pixels are refused."""
+    import uvicorn
+
+    from cubepose.storage import fetch
+
+    if max_batch < 1 or max_wait_ms < 0:
+        raise CubeposeError(
+            f"--max-batch must be 1 or more and --max-wait-ms 0 or more, got {max_batch}, {max_wait_ms}"
+        )
+    if not max_request_mb > 0 or max_image_pixels < 1:
+        raise CubeposeError(
+            f"--max-request-mb and --max-image-pixels must be positive, got {max_request_mb}, {max_image_pixels}"
+        )
+    local = fetch(checkpoint, cache_dir, sha256)
+    predictor = PosePredictor.load(local, device, batch_size=max_batch)
+    identity = model_identity(predictor, checkpoint, local)
+    app = create_app(predictor, identity, max_batch, max_wait_ms, int(max_request_mb * (1 << 20)), max_image_pixels)
+    logger.info(
+        "serving %s on http://%s:%d (batches of up to %d, %g ms wait)", checkpoint, host, port, max_batch, max_wait_ms
+    )
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
