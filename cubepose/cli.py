@@ -85,7 +85,7 @@ def _inspect(args: argparse.Namespace) -> None:
 
 
 def _metrics(args: argparse.Namespace) -> None:
-    from cubepose.evaluation import latest_metrics_file
+    from cubepose.evaluation.evaluator import latest_metrics_file
 
     path = latest_metrics_file(Path(args.path))
     metrics = json.loads(path.read_text())
@@ -107,7 +107,7 @@ def _report(args: argparse.Namespace) -> None:
 
 def _publish(args: argparse.Namespace) -> None:
     from cubepose.cluster.publish import publish_run, write_kfp_metrics
-    from cubepose.evaluation import latest_metrics_file
+    from cubepose.evaluation.evaluator import latest_metrics_file
 
     if bool(args.kfp_metrics) != bool(args.kfp_executor_input):
         raise ValueError("--kfp-metrics and --kfp-executor-input go together (the artifact path and {{$}})")
@@ -179,7 +179,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _predict_camera(args: argparse.Namespace):
     """The images' camera from ``--camera FILE`` or ``--intrinsics``; None when neither is given (not checked)."""
-    from cubepose.inference.training_camera import given_camera, read_camera_file
+    from cubepose.inference.camera_input import given_camera, read_camera_file
 
     if args.camera:
         return read_camera_file(args.camera)
@@ -203,12 +203,20 @@ def _export(args: argparse.Namespace) -> None:
     sys.stdout.write(f"{export_model(_load_predictor(args), args.out, args.format)}\n")
 
 
-def _checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+def _checkpoint_arguments(parser: argparse.ArgumentParser, batch_size: bool = True) -> None:
+    """The model a command loads: --checkpoint, its --sha256 pin, --device, --cache-dir and (unless the command
+    batches by itself, as serve does) --batch-size."""
     parser.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs://, s3:// or http(s):// URL")
     parser.add_argument("--sha256", help="expected SHA-256 of the checkpoint file, checked before loading")
     parser.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 or auto")
-    parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the config's)")
+    if batch_size:
+        parser.add_argument("--batch-size", type=int, help="images per forward pass (default: the config's)")
     parser.add_argument("--cache-dir", help="download folder for remote checkpoints")
+
+
+def _intrinsics_argument(parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, meaning: str) -> None:
+    """``--intrinsics FX FY CX CY``: a camera as four numbers in pixels."""
+    parser.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"), help=meaning)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,13 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="legacy camera's vertical field of view in degrees (default 60), for captures that record no camera",
     )
-    ins.add_argument(
-        "--intrinsics",
-        type=float,
-        nargs=4,
-        metavar=("FX", "FY", "CX", "CY"),
-        help="legacy camera in pixels, for captures that record no camera",
-    )
+    _intrinsics_argument(ins, "legacy camera in pixels, for captures that record no camera")
     ins.add_argument("--cache-dir", help="download folder for gs:// and s3:// data (data/cache_dir)")
     ins.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ins.set_defaults(run=_inspect)
@@ -381,13 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON or YAML file {fx, fy, cx, cy} (optionally width, height) of the camera that took the images, "
         "in their pixels; an image whose camera is not the model's training camera gets an error line",
     )
-    seen_by.add_argument(
-        "--intrinsics",
-        type=float,
-        nargs=4,
-        metavar=("FX", "FY", "CX", "CY"),
-        help="the same camera as four numbers in pixels of the images",
-    )
+    _intrinsics_argument(seen_by, "the same camera as four numbers in pixels of the images")
     pre.set_defaults(run=_predict)
 
     exp = commands.add_parser("export", help="write the model as TorchScript or ONNX for deployment")
@@ -397,10 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(run=_export)
 
     srv = commands.add_parser("serve", help="answer POST /predict over HTTP with one loaded model, batching requests")
-    srv.add_argument("--checkpoint", required=True, help="model-<step>.ckpt: a path, gs://, s3:// or http(s):// URL")
-    srv.add_argument("--sha256", help="expected SHA-256 of the checkpoint file, checked before loading")
-    srv.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1 or auto")
-    srv.add_argument("--cache-dir", help="download folder for remote checkpoints")
+    _checkpoint_arguments(srv, batch_size=False)
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     srv.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     srv.add_argument("--max-batch", type=int, help="images predicted together at most (default 4: half of 8 clients)")

@@ -43,7 +43,8 @@ from tqdm import tqdm
 from cubepose.config import load_recipe
 from cubepose.data import TestDataset, TrainDataset
 from cubepose.errors import ConfigError
-from cubepose.evaluation import Evaluation, ImageGeometry
+from cubepose.evaluation.evaluator import Evaluation, ImageGeometry
+from cubepose.evaluation.outputs import TRUTH_KEYS, EvalOutputs
 from cubepose.geometry.object import Box
 from cubepose.inference.predictor import PosePredictor
 from cubepose.models import pose_network
@@ -130,19 +131,9 @@ def evaluate(predictor: PosePredictor, dataset: TestDataset | TrainDataset, limi
     box = Box.from_config(predictor.config)
     images = ImageGeometry(dataset.labels["original_camera"][:count], dataset.labels["original_size"][:count, 0])
     predicted = {key: np.concatenate([batch[key] for batch in outputs]) for key in outputs[0] if key != "valid"}
-    if "translations" in dataset.labels:  # several instances per image: matched, with detection metrics
-        labels = {f"{key}s_pred": predicted[key] for key in ("translation", "quaternion")}
-        labels.update(found_pred=predicted["found"], confidence=predicted["confidence"])
-        labels.update({f"{key}_true": dataset.labels[key][:count] for key in ("translations", "quaternions")})
-        labels["instance_count"] = dataset.labels["instance_count"][:count]
-        evaluated = Evaluation.of(labels, box, images)
-        return {**evaluated.unity, **evaluated.pose, "predict_images_per_s": rate}
-    labels = {f"{key}_pred": predicted[key] for key in ("translation", "quaternion")}
-    labels.update({f"{key}_true": dataset.labels[key][:count] for key in ("translation", "quaternion")})
-    evaluated = Evaluation.of(labels, box, images)
-    metrics = {**evaluated.unity, **evaluated.pose}
-    if "confidence" in predicted:
-        metrics["mean_confidence"] = float(predicted["confidence"].mean())
+    truth = {key: values[:count] for key, values in dataset.labels.items() if key in TRUTH_KEYS}
+    evaluated = Evaluation.of(EvalOutputs.of(predicted, truth), box, images)  # several instances: matched
+    metrics = {**evaluated.unity, **evaluated.pose, "predict_images_per_s": rate}
     return metrics
 
 

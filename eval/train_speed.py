@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cubepose.config import load_config_files
-from cubepose.geometry import intrinsics_from_fov
+from cubepose.geometry.projection import intrinsics_from_fov
 from cubepose.models import pose_network
 from cubepose.training.step import TrainingStep
 

@@ -20,7 +20,7 @@ from cubepose.data import TrainDataset
 from cubepose.data.formats import read_dataset
 from cubepose.data.sources import local_root
 from cubepose.errors import DatasetError
-from cubepose.geometry import intrinsics_from_fov
+from cubepose.geometry.projection import intrinsics_from_fov
 from cubepose.synth.generate import GenerationOptions, generate_dataset
 
 COUNT = 8

@@ -19,8 +19,8 @@ from cubepose.data import TrainDataset
 from cubepose.data.bop import read_bop
 from cubepose.data.formats import read_dataset
 from cubepose.errors import DatasetError
-from cubepose.geometry import project_with_intrinsics, transform_points
 from cubepose.geometry.object import box_corners
+from cubepose.geometry.projection import project_with_intrinsics, transform_points
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 
 

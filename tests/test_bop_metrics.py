@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from cubepose.data.bop import cubepose_poses
-from cubepose.evaluation import Evaluation, ImageGeometry
 from cubepose.evaluation.bop_metrics import bop_recalls, bop_recalls_of_several, pose_errors
 from cubepose.evaluation.bop_results import HEADER, image_ids, write_bop_results
-from cubepose.geometry import axis_angle_quaternions
+from cubepose.evaluation.evaluator import Evaluation, ImageGeometry
 from cubepose.geometry.object import Box
+from cubepose.geometry.rotations import axis_angle_quaternions
 
 IDENTITY = np.array([0.0, 0.0, 0.0, 1.0])
 AHEAD = np.array([0.0, 0.0, 0.5])  # the cube half a metre in front of the camera, edges along the axes

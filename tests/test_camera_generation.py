@@ -24,20 +24,15 @@ from cubepose.data import TrainDataset
 from cubepose.data.formats import read_dataset
 from cubepose.data.shards import MANIFEST
 from cubepose.evaluation.overlay import TRUE_COLOUR, draw_cubes
-from cubepose.geometry import (
-    axis_angle_quaternions,
-    intrinsics_from_fov,
-    quaternion_multiply,
-    quaternion_to_matrix,
-    resize_intrinsics,
-)
 from cubepose.geometry.camera import Camera
+from cubepose.geometry.projection import intrinsics_from_fov, resize_intrinsics
+from cubepose.geometry.rotations import axis_angle_quaternions, quaternion_multiply, quaternion_to_matrix
 from cubepose.synth.generate import GenerationOptions, face_atlas, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import sample_scene
 from cubepose.synth.textures import FACE_NAMES, FACE_VIEWS, cube_atlas
 
-CAMERA = Camera(96, 64, 70.0, 80.0, 40.0, 36.0)  # non-square, off-centre principal point, fx != fy
+CAMERA = Camera.from_values((96, 64, 70.0, 80.0, 40.0, 36.0))  # non-square, off-centre principal point, fx != fy
 CAMERA_ARGS = ["--camera", *map(str, CAMERA.values())]
 SOLID = [(230, 30, 30), (30, 200, 40), (40, 60, 230), (240, 220, 30), (210, 40, 210), (30, 210, 220)]
 

@@ -17,7 +17,7 @@ from cubepose.data.formats import read_dataset
 from cubepose.data.legacy import read_legacy
 from cubepose.data.splits import fraction_split, sample_indices
 from cubepose.errors import ConfigError, DatasetError
-from cubepose.geometry import intrinsics_from_fov
+from cubepose.geometry.projection import intrinsics_from_fov
 
 
 def _captures_file(root: Path) -> Path:

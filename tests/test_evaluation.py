@@ -16,7 +16,7 @@ from PIL import Image
 from cubepose.engine.callbacks import evaluation_of, pose_metrics, report, unity_metrics
 from cubepose.evaluation.html_report import TILE
 from cubepose.evaluation.overlay import TRUE_COLOUR
-from cubepose.geometry import random_quaternions
+from cubepose.geometry.rotations import random_quaternions
 
 COUNT = 8
 SIZE = 32  # the network input side of these outputs

@@ -5,22 +5,24 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cubepose.geometry import (
-    axis_angle_quaternions,
-    canonicalize_quaternions,
+from cubepose.geometry.object import box_corners
+from cubepose.geometry.projection import (
     intrinsics_from_fov,
     intrinsics_from_projection,
     pinhole_pixels,
     project_points,
     project_with_intrinsics,
     projection_from_fov,
-    quaternion_multiply,
-    quaternion_to_matrix,
     resize_intrinsics,
     transform_points,
+)
+from cubepose.geometry.rotations import (
+    axis_angle_quaternions,
+    canonicalize_quaternions,
+    quaternion_multiply,
+    quaternion_to_matrix,
     unity_euler_angles,
 )
-from cubepose.geometry.object import box_corners
 
 S = np.sqrt(0.5)
 

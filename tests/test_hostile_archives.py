@@ -116,7 +116,7 @@ def test_changed_zip_is_not_extracted_over_files_the_user_added(tmp_path):
         path.unlink()
     assert extract_zip(archive) == root  # only our files left: replaced as before
     assert (root / "export" / "RGB1" / "rgb_3.png").read_bytes() == b"new capture"
-    assert not list(tmp_path.glob(".cube.extracting-*"))
+    assert not list(tmp_path.glob(".cube.*.tmp"))
 
 
 def test_a_killed_extraction_leaves_nothing_after_the_next_start(tmp_path):

@@ -20,7 +20,7 @@ from cubepose.errors import ConfigError
 from cubepose.geometry.symmetries import cube_rotations, symmetric_equivalents
 from cubepose.inference.export import export_model
 from cubepose.inference.predictor import PosePredictor
-from cubepose.losses import Criterion
+from cubepose.losses.criterion import Criterion
 from cubepose.models import KeypointNet, pose_network
 from cubepose.models.codecs.keypoints import solve_pnp
 
@@ -71,6 +71,30 @@ def test_network_outputs_heatmaps_and_offsets_at_the_stride_for_any_batch():
     outputs = network(torch.zeros(3, 3, 64, 64))
     assert outputs["heatmaps"].shape == (3, 9, 16, 16) and outputs["offsets"].shape == (3, 9, 2, 16, 16)
     assert isinstance(network, KeypointNet) and network.takes_camera
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        validate_config({"network": {"backbone": "small_cnn", "image_size": 32}}),
+        keypoint_config(),
+        keypoint_config(keypoints={"assign_by_shape": True}),
+        validate_config(
+            {
+                "network": {"type": "keypoints", "image_size": 64},
+                "losses": {**KEYPOINT_LOSS, "displacements": {"type": "displacement"}},
+                "data": {"max_instances": 3},
+            }
+        ),
+    ],
+    ids=["regression", "keypoints", "assign_by_shape", "several"],
+)
+def test_every_network_declares_the_shapes_of_its_poses(config):
+    """The predictor fills the rows of unreadable images from ``pose_shapes`` without running the network."""
+    network = pose_network(config).eval()
+    size = config["network"]["image_size"]
+    poses = network.poses(network(torch.zeros(2, 3, size, size)), torch.tensor([[50.0, 50.0, size / 2, size / 2]] * 2))
+    assert {key: tuple(value.shape[1:]) for key, value in poses.items()} == network.pose_shapes()
 
 
 def test_a_wrong_keypoint_decoded_weighs_less_in_the_solve():

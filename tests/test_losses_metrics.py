@@ -17,9 +17,11 @@ from cubepose.evaluation.metrics import (
     unity_dataset_metrics,
     unity_quaternion_error,
 )
-from cubepose.geometry import quaternion_multiply
 from cubepose.geometry.object import Box
-from cubepose.losses import Criterion, Ramp, add, geodesic, l1, mse, sign_invariant
+from cubepose.geometry.rotations import quaternion_multiply
+from cubepose.losses.criterion import Criterion
+from cubepose.losses.functions import add, geodesic, l1, mse, sign_invariant
+from cubepose.losses.weights import Ramp
 
 S = np.sqrt(0.5)
 

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from cubepose.config import validate_config
-from cubepose.errors import ConfigError
+from cubepose.errors import ConfigError, CubeposeError
 from cubepose.models import PoseNet, normalize_quaternions
 from cubepose.models.backbones import vgg16
+from cubepose.models.export_spec import export_spec_of
 
 
 def test_normalisation_gives_unit_quaternions_and_is_safe_for_zero():
@@ -136,3 +137,12 @@ def test_a_registered_backbone_is_usable_by_name(monkeypatch):
     assert model(torch.randn(2, 3, 32, 32))["translation"].shape == (2, 3)
     with pytest.raises(ValueError, match="backbone 'tiny' is registered twice"):
         BACKBONES.register("tiny")(tiny)
+
+
+def test_export_asks_a_network_only_its_export_spec_and_refuses_one_without():
+    network = PoseNet(validate_config({"network": {"backbone": "small_cnn", "image_size": 32}}))
+    spec = export_spec_of(network)
+    assert list(spec.outputs) == ["translation", "quaternion"]
+    assert [tuple(t.shape) for t in spec.module(torch.zeros(2, 3, 32, 32))] == [(2, 3), (2, 4)]
+    with pytest.raises(CubeposeError, match="Linear cannot be exported: give it export_spec"):
+        export_spec_of(torch.nn.Linear(1, 1))

@@ -32,7 +32,7 @@ IN_NETWORK = [110 * SIDE / WIDTH, 100 * SIDE / HEIGHT, 60 * SIDE / WIDTH, 50 * S
 def camera_data(tmp_path_factory) -> Path:
     """16 rendered 128x96 images of one camera with a known off-centre principal point."""
     root = tmp_path_factory.mktemp("camera") / "train"
-    scene = scene_options(camera=Camera(WIDTH, HEIGHT, *INTRINSICS))
+    scene = scene_options(camera=Camera.from_values((WIDTH, HEIGHT, *INTRINSICS)))
     generate_dataset(root, GenerationOptions(count=16, seed=3, scene=scene, workers=1))
     return root
 

@@ -91,7 +91,7 @@ def test_bad_images_are_refused_naming_the_fix(fields, named):
 def rendered(tmp_path_factory) -> np.ndarray:
     """One rendered 64x48 image of the cube (not square, so swapped sizes would show)."""
     root = tmp_path_factory.mktemp("ros-data")
-    scene = scene_options(camera=Camera(64, 48, 55.0, 55.0, 32.0, 24.0))
+    scene = scene_options(camera=Camera.from_values((64, 48, 55.0, 55.0, 32.0, 24.0)))
     generate_dataset(root, GenerationOptions(count=1, seed=5, scene=scene, workers=1))
     (path,) = root.rglob("*.png")
     return np.asarray(Image.open(path).convert("RGB"))

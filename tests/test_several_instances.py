@@ -28,7 +28,7 @@ from cubepose.evaluation.matching import average_precision, detection_metrics, m
 from cubepose.geometry.object import Box
 from cubepose.inference.export import export_model
 from cubepose.inference.predictor import PosePredictor
-from cubepose.losses import Criterion
+from cubepose.losses.criterion import Criterion
 from cubepose.models import pose_network
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 

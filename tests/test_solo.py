@@ -14,7 +14,7 @@ from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.formats import locate_dataset, read_dataset
 from cubepose.errors import DatasetError
-from cubepose.geometry import intrinsics_from_fov
+from cubepose.geometry.projection import intrinsics_from_fov
 from cubepose.synth.generate import GenerationOptions, generate_dataset
 
 BOX3D = "type.unity.com/unity.solo.BoundingBox3DAnnotation"

@@ -49,7 +49,7 @@ def test_zip_is_extracted_beside_it_once_and_reused(exports, tmp_path):
     os.utime(archive, ns=(archive.stat().st_atime_ns, archive.stat().st_mtime_ns + 10**9))  # a new archive
     assert local_root(str(archive)) == root
     assert len(read_dataset(root)) == 10
-    assert not list(tmp_path.glob(".solo_export.extracting-*"))
+    assert not list(tmp_path.glob(".solo_export.*.tmp"))
 
 
 def test_existing_folder_not_extracted_by_cubepose_is_never_overwritten(exports, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 from gcs_fixtures import free_port
 
 from cubepose.errors import CubeposeError
+from cubepose.io.temporary import is_temporary
 from cubepose.storage import StorageError, StorageUnreachableError, is_gcs_url
 from cubepose.storage.gcs import download as download_gcs
 from cubepose.storage.gcs import gcs_client
@@ -21,7 +22,7 @@ from cubepose.storage.gcs import parse_url as parse_gcs_url
 
 def partial_files(directory: Path) -> list[Path]:
     """Temporary download files anywhere under ``directory``."""
-    return [path for path in directory.rglob("*") if ".partial-" in path.name]
+    return [path for path in directory.rglob("*") if is_temporary(path.name)]
 
 
 def identity(path: Path) -> tuple[int, int]:

@@ -17,12 +17,13 @@ from gcs_fixtures import free_port
 
 from conftest import BIN
 from cubepose.data.sources import local_root
+from cubepose.io.temporary import is_temporary
 from cubepose.storage import StorageError, StorageUnreachableError, Uploader, fetch, upload_folder
 from cubepose.storage.s3 import download, exists, parse_url, upload_file
 
 
 def partial_files(directory: Path) -> list[Path]:
-    return [path for path in directory.rglob("*") if ".partial-" in path.name]
+    return [path for path in directory.rglob("*") if is_temporary(path.name)]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pytest
 from gcs_fixtures import free_port
 from http_fixtures import TRUNCATED_PATH
 
+from cubepose.io.temporary import is_temporary
 from cubepose.storage import StorageError, StorageUnreachableError, Uploader, fetch
 from cubepose.storage.gcs import download as download_gcs
 from cubepose.storage.gcs import upload_file as upload_gcs
@@ -30,7 +31,7 @@ def test_http_download_is_cached_revalidated_and_refreshed_when_the_file_changes
     served.write_bytes(b"a new version")
     os.utime(served, (served.stat().st_atime + 5, served.stat().st_mtime + 5))
     assert download_http(url, tmp_path / "cache").read_bytes() == b"a new version"
-    assert not [p for p in path.parent.iterdir() if ".partial-" in p.name]
+    assert not [p for p in path.parent.iterdir() if is_temporary(p.name)]
 
 
 def test_http_errors_name_the_url_and_never_leave_a_file(file_server, tmp_path):

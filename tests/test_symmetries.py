@@ -15,8 +15,9 @@ from test_edflow_e2e import CONFIGS, _eval_dirs, _ok, edflow
 from cubepose.config import validate_config
 from cubepose.errors import ConfigError
 from cubepose.evaluation.metrics import add_distance, rotation_error, unity_dataset_metrics, unity_quaternion_error
-from cubepose.geometry import canonicalize_quaternions, quaternion_multiply, random_quaternions, transform_points
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import transform_points
+from cubepose.geometry.rotations import canonicalize_quaternions, quaternion_multiply, random_quaternions
 from cubepose.geometry.symmetries import box_rotations, cube_rotations, symmetric_equivalents
 from cubepose.inference.predictor import PosePredictor
 from cubepose.losses import LOSSES, Criterion

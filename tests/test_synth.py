@@ -19,8 +19,9 @@ from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.legacy import read_legacy
 from cubepose.data.shards import MANIFEST
-from cubepose.geometry import project_with_intrinsics, quaternion_to_matrix, transform_points
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import project_with_intrinsics, transform_points
+from cubepose.geometry.rotations import quaternion_to_matrix
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.scene import PRESETS, sample_scene
@@ -207,7 +208,7 @@ def test_a_default_run_records_its_options_as_before(tmp_path):
 
 def test_wireframe_of_the_true_pose_traces_the_rendered_cube():
     from cubepose.evaluation.overlay import TRUE_COLOUR, draw_cubes
-    from cubepose.geometry import intrinsics_from_fov
+    from cubepose.geometry.projection import intrinsics_from_fov
 
     renderer = GLRenderer(128, 128)
     scenes = [sample_scene(np.random.default_rng([6, index, 0]), PRESETS["default"]) for index in range(4)]

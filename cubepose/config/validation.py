@@ -17,6 +17,7 @@ from typing import Any
 
 from cubepose.config.schema import _ABSENT, RETIRED_KEYS, SCHEMA, Option
 from cubepose.errors import ConfigError
+from cubepose.geometry.camera import KEYS, Camera, CameraError
 from cubepose.geometry.symmetries import symmetry_problem
 
 # The modules whose import registers component checks (mmengine's lazy ``locations``): a new component
@@ -161,12 +162,17 @@ def _kind_name(spec: Option) -> str:
 
 
 def _check_data(data: dict, errors: list[str]) -> None:
-    """Constraints across ``data`` keys: all four pixel intrinsics or none; a fraction below 1."""
-    pixel_keys = ("fx", "fy", "cx", "cy")
-    given = [key for key in pixel_keys if data["camera"][key] is not None]
-    if given and len(given) < len(pixel_keys):
-        missing = ", ".join(f"data/camera/{key}" for key in pixel_keys if key not in given)
+    """Constraints across ``data`` keys: all four pixel intrinsics or none, and a camera images can have; a
+    fraction below 1."""
+    given = [key for key in KEYS if data["camera"][key] is not None]
+    if given and len(given) < len(KEYS):
+        missing = ", ".join(f"data/camera/{key}" for key in KEYS if key not in given)
         errors.append(f"data/camera: set all of fx, fy, cx, cy or none; missing {missing}")
+    elif given:
+        try:
+            Camera.from_mapping({key: data["camera"][key] for key in KEYS})
+        except CameraError as err:
+            errors.append(f"data/camera: {err}")
     if not 0 < data["camera"]["vertical_fov"] < 180:
         errors.append(f"data/camera/vertical_fov: {data['camera']['vertical_fov']} is not between 0 and 180 degrees")
     fraction = data["validation_fraction"]

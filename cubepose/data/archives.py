@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
@@ -26,8 +25,8 @@ from typing import IO
 from tqdm import tqdm
 
 from cubepose.errors import DatasetError
-from cubepose.io.atomic import atomic_write_text, default_dir_mode
-from cubepose.storage.cache import pid_alive
+from cubepose.io.atomic import atomic_write_text
+from cubepose.io.temporary import remove_orphans, temporary_beside
 
 logger = logging.getLogger(__name__)
 
@@ -147,11 +146,9 @@ def _safe_parts(name: str) -> list[str]:
 
 
 def _extract(handle: zipfile.ZipFile, archive: Path, target: Path, fingerprint: dict) -> None:
-    """Extract every member into a staging folder beside ``target``, then put it in ``target``'s place."""
-    remove_orphaned_staging(target)
-    staging = Path(tempfile.mkdtemp(prefix=f"{_staging_prefix(target)}{os.getpid()}-", dir=target.parent))
-    staging.chmod(default_dir_mode())  # mkdtemp's 0700 would hide the dataset from the user's group
-    try:
+    """Extract every member into a temporary folder beside ``target``, then put it in ``target``'s place."""
+    remove_orphans(target.parent, target.name)  # left by extractions that were killed
+    with temporary_beside(target, folder=True) as staging:
         for member in tqdm(handle.infolist(), desc=f"extracting {archive.name}", unit="file", leave=False):
             _extract_member(handle, member, staging, archive)
         record = {**fingerprint, "extracted": sorted(_files_under(staging))}
@@ -160,22 +157,6 @@ def _extract(handle: zipfile.ZipFile, archive: Path, target: Path, fingerprint: 
             _check_replaceable(archive, target, {name for m in handle.infolist() if (name := member_path(m))})
             shutil.rmtree(target)
         os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _staging_prefix(target: Path) -> str:
-    return f".{target.name}.extracting-"
-
-
-def remove_orphaned_staging(target: Path) -> None:
-    """Delete staging folders of extractions of ``target`` whose process is gone (killed mid-extraction)."""
-    prefix = _staging_prefix(target)
-    for folder in target.parent.glob(f"{prefix}*"):
-        pid_text = folder.name.removeprefix(prefix).split("-")[0]
-        if not (pid_text.isdigit() and pid_alive(int(pid_text))):
-            logger.info("removing %s, left by an interrupted extraction", folder)
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _extract_member(handle: zipfile.ZipFile, member: zipfile.ZipInfo, staging: Path, archive: Path) -> None:

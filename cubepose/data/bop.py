@@ -23,7 +23,8 @@ import numpy as np
 from cubepose.data.perception_json import as_float, is_number, label_of, load_json, select_boxes
 from cubepose.data.pose_index import IndexBuilder, Pose, PoseIndex
 from cubepose.errors import DatasetError
-from cubepose.geometry import OPENCV_AXES, quaternion_to_matrix
+from cubepose.geometry.projection import OPENCV_AXES
+from cubepose.geometry.rotations import quaternion_to_matrix
 
 SCENE_FOLDER = re.compile(r"\d{6}$")
 IMAGE_NAME = re.compile(r"(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)

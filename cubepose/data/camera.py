@@ -16,18 +16,25 @@ from PIL import UnidentifiedImageError
 from cubepose.data.images import open_image
 from cubepose.data.pose_index import PoseIndex
 from cubepose.errors import DatasetError
-from cubepose.geometry import intrinsics_from_fov
+from cubepose.geometry.camera import KEYS, Camera, CameraError
 
 logger = logging.getLogger(__name__)
 
-PIXEL_KEYS = ("fx", "fy", "cx", "cy")
-
 
 def camera_from_config(spec: dict, image_size: tuple[int, int]) -> np.ndarray:
-    """(4,) intrinsics for images of ``image_size`` (width, height) from ``data/camera``."""
-    if all(spec.get(key) is not None for key in PIXEL_KEYS):
-        return np.array([spec[key] for key in PIXEL_KEYS], dtype=np.float64)
-    return intrinsics_from_fov(spec["vertical_fov"], *image_size)
+    """(4,) intrinsics for images of ``image_size`` (width, height) from ``data/camera``: its fx, fy, cx, cy, else
+    its field of view's centred camera; a camera no image can have is a DatasetError naming data/camera."""
+    try:
+        if _gives_pixels(spec):
+            return Camera.from_mapping({key: spec[key] for key in KEYS}).intrinsics
+        return Camera.from_fov(spec["vertical_fov"], *image_size).intrinsics
+    except CameraError as err:
+        raise DatasetError(f"data/camera: {err}") from None
+
+
+def _gives_pixels(spec: dict) -> bool:
+    """Whether ``data/camera`` gives the camera in pixels (all of fx, fy, cx, cy), not by its field of view."""
+    return all(spec.get(key) is not None for key in KEYS)
 
 
 def with_opened_sizes(paths: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -76,7 +83,7 @@ def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
     distinct, inverse, counts = np.unique(sizes[needs], axis=0, return_inverse=True, return_counts=True)
     if len(distinct) > 1:
         listed = ", ".join(f"{w}x{h} ({n})" for (w, h), n in zip(distinct, counts, strict=True))
-        if all(spec.get(key) is not None for key in PIXEL_KEYS):
+        if _gives_pixels(spec):
             raise DatasetError(
                 f"{index.root} mixes image sizes ({listed}) but data/camera gives fx, fy, cx, cy in pixels of one "
                 "size; set data/camera/vertical_fov instead (and fx, fy, cx, cy to null), or split the export by size"

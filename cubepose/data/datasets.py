@@ -25,8 +25,8 @@ from cubepose.data.pose_index import PoseIndex
 from cubepose.data.sources import local_root
 from cubepose.data.splits import fraction_split, sample_indices
 from cubepose.errors import ConfigError, DatasetError
-from cubepose.geometry import resize_intrinsics
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import resize_intrinsics
 from cubepose.geometry.symmetries import named_group, same_group
 from cubepose.storage import default_cache_dir
 

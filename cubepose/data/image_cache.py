@@ -6,17 +6,14 @@ split's images are decoded and resized once into ``<cache_dir>/images/<key>.npy`
 are then a memory copy, and edflow's forked workers share the pages. The key covers every
 image path, size and mtime and the network size, so a changed file means a new cache.
 
-A build writes ``.<name>.partial-<pid>-<random>`` beside its file and holds an exclusive
-``flock`` on it until it is renamed into place. A killed build (SIGKILL, OOM) cannot clean up
-its temporary, which may be gigabytes; the next ``cached_images`` removes every temporary in
-the folder whose process is gone: its pid names no live process and no one holds its lock.
-The lock covers what the pid cannot (a builder in another container sharing the cache, whose
-pid means nothing here); the pid covers the instant between creating the file and locking it.
+A build writes a locked temporary beside its file (``cubepose.io.temporary``) and renames it
+into place when complete. A killed build (SIGKILL, OOM) cannot clean up its temporary, which
+may be gigabytes; the next ``cached_images`` removes every temporary in the folder whose
+process is gone and that no one holds locked (a builder in another container sharing the cache).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import multiprocessing
@@ -27,8 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cubepose.data.images import decode_resized
-from cubepose.io.atomic import default_file_mode
-from cubepose.storage.cache import PARTIAL_MARK, partial_path, remove_if_orphaned
+from cubepose.io.temporary import remove_orphans, temporary_beside
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +49,7 @@ def _decode_chunk(task: tuple[list[str], int]) -> np.ndarray:
 def cached_images(paths: np.ndarray, size: int, cache_dir: Path, workers: int) -> np.ndarray:
     """A read-only (N, size, size, 3) uint8 memmap of ``paths``, built first if it does not exist."""
     path = cache_dir / "images" / f"{cache_key(paths, size)}-{size}px.npy"
-    remove_orphaned_builds(path.parent)
+    remove_orphans(path.parent)  # temporaries of killed builds
     if not path.exists():
         _build(path, [str(p) for p in paths], size, workers)
     images = np.load(path, mmap_mode="r")
@@ -61,36 +57,10 @@ def cached_images(paths: np.ndarray, size: int, cache_dir: Path, workers: int) -
     return images
 
 
-def remove_orphaned_builds(folder: Path) -> None:
-    """Delete the temporaries of builds that were killed: those of no live process and locked by none."""
-    if not folder.is_dir():
-        return
-    for temporary in folder.glob(f".*{PARTIAL_MARK}*"):
-        if not _locked(temporary):
-            remove_if_orphaned(temporary)  # keeps it while the pid in its name is alive
-
-
-def _locked(path: Path) -> bool:
-    """Whether some process holds the build lock of ``path``; False where flock is unsupported (the pid decides)."""
-    try:
-        with open(path, "rb") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except FileNotFoundError:
-        return False
-    except OSError:  # a filesystem without flock: the pid alone decides
-        return False
-    return False
-
-
 def _build(path: Path, paths: list[str], size: int, workers: int) -> None:
     """Decode into a locked temporary .npy beside ``path`` and rename it when complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = str(partial_path(path))
-    lock = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, default_file_mode())
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with temporary_beside(path) as temporary:
         images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
         tasks = [(paths[start : start + CHUNK], size) for start in range(0, len(paths), CHUNK)]
         pool = None
@@ -109,7 +79,3 @@ def _build(path: Path, paths: list[str], size: int, workers: int) -> None:
         images.flush()
         del images
         os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        os.close(lock)

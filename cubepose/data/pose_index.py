@@ -17,7 +17,8 @@ import numpy as np
 from cubepose.data.containment import resolve_inside
 from cubepose.data.image_check import OK, PROBLEM_NAMES, inspect_images
 from cubepose.errors import DatasetError
-from cubepose.geometry import canonicalize_quaternions, intrinsics_from_projection
+from cubepose.geometry.projection import intrinsics_from_projection
+from cubepose.geometry.rotations import canonicalize_quaternions
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cubepose.data.pose_index import PoseIndex
-from cubepose.geometry import unity_euler_angles
+from cubepose.geometry.rotations import unity_euler_angles
 
 
 def _ranges(values: np.ndarray, names: tuple[str, ...]) -> dict[str, list[float]]:

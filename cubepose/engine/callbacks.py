@@ -18,6 +18,7 @@ from cubepose.evaluation.evaluator import (
     write_results,
 )
 from cubepose.evaluation.html_report import write_report
+from cubepose.evaluation.outputs import EvalOutputs
 from cubepose.geometry.object import Box
 
 install_error_handler()  # edeval imports these callbacks: a CubeposeError there prints one line too
@@ -40,8 +41,8 @@ def evaluation_of(root: str, data_out, config: dict, data_in=None) -> Evaluation
     cached = getattr(data_out, CACHE_ATTRIBUTE, None)
     if cached is not None and cached[0] == str(root):
         return cached[1]
-    labels = dict(data_out.labels)
-    evaluated = Evaluation.of(labels, Box.from_config(config), image_geometry(labels, data_in))
+    outputs = EvalOutputs.from_labels(data_out.labels)
+    evaluated = Evaluation.of(outputs, Box.from_config(config), image_geometry(outputs, data_in))
     try:
         setattr(data_out, CACHE_ATTRIBUTE, (str(root), evaluated))
     except AttributeError:  # an object without attributes: computed again by the next callback
@@ -66,7 +67,7 @@ def pose_metrics(root: str, data_in, data_out, config: dict, **kwargs) -> dict:
     write_metrics(Path(root), evaluated.pose)
     image_paths = getattr(data_in, "labels", {}).get("image_path")
     write_errors(Path(root), evaluated.errors, image_paths)
-    write_results(Path(root), evaluated.labels, image_paths, (config.get("data") or {}).get("obj_id") or 1)
+    write_results(Path(root), evaluated.outputs, image_paths, (config.get("data") or {}).get("obj_id") or 1)
     if config.get("test_mode", False):
         log_to_tensorboard(Path(root), evaluated.pose)
     return {"scalars": evaluated.pose}

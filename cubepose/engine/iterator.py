@@ -34,13 +34,13 @@ from cubepose.engine.hooks import CheckpointHook
 from cubepose.engine.run_code import copy_package_source
 from cubepose.evaluation.metrics import (
     CONFIDENCE_KEYS,
-    translation_squared_error,
     unity_dataset_metrics,
-    unity_quaternion_error,
 )
-from cubepose.evaluation.overlay import only_shown, pose_overlays
+from cubepose.evaluation.outputs import EvalOutputs
+from cubepose.evaluation.overlay import pose_overlays
 from cubepose.geometry.object import Box
 from cubepose.inference.training_camera import describe_training_camera, record_training_camera
+from cubepose.io.temporary import remove_orphans
 from cubepose.storage import Uploader, is_remote
 from cubepose.training.checkpoints import load_checkpoint, save_checkpoint
 from cubepose.training.guards import (
@@ -63,23 +63,16 @@ LOG_POSE_SIZE = 128  # pose overlays are enlarged to about this side so the wire
 install_error_handler()
 
 
-def _pose_images(
-    image: np.ndarray,
-    camera: np.ndarray,
-    translation: np.ndarray,
-    quaternion: np.ndarray,
-    predictions: dict[str, np.ndarray],
-    box: Box,
-) -> np.ndarray:
+def _pose_images(image: np.ndarray, camera: np.ndarray, outputs: EvalOutputs, box: Box) -> np.ndarray:
     """The first inputs enlarged to about 128 px with the true (green) and predicted (red) boxes, in [-1, 1]."""
-    shown = slice(0, LOG_IMAGES)
-    true = (np.asarray(translation)[shown], np.asarray(quaternion)[shown])
+    shown = np.arange(min(LOG_IMAGES, len(outputs)))
+    true, predicted = outputs.drawn(shown)
     scale = max(1, LOG_POSE_SIZE // image.shape[1])
     canvas = pose_overlays(
         to_uint8(image[shown]),
         np.asarray(camera)[shown],
         true,
-        (predictions["translation"][shown], predictions["quaternion"][shown]),
+        predicted,
         scale,
         box=box,
     )
@@ -87,10 +80,8 @@ def _pose_images(
 
 
 def remove_interrupted_writes(directory: str) -> None:
-    """Delete temporary checkpoint files left by a killed save (``.model-<step>.ckpt.*.tmp``)."""
-    for leftover in Path(directory).glob(".*.ckpt.*.tmp"):
-        logger.info("removing %s, left by an interrupted save", leftover)
-        leftover.unlink(missing_ok=True)
+    """Delete the temporary files a killed save left in a run's checkpoint folder, which this run writes alone."""
+    remove_orphans(Path(directory), alone=True)
 
 
 def run_uploader(settings: dict, run_name: str) -> Uploader:
@@ -279,56 +270,27 @@ class Iterator(TemplateIterator):
             scalars.update({f"mean_{k}": float(predictions[k].mean()) for k in CONFIDENCE_KEYS if k in predictions})
             if self.training_step.accumulator.last_grad_norm is not None:
                 scalars["grad_norm"] = self.training_step.accumulator.last_grad_norm
-            truth = (translation, quaternion)
-            if "translations" in kwargs:  # several instances: the evaluation matches them; here they are drawn
-                slots = np.arange(np.shape(kwargs["translations"])[1])
-                present = slots < np.asarray(kwargs["instance_count"])[:, None]
-                truth = (only_shown(kwargs["translations"], present), kwargs["quaternions"])
-                shown = only_shown(predictions["translation"], predictions["found"] > 0.5)
-                predictions = {**predictions, "translation": shown}
-            else:
-                scalars.update(
-                    unity_dataset_metrics(
-                        predictions["translation"],
-                        translation,
-                        predictions["quaternion"],
-                        quaternion,
-                        self.box.symmetries,
-                    )
-                )
+            outputs = EvalOutputs.of(predictions, {"translation": translation, "quaternion": quaternion, **kwargs})
+            if not outputs.several:  # several instances are matched by the evaluation; here they are only drawn
+                t_pred, q_pred, t_true, q_true = outputs.one_per_image()
+                scalars.update(unity_dataset_metrics(t_pred, t_true, q_pred, q_true, self.box.symmetries))
             images = {"inputs": np.asarray(image[:LOG_IMAGES])}
             if "camera" in kwargs:
-                images["poses"] = _pose_images(image, kwargs["camera"], *truth, predictions, self.box)
+                images["poses"] = _pose_images(image, kwargs["camera"], outputs, self.box)
             return {"images": images, "scalars": scalars}
 
         def eval_op() -> dict:
             result = evaluate()
             predictions = self.training_step.poses(result.predictions, kwargs.get("camera"))
-            if "translations" in kwargs:  # several instances: matched to the true ones by the evaluation
-                labels = {
-                    "translations_pred": predictions["translation"],
-                    "quaternions_pred": predictions["quaternion"],
-                    "found_pred": predictions["found"],
-                    **{f"{key}_true": kwargs[key] for key in ("translations", "quaternions")},
-                    "instance_count": kwargs["instance_count"],
-                }
-            else:
-                labels = {
-                    "translation_pred": predictions["translation"],
-                    "translation_true": translation,
-                    "quaternion_true": quaternion,
-                    "quaternion_pred": predictions["quaternion"],
-                    "orientation_error": unity_quaternion_error(
-                        predictions["quaternion"], quaternion, self.box.symmetries
-                    ),
-                    "translation_mse": translation_squared_error(predictions["translation"], translation),
-                }
-            labels.update({f"loss_{name}": values for name, values in result.losses.items()})
-            labels.update({key: predictions[key] for key in CONFIDENCE_KEYS if key in predictions})
-            if "camera" in kwargs:  # intrinsics of the network input and its side, for drawing poses in reports
-                labels["camera"] = kwargs["camera"]
-                labels["image_size"] = np.full((len(translation), 1), self.config["network"]["image_size"])
-            return {"labels": {k: np.asarray(v, np.float32) for k, v in labels.items()}}
+            camera = kwargs.get("camera")  # intrinsics of the network input and its side, for drawing poses in reports
+            outputs = EvalOutputs.of(
+                predictions,
+                {"translation": translation, "quaternion": quaternion, **kwargs},
+                result.losses,
+                camera,
+                None if camera is None else self.config["network"]["image_size"],
+            )
+            return {"labels": outputs.labels(self.box.symmetries)}
 
         return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
 

@@ -12,6 +12,7 @@ from edflow.data.believers.meta import MetaDataset
 from cubepose.errors import CubeposeError
 from cubepose.evaluation.evaluator import Evaluation
 from cubepose.evaluation.html_report import write_report
+from cubepose.evaluation.outputs import EvalOutputs
 from cubepose.geometry.object import Box
 
 
@@ -22,11 +23,11 @@ def report_from_folder(folder: str | Path) -> Path:
     if not outputs.is_dir():
         raise CubeposeError(f"no model_outputs in {folder}; give an eval folder logs/<run>/eval/<ts>/<step>/")
     dataset = MetaDataset(str(outputs))
-    labels = dict(dataset.labels)
+    saved = EvalOutputs.from_labels(dataset.labels)
     config = dataset.meta or {}  # the evaluation's config, saved with its outputs
     network = config.get("network", {})
-    if "image_size" not in labels and "image_size" in network:  # outputs of older evaluations
-        labels["image_size"] = np.full((len(next(iter(labels.values()))), 1), network["image_size"])
+    if saved.image_size is None and "image_size" in network:  # outputs of older evaluations
+        saved = saved.with_image_size(np.full(len(saved), network["image_size"]))
     image_paths = None
     errors_csv = folder / "errors.csv"
     if errors_csv.exists():
@@ -34,8 +35,7 @@ def report_from_folder(folder: str | Path) -> Path:
             rows = list(csv.DictReader(handle))
         if rows and "image_index" in rows[0]:  # several instances: rows name their image
             paths = {int(row["image_index"]): row["image_path"] for row in rows}
-            image_paths = [paths.get(i, "") for i in range(len(labels["instance_count"]))]
+            image_paths = [paths.get(i, "") for i in range(len(saved))]
         else:
             image_paths = [row["image_path"] for row in rows]
-    evaluated = Evaluation.of(labels, Box.from_config(config))
-    return write_report(folder, evaluated, image_paths)
+    return write_report(folder, Evaluation.of(saved, Box.from_config(config)), image_paths)

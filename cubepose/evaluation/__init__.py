@@ -1,46 +1,15 @@
-"""Evaluation of saved model outputs: pose metrics (Unity's, the field's, BOP's), matching of several
-instances, the Evaluation that computes them once, its files, the HTML report and pose overlays.
-
-Nothing here imports edflow or re-runs a model; edflow's callbacks are cubepose.engine.callbacks.
-"""
-
-from __future__ import annotations
+"""Evaluation of saved model outputs: the outputs' record, pose metrics (Unity's, the field's, BOP's), matching
+of several instances, the Evaluation that computes them once, its files, the HTML report and pose overlays.
+Nothing here imports edflow or re-runs a model; edflow's callbacks are cubepose.engine.callbacks."""
 
 import importlib
 
-from cubepose.evaluation.evaluator import (
-    ERRORS_FILE,
-    METRICS_FILE,
-    Evaluation,
-    ImageGeometry,
-    count_non_finite,
-    image_geometry,
-    latest_metrics_file,
-    write_errors,
-    write_metrics,
-    write_results,
-)
-
-__all__ = [
-    "ERRORS_FILE",
-    "METRICS_FILE",
-    "Evaluation",
-    "ImageGeometry",
-    "count_non_finite",
-    "image_geometry",
-    "latest_metrics_file",
-    "write_errors",
-    "write_metrics",
-    "write_results",
-]
-
-# edflow callbacks once defined here: configs and old runs' meta.yaml name them as
-# cubepose.evaluation.<name>; they resolve, on first use, to cubepose.engine.callbacks.
-CALLBACKS_MOVED_TO = "cubepose.engine.callbacks"
-MOVED_CALLBACKS = ("unity_metrics", "pose_metrics", "report", "evaluation_of")
+# The callbacks once defined here: configs and older runs' meta.yaml name them cubepose.evaluation.<name>.
+MOVED_CALLBACKS = {name: "cubepose.engine.callbacks" for name in ("unity_metrics", "pose_metrics", "report")}
 
 
 def __getattr__(name: str):
+    """A moved callback, imported from its new home on first use."""
     if name in MOVED_CALLBACKS:
-        return getattr(importlib.import_module(CALLBACKS_MOVED_TO), name)
+        return getattr(importlib.import_module(MOVED_CALLBACKS[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

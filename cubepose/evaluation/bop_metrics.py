@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cubepose.geometry import pinhole_pixels, transform_points
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import pinhole_pixels, transform_points
 from cubepose.geometry.symmetries import symmetric_equivalents
 
 MSSD_THRESHOLDS = np.round(np.arange(1, 11) * 0.05, 2)  # shares of the object's diameter

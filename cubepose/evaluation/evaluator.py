@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from cubepose.evaluation.metrics import (
     metrics_of_errors,
     unity_dataset_metrics,
 )
-from cubepose.geometry import unity_euler_angles
+from cubepose.evaluation.outputs import EvalOutputs
 from cubepose.geometry.object import Box
+from cubepose.geometry.rotations import unity_euler_angles
 from cubepose.io.atomic import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -37,32 +39,34 @@ ERRORS_FILE = "errors.csv"
 class Evaluation:
     """What the callbacks report about one evaluation's outputs, computed once for all of them."""
 
-    labels: dict[str, np.ndarray]
+    outputs: EvalOutputs
     errors: dict[str, np.ndarray]  # per instance (cubepose.evaluation.metrics.instance_errors)
     unity: dict[str, float]  # Unity's two metrics, the instance count and non_finite_predictions
     pose: dict[str, float]  # the standard metrics
     box: Box  # the object measured (ADD) and drawn (report galleries)
 
     @classmethod
-    def of(cls, labels: dict, box: Box | None = None, images: ImageGeometry | None = None) -> Evaluation:
-        """From eval_op's per-instance labels of ``box`` (default ``Box()``), errors modulo its symmetries; with the
-        images' cameras and widths (``image_geometry``), BOP's MSSD and MSPD recalls too."""
+    def of(
+        cls,
+        outputs: EvalOutputs | Mapping[str, np.ndarray],
+        box: Box | None = None,
+        images: ImageGeometry | None = None,
+    ) -> Evaluation:
+        """From an evaluation's outputs (the record, or its saved labels) of ``box`` (default ``Box()``), errors
+        modulo its symmetries; with the images' cameras and widths (``image_geometry``), BOP's MSSD and MSPD
+        recalls too. A model of several instances has its predictions matched to the true ones first."""
         box = box or Box()
-        labels = {key: np.asarray(value) for key, value in labels.items()}
-        images = images or image_geometry(labels, None)
-        if "translations_pred" in labels:
-            return cls.of_several(labels, box, images)
-        if "quaternion_pred" not in labels:
-            raise CubeposeError("these model outputs hold no quaternion_pred; evaluate the checkpoint again")
-        t_pred, t_true = labels["translation_pred"], labels["translation_true"]
-        q_pred, q_true = labels["quaternion_pred"], labels["quaternion_true"]
+        outputs = outputs if isinstance(outputs, EvalOutputs) else EvalOutputs.from_labels(outputs)
+        images = images or image_geometry(outputs, None)
+        if outputs.several:
+            return cls.of_several(outputs, box, images)
+        t_pred, q_pred, t_true, q_true = outputs.one_per_image()
         errors = instance_errors(t_pred, t_true, q_pred, q_true, box=box)
         if images is not None:
             bop = pose_errors(t_pred, q_pred, t_true, q_true, images.cameras, box)
             errors.update(mssd_cm=100 * bop["mssd"], mspd_px=bop["mspd"])
-        for key in CONFIDENCE_KEYS:  # a keypoint model's, kept beside each instance's errors
-            if key in labels:
-                errors[key] = labels[key].reshape(-1).astype(np.float64)
+        for key, values in outputs.scores.items():  # a keypoint model's, kept beside each instance's errors
+            errors[key] = values[:, 0].astype(np.float64)
         unity = unity_dataset_metrics(t_pred, t_true, q_pred, q_true, box.symmetries)
         unity["instances"] = int(len(t_pred))
         unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
@@ -70,20 +74,17 @@ class Evaluation:
         pose.update({f"{key}_mean": float(np.nanmean(errors[key])) for key in CONFIDENCE_KEYS if key in errors})
         if images is not None:
             pose.update(bop_recalls({"mssd": bop["mssd"], "mspd": bop["mspd"]}, images.widths, box))
-        return cls(labels, errors, unity, pose, box)
+        return cls(outputs, errors, unity, pose, box)
 
     @classmethod
-    def of_several(cls, labels: dict[str, np.ndarray], box: Box, images: ImageGeometry | None = None) -> Evaluation:
-        """From a several-instance model's outputs (``translations_pred`` (N, P, 3), ``found_pred`` (N, P), ...
-        beside ``translations_true`` (N, M, 3) and ``instance_count``): predictions matched to the true
-        instances (cubepose.evaluation.matching), one error row per true instance (NaN where missed) and per spurious
+    def of_several(cls, outputs: EvalOutputs, box: Box, images: ImageGeometry | None = None) -> Evaluation:
+        """From a several-instance model's outputs: predictions matched to the true instances
+        (cubepose.evaluation.matching), one error row per true instance (NaN where missed) and per spurious
         prediction, the standard metrics over the true instances (a missed one fails every accuracy), Unity's
         over the matched pairs, and the detection metrics (recall, precision, average precision)."""
-        t_pred, q_pred = labels["translations_pred"], labels["quaternions_pred"]
-        t_true, q_true = labels["translations_true"], labels["quaternions_true"]
-        found = labels["found_pred"] > 0.5
-        present = np.arange(t_true.shape[1]) < labels["instance_count"].reshape(-1, 1)
-        confidence = labels["confidence"] if "confidence" in labels else found.astype(np.float64)
+        t_pred, q_pred, found = outputs.translations_pred, outputs.quaternions_pred, outputs.found
+        t_true, q_true, present = outputs.translations_true, outputs.quaternions_true, outputs.present
+        confidence = outputs.scores.get("confidence", found.astype(np.float64))
         matches = match_instances(t_pred, q_pred, found, confidence, t_true, q_true, present, box)
         truth = matches.truth_errors()
         spurious = found & (matches.prediction_truth < 0)
@@ -99,10 +100,9 @@ class Evaluation:
             "distance_m": np.concatenate([np.linalg.norm(t_true[truth_rows], axis=-1), nan]),
             "true_yaw_deg": np.concatenate([unity_euler_angles(q_true[truth_rows])[:, 1], nan]),
         }
-        for key in CONFIDENCE_KEYS:  # the matched prediction's, or the spurious one's
-            if key in labels:
-                values = np.where(matched, labels[key][truth_rows[0], np.maximum(pair, 0)], np.nan)
-                errors[key] = np.concatenate([values, labels[key][spurious_rows]]).astype(np.float64)
+        for key, scores in outputs.scores.items():  # the matched prediction's, or the spurious one's
+            values = np.where(matched, scores[truth_rows[0], np.maximum(pair, 0)], np.nan)
+            errors[key] = np.concatenate([values, scores[spurious_rows]]).astype(np.float64)
         on_truth = {name: values[: len(pair)] for name, values in errors.items()}
         pose = metrics_of_errors(on_truth, matched, box)
         pose["non_finite_predictions"] = count_non_finite(t_pred[found], q_pred[found])
@@ -128,7 +128,7 @@ class Evaluation:
         )
         unity["instances"] = int(len(pair))
         unity["non_finite_predictions"] = pose["non_finite_predictions"]
-        return cls(labels, errors, unity, pose, box)
+        return cls(outputs, errors, unity, pose, box)
 
 
 @dataclass(frozen=True)
@@ -139,17 +139,16 @@ class ImageGeometry:
     widths: np.ndarray
 
 
-def image_geometry(labels: dict[str, np.ndarray], data_in) -> ImageGeometry | None:
+def image_geometry(outputs: EvalOutputs, data_in) -> ImageGeometry | None:
     """The original images' geometry from the dataset (``original_camera``, ``original_size``) when it covers
-    the outputs, else the network input's (``camera``, ``image_size`` of the outputs), else None."""
+    the outputs, else the network input's (the outputs' ``camera`` and ``image_size``), else None."""
     dataset = getattr(data_in, "labels", None) or {}
-    count = len(labels.get("camera", labels.get("translation_pred", labels.get("translations_pred", []))))
-    if "original_camera" in dataset and len(dataset["original_camera"]) == count:
+    if "original_camera" in dataset and len(dataset["original_camera"]) == len(outputs):
         return ImageGeometry(
             np.asarray(dataset["original_camera"], np.float64), np.asarray(dataset["original_size"])[:, 0]
         )
-    if "camera" in labels and "image_size" in labels:
-        return ImageGeometry(np.asarray(labels["camera"], np.float64), np.asarray(labels["image_size"]).reshape(-1))
+    if outputs.camera is not None and outputs.image_size is not None:
+        return ImageGeometry(np.asarray(outputs.camera, np.float64), np.asarray(outputs.image_size))
     return None
 
 
@@ -185,16 +184,14 @@ def write_errors(root: Path, errors: dict[str, np.ndarray], image_paths: np.ndar
     return path
 
 
-def write_results(root: Path, labels: dict[str, np.ndarray], image_paths: np.ndarray | None, obj_id: int) -> Path:
-    """bop_results.csv: every estimate (several instances: every one found) as BOP's results CSV."""
-    several = "translations_pred" in labels
-    translations = labels["translations_pred" if several else "translation_pred"]
-    quaternions = labels["quaternions_pred" if several else "quaternion_pred"]
-    found = labels["found_pred"] > 0.5 if several else np.ones(len(translations), bool)
-    scores = labels["confidence"] if "confidence" in labels else np.ones(found.shape)
+def write_results(root: Path, outputs: EvalOutputs, image_paths: np.ndarray | None, obj_id: int) -> Path:
+    """bop_results.csv: every estimate found (one per image for a one-instance model) as BOP's results CSV."""
+    found = outputs.found
+    scores = outputs.scores.get("confidence", np.ones(found.shape))
     images = np.nonzero(found)[0]
-    ids = image_ids(image_paths, len(translations))
-    return write_bop_results(root, translations[found], quaternions[found], scores[found], images, ids, obj_id)
+    ids = image_ids(image_paths, len(outputs))
+    translations, quaternions = outputs.translations_pred[found], outputs.quaternions_pred[found]
+    return write_bop_results(root, translations, quaternions, scores[found], images, ids, obj_id)
 
 
 def _formatted(values: np.ndarray) -> list:

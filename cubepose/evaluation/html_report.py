@@ -20,7 +20,8 @@ from PIL import Image
 
 from cubepose.data.images import decode_resized
 from cubepose.evaluation.evaluator import Evaluation
-from cubepose.evaluation.overlay import only_shown, pose_overlays
+from cubepose.evaluation.outputs import EvalOutputs
+from cubepose.evaluation.overlay import pose_overlays
 from cubepose.geometry.object import Box
 from cubepose.io.atomic import atomic_write_text
 
@@ -85,28 +86,21 @@ def _confidence_figure(errors: dict[str, np.ndarray], plt) -> str:
     return image
 
 
-def _input_sizes(labels: dict, indices: np.ndarray) -> np.ndarray:
-    """Side of the network input of each instance: recorded by eval_op, else twice cx (outputs of older
+def _input_sizes(outputs: EvalOutputs, indices: np.ndarray) -> np.ndarray:
+    """Side of the network input of each image: recorded by eval_op, else twice cx (outputs of older
     evaluations, whose cameras were centred)."""
-    if "image_size" in labels:
-        return labels["image_size"][indices].reshape(-1).astype(np.float64)
-    return np.round(2 * labels["camera"][indices, 2])
+    if outputs.image_size is not None:
+        return outputs.image_size[indices].astype(np.float64)
+    return np.round(2 * outputs.camera[indices, 2])
 
 
 def _gallery(title: str, indices: np.ndarray, evaluated: Evaluation, image_paths, captions: dict[int, str]) -> str:
     """Tiles of the images ``indices`` with every true (green) and predicted (red) pose drawn, captioned."""
-    labels = evaluated.labels
-    cameras = labels["camera"][indices]
-    network_size = _input_sizes(labels, indices)
+    outputs = evaluated.outputs
+    cameras = outputs.camera[indices]
+    network_size = _input_sizes(outputs, indices)
     images = np.stack([decode_resized(str(image_paths[i]), TILE) for i in indices])
-    if "translations_true" in labels:  # several instances: each image's present and found ones
-        present = np.arange(labels["translations_true"].shape[1]) < labels["instance_count"][indices].reshape(-1, 1)
-        true = (only_shown(labels["translations_true"][indices], present), labels["quaternions_true"][indices])
-        found = labels["found_pred"][indices] > 0.5
-        predicted = (only_shown(labels["translations_pred"][indices], found), labels["quaternions_pred"][indices])
-    else:
-        true = (labels["translation_true"][indices], labels["quaternion_true"][indices])
-        predicted = (labels["translation_pred"][indices], labels["quaternion_pred"][indices])
+    true, predicted = outputs.drawn(indices)  # every present and found instance
     tiles = pose_overlays(images, cameras * (TILE / network_size)[:, None], true, predicted, box=evaluated.box)
     figures = []
     for i, tile in zip(indices, tiles, strict=True):
@@ -128,14 +122,14 @@ def _ranked_images(evaluated: Evaluation) -> tuple[np.ndarray, dict[int, str]]:
             for i in order
         }
         return order, captions
-    images = len(evaluated.labels["instance_count"])
+    images = len(evaluated.outputs)
     index, kind = errors["image_index"].astype(np.int64), errors["kind"]
     wrong = np.bincount(index, weights=kind != "matched", minlength=images)
     spurious = np.bincount(index, weights=kind == "spurious", minlength=images)
     worst = np.full(images, -np.inf)
     np.maximum.at(worst, index, np.where(np.isfinite(errors["add_cm"]), errors["add_cm"], -np.inf))
     order = np.lexsort((worst, wrong))
-    counts = evaluated.labels["instance_count"].reshape(-1).astype(np.int64)
+    counts = evaluated.outputs.present.sum(axis=1)
     captions = {
         int(i): f"#{i}: {counts[i] - int(wrong[i] - spurious[i])} of {counts[i]} found, {int(spurious[i])} spurious"
         + (f", worst ADD {worst[i]:.1f} cm" if np.isfinite(worst[i]) else "")
@@ -179,7 +173,7 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
     The metrics table shows cubepose's metrics and anything other callbacks put in metrics.json.
     """
     root = Path(root)
-    labels, errors = evaluated.labels, evaluated.errors
+    errors = evaluated.errors
     metrics_path = root / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     metrics.update({**evaluated.unity, **evaluated.pose})
@@ -193,7 +187,7 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
         _symmetry_note(evaluated.box),
         *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
     ]
-    if "camera" in labels and image_paths is not None:
+    if evaluated.outputs.camera is not None and image_paths is not None:
         order = order[(np.asarray(image_paths, dtype=str) != "")[order]]  # images the outputs name
         middle = max(0, len(order) // 2 - SHOWN // 2)
         what = "missed and spurious instances, then ADD" if "image_index" in errors else "ADD"

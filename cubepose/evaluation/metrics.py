@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cubepose.geometry import canonicalize_quaternions, transform_points, unity_euler_angles
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import transform_points
+from cubepose.geometry.rotations import canonicalize_quaternions, unity_euler_angles
 from cubepose.geometry.symmetries import is_identity_only, symmetric_equivalents
 
 ACCURACY_THRESHOLDS = ((0.02, 2.0), (0.05, 5.0))  # (metres, degrees)

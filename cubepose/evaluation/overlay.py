@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from cubepose.geometry import project_with_intrinsics, transform_points
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import project_with_intrinsics, transform_points
 
 # Box.corners orders corners by (x, y, z) sign bits; edges join corners differing in one bit
 CUBE_EDGES = np.array([(i, j) for i in range(8) for j in range(i + 1, 8) if (i ^ j) in (1, 2, 4)])

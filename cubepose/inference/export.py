@@ -5,7 +5,8 @@ pixel / 127.5 - 1, channels first. A regression model returns ``translation`` (N
 ``quaternion`` (N, 4) x, y, z, w with w >= 0, right only for images from its training camera. A keypoint
 model returns ``keypoints`` (N, 9, 2) in input pixels and their ``scores`` (N, 9); the caller solves the
 pose with its own camera (PnP of the note's ``object_points``, as ``cubepose.models.codecs.keypoints.solve_pnp`` does).
-The note beside the file says the same, with S and the training camera.
+The note beside the file says the same, with S and the training camera. What the model computes and declares
+comes from its ``export_spec()`` (cubepose.models.export_spec); this module adds only the export's own parts.
 """
 
 from __future__ import annotations
@@ -20,23 +21,14 @@ from torch import nn
 
 from cubepose.errors import CubeposeError
 from cubepose.inference.predictor import PosePredictor
-from cubepose.io.atomic import atomic_open, atomic_write_text, temporary_sibling
+from cubepose.io.atomic import atomic_open, atomic_write_text
+from cubepose.io.temporary import temporary_beside
+from cubepose.models.export_spec import export_spec_of
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("torchscript", "onnx")
 EXAMPLE_BATCH = 2  # traced with a batch of 2 so that the batch axis stays free
-
-
-class ExportedOutputs(nn.Module):
-    """A pose network's ``exported`` outputs as a tuple, which TorchScript and ONNX graphs carry better than a dict."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.model.exported(images)
 
 
 def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> Path:
@@ -45,10 +37,11 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
         raise CubeposeError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    module = ExportedOutputs(predictor.model.cpu()).eval()
+    spec = export_spec_of(predictor.model.cpu())
+    module = spec.module.eval()
     size = predictor.image_size
     example = torch.zeros(EXAMPLE_BATCH, 3, size, size)
-    outputs = list(predictor.model.exported_outputs)
+    outputs = list(spec.outputs)
     with torch.no_grad():
         if fmt == "torchscript":
             traced = torch.jit.trace(module, example)
@@ -60,8 +53,8 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
         "format": fmt,
         "input": {"name": "images", "shape": ["N", 3, size, size], "dtype": "float32"},
         "preprocessing": f"RGB, bilinear resize to {size}x{size}, pixel / 127.5 - 1, channels first",
-        "outputs": dict(predictor.model.exported_outputs),
-        **(keypoint_contract(predictor) if predictor.takes_camera else {}),
+        "outputs": dict(spec.outputs),
+        **spec.contract,
         "global_step": predictor.global_step,
         "network": predictor.config["network"],
         "camera": camera_contract(predictor.training_camera),
@@ -69,42 +62,6 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
     atomic_write_text(out.with_name(out.name + ".json"), json.dumps(contract, indent=2) + "\n")
     logger.info("exported %s model to %s", fmt, out)
     return out
-
-
-def keypoint_contract(predictor: PosePredictor) -> dict:
-    """How a keypoint model's outputs become a pose: the object points to solve PnP with, the camera model and,
-    for a model that numbers corners by place (``assign_by_shape``), the symmetries its ``symmetry`` indexes."""
-    group = predictor.model.shape_group
-    named = (
-        {}
-        if group is None
-        else {
-            "symmetries": group.tolist(),
-            "symmetry": "the solve numbers the corners by place; turn its rotation by the inverse of "
-            "symmetries[symmetry] (x, y, z, w): q = q_solved * conj(symmetries[symmetry]), then w >= 0",
-        }
-    )
-    model = predictor.model
-    several = (
-        {}
-        if model.max_instances == 1
-        else {
-            "instances": f"{model.max_instances} slots per image, strongest centre first; a slot holds an instance "
-            f"when its centre's score (scores[..., 0]) is at least min_score, and each is solved on its own",
-            "min_score": model.min_score,
-        }
-    )
-    return {
-        **named,
-        **several,
-        "object_points": predictor.model.object_points.tolist(),
-        "pose": "solve PnP of object_points (metres, the object's frame) against keypoints with your camera's "
-        "intrinsics scaled to the S x S input (fx * S / W, fy * S / H, cx * S / W, cy * S / H), weighing each "
-        "point by its score. Pixels follow u = cx + fx x / z, v = cy - fy y / z (camera y up): with OpenCV, "
-        "solvePnP(object_points with y negated, keypoints, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]) gives R', t', "
-        "and the pose is R = F R' F, t = F t' with F = diag(1, -1, 1); cubepose.models.codecs.keypoints.solve_pnp "
-        "does this",
-    }
 
 
 def camera_contract(recorded: dict | None) -> dict | None:
@@ -135,11 +92,6 @@ def _export_onnx(module: nn.Module, example: torch.Tensor, outputs: list[str], o
         dynamo=True,
         verbose=False,
     )
-    handle, temporary = temporary_sibling(out)
-    os.close(handle)
-    try:
-        program.save(temporary)
+    with temporary_beside(out) as temporary:
+        program.save(str(temporary))
         os.replace(temporary, out)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)

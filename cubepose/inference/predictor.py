@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,19 +21,13 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cubepose.config import validate_config
 from cubepose.data.images import network_inputs, open_image, resize_rgb
 from cubepose.errors import CubeposeError
 from cubepose.evaluation.metrics import CONFIDENCE_KEYS
-from cubepose.geometry import resize_intrinsics
-from cubepose.inference.training_camera import (
-    TOLERANCE,
-    GivenCamera,
-    camera_errors,
-    describe_training_camera,
-    given_camera,
-    size_errors,
-)
+from cubepose.geometry.camera import Camera
+from cubepose.geometry.projection import resize_intrinsics
+from cubepose.inference.camera_input import CameraLike, given_camera
+from cubepose.inference.training_camera import TOLERANCE, camera_errors, describe_training_camera, size_errors
 from cubepose.models import pose_network
 from cubepose.storage import fetch
 from cubepose.training.checkpoints import read_checkpoint, save_checkpoint
@@ -42,7 +36,6 @@ from cubepose.training.devices import resolve_device
 logger = logging.getLogger(__name__)
 
 ImageLike = str | os.PathLike | np.ndarray | Image.Image
-CameraLike = Sequence[float] | Mapping[str, Any] | GivenCamera  # fx, fy, cx, cy in pixels of the images given
 
 NON_FINITE = (
     "the model's output for this image is not finite (NaN or inf), so it has no pose: the checkpoint's "
@@ -53,6 +46,22 @@ UNKNOWN_SIZE = (
     "its original size is unknown (prepare_item did not go through PosePredictor.prepare_item), so its camera "
     "cannot be checked; resize it with super().prepare_item, or predict without camera="
 )
+
+
+class PreparedImage(np.ndarray):
+    """What ``prepare_item`` returns: the uint8 RGB image at the network size, remembering the size (width,
+    height) it had before (``original_size``), which the camera check scales the given camera from. Views of it
+    (a flipped channel order, say) keep it; an array made some other way has no known original size."""
+
+    original_size: tuple[int, int] | None
+
+    def __new__(cls, image: np.ndarray, original_size: tuple[int, int] | None) -> PreparedImage:
+        prepared = np.asarray(image).view(cls)
+        prepared.original_size = original_size
+        return prepared
+
+    def __array_finalize__(self, source: np.ndarray | None) -> None:
+        self.original_size = getattr(source, "original_size", None)
 
 
 @dataclass
@@ -92,8 +101,6 @@ class PosePredictor:
         self.global_step = global_step
         self.training_camera = training_camera
         self.camera_tolerance = camera_tolerance
-        self._item_size: tuple[int, int] | None = None  # original size of the item prepare_item last resized
-        self._output_shapes: dict[str, tuple[int, ...]] | None = None  # per-image shape of each output
 
     # -- load / save ---------------------------------------------------------------------
 
@@ -118,7 +125,7 @@ class PosePredictor:
         if "network" not in config:
             raise CubeposeError(f"{checkpoint} records no config; it was not written by cubepose's training")
         config["network"]["pretrained"] = None  # the checkpoint holds every weight
-        model = pose_network(validate_config(config))
+        model = pose_network(config)  # validates it
         model.load_state_dict(state["model"])
         camera = state.get("camera")
         logger.info(
@@ -149,14 +156,14 @@ class PosePredictor:
         """One image (path, uint8 RGB/gray/RGBA array or PIL image, any size) -> uint8 RGB HWC at the network size.
 
         Resized exactly as the training data; the scaling to [-1, 1] happens batched in ``predict_batch``.
-        A subclass calls this for its decoded image, so that the original size is known to the camera check.
+        A subclass calls this for its decoded image and returns what it gets (or a view of it), so that the
+        original size is known to the camera check (a PreparedImage).
         """
         if isinstance(item, Image.Image):
             return self._resized(item)
         if isinstance(item, np.ndarray):
             if item.dtype == np.uint8 and item.shape == (self.image_size, self.image_size, 3):
-                self._item_size = (self.image_size, self.image_size)
-                return item  # already the network input: nothing to resize
+                return PreparedImage(item, (self.image_size, self.image_size))  # already the network input
             return self._resized(_array_image(item))
         if isinstance(item, (str, os.PathLike)):
             try:
@@ -168,10 +175,9 @@ class PosePredictor:
                 raise CubeposeError(f"cannot read image {item} ({err}); give a PNG or JPEG file") from None
         raise CubeposeError(f"cannot predict a {type(item).__name__}; give a path, a numpy array or a PIL image")
 
-    def _resized(self, image: Image.Image) -> np.ndarray:
+    def _resized(self, image: Image.Image) -> PreparedImage:
         """``image`` at the network size; its original size is kept for the camera check."""
-        self._item_size = image.size
-        return resize_rgb(image, self.image_size)
+        return PreparedImage(resize_rgb(image, self.image_size), image.size)
 
     @property
     def takes_camera(self) -> bool:
@@ -212,7 +218,6 @@ class PosePredictor:
         for value in outputs.values():
             valid &= np.isfinite(value.reshape(len(batch), -1)).all(axis=1)
         outputs = {key: np.where(_rows(valid, value), value, np.float32(np.nan)) for key, value in outputs.items()}
-        self._output_shapes = {key: value.shape[1:] for key, value in outputs.items()}
         return {**outputs, "valid": valid}
 
     def predict_items(
@@ -227,10 +232,10 @@ class PosePredictor:
         are still predicted, the readable ones batched together as usual.
 
         ``camera``: the intrinsics of the camera that took the images, (fx, fy, cx, cy) in pixels of the
-        images as given, or a mapping of those and optionally ``width``, ``height``. Scaled to the network
-        input per image size. A keypoint model solves each pose with it (None: the training camera); for a
-        regression model it must match the checkpoint's training camera within ``camera_tolerance``, and an
-        image it does not match is refused like an unreadable one (None: not checked).
+        images as given, a mapping of those and optionally ``width``, ``height``, or a Camera (geometry.camera).
+        Scaled to the network input per image size. A keypoint model solves each pose with it (None: the training
+        camera); for a regression model it must match the checkpoint's training camera within
+        ``camera_tolerance``, and an image it does not match is refused like an unreadable one (None: not checked).
         """
         given = None if camera is None else given_camera(camera)  # refused before any image is read
         pending: list[_Item] = []
@@ -269,16 +274,15 @@ class PosePredictor:
 
     def _prepared(self, item: ImageLike, index: int, keep_going: bool) -> _Item:
         """``item`` through ``prepare_item``, with its name and original size; a refusal is kept if ``keep_going``."""
-        self._item_size = None
         try:
             image = self.prepare_item(item)
         except CubeposeError as err:
             if not keep_going:
                 raise
             return _Item(_describe(item, index), error=err)
-        return _Item(_describe(item, index), image=image, size=self._item_size)
+        return _Item(_describe(item, index), image=np.asarray(image), size=getattr(image, "original_size", None))
 
-    def _camera_checked(self, pending: list[_Item], given: GivenCamera | None, keep_going: bool) -> list[_Item]:
+    def _camera_checked(self, pending: list[_Item], given: Camera | None, keep_going: bool) -> list[_Item]:
         """``pending`` with each image whose camera is not the training camera refused (raised unless ``keep_going``).
 
         One vectorised check per batch; without a given or a recorded camera nothing is checked.
@@ -318,11 +322,9 @@ class PosePredictor:
         if self.takes_camera and readable and any(pending[i].camera is not None for i in readable):
             cameras = np.stack([pending[i].camera for i in readable])
         poses = self._batch(np.stack([pending[i].image for i in readable]), cameras) if readable else None
-        if self._output_shapes is None:  # nothing predicted yet: one zero image tells the output shapes
-            zero = np.zeros((1, self.image_size, self.image_size, 3), np.uint8)
-            self._batch(zero, np.ones((1, 4)) if self.takes_camera else None)
+        shapes = self.model.pose_shapes()  # what every image gets, predicted or not
         out: dict[str, Any] = {
-            key: np.full((len(pending), *shape), np.nan, np.float32) for key, shape in self._output_shapes.items()
+            key: np.full((len(pending), *shape), np.nan, np.float32) for key, shape in shapes.items()
         }
         out["valid"] = np.zeros(len(pending), bool)
         out["error"] = [None if item.error is None else str(item.error) for item in pending]

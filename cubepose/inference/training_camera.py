@@ -18,30 +18,14 @@ principal point as a share of the input's side.
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Mapping, Sequence
-from numbers import Real
-from pathlib import Path
-from typing import Any, NamedTuple
+from collections.abc import Sequence
 
 import numpy as np
-import yaml
 
-from cubepose.errors import CubeposeError
-from cubepose.geometry import resize_intrinsics
+from cubepose.geometry.camera import KEYS, Camera, describe_intrinsics
+from cubepose.geometry.projection import resize_intrinsics
 
-KEYS = ("fx", "fy", "cx", "cy")
-SIZE_KEYS = ("width", "height")
 TOLERANCE = 0.02  # focal lengths within 2 % of the training ones, principal point within 2 % of the side
-FILE_FORM = 'a JSON or YAML mapping {"fx": 600, "fy": 600, "cx": 320, "cy": 240} in pixels of the images'
-
-
-class GivenCamera(NamedTuple):
-    """The camera of the images to predict: (4,) fx, fy, cx, cy in their own pixels, and their size if stated."""
-
-    intrinsics: np.ndarray
-    size: tuple[int, int] | None = None
 
 
 # -- recording ----------------------------------------------------------------------------
@@ -72,7 +56,7 @@ def describe_training_camera(recorded: dict | None) -> str:
     """The training camera in network-input pixels as one phrase for logs and errors; ``unknown`` without one."""
     if recorded is None:
         return "unknown"
-    values, size = _values(recorded["intrinsics"]), recorded["image_size"]
+    values, size = describe_intrinsics(recorded["intrinsics"]), recorded["image_size"]
     if recorded["spread"] <= TOLERANCE / 10:
         return f"{values} in its {size} px input (one camera, {recorded['examples']} examples)"
     return f"{values} in its {size} px input (the median; its cameras vary by up to {recorded['spread']:.1%})"
@@ -82,7 +66,7 @@ def describe_training_camera(recorded: dict | None) -> str:
 
 
 def camera_errors(
-    given: GivenCamera,
+    given: Camera,
     sizes: np.ndarray,
     names: Sequence[str],
     recorded: dict,
@@ -102,7 +86,7 @@ def camera_errors(
     return errors
 
 
-def size_errors(given: GivenCamera, sizes: np.ndarray, names: Sequence[str]) -> list[str | None]:
+def size_errors(given: Camera, sizes: np.ndarray, names: Sequence[str]) -> list[str | None]:
     """Per image (``sizes`` (N, 2)): None, or why it is refused when ``given`` states another image size."""
     sizes = np.asarray(sizes, np.float64).reshape(-1, 2)
     errors: list[str | None] = [None] * len(sizes)
@@ -147,10 +131,10 @@ def _mismatch(
     command = " ".join(f"{v:g}" for v in (width, height, *given))
     return (
         f"{name}: its camera is not the one the model was trained for, so its pose would be wrong: given "
-        f"{_values(given)} for {width}x{height} px ({_values(scaled)} in the {side} px network input); the model "
-        f"was trained for {describe_training_camera(recorded)}, i.e. {_values(at_size)} at {width}x{height} px: {off} "
-        f"(tolerance {tolerance:.0%}). Retrain with data from this camera (e.g. cubepose generate --camera "
-        f"{command} ...), or pass this camera's true intrinsics"
+        f"{describe_intrinsics(given)} for {width}x{height} px ({describe_intrinsics(scaled)} in the {side} px "
+        f"network input); the model was trained for {describe_training_camera(recorded)}, i.e. "
+        f"{describe_intrinsics(at_size)} at {width}x{height} px: {off} (tolerance {tolerance:.0%}). Retrain with "
+        f"data from this camera (e.g. cubepose generate --camera {command} ...), or pass this camera's true intrinsics"
     )
 
 
@@ -161,74 +145,3 @@ def _wrong_size(name: str, size: np.ndarray, expected: tuple[int, int]) -> str:
         f"{name} is {width}x{height} px but the camera was given for {expected[0]}x{expected[1]} px images; "
         "give the intrinsics of this image size (or drop width and height from the camera file)"
     )
-
-
-def _values(intrinsics: Any) -> str:
-    """``fx 27.5, fy 33.33, cx 15, cy 16.67``."""
-    return ", ".join(f"{key} {float(v):.4g}" for key, v in zip(KEYS, intrinsics, strict=True))
-
-
-# -- the camera a caller gives --------------------------------------------------------------
-
-
-def given_camera(camera: Sequence[float] | Mapping[str, Any] | GivenCamera) -> GivenCamera:
-    """A camera given as (fx, fy, cx, cy) in pixels of the images, or a mapping of those and optionally
-    ``width`` and ``height`` (the images' size, then checked), as a GivenCamera; impossible values are refused."""
-    if isinstance(camera, GivenCamera):
-        return camera
-    if isinstance(camera, Mapping):
-        unknown = sorted(set(camera) - set(KEYS) - set(SIZE_KEYS))
-        missing = [key for key in KEYS if key not in camera]
-        if unknown or missing or (("width" in camera) != ("height" in camera)):
-            raise CubeposeError(
-                f"a camera needs fx, fy, cx, cy (and optionally both width and height), got keys "
-                f"{', '.join(map(str, camera)) or 'none'}; give {FILE_FORM}"
-            )
-        intrinsics = [_number(camera[key], key) for key in KEYS]
-        size = tuple(_number(camera[key], key) for key in SIZE_KEYS) if "width" in camera else None
-    else:
-        values = list(camera)
-        if len(values) != 4:
-            raise CubeposeError(f"a camera is four numbers fx, fy, cx, cy in pixels, got {len(values)}")
-        intrinsics, size = [_number(v, k) for k, v in zip(KEYS, values, strict=True)], None
-    if not (intrinsics[0] > 0 and intrinsics[1] > 0):
-        raise CubeposeError(f"the focal lengths fx, fy must be above 0 pixels, got {_values(intrinsics)}")
-    if size is not None and not all(v > 0 and float(v).is_integer() for v in size):
-        raise CubeposeError(f"width and height must be whole numbers of pixels above 0, got {size[0]:g}x{size[1]:g}")
-    return GivenCamera(np.array(intrinsics), None if size is None else (int(size[0]), int(size[1])))
-
-
-def _number(value: Any, key: str) -> float:
-    """``value`` as a finite float (PyYAML reads ``1e3`` as a string, so numeric strings count)."""
-    try:
-        number = float(value) if isinstance(value, (Real, str)) and not isinstance(value, bool) else math.nan
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number):
-        raise CubeposeError(f"camera {key} must be a finite number of pixels, got {value!r}")
-    return number
-
-
-def read_camera_file(path: str | Path) -> GivenCamera:
-    """The camera in a JSON or YAML file ``{fx, fy, cx, cy}`` (optionally ``width``, ``height``); anything
-    else (a SOLO frame, a Unity capture) is refused with the expected form."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise CubeposeError(f"cannot read the camera file {path} ({err}); give {FILE_FORM}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise CubeposeError(f"{path} is neither JSON nor YAML ({err}); give {FILE_FORM}") from None
-    if not isinstance(data, dict) or not set(KEYS) <= set(data):
-        raise CubeposeError(
-            f"{path} is not a camera file: give {FILE_FORM} (optionally width and height); SOLO frames and "
-            "Unity captures are not read here, copy their intrinsics into such a file"
-        )
-    try:
-        return given_camera(data)
-    except CubeposeError as err:
-        raise CubeposeError(f"{path}: {err}") from None

@@ -1,2 +1,2 @@
-"""Files on this machine: atomic writes, names of temporary and partial files, their cleanup, and locks.
-Knows nothing of what the files mean."""
+"""Files on this machine: atomic writes (atomic), names of temporary files and the removal of orphaned ones
+(temporary), and locks (locks). Knows nothing of what the files mean."""

@@ -18,10 +18,10 @@ from functools import partial
 import numpy as np
 import torch
 
-from cubepose.config import check_number, component_check, validate_config
+from cubepose.config import check_number, component_check
 from cubepose.errors import ConfigError
-from cubepose.geometry import canonical_sign
 from cubepose.geometry.object import Box
+from cubepose.geometry.rotations import canonical_sign
 from cubepose.geometry.symmetries import is_identity_only, right_products
 from cubepose.losses.functions import LOSSES, LossFn
 from cubepose.losses.quantities import QUANTITIES
@@ -132,9 +132,8 @@ class Criterion:
 
     @classmethod
     def from_config(cls, config: dict) -> Criterion:
-        """The criterion of a config's ``losses`` tree (validated here) for its ``network`` and ``object``."""
-        network = validate_config(config)["network"]
-        return cls(config["losses"], network=network, box=Box.from_config(config))
+        """The criterion of a validated config's ``losses`` tree for its ``network`` and ``object``."""
+        return cls(config["losses"], network=config["network"], box=Box.from_config(config))
 
     def weights(self, step: int) -> dict[str, float]:
         """Each loss's weight at global step ``step``."""

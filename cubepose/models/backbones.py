@@ -6,6 +6,7 @@ A backbone maps images (B, 3, S, S) to a feature map; ``PoseNet`` flattens it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 
 import torch
@@ -43,19 +44,26 @@ def conv_bn(inputs: int, outputs: int, stride: int) -> list[nn.Module]:
 SMALL_CNN_WIDTHS = (32, 64, 128, 128)
 
 
-def _small_cnn_stages(channels: int) -> list[nn.Module]:
-    layers: list[nn.Module] = []
+def _small_cnn_stages(channels: int) -> list[list[nn.Module]]:
+    """small_cnn's four stages from ``channels`` inputs, each a strided and a plain ``conv_bn``."""
+    stages = []
     for width in SMALL_CNN_WIDTHS:
-        layers += conv_bn(channels, width, stride=2) + conv_bn(width, width, stride=1)
+        stages.append(conv_bn(channels, width, stride=2) + conv_bn(width, width, stride=1))
         channels = width
-    return layers
+    return stages
 
 
 @BACKBONES.register("small_cnn")
 def small_cnn() -> nn.Module:
     """Four conv stages of stride 2 (stride 16: a 4x4 map at 64 px keeps where the cube is)
     with batch norm; trains in minutes on 2 CPU cores."""
-    return nn.Sequential(*_small_cnn_stages(3))
+    return nn.Sequential(*chain.from_iterable(_small_cnn_stages(3)))
+
+
+def small_cnn_stages() -> nn.ModuleList:
+    """small_cnn's stages (strides 2, 4, 8, 16; widths ``SMALL_CNN_WIDTHS``) one module each, for a network that
+    reads every stage's features (the keypoint network's encoder); the same layers, built in the same order."""
+    return nn.ModuleList(nn.Sequential(*stage) for stage in _small_cnn_stages(3))
 
 
 HIRES_STEM_WIDTH = 16
@@ -65,7 +73,8 @@ HIRES_STEM_WIDTH = 16
 def small_cnn_hires() -> nn.Module:
     """small_cnn behind one strided 16-channel conv: twice the input size (128 px: the cube's
     edges at twice the resolution) for about 15% more compute than small_cnn at half the size."""
-    return nn.Sequential(*conv_bn(3, HIRES_STEM_WIDTH, stride=2), *_small_cnn_stages(HIRES_STEM_WIDTH))
+    stem = conv_bn(3, HIRES_STEM_WIDTH, stride=2)  # built first: the seed gives the same weights as before
+    return nn.Sequential(*stem, *chain.from_iterable(_small_cnn_stages(HIRES_STEM_WIDTH)))
 
 
 class BasicBlock(nn.Module):

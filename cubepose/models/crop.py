@@ -15,8 +15,8 @@ import roma
 import torch
 import torch.nn.functional as F
 
-from cubepose.geometry import pinhole_pixels
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import pinhole_pixels
 
 MIN_DEPTH = 1e-3  # metres; keeps a (wrong) target behind the camera finite
 

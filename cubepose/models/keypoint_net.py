@@ -13,14 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cubepose.config import validate_config
 from cubepose.errors import ConfigError
 from cubepose.geometry.object import Box
-from cubepose.models.backbones import conv_bn
+from cubepose.models.backbones import SMALL_CNN_WIDTHS, conv_bn, small_cnn_stages
 from cubepose.models.codecs.heatmaps import decode_instances, decode_keypoints
 from cubepose.models.codecs.keypoints import KEYPOINTS, assigned_orientation, object_keypoints, solve_pnp
+from cubepose.models.export_spec import ExportedOutputs, ExportSpec
+from cubepose.models.keypoint_export import keypoint_contract, keypoint_outputs
 
-ENCODER_WIDTHS = (32, 64, 128, 128)  # stages at strides 2, 4, 8, 16
+ENCODER_WIDTHS = SMALL_CNN_WIDTHS  # the encoder is small_cnn's stages, at strides 2, 4, 8, 16
 DECODER_WIDTH = 64
 OUTPUT_STRIDES = (2, 4, 8)  # what network/keypoints/stride takes
 
@@ -33,8 +34,8 @@ class KeypointNet(nn.Module):
     takes_camera = True  # poses() solves with the images' camera
 
     def __init__(self, config: dict) -> None:
+        """The network of a validated ``config`` (cubepose.config.validate_config, run where the run starts)."""
         super().__init__()
-        validate_config(config)
         network = config["network"]
         self.image_size = network["image_size"]
         self.stride = network["keypoints"]["stride"]
@@ -47,24 +48,10 @@ class KeypointNet(nn.Module):
         self.shape_group = box.shape_symmetries if network["keypoints"]["assign_by_shape"] else None
         if self.shape_group is not None:
             self.register_buffer("shape_symmetries", torch.tensor(self.shape_group, dtype=torch.float32), False)
-        slots = "" if self.max_instances == 1 else "P, "
-        self.exported_outputs = {
-            "keypoints": f"(N, {slots}9, 2) u, v in pixels of the S x S input: the object's centre, then its 8 box "
-            "corners" + ("" if self.max_instances == 1 else f"; P = {self.max_instances} instances, strongest first"),
-            "scores": f"(N, {slots}9) each keypoint's heatmap peak (about 1: found; about 0: not found)",
-        }
-        if self.shape_group is not None:
-            self.exported_outputs["symmetry"] = (
-                f"(N{', P' if slots else ''}) index k into the note's symmetries: q = q_solved * g_k^-1"
-            )
         self.output_level = OUTPUT_STRIDES.index(self.stride)  # the encoder stage (stride 2, 4, ...) it decodes to
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
-            stages, channels = [], 3
-            for width in ENCODER_WIDTHS:
-                stages.append(nn.Sequential(*conv_bn(channels, width, stride=2), *conv_bn(width, width, stride=1)))
-                channels = width
-            self.encoder = nn.ModuleList(stages)
+            self.encoder = small_cnn_stages()  # state dict keys encoder.<stage>.<layer>, as checkpoints hold them
             used = range(self.output_level, len(ENCODER_WIDTHS))
             self.lateral = nn.ModuleList(nn.Conv2d(ENCODER_WIDTHS[level], DECODER_WIDTH, 1) for level in used)
             self.smooth = nn.ModuleList(
@@ -156,8 +143,30 @@ class KeypointNet(nn.Module):
             poses["found"] = (scores[..., 0] >= self.min_score).float()
         return poses
 
+    def pose_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The per-image shape of each output of ``poses`` (with several instances, a slot axis P first)."""
+        slots = () if self.max_instances == 1 else (self.max_instances,)
+        shapes = {
+            "translation": (*slots, 3),
+            "quaternion": (*slots, 4),
+            "confidence": slots,
+            "reprojection_error": slots,
+            "keypoints": (*slots, KEYPOINTS, 2),
+            "scores": (*slots, KEYPOINTS),
+        }
+        return shapes if not slots else {**shapes, "found": slots}
+
+    def export_spec(self) -> ExportSpec:
+        """What an export traces (``exported``) and declares: its outputs and how they become a pose with the
+        user's camera (cubepose.models.keypoint_export)."""
+        return ExportSpec(
+            ExportedOutputs(self),
+            keypoint_outputs(self.max_instances, self.shape_group is not None),
+            keypoint_contract(self.object_points, self.shape_group, self.max_instances, self.min_score),
+        )
+
     def exported(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """What an export computes (``exported_outputs``): the network, the keypoint decoding and, with
+        """What an export computes (``export_spec``): the network, the keypoint decoding and, with
         ``assign_by_shape``, the symmetry index; the PnP solve with the user's camera is left to the caller."""
         outputs = self(images)
         pixels, scores = self.keypoints(outputs)

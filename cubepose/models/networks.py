@@ -2,8 +2,8 @@
 
 Every network maps prepared images to its outputs and offers ``poses(outputs, camera)`` (translation,
 quaternion and, where it has one, a confidence), ``takes_camera`` (whether ``poses`` uses the camera),
-``exported(images)`` and ``exported_outputs`` (what an export computes), so training, evaluation, prediction
-and export treat them alike.
+``exported(images)`` (what an export computes) and ``export_spec()`` (what an export traces and declares:
+cubepose.models.export_spec), so training, evaluation, prediction and export treat them alike.
 """
 
 from __future__ import annotations

@@ -7,14 +7,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cubepose.config import component_check, validate_config
+from cubepose.config import component_check
 from cubepose.errors import ConfigError
-from cubepose.geometry import canonical_sign
 from cubepose.geometry.rays import ray_rotations
+from cubepose.geometry.rotations import canonical_sign
 from cubepose.models.backbones import BACKBONES, load_pretrained
 from cubepose.models.crop import crop_windows, to_camera_frame
+from cubepose.models.export_spec import ExportedOutputs, ExportSpec
 from cubepose.models.heads import HEADS
 from cubepose.models.rotations import ROTATIONS
+
+EXPORTED_OUTPUTS = {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w with w >= 0"}
 
 
 def _feature_shape(backbone: nn.Module, image_size: int) -> tuple[int, int, int]:
@@ -65,11 +68,10 @@ class PoseNet(nn.Module):
     """
 
     takes_camera = False  # poses are regressed in the training camera's frame
-    exported_outputs = {"translation": "(N, 3) metres, camera frame", "quaternion": "(N, 4) x, y, z, w with w >= 0"}
 
     def __init__(self, config: dict) -> None:
+        """The network of a validated ``config`` (cubepose.config.validate_config, run where the run starts)."""
         super().__init__()
-        validate_config(config)
         network = config["network"]
         if network["type"] != "regression":
             raise ConfigError(
@@ -130,7 +132,15 @@ class PoseNet(nn.Module):
         """The pose in the outputs: a regression model predicts it directly, in its training camera's frame."""
         return {"translation": outputs["translation"], "quaternion": outputs["quaternion"]}
 
+    def pose_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The per-image shape of each output of ``poses``."""
+        return {"translation": (3,), "quaternion": (4,)}
+
+    def export_spec(self) -> ExportSpec:
+        """What an export traces (``exported``) and declares: the pose, in the training camera's frame."""
+        return ExportSpec(ExportedOutputs(self), dict(EXPORTED_OUTPUTS))
+
     def exported(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """What an export computes (``exported_outputs``): translation and quaternion."""
+        """What an export computes (``export_spec``): translation and quaternion."""
         outputs = self(images)
         return outputs["translation"], outputs["quaternion"]

@@ -37,8 +37,8 @@ from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 
 from cubepose.errors import CubeposeError
+from cubepose.geometry.camera import KEYS, Camera, CameraError
 from cubepose.inference.predictor import PosePredictor, as_json_record
-from cubepose.inference.training_camera import given_camera
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("cubepose.serving.http.access")
@@ -49,7 +49,6 @@ MAX_BATCH = 4
 MAX_WAIT_MS = 5.0
 MAX_BODY_MB = 64  # a 4096 x 4096 RGB PPM is 48 MiB; camera frames are far smaller
 MAX_PIXELS = 4096 * 4096  # decoded images above this are refused before decoding (a decompression bomb)
-CAMERA_KEYS = ("fx", "fy", "cx", "cy")
 
 
 @dataclass
@@ -155,16 +154,15 @@ def decode_image(body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def request_camera(query: dict[str, str]) -> tuple[float, ...] | None:
     """The camera of the query's ``fx``, ``fy``, ``cx``, ``cy`` (all or none), checked; None without them."""
-    given = [key for key in CAMERA_KEYS if key in query]
+    given = [key for key in KEYS if key in query]
     if not given:
         return None
-    if len(given) != len(CAMERA_KEYS):
-        missing = ", ".join(key for key in CAMERA_KEYS if key not in query)
+    if len(given) != len(KEYS):
+        missing = ", ".join(key for key in KEYS if key not in query)
         raise BadRequest(400, f"a camera needs fx, fy, cx and cy in pixels of the image; missing {missing}")
     try:
-        values = [float(query[key]) for key in CAMERA_KEYS]
-        camera = given_camera(values)
-    except (ValueError, CubeposeError) as err:
+        camera = Camera.from_mapping({key: query[key] for key in KEYS})
+    except CameraError as err:
         raise BadRequest(400, f"bad camera: {err}") from None
     return tuple(float(v) for v in camera.intrinsics)
 

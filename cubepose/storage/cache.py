@@ -1,9 +1,9 @@
 """The download cache's bookkeeping, shared by gs://, s3:// and http(s):// downloads.
 
-A download goes to ``.<name>.partial-<pid>-<random>`` beside its target and is renamed into
-place when complete; then a sidecar ``.<name>.source.json`` records where it came from and the
+A download goes to a temporary file beside its target (``cubepose.io.temporary``) and is renamed
+into place when complete; then a sidecar ``.<name>.source.json`` records where it came from and the
 bytes written, so a file is reused only while it is complete and its source is unchanged.
-Partial files of processes that are gone are removed on the next download.
+Temporaries of processes that are gone are removed on the next download (``remove_orphans``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,26 +20,21 @@ from typing import IO
 from tqdm import tqdm
 
 from cubepose.errors import StorageError
+from cubepose.io.temporary import is_temporary
 
 logger = logging.getLogger(__name__)
 
-PARTIAL_MARK = ".partial-"
 SIDECAR_SUFFIX = ".source.json"
-
-
-def partial_path(target: Path) -> Path:
-    """A fresh temporary name beside ``target`` that names this process (so orphans can be found)."""
-    return target.with_name(f".{target.name}{PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def cache_target(root: Path, name: str, url: str, reserved: tuple[str, ...] = ()) -> Path:
     """Where object ``name`` of ``url`` is cached under ``root``; names that would escape ``root`` or clash with the
-    cache's bookkeeping (partial files, sidecars, the ``reserved`` marker names) are refused."""
+    cache's bookkeeping (temporary files, sidecars, the ``reserved`` marker names) are refused."""
     parts = name.split("/")
     last = parts[-1]
     if any(part in ("", ".", "..") for part in parts) or "\\" in name or "\0" in name:
         raise StorageError(f"{url}: object name {name!r} cannot be stored as a local file (empty, '.' or '..' parts)")
-    if last in reserved or (last.startswith(".") and (PARTIAL_MARK in last or last.endswith(SIDECAR_SUFFIX))):
+    if last in reserved or is_temporary(last) or (last.startswith(".") and last.endswith(SIDECAR_SUFFIX)):
         raise StorageError(f"{url}: object name {name!r} clashes with the cache's bookkeeping files; rename it")
     return root.joinpath(*parts)
 
@@ -73,8 +67,9 @@ def cached_files(directory: Path) -> set[Path]:
     found = set()
     for parent, _, names in os.walk(directory):
         for name in names:
-            if name.startswith(".") and name.endswith(SIDECAR_SUFFIX) and PARTIAL_MARK not in name:
-                found.add(Path(parent) / name[1 : -len(SIDECAR_SUFFIX)])
+            target = name[1 : -len(SIDECAR_SUFFIX)]
+            if name.startswith(".") and name.endswith(SIDECAR_SUFFIX) and not is_temporary(target):
+                found.add(Path(parent) / target)
     return found
 
 
@@ -96,42 +91,6 @@ def prepare_sync(directory: Path, keep: set[Path], outdated: bool, marker: Path,
         logger.info("%s: removing %s, no longer in the bucket", url, path)
         sidecar(path).unlink(missing_ok=True)
         path.unlink(missing_ok=True)
-
-
-def remove_stale_partials(directory: Path, name: str) -> None:
-    """Delete ``.<name>.partial-<pid>-*`` files left by processes that are gone (interrupted downloads)."""
-    if directory.is_dir():
-        for path in directory.iterdir():
-            if path.name.startswith(f".{name}{PARTIAL_MARK}"):
-                remove_if_orphaned(path)
-
-
-def remove_stale_partials_tree(directory: Path) -> None:
-    """Delete orphaned partial downloads anywhere under ``directory``."""
-    for parent, _, names in os.walk(directory):
-        for name in names:
-            if name.startswith(".") and PARTIAL_MARK in name:
-                remove_if_orphaned(Path(parent) / name)
-
-
-def remove_if_orphaned(partial: Path) -> None:
-    """Delete a partial file unless the process named in it (maybe this one) is still running and writing it."""
-    pid_text = partial.name.rpartition(PARTIAL_MARK)[2].split("-")[0]
-    if pid_text.isdigit() and pid_alive(int(pid_text)):
-        return
-    logger.debug("removing interrupted download %s", partial)
-    partial.unlink(missing_ok=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by another user
-        pass
-    return True
 
 
 class Progress:

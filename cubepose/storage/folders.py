@@ -16,20 +16,21 @@ from pathlib import Path
 
 from cubepose.errors import StorageError
 from cubepose.io.atomic import atomic_open
+from cubepose.io.temporary import is_temporary
 from cubepose.storage.backends import Operation, backend_for
 
 logger = logging.getLogger(__name__)
 
-ALWAYS_EXCLUDED = (".*.tmp",)  # partial files of interrupted atomic writes
-
 
 def local_files(folder: Path, exclude: tuple[str, ...] = ()) -> list[str]:
-    """Relative POSIX paths of the files below ``folder``, minus those whose name or path matches ``exclude``."""
-    patterns = ALWAYS_EXCLUDED + tuple(exclude)
+    """Relative POSIX paths of the files below ``folder``, minus those whose name or path matches ``exclude`` and
+    temporary files (writes in progress or interrupted, and whatever is inside a temporary folder)."""
     names = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         relative = path.relative_to(folder).as_posix()
-        if not any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(path.name, p) for p in patterns):
+        if any(is_temporary(part) for part in relative.split("/")):
+            continue
+        if not any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(path.name, p) for p in exclude):
             names.append(relative)
     return names
 

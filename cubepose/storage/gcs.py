@@ -1,27 +1,25 @@
 """Google Cloud Storage (``gs://`` URLs): downloads into a local cache, atomic and reusable; uploads.
 
-Cache layout: ``<cache_dir>/gcs/<bucket>/<object name>``. Beside every downloaded file ``name``
-lies a sidecar ``.<name>.source.json`` (cache.py) recording the object's ``generation`` and
-``size`` and the bytes written; a file is reused only while its sidecar matches the object's
-current generation and the file's length. A prefix download also writes ``.gcs-prefix.json``
-in its directory once every object under the prefix is complete, so that an offline run can
-tell a complete copy from a half-synced one.
+Cache layout: ``<cache_dir>/gcs/<bucket>/<object name>``, synced by sync.py through :class:`GcsBucket`: a file is
+reused while its sidecar records the object's current ``generation`` and ``size``, and a synced prefix is marked
+complete by ``.gcs-prefix.json``, so that an offline run can tell a complete copy from a half-synced one.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import google_crc32c
 import requests
 from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exceptions
 from google.cloud import storage
 from google.cloud.storage import transfer_manager
@@ -29,22 +27,8 @@ from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from cubepose.errors import StorageError, StorageUnreachableError
-from cubepose.io.atomic import atomic_write_text
+from cubepose.storage import sync
 from cubepose.storage.backends import is_gcs_url
-from cubepose.storage.cache import (
-    Progress,
-    ProgressWriter,
-    cache_target,
-    offline_copy,
-    partial_path,
-    prepare_sync,
-    progress,
-    read_sidecar,
-    remove_stale_partials,
-    remove_stale_partials_tree,
-    sidecar,
-    write_sidecar,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -92,28 +76,17 @@ def gcs_client() -> storage.Client:
 
 
 def download(
-    url: str,
-    cache_dir: str | os.PathLike,
-    *,
-    workers: int = DEFAULT_WORKERS,
-    retry_timeout: float = 60.0,
+    url: str, cache_dir: str | os.PathLike, *, workers: int = DEFAULT_WORKERS, retry_timeout: float = 60.0
 ) -> Path:
     """Download an object (``gs://b/file.zip``) or every object under a prefix (``gs://b/dir/``) into the cache.
 
     Returns the cached file or directory; unchanged objects are reused, changed ones downloaded again.
     """
     bucket, path = parse_url(url)
-    root = Path(cache_dir) / "gcs" / bucket
-    retry = DEFAULT_RETRY.with_timeout(retry_timeout)
-    if url.endswith("/"):
-        directory = _cache_target(root, path.rstrip("/"), url) if path else root
-        with gcs_client() as client:
-            return _download_prefix(client, url, bucket, path, directory, workers, retry)
-    if not path:
-        raise StorageError(f"{url!r} names no object; for the whole bucket use gs://{bucket}/, else {URL_FORMS}")
-    target = _cache_target(root, path, url)
+    local = sync.cache_location(url, Path(cache_dir) / "gcs" / bucket, path, PREFIX_MARKER, URL_FORMS)
     with gcs_client() as client:
-        return _download_object(client, url, bucket, path, target, retry)
+        store = GcsBucket(client, bucket, PREFIX_MARKER, "gcloud storage ls", DEFAULT_RETRY.with_timeout(retry_timeout))
+        return sync.download(store, url, path, local, workers)
 
 
 def upload_file(local: str | os.PathLike, url: str, *, timeout: float = 300.0) -> int:
@@ -181,104 +154,6 @@ def copy_command(local: str | os.PathLike, url: str) -> str:
     return f"gcloud storage cp {local} {url}"
 
 
-def _download_object(client: storage.Client, url: str, bucket: str, name: str, target: Path, retry) -> Path:
-    """Fetch one object unless the cached copy is current; fall back to the cache when GCS is unreachable."""
-    remove_stale_partials(target.parent, target.name)
-    try:
-        with gcs_errors(url):
-            blob = client.bucket(bucket).get_blob(name, retry=retry)
-    except StorageUnreachableError as err:
-        return offline_copy(err, target, read_sidecar(target, complete=True) is not None)
-    if blob is None:
-        raise StorageError(
-            f"{url} not found: no object {name!r} in bucket {bucket!r}, or no such bucket. Check the URL; "
-            f"a directory of objects needs a trailing slash: gs://{bucket}/{name}/"
-        )
-    if _is_current(target, blob):
-        logger.info("%s: cached copy %s is up to date", url, target)
-        return target
-    with progress(url, blob.size or 0) as bar, gcs_errors(url):
-        _fetch(blob, target, bar, retry)
-    return target
-
-
-def _download_prefix(
-    client: storage.Client, url: str, bucket: str, prefix: str, directory: Path, workers: int, retry
-) -> Path:
-    """Sync every object under ``prefix`` into ``directory``; objects no longer in the bucket are removed."""
-    marker = directory / PREFIX_MARKER
-    remove_stale_partials_tree(directory)
-    try:
-        with gcs_errors(url, not_found=f"no bucket {bucket!r}"):
-            blobs = [b for b in client.list_blobs(bucket, prefix=prefix, retry=retry) if not b.name.endswith("/")]
-    except StorageUnreachableError as err:
-        return offline_copy(err, directory, marker.is_file())
-    if not blobs:
-        raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: gcloud storage ls {url})")
-    targets = {blob.name: _cache_target(directory, blob.name[len(prefix) :], url) for blob in blobs}
-    todo = [(blob, targets[blob.name]) for blob in blobs if not _is_current(targets[blob.name], blob)]
-    prepare_sync(directory, set(targets.values()), bool(todo), marker, url)
-    logger.info("%s: %d of %d objects cached, downloading %d", url, len(blobs) - len(todo), len(blobs), len(todo))
-    _fetch_all(todo, url, workers, retry)
-    atomic_write_text(marker, json.dumps({"url": url, "objects": len(blobs)}) + "\n")
-    return directory
-
-
-def _fetch_all(todo: list[tuple[storage.Blob, Path]], url: str, workers: int, retry) -> None:
-    """Download ``(blob, target)`` pairs on a small thread pool; the first failure cancels the rest.
-
-    Not transfer_manager.download_many: given filenames it writes straight to the final names (no temp+rename),
-    and given open files it needs every file open at once and reports nothing per file until all are done.
-    The client is shared across threads as transfer_manager's THREAD workers do.
-    """
-    if not todo:
-        return
-    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="gcs-download")
-    try:
-        with progress(url, sum(blob.size or 0 for blob, _ in todo)) as bar:
-            futures = [pool.submit(_fetch_one, blob, target, bar, retry) for blob, target in todo]
-            for future in as_completed(futures):
-                future.result()
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _fetch_one(blob: storage.Blob, target: Path, bar: Progress, retry) -> None:
-    """Thread-pool task: download one object, with errors translated for its own URL."""
-    with gcs_errors(f"gs://{blob.bucket.name}/{blob.name}"):
-        _fetch(blob, target, bar, retry)
-
-
-def _fetch(blob: storage.Blob, target: Path, bar: Progress, retry) -> None:
-    """Download ``blob`` to a temporary sibling of ``target``, rename it into place, then write its sidecar."""
-    # Read before downloading: the download overwrites blob.generation from the response headers.
-    record = {"object": f"gs://{blob.bucket.name}/{blob.name}", "generation": blob.generation, "size": blob.size}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(target)
-    try:
-        with open(partial, "wb") as handle:
-            # The media link of a listed/fetched blob pins its generation, so bytes and record agree.
-            blob.download_to_file(ProgressWriter(handle, bar), retry=retry)
-            handle.flush()
-            os.fsync(handle.fileno())
-        record["local_size"] = partial.stat().st_size
-        sidecar(target).unlink(missing_ok=True)
-        os.replace(partial, target)
-        write_sidecar(target, record)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _cache_target(root: Path, name: str, url: str) -> Path:
-    return cache_target(root, name, url, reserved=(PREFIX_MARKER,))
-
-
-def _is_current(target: Path, blob: storage.Blob) -> bool:
-    """Whether the cached ``target`` is a complete copy of the blob's current generation."""
-    record = read_sidecar(target, complete=True)
-    return record is not None and record.get("generation") == blob.generation and record.get("size") == blob.size
-
-
 @contextmanager
 def gcs_errors(url: str, not_found: str | None = None, access: str = "read") -> Iterator[None]:
     """Turn google-cloud errors into one StorageError naming ``url`` and the fix."""
@@ -329,3 +204,43 @@ def _short(err: BaseException) -> str:
     """The innermost cause of a retry or transport error, in one line."""
     cause = getattr(err, "cause", None) or err
     return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"[:300]
+
+
+@dataclass(frozen=True)
+class GcsBucket(sync.Store):
+    """The sync engine's adapter for one GCS bucket: a cached copy is current while its sidecar names the object's
+    generation, and a fetch downloads the generation the blob was listed or fetched at."""
+
+    retry: Retry
+    errors = staticmethod(gcs_errors)
+
+    def head(self, url: str, name: str) -> sync.Remote:
+        """The object's current generation; a StorageError naming the URL if there is none."""
+        with gcs_errors(url):
+            blob = self.client.bucket(self.bucket).get_blob(name, retry=self.retry)
+        if blob is None:
+            raise StorageError(
+                f"{url} not found: no object {name!r} in bucket {self.bucket!r}, or no such bucket. Check the URL; "
+                f"a directory of objects needs a trailing slash: gs://{self.bucket}/{name}/"
+            )
+        return _remote(blob)
+
+    def listing(self, url: str, prefix: str) -> list[sync.Remote]:
+        """Every object under ``prefix``, at its current generation."""
+        with gcs_errors(url, not_found=f"no bucket {self.bucket!r}"):
+            blobs = self.client.list_blobs(self.bucket, prefix=prefix, retry=self.retry)
+            return [_remote(blob) for blob in blobs if not blob.name.endswith("/")]
+
+    def fetch(self, remote: sync.Remote, out: IO[bytes]) -> None:
+        """Stream the blob (its media link pins the listed generation, so bytes and record agree) to ``out``.
+        Not transfer_manager.download_many: given filenames it writes straight to the final names (no temp+rename),
+        and given open files it needs every file open at once and reports nothing per file until all are done.
+        The client is shared across threads as transfer_manager's THREAD workers do."""
+        remote.handle.download_to_file(out, retry=self.retry)
+
+
+def _remote(blob: storage.Blob) -> sync.Remote:
+    """A listed or fetched blob as the engine sees it, read now: a download overwrites ``blob.generation``."""
+    return sync.Remote(
+        blob.name, f"gs://{blob.bucket.name}/{blob.name}", blob.size, {"generation": blob.generation}, blob
+    )

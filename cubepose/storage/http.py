@@ -16,14 +16,8 @@ from pathlib import Path
 import requests
 
 from cubepose.errors import StorageError, StorageUnreachableError
-from cubepose.storage.cache import (
-    partial_path,
-    progress,
-    read_sidecar,
-    remove_stale_partials,
-    sidecar,
-    write_sidecar,
-)
+from cubepose.io.temporary import remove_orphans, temporary_beside
+from cubepose.storage.cache import progress, read_sidecar, sidecar, write_sidecar
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +33,7 @@ def cache_path(url: str, cache_dir: str | os.PathLike) -> Path:
 def download(url: str, cache_dir: str | os.PathLike, *, timeout: float = 30.0) -> Path:
     """Download ``url`` into the cache unless the cached copy is still current; return the local file."""
     target = cache_path(url, cache_dir)
-    remove_stale_partials(target.parent, target.name)
+    remove_orphans(target.parent, target.name)
     cached = read_sidecar(target, complete=True)
     headers = {}
     if cached and cached.get("etag"):
@@ -74,9 +68,8 @@ def _save_body(response: requests.Response, url: str, target: Path) -> None:
     """Stream the body to a partial file; rename it into place only when it is complete."""
     expected = int(response.headers.get("Content-Length") or -1)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(target)
     written = 0
-    try:
+    with temporary_beside(target) as partial:
         with open(partial, "wb") as handle, progress(url, max(expected, 0)) as bar:
             try:
                 for chunk in response.iter_content(CHUNK):
@@ -94,8 +87,6 @@ def _save_body(response: requests.Response, url: str, target: Path) -> None:
         record = {"url": url, "etag": response.headers.get("ETag"), "local_size": written}
         record["last_modified"] = response.headers.get("Last-Modified")
         write_sidecar(target, record)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _broke_off(url: str, written: int, expected: int, reason: str) -> StorageError:

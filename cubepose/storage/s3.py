@@ -1,9 +1,7 @@
 """Amazon S3 and S3-compatible stores (MinIO, Ceph) as ``s3://bucket/key`` URLs, through boto3.
 
-Downloads go into the cache as gs:// ones do (cache.py): ``<cache_dir>/s3/<bucket>/<key>``, written to a
-temporary sibling and renamed, with a sidecar recording the object's ETag and size; a cached file is reused
-while both match, and used when S3 cannot be reached. A prefix (``s3://bucket/dir/``) is synced with objects
-gone from the bucket removed, and marked complete once every object is in.
+Downloads go into the cache as gs:// ones do, through sync.py: ``<cache_dir>/s3/<bucket>/<key>``, a file reused
+while its sidecar records the object's current ETag and size; a synced prefix is marked by ``.s3-prefix.json``.
 
 Credentials and endpoint come from boto3's own chain: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (or
 ``AWS_PROFILE``, ``~/.aws``, an instance role), ``AWS_ENDPOINT_URL`` for MinIO and other S3-compatible
@@ -14,13 +12,13 @@ naming the variables to set.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import boto3
 from botocore import UNSIGNED
@@ -36,22 +34,8 @@ from botocore.exceptions import (
 )
 
 from cubepose.errors import StorageError, StorageUnreachableError
-from cubepose.io.atomic import atomic_write_text
+from cubepose.storage import sync
 from cubepose.storage.backends import scheme_of
-from cubepose.storage.cache import (
-    Progress,
-    ProgressWriter,
-    cache_target,
-    offline_copy,
-    partial_path,
-    prepare_sync,
-    progress,
-    read_sidecar,
-    remove_stale_partials,
-    remove_stale_partials_tree,
-    sidecar,
-    write_sidecar,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -98,14 +82,9 @@ def download(url: str, cache_dir: str | os.PathLike, *, workers: int = DEFAULT_W
     """Download an object (``s3://b/file.zip``) or every object under a prefix (``s3://b/dir/``) into the cache;
     unchanged objects are reused."""
     bucket, key = parse_url(url)
-    root = Path(cache_dir) / "s3" / bucket
     client = s3_client()
-    if url.endswith("/"):
-        directory = _cache_target(root, key.rstrip("/"), url) if key else root
-        return _download_prefix(client, url, bucket, key, directory, workers)
-    if not key:
-        raise StorageError(f"{url!r} names no object; for the whole bucket use s3://{bucket}/, else {URL_FORMS}")
-    return _download_object(client, url, bucket, key, _cache_target(root, key, url))
+    local = sync.cache_location(url, Path(cache_dir) / "s3" / bucket, key, PREFIX_MARKER, URL_FORMS)
+    return sync.download(S3Bucket(client, bucket, PREFIX_MARKER, "aws s3 ls"), url, key, local, workers)
 
 
 def upload_file(local: str | os.PathLike, url: str) -> None:
@@ -183,87 +162,6 @@ def _listing(client, bucket: str, prefix: str) -> list[dict]:
     return [item for page in pages for item in page.get("Contents", []) if not item["Key"].endswith("/")]
 
 
-def _download_object(client, url: str, bucket: str, key: str, target: Path) -> Path:
-    """Fetch one object unless the cached copy is current; fall back to the cache when S3 is unreachable."""
-    remove_stale_partials(target.parent, target.name)
-    try:
-        with s3_errors(url, not_found=f"no object {key!r} in bucket {bucket!r}, or no such bucket"):
-            head = client.head_object(Bucket=bucket, Key=key)
-    except StorageUnreachableError as err:
-        return offline_copy(err, target, read_sidecar(target, complete=True) is not None)
-    item = {"Key": key, "ETag": head["ETag"], "Size": head["ContentLength"]}
-    if _is_current(target, item):
-        logger.info("%s: cached copy %s is up to date", url, target)
-        return target
-    with progress(url, item["Size"]) as bar, s3_errors(url):
-        _fetch(client, bucket, item, target, bar)
-    return target
-
-
-def _download_prefix(client, url: str, bucket: str, prefix: str, directory: Path, workers: int) -> Path:
-    """Sync every object under ``prefix`` into ``directory``; objects no longer in the bucket are removed."""
-    marker = directory / PREFIX_MARKER
-    remove_stale_partials_tree(directory)
-    try:
-        with s3_errors(url, not_found=f"no bucket {bucket!r}"):
-            items = _listing(client, bucket, prefix)
-    except StorageUnreachableError as err:
-        return offline_copy(err, directory, marker.is_file())
-    if not items:
-        raise StorageError(f"no objects under {url}: check the bucket and prefix (list them: aws s3 ls {url})")
-    targets = {item["Key"]: _cache_target(directory, item["Key"][len(prefix) :], url) for item in items}
-    todo = [(item, targets[item["Key"]]) for item in items if not _is_current(targets[item["Key"]], item)]
-    prepare_sync(directory, set(targets.values()), bool(todo), marker, url)
-    logger.info("%s: %d of %d objects cached, downloading %d", url, len(items) - len(todo), len(items), len(todo))
-    if todo:
-        with progress(url, sum(item["Size"] for item, _ in todo)) as bar:
-            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="s3-download") as pool:
-                futures = [pool.submit(_fetch_one, client, bucket, item, target, bar) for item, target in todo]
-                for future in as_completed(futures):
-                    future.result()
-    atomic_write_text(marker, json.dumps({"url": url, "objects": len(items)}) + "\n")
-    return directory
-
-
-def _fetch_one(client, bucket: str, item: dict, target: Path, bar: Progress) -> None:
-    with s3_errors(f"s3://{bucket}/{item['Key']}"):
-        _fetch(client, bucket, item, target, bar)
-
-
-def _fetch(client, bucket: str, item: dict, target: Path, bar: Progress) -> None:
-    """Download the object's version ``item`` describes (IfMatch its ETag) to a temporary sibling of ``target``,
-    rename it into place, then write its sidecar."""
-    record = {"object": f"s3://{bucket}/{item['Key']}", "etag": item["ETag"], "size": item["Size"]}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(target)
-    try:
-        with open(partial, "wb") as handle:
-            body = client.get_object(Bucket=bucket, Key=item["Key"], IfMatch=item["ETag"])["Body"]
-            writer = ProgressWriter(handle, bar)
-            for chunk in body.iter_chunks(MD5_CHUNK):
-                writer.write(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
-        record["local_size"] = partial.stat().st_size
-        if record["local_size"] != item["Size"]:
-            raise StorageError(f"{record['object']}: got {record['local_size']} of {item['Size']} bytes; run again")
-        sidecar(target).unlink(missing_ok=True)
-        os.replace(partial, target)
-        write_sidecar(target, record)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
-def _cache_target(root: Path, name: str, url: str) -> Path:
-    return cache_target(root, name, url, reserved=(PREFIX_MARKER,))
-
-
-def _is_current(target: Path, item: dict) -> bool:
-    """Whether the cached ``target`` is a complete copy of the object's current ETag and size."""
-    record = read_sidecar(target, complete=True)
-    return record is not None and record.get("etag") == item["ETag"] and record.get("size") == item["Size"]
-
-
 def _code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
@@ -299,3 +197,30 @@ def s3_errors(url: str, not_found: str | None = None, access: str = "read") -> I
     except OSError as err:
         where = "read the file to upload" if access == "write" else "write the cache"
         raise StorageError(f"{url}: cannot {where} ({err}); check the path, its permissions and free space") from None
+
+
+class S3Bucket(sync.Store):
+    """The sync engine's adapter for one S3 bucket: a cached copy is current while its sidecar names the object's
+    ETag, and a fetch asks for that ETag (IfMatch) so that bytes and record agree."""
+
+    errors = staticmethod(s3_errors)
+
+    def head(self, url: str, key: str) -> sync.Remote:
+        """The object's current ETag and size; a StorageError naming the URL if there is none."""
+        with s3_errors(url, not_found=f"no object {key!r} in bucket {self.bucket!r}, or no such bucket"):
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        return sync.Remote(key, f"s3://{self.bucket}/{key}", head["ContentLength"], {"etag": head["ETag"]})
+
+    def listing(self, url: str, prefix: str) -> list[sync.Remote]:
+        """Every object under ``prefix``, at its current ETag."""
+        with s3_errors(url, not_found=f"no bucket {self.bucket!r}"):
+            items = _listing(self.client, self.bucket, prefix)
+        return [sync.Remote(i["Key"], f"s3://{self.bucket}/{i['Key']}", i["Size"], {"etag": i["ETag"]}) for i in items]
+
+    def fetch(self, remote: sync.Remote, out: IO[bytes]) -> None:
+        """Stream the object's listed version (IfMatch its ETag) to ``out``, a fresh file; a short body is an error."""
+        body = self.client.get_object(Bucket=self.bucket, Key=remote.name, IfMatch=remote.version["etag"])["Body"]
+        for chunk in body.iter_chunks(MD5_CHUNK):
+            out.write(chunk)
+        if out.tell() != remote.size:
+            raise StorageError(f"{remote.url}: got {out.tell()} of {remote.size} bytes; run again")

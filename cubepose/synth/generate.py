@@ -13,7 +13,6 @@ A ``gs://`` or ``s3://`` output renders into the local cache and is then uploade
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -34,6 +33,8 @@ from cubepose.data.shards import MANIFEST, shard_folders, shard_name
 from cubepose.geometry.camera import Camera
 from cubepose.geometry.object import default_dimensions
 from cubepose.io.atomic import atomic_open, atomic_write_text
+from cubepose.io.locks import Lock
+from cubepose.io.temporary import is_temporary, remove_orphans_under
 from cubepose.storage import Operation, backend_for, default_cache_dir, normalized, upload_folder
 from cubepose.synth.scene import (
     DISTANCE_LIMITS,
@@ -138,9 +139,8 @@ def camera_option(values: Sequence[float]) -> Camera:
     if len(values) != 6:
         shown = " ".join(f"{v:g}" for v in values)
         raise ValueError(f"--camera takes six numbers, got {len(values)} ({shown}); {CAMERA_FIX}")
-    width, height = (int(v) if math.isfinite(v) and float(v).is_integer() else v for v in values[:2])
     try:
-        return Camera(width, height, *values[2:])
+        return Camera.from_values(values)
     except ValueError as err:
         raise ValueError(f"--camera: {err}; {CAMERA_FIX}") from None
 
@@ -253,7 +253,7 @@ def camera_from_export(root: str, cache_dir: str | None = None) -> Camera:
         )
     width, height, *intrinsics = distinct[0]
     try:
-        return Camera(int(width), int(height), *(float(v) for v in intrinsics))
+        return Camera.from_values((width, height, *intrinsics))
     except ValueError as err:
         raise ValueError(f"--camera-from {root}: its camera is unusable ({err}); give one with --camera") from None
 
@@ -267,9 +267,10 @@ def _generated_camera(root: Path) -> Camera | None:
     scene = recorded["scene"]
     if isinstance(scene.get("camera"), dict):
         try:
-            return Camera(**scene["camera"])
+            camera = Camera(**scene["camera"])
         except (TypeError, ValueError):  # a damaged manifest: no camera to trust
             return None
+        return camera if camera.size is not None else None  # likewise without its size
     fov, size = scene.get("vertical_fov_deg"), recorded.get("image_size")
     if not (isinstance(fov, list) and len(fov) == 2 and fov[0] == fov[1] and isinstance(size, int)):
         return None
@@ -375,55 +376,6 @@ def _frames(task: tuple[Path, GenerationOptions, list[Path], range]) -> list[Fra
 # -- the command ------------------------------------------------------------------------------
 
 
-class _FolderLock:
-    """An flock on the output folder: shared while a run writes into it, exclusive (never waited for) to tidy it.
-
-    Runs with the same options may share a folder (one resumes what the other renders), so writing takes a
-    shared lock. Deleting anything (re-claiming a folder for other options, tidying after a failure, removing
-    partial files) needs the exclusive lock: were another run still rendering its first frame, its frames would
-    be mixed into a re-claimed folder, or its partial file deleted under it. Where the file system has no
-    flock (some network mounts), nothing is locked and the folder is treated as this run's alone.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        self.supported = True
-
-    def __enter__(self) -> _FolderLock:
-        self.shared()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        os.close(self.fd)  # releases the lock
-
-    def shared(self) -> None:
-        """Hold the folder together with other runs (waits only while another tidies it, a moment)."""
-        self._flock(fcntl.LOCK_SH)
-
-    def exclusive(self) -> bool:
-        """Take the folder for this run alone if no other run holds it; False, still sharing it, when one does.
-
-        A failed conversion drops the shared lock (flock converts by unlocking first), so it is taken again.
-        """
-        try:
-            self._flock(fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.shared()
-            return False
-        return True
-
-    def _flock(self, operation: int) -> None:
-        if not self.supported:
-            return
-        try:
-            fcntl.flock(self.fd, operation)
-        except BlockingIOError:
-            raise
-        except OSError as err:  # ENOLCK, EOPNOTSUPP: no locks on this file system
-            logger.debug("no flock on this folder (%s); generating without a lock", err)
-            self.supported = False
-
-
 def _recorded_options(options: GenerationOptions) -> dict:
     """The options a folder's manifest records: all but ``workers`` (and ``count``, which may grow, unless sharded).
 
@@ -463,17 +415,12 @@ def _recorded_faces(scene: dict, faces: str | tuple[str, ...]) -> dict:
     return recorded
 
 
-def _is_partial(name: str) -> bool:
-    """Whether a file name is one of atomic_open's temporary files (``.<name>.<random>.tmp``)."""
-    return name.startswith(".") and name.endswith(".tmp")
-
-
 def _holds_output(out: Path) -> bool:
     """Whether ``out`` holds any file but the manifest and partial writes: a finished frame (or someone's file)."""
     for folder, dirs, files in os.walk(out):
         if any(Path(folder, d).is_symlink() for d in dirs):
             return True
-        if any(not _is_partial(f) and not (Path(folder) == out and f == MANIFEST) for f in files):
+        if any(not is_temporary(f) and not (Path(folder) == out and f == MANIFEST) for f in files):
             return True
     return False
 
@@ -485,7 +432,7 @@ def _discard_unfinished(out: Path) -> None:
     last, so a process killed half-way leaves a folder that is still recognised as re-claimable.
     """
     for folder, _, files in os.walk(out, topdown=False):
-        for name in filter(_is_partial, files):
+        for name in filter(is_temporary, files):
             Path(folder, name).unlink(missing_ok=True)
         if Path(folder) != out:
             try:
@@ -504,7 +451,7 @@ def _read_manifest(manifest: Path) -> dict | None:
     return recorded if isinstance(recorded, dict) else None
 
 
-def _claim(out: Path, options: GenerationOptions, lock: _FolderLock) -> None:
+def _claim(out: Path, options: GenerationOptions, lock: Lock) -> None:
     """Record the options in ``out``; a folder holding frames of other options is refused, never mixed.
 
     The manifest is written before the first frame, but binds only once a frame exists: a folder with a
@@ -552,7 +499,7 @@ def _claim_state(out: Path, recorded: dict) -> str:
     )
 
 
-def _take_alone(out: Path, lock: _FolderLock) -> None:
+def _take_alone(out: Path, lock: Lock) -> None:
     """Hold ``out`` exclusively to write its manifest, or refuse: another run is starting or writing there."""
     if not lock.exclusive():
         raise ValueError(
@@ -681,16 +628,16 @@ def _new_folders(out: Path) -> list[Path]:
     return [folder for folder in (out, *out.parents) if not folder.exists()]
 
 
-def _remove_partial_files(out: Path, lock: _FolderLock) -> None:
-    """Delete the ``.*.tmp`` files an interrupted run left, unless another run is writing (its own are in flight)."""
-    if not lock.exclusive():
-        return
-    for partial in out.rglob(".*.tmp"):
-        partial.unlink(missing_ok=True)
-    lock.shared()
+def _remove_partial_files(out: Path, lock: Lock) -> None:
+    """Delete the temporary files interrupted runs left; while another run writes here, only those whose writer is
+    gone (an older cubepose's name no writer: they wait until this run holds the folder alone)."""
+    alone = lock.exclusive()
+    remove_orphans_under(out, alone=alone)
+    if alone:
+        lock.shared()
 
 
-def _tidy_failed_run(out: Path, lock: _FolderLock, created: list[Path], claimed: bool) -> None:
+def _tidy_failed_run(out: Path, lock: Lock, created: list[Path], claimed: bool) -> None:
     """After a failure before the first finished frame, remove the manifest and the folders this run created.
 
     The folder then looks as it did before the command (a re-claim would accept it anyway, see ``_claim``).
@@ -714,13 +661,20 @@ def _render(out: Path, options: GenerationOptions) -> None:
 
     A run that fails before its first frame leaves nothing behind (``_tidy_failed_run``), one killed
     leaves at most a manifest that a corrected command re-claims (``_claim``).
+
+    The run holds an flock on ``out``: shared while it writes there, exclusive (never waited for) to delete anything.
+    Runs with the same options may share a folder (one resumes what the other renders), but re-claiming it for other
+    options, tidying after a failure or removing temporary files needs the folder alone: were another run still
+    rendering its first frame, its frames would be mixed into a re-claimed folder, or its temporaries deleted under
+    it. Where the file system has no flock (some network mounts), the folder is treated as this run's alone.
     """
     backgrounds = background_files(options.backgrounds)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file; give a folder (new or made by cubepose generate) as OUT")
     created = _new_folders(out)
     out.mkdir(parents=True, exist_ok=True)
-    with _FolderLock(out) as lock:
+    with Lock.open(out) as lock:
+        lock.shared()
         claimed = False
         try:
             _claim(out, options, lock)
@@ -731,7 +685,7 @@ def _render(out: Path, options: GenerationOptions) -> None:
             raise
 
 
-def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Path], lock: _FolderLock) -> None:
+def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Path], lock: Lock) -> None:
     """Render the missing frames of a claimed folder, in worker processes when there are several tasks."""
     layout = LAYOUTS[options.format].for_options(out, options)
     layout.prepare()

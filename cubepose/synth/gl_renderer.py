@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from cubepose.errors import CubeposeError
-from cubepose.geometry import quaternion_to_matrix
+from cubepose.geometry.rotations import quaternion_to_matrix
 from cubepose.synth.scene import NEAR_PLANE, Box, Scene
 from cubepose.synth.textures import cube_atlas
 

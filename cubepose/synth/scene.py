@@ -12,18 +12,16 @@ from numbers import Real
 
 import numpy as np
 
-from cubepose.geometry import (
-    axis_angle_quaternions,
-    intrinsics_from_fov,
-    projection_from_fov,
-    projection_from_intrinsics,
-    quaternion_multiply,
-    quaternion_to_matrix,
-    view_slopes,
-)
 from cubepose.geometry.camera import Camera
 from cubepose.geometry.object import Box as ObjectBox
 from cubepose.geometry.object import default_dimensions
+from cubepose.geometry.projection import (
+    intrinsics_from_fov,
+    projection_from_fov,
+    projection_from_intrinsics,
+    view_slopes,
+)
+from cubepose.geometry.rotations import axis_angle_quaternions, quaternion_multiply, quaternion_to_matrix
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES
 
 ROTATION_MODES = ("yaw", "full")
@@ -172,6 +170,8 @@ def check_scene_options(options: SceneOptions) -> None:
     jitter_fix = "0 keeps it centred, 0.1 moves it up to a tenth of the image"
     _check_value("--principal-jitter", options.principal_jitter, (0, MAX_PRINCIPAL_JITTER), "of a side", jitter_fix)
     if options.camera is not None:
+        if options.camera.size is None:
+            raise ValueError("SceneOptions.camera must state its image size (width and height) to render with")
         defaults = {f.name: f.default for f in fields(SceneOptions)}
         chosen = [flag for flag, name in CAMERA_FLAGS if _as_tuple(getattr(options, name)) != defaults[name]]
         if chosen:
@@ -287,7 +287,7 @@ def sample_camera(rng: np.random.Generator, options: SceneOptions, heights: tupl
     width = round(height * _uniform(rng, options.aspect))
     fx, fy, cx, cy = intrinsics_from_fov(_uniform(rng, options.vertical_fov_deg), width, height)
     shift = rng.uniform(-1, 1, size=2) * options.principal_jitter * np.array([width, height])
-    return Camera(width, height, float(fx), float(fy), float(cx + shift[0]), float(cy + shift[1]))
+    return Camera.from_values((width, height, fx, fy, cx + shift[0], cy + shift[1]))
 
 
 def sample_scene(

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from cubepose.data.bop import bop_intrinsics, bop_poses
-from cubepose.geometry import intrinsics_from_fov, projection_from_fov, projection_from_intrinsics
 from cubepose.geometry.object import box_corners
+from cubepose.geometry.projection import intrinsics_from_fov, projection_from_fov, projection_from_intrinsics
 from cubepose.geometry.symmetries import box_rotations
 from cubepose.io.atomic import atomic_write_text
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from cubepose.data.images import network_inputs
-from cubepose.losses import Criterion
+from cubepose.losses.criterion import Criterion
 from cubepose.training.acceleration import accelerate
 from cubepose.training.devices import resolve_device
 from cubepose.training.optim import GradientAccumulator, build_optimizer, build_scheduler

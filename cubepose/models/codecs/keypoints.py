@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.calibration import solve_pnp_dlt
 
-from cubepose.geometry import OPENCV_AXES, canonical_sign, pinhole_pixels, project_with_intrinsics, transform_points
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import OPENCV_AXES, pinhole_pixels, project_with_intrinsics, transform_points
 from cubepose.geometry.rays import ray_rotations
+from cubepose.geometry.rotations import canonical_sign
 from cubepose.geometry.symmetries import is_identity_only, right_products
 
 REFINE_ITERATIONS = 6  # Levenberg-Marquardt steps after the linear solve; it converges in 2-3 from a good DLT start

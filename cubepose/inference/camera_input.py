@@ -1,0 +1,58 @@
+"""The camera a caller gives with the images to predict: four numbers, a mapping, a Camera, or a camera file.
+
+Read into the one ``Camera`` (cubepose.geometry.camera); a camera no image can have, or a file that holds none,
+is a CubeposeError naming the value and the form to give, before any image or checkpoint is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cubepose.errors import CubeposeError
+from cubepose.geometry.camera import KEYS, Camera, CameraError, CameraKeysError
+
+CameraLike = Sequence[float] | Mapping[str, Any] | Camera  # fx, fy, cx, cy in pixels of the images given
+FILE_FORM = 'a JSON or YAML mapping {"fx": 600, "fy": 600, "cx": 320, "cy": 240} in pixels of the images'
+
+
+def given_camera(camera: CameraLike) -> Camera:
+    """A camera given as (fx, fy, cx, cy) in pixels of the images, or a mapping of those and optionally
+    ``width`` and ``height`` (the images' size, then checked), as a Camera; impossible values are refused."""
+    if isinstance(camera, Camera):
+        return camera
+    try:
+        return Camera.from_mapping(camera) if isinstance(camera, Mapping) else Camera.from_intrinsics(camera)
+    except CameraKeysError as err:
+        raise CubeposeError(f"{err}; give {FILE_FORM}") from None
+    except CameraError as err:
+        raise CubeposeError(str(err)) from None
+
+
+def read_camera_file(path: str | Path) -> Camera:
+    """The camera in a JSON or YAML file ``{fx, fy, cx, cy}`` (optionally ``width``, ``height``); anything
+    else (a SOLO frame, a Unity capture) is refused with the expected form."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise CubeposeError(f"cannot read the camera file {path} ({err}); give {FILE_FORM}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise CubeposeError(f"{path} is neither JSON nor YAML ({err}); give {FILE_FORM}") from None
+    if not isinstance(data, dict) or not set(KEYS) <= set(data):
+        raise CubeposeError(
+            f"{path} is not a camera file: give {FILE_FORM} (optionally width and height); SOLO frames and "
+            "Unity captures are not read here, copy their intrinsics into such a file"
+        )
+    try:
+        return given_camera(data)
+    except CubeposeError as err:
+        raise CubeposeError(f"{path}: {err}") from None
