@@ -11,7 +11,7 @@ from cubepose.config import validate_config
 from cubepose.errors import ConfigError
 from cubepose.geometry.projection import intrinsics_from_fov
 from cubepose.geometry.rays import ray_rotations
-from cubepose.losses.criterion import Criterion
+from cubepose.losses import Criterion
 from cubepose.models import PoseNet
 from cubepose.models.crop import crop_windows, cube_windows, to_camera_frame
 from cubepose.synth.gl_renderer import GLRenderer

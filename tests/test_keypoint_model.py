@@ -20,7 +20,7 @@ from cubepose.errors import ConfigError
 from cubepose.geometry.symmetries import cube_rotations, symmetric_equivalents
 from cubepose.inference.export import export_model
 from cubepose.inference.predictor import PosePredictor
-from cubepose.losses.criterion import Criterion
+from cubepose.losses import Criterion
 from cubepose.models import KeypointNet, pose_network
 from cubepose.models.codecs.keypoints import solve_pnp
 
@@ -43,6 +43,12 @@ def random_poses(count: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {"translation": translation, "quaternion": quaternion, "camera": camera}
 
 
+def pack(target) -> torch.Tensor:
+    """A keypoint target (heatmaps, offsets, mask [, names]) as one (B, 4K [+ G], H, W) tensor, for comparisons."""
+    names = [] if target.names is None else [target.names]
+    return torch.cat([target.heatmaps, target.offsets.flatten(1, 2), target.mask, *names], dim=1)
+
+
 def as_outputs(packed: torch.Tensor) -> dict[str, torch.Tensor]:
     """The loss target (heatmaps, offsets, mask) read as if a network had predicted it perfectly."""
     k = packed.shape[1] // 4
@@ -54,7 +60,7 @@ def test_a_perfect_prediction_has_zero_loss_and_solves_to_the_true_pose(stride):
     config = keypoint_config(keypoints={"stride": stride})
     network, criterion = pose_network(config).eval(), Criterion.from_config(config)
     targets = random_poses(32)
-    packed = criterion.terms[0].target(targets)
+    packed = pack(criterion.terms[0].target(targets))
     assert packed.shape == (32, 36, 64 // stride, 64 // stride)
     outputs = as_outputs(packed)
     assert torch.count_nonzero(criterion(outputs, targets)["total"]) == 0
@@ -101,7 +107,7 @@ def test_a_wrong_keypoint_decoded_weighs_less_in_the_solve():
     """A corner 6 px off with score 0.05 barely moves the pose; with full weight it does."""
     network = pose_network(keypoint_config()).eval()
     targets = random_poses(8, seed=3)
-    outputs = as_outputs(Criterion.from_config(keypoint_config()).terms[0].target(targets))
+    outputs = as_outputs(pack(Criterion.from_config(keypoint_config()).terms[0].target(targets)))
     pixels, scores = network.keypoints(outputs)
     pixels[:, 5] += 6.0
     trusted = solve_pnp(pixels, network.object_points, targets["camera"], torch.ones_like(scores))[0]
@@ -116,15 +122,16 @@ def test_a_wrong_keypoint_decoded_weighs_less_in_the_solve():
 def test_symmetric_object_gets_the_same_targets_for_every_equivalent_orientation():
     config = keypoint_config()
     config["object"]["symmetries"] = "cube"
-    target = Criterion.from_config(config).terms[0].target
+    term = Criterion.from_config(config).terms[0]
     targets = random_poses(4, seed=1)
     equivalents = torch.as_tensor(symmetric_equivalents(targets["quaternion"].numpy(), cube_rotations()))  # (4, 24, 4)
-    reference = target(targets)
+    reference = pack(term.target(targets))
     for k in range(24):
-        turned = target({**targets, "quaternion": equivalents[:, k].float()})
+        turned = pack(term.target({**targets, "quaternion": equivalents[:, k].float()}))
         torch.testing.assert_close(turned, reference, atol=1e-4, rtol=0)
-    plain = Criterion.from_config(keypoint_config()).terms[0].target
-    assert not torch.allclose(plain({**targets, "quaternion": equivalents[:, 5].float()}), plain(targets), atol=1e-2)
+    plain = Criterion.from_config(keypoint_config()).terms[0]
+    turned = pack(plain.target({**targets, "quaternion": equivalents[:, 5].float()}))
+    assert not torch.allclose(turned, pack(plain.target(targets)), atol=1e-2)
 
 
 def test_corners_assigned_by_shape_ask_one_target_per_look_and_the_head_names_the_orientation():
@@ -133,12 +140,12 @@ def test_corners_assigned_by_shape_ask_one_target_per_look_and_the_head_names_th
     config = keypoint_config(keypoints={"assign_by_shape": True})
     network, criterion = pose_network(config).eval(), Criterion.from_config(config)
     targets = random_poses(24, seed=4)
-    packed = criterion.terms[0].target(targets)
+    packed = pack(criterion.terms[0].target(targets))
     assert packed.shape == (24, 36 + 24, 16, 16)
     right = packed[:, 36:, 0, 0]
     assert torch.equal(right.sum(1), torch.ones(24))  # a die's faces differ: one right index each
     equivalents = torch.as_tensor(symmetric_equivalents(targets["quaternion"].numpy(), cube_rotations())).float()
-    turned = criterion.terms[0].target({**targets, "quaternion": equivalents[:, 7]})
+    turned = pack(criterion.terms[0].target({**targets, "quaternion": equivalents[:, 7]}))
     torch.testing.assert_close(turned[:, :36], packed[:, :36], atol=1e-4, rtol=0)
     assert not torch.equal(turned[:, 36:], packed[:, 36:])
     outputs = {**as_outputs(packed[:, :36]), "symmetry_logits": 30 * packed[:, 36:]}

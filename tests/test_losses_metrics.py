@@ -19,7 +19,7 @@ from cubepose.evaluation.metrics import (
 )
 from cubepose.geometry.object import Box
 from cubepose.geometry.rotations import quaternion_multiply
-from cubepose.losses.criterion import Criterion
+from cubepose.losses import Criterion
 from cubepose.losses.functions import add, geodesic, l1, mse, sign_invariant
 from cubepose.losses.weights import Ramp
 

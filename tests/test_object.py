@@ -20,7 +20,7 @@ from cubepose.errors import ConfigError, DatasetError
 from cubepose.evaluation.metrics import add_distance, pose_dataset_metrics
 from cubepose.evaluation.overlay import TRUE_COLOUR, draw_cubes
 from cubepose.geometry.object import Box, box_corners
-from cubepose.losses.criterion import Criterion
+from cubepose.losses import Criterion
 from cubepose.models.crop import cube_windows
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 from cubepose.synth.gl_renderer import GLRenderer

@@ -28,8 +28,9 @@ from cubepose.evaluation.matching import average_precision, detection_metrics, m
 from cubepose.geometry.object import Box
 from cubepose.inference.export import export_model
 from cubepose.inference.predictor import PosePredictor
-from cubepose.losses.criterion import Criterion
+from cubepose.losses import Criterion
 from cubepose.models import pose_network
+from cubepose.models.codecs.heatmaps import DisplacementTargets
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 
 SEVERAL_LOSSES = {"keypoints": {"type": "heatmap"}, "displacements": {"type": "displacement"}}
@@ -138,11 +139,19 @@ def placed_instances() -> dict[str, torch.Tensor]:
     }
 
 
+def packed(target) -> torch.Tensor:
+    """A keypoint target (heatmaps, offsets, mask) or a displacement target (displacements, mask) as one
+    (B, C, H, W) tensor, the mask last, for comparisons."""
+    if isinstance(target, DisplacementTargets):
+        return torch.cat([target.displacements, target.mask[:, None]], dim=1)
+    return torch.cat([target.heatmaps, target.offsets.flatten(1, 2), target.mask], dim=1)
+
+
 def test_perfect_several_instance_outputs_have_zero_loss_and_decode_to_every_pose():
     config = several_config(3)
     network, criterion = pose_network(config).eval(), Criterion.from_config(config)
     targets = placed_instances()
-    keypoints, displacements = (term.target(targets) for term in criterion.terms)
+    keypoints, displacements = (packed(term.target(targets)) for term in criterion.terms)
     assert displacements.shape == (4, 17, 32, 32)
     outputs = {
         "heatmaps": keypoints[:, :9],
@@ -170,7 +179,7 @@ def test_displacements_point_from_the_cells_around_a_centre_to_its_own_corners()
     config = several_config(3)
     criterion = Criterion.from_config(config)
     targets = placed_instances()
-    keypoints, displacements = (term.target(targets) for term in criterion.terms)
+    keypoints, displacements = (packed(term.target(targets)) for term in criterion.terms)
     outputs = {"heatmaps": keypoints[:, :9], "offsets": keypoints[:, 9:27].unflatten(1, (9, 2))}
     wrong = {**outputs, "displacements": displacements[:, :16].roll(1, dims=2)}  # each centre points one cell off
     values = criterion(wrong, targets)

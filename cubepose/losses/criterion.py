@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,10 +72,10 @@ class Term:
     """One configured loss: how to get its prediction and target, its function and its weight."""
 
     name: str
-    prediction: Callable[[dict[str, torch.Tensor]], torch.Tensor]
+    prediction: Callable[[dict[str, torch.Tensor]], Any]  # a tensor, or a codec's record (KeypointMaps)
     loss: LossFn
     weight: Callable[[int], float]
-    target: Callable[[Targets], torch.Tensor]
+    target: Callable[[Targets], Any]
 
 
 def _given_box(function: Callable, takes_box: bool, box: Box) -> Callable:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import roma
 import torch
 import torch.nn.functional as F
 
 from cubepose.geometry.object import Box
+from cubepose.models.codecs.heatmaps import DisplacementTargets, KeypointMaps, KeypointTargets
 from cubepose.registry import Registry
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[Any, Any], torch.Tensor]  # (prediction, target) -> (B,): tensors, or a codec's typed records
 
 
 @dataclass(frozen=True)
@@ -101,34 +103,32 @@ def add(prediction: torch.Tensor, target: torch.Tensor, box: Box | None = None) 
 
 
 @register_loss("heatmap", ("keypoints",))
-def heatmap(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def heatmap(prediction: KeypointMaps, target: KeypointTargets) -> torch.Tensor:
     """A keypoint network's loss: squared heatmap error summed over the grid (DOPE's belief-map loss), averaged
     over the K keypoints, plus the L1 error of the sub-cell offsets (in cells) where they are trained.
 
     With ``assign_by_shape``, plus the cross-entropy of the symmetry head's G logits against the indices it may
     name, averaged over the cells where the centre's offsets are trained (the head is read at the centre).
 
-    ``prediction`` (B, 3K [+ G], H, W): heatmaps, then offsets (u, v per keypoint) [, logits]; ``target``
-    (B, 4K [+ G], H, W): the same, then the offsets' mask [, 1 for each right index] (``keypoints_target``).
+    ``prediction``: the network's maps (``KeypointMaps``); ``target``: ``KeypointTargets`` (``keypoints_target``).
     """
-    k = target.shape[1] - prediction.shape[1]  # the target has one mask channel per keypoint more
-    heat = ((prediction[:, :k] - target[:, :k]) ** 2).sum(dim=(-2, -1)).mean(dim=1)
-    mask = target[:, 3 * k : 4 * k].repeat_interleave(2, dim=1)
-    offset_error = (prediction[:, k : 3 * k] - target[:, k : 3 * k]).abs() * mask
+    heat = ((prediction.heatmaps - target.heatmaps) ** 2).sum(dim=(-2, -1)).mean(dim=1)
+    mask = target.mask.repeat_interleave(2, dim=1)  # (B, 2K, H, W): u and v of each keypoint
+    offset_error = (prediction.offsets.flatten(1, 2) - target.offsets.flatten(1, 2)).abs() * mask
     total = heat + offset_error.sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp_min(1)
-    if prediction.shape[1] == 3 * k:
+    if prediction.logits is None:
         return total
-    log_probabilities = F.log_softmax(prediction[:, 3 * k :].float(), dim=1)
-    right = log_probabilities.masked_fill(target[:, 4 * k :] < 0.5, float("-inf")).logsumexp(dim=1)  # (B, H, W)
-    centre = target[:, 3 * k]  # where the centre's offsets are trained
+    log_probabilities = F.log_softmax(prediction.logits.float(), dim=1)
+    right = log_probabilities.masked_fill(target.names < 0.5, float("-inf")).logsumexp(dim=1)  # (B, H, W)
+    centre = target.mask[:, 0]  # where the centre's offsets are trained
     return total - (right * centre).sum(dim=(-2, -1)) / centre.sum(dim=(-2, -1)).clamp_min(1)
 
 
 @register_loss("displacement", ("displacements",))
-def displacement(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def displacement(prediction: torch.Tensor, target: DisplacementTargets) -> torch.Tensor:
     """L1 error (in cells) of a several-instance keypoint network's centre-to-keypoint displacements, averaged
-    over the cells around each centre where they are trained (the target's last channel) and their channels;
-    0 for an image without the object. ``prediction`` (B, C, H, W), ``target`` (B, C + 1, H, W)."""
-    mask = target[:, -1:]
-    error = ((prediction - target[:, :-1]).abs() * mask).sum(dim=(1, 2, 3))
+    over the cells around each centre where they are trained (the target's mask) and their channels;
+    0 for an image without the object. ``prediction`` (B, C, H, W), ``target``: ``DisplacementTargets``."""
+    mask = target.mask[:, None]
+    error = ((prediction - target.displacements).abs() * mask).sum(dim=(1, 2, 3))
     return error / (mask.sum(dim=(1, 2, 3)) * prediction.shape[1]).clamp_min(1)

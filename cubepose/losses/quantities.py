@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -31,8 +32,8 @@ class Quantity:
     """
 
     keys: tuple[str, ...]
-    target: Callable[..., Callable[[Targets], torch.Tensor]] | None = None
-    prediction: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
+    target: Callable[..., Callable[[Targets], Any]] | None = None  # a tensor, or a codec's typed record
+    prediction: Callable[[dict[str, torch.Tensor]], Any] | None = None
     takes_box: bool = False
     oriented: bool = False
 

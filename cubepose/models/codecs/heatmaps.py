@@ -25,6 +25,22 @@ class KeypointTargets(NamedTuple):
     heatmaps: torch.Tensor  # (B, K, H, W) a unit Gaussian at each point
     offsets: torch.Tensor  # (B, K, 2, H, W) u, v from each cell's centre to the point, in cells
     mask: torch.Tensor  # (B, K, H, W) 1 where the offsets are trained: cells within ``radius`` of the point
+    names: torch.Tensor | None = None  # (B, G, H, W) assign_by_shape: 1 for each symmetry index the head may name
+
+
+class KeypointMaps(NamedTuple):
+    """What a keypoint network predicts on its grid, as the ``heatmap`` loss compares it with KeypointTargets."""
+
+    heatmaps: torch.Tensor  # (B, K, H, W)
+    offsets: torch.Tensor  # (B, K, 2, H, W)
+    logits: torch.Tensor | None = None  # (B, G, H, W) assign_by_shape: the symmetry head's
+
+
+class DisplacementTargets(NamedTuple):
+    """What tells several instances apart, as the ``displacement`` loss compares it with the prediction."""
+
+    displacements: torch.Tensor  # (B, 2 (K - 1), H, W) from each cell's centre to its instance's other points
+    mask: torch.Tensor  # (B, H, W) 1 where they are trained: cells within ``radius`` of a centre
 
 
 def _cell_grid(cells: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,7 +90,7 @@ def nearest_centres(
 
 def displacement_targets(
     pixels: torch.Tensor, present: torch.Tensor, size: int, stride: int, radius: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> DisplacementTargets:
     """What tells several instances apart: at the cells within ``radius`` of an instance's centre (keypoint 0),
     the displacements (B, 2 (K - 1), H, W) from each cell's centre to that instance's other K - 1 points, in
     cells (u, v per point), and the mask (B, H, W) of those cells (CenterNet's centre-to-joint offsets).
@@ -88,7 +104,7 @@ def displacement_targets(
     chosen = chosen.transpose(1, 2).unflatten(2, (cells, cells))  # (B, 2 (K - 1), H, W)
     columns, rows = _cell_grid(cells, pixels.device)
     centres = torch.stack(torch.broadcast_tensors(columns, rows))  # (2, H, W): u, v of each cell's centre
-    return chosen - centres.repeat(others.shape[-1] // 2, 1, 1), near.float()
+    return DisplacementTargets(chosen - centres.repeat(others.shape[-1] // 2, 1, 1), near.float())
 
 
 def _vote(heatmaps: torch.Tensor, offsets: torch.Tensor, index: torch.Tensor, stride: int) -> torch.Tensor:

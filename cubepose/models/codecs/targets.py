@@ -2,8 +2,8 @@
 
 Each builder takes the network config (and the object) and returns ``target(targets) -> tensor`` over a
 batch's label tensors: the two-stage model's crop window, a keypoint network's heatmaps and offsets
-(cubepose.models.codecs.heatmaps) and its several-instance displacements, packed as the losses
-``heatmap`` and ``displacement`` read them.
+(cubepose.models.codecs.heatmaps) and its several-instance displacements, as typed records the losses
+``heatmap`` and ``displacement`` take.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import torch
 from cubepose.errors import ConfigError
 from cubepose.geometry.object import Box
 from cubepose.geometry.symmetries import equivalent_classes
-from cubepose.models.codecs.heatmaps import displacement_targets, keypoint_targets, nearest_centres
+from cubepose.models.codecs.heatmaps import (
+    DisplacementTargets,
+    KeypointMaps,
+    KeypointTargets,
+    displacement_targets,
+    keypoint_targets,
+    nearest_centres,
+)
 from cubepose.models.codecs.keypoints import canonical_assignment, keypoint_pixels, object_keypoints, view_canonical
 from cubepose.models.crop import cube_windows
 
@@ -74,12 +81,12 @@ def _instance_keypoints(
     return pixels, present, index
 
 
-def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
-    """What a keypoint network should predict (cubepose.models.codecs.heatmaps), packed (B, 4K [+ G], H, W)
-    as ``heatmap`` reads it: the keypoints of ``box`` projected with each example's camera, the object turned to its
+def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets], KeypointTargets]:
+    """What a keypoint network should predict (cubepose.models.codecs.heatmaps): the heatmaps, offsets and their
+    mask of the keypoints of ``box`` projected with each example's camera, the object turned to its
     view-canonical orientation first (under its symmetries; with ``assign_by_shape`` under the bare box's G
-    shape symmetries, followed by G channels that are 1 for the symmetry indices the head may name, those of
-    the instance whose centre is nearest). Several instances (``instance_poses``) share the maps."""
+    shape symmetries, and ``names``: 1 for the symmetry indices the head may name, those of the instance whose
+    centre is nearest). Several instances (``instance_poses``) share the maps."""
     box = box or Box()
     points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
     settings = network["keypoints"]
@@ -88,41 +95,34 @@ def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets
     if by_shape:
         right_names = torch.as_tensor(equivalent_classes(box.shape_symmetries, box.symmetries), dtype=torch.float32)
 
-    def target(targets: Targets) -> torch.Tensor:
+    def target(targets: Targets) -> KeypointTargets:
         pixels, present, index = _instance_keypoints(targets, box, points, by_shape, "keypoints")
-        heatmaps, offsets, mask = keypoint_targets(pixels, size, stride, settings["sigma"], radius, present)
-        packed = [heatmaps, offsets.flatten(1, 2), mask]
-        if by_shape:
-            nearest, _ = nearest_centres(pixels, present, size, stride, radius)  # (B, H, W) slot index
-            names = right_names.to(mask.device)[index]  # (B, M, G)
-            packed.append(
-                names.gather(1, nearest.flatten(1)[..., None].expand(-1, -1, names.shape[-1]))
-                .transpose(1, 2)
-                .unflatten(2, nearest.shape[1:])
-            )
-        return torch.cat(packed, dim=1)
+        maps = keypoint_targets(pixels, size, stride, settings["sigma"], radius, present)
+        if not by_shape:
+            return maps
+        nearest, _ = nearest_centres(pixels, present, size, stride, radius)  # (B, H, W) slot index
+        names = right_names.to(maps.mask.device)[index]  # (B, M, G)
+        chosen = names.gather(1, nearest.flatten(1)[..., None].expand(-1, -1, names.shape[-1]))
+        return maps._replace(names=chosen.transpose(1, 2).unflatten(2, nearest.shape[1:]))
 
     return target
 
 
-def displacements_target(network: dict, box: Box | None = None) -> Callable[[Targets], torch.Tensor]:
-    """What tells instances apart (cubepose.models.codecs.heatmaps.displacement_targets), packed
-    (B, 2 (K - 1) + 1, H, W) as ``displacement`` reads it: the displacements from the cells around each
-    centre to its other keypoints, then the mask of those cells."""
+def displacements_target(network: dict, box: Box | None = None) -> Callable[[Targets], DisplacementTargets]:
+    """What tells instances apart (cubepose.models.codecs.heatmaps.displacement_targets): the displacements from
+    the cells around each centre to its other keypoints, and the mask of those cells."""
     box = box or Box()
     points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
     settings = network["keypoints"]
 
-    def target(targets: Targets) -> torch.Tensor:
+    def target(targets: Targets) -> DisplacementTargets:
         pixels, present, _ = _instance_keypoints(targets, box, points, settings["assign_by_shape"], "displacements")
         size, stride, radius = network["image_size"], settings["stride"], settings["offset_radius"]
-        displacements, mask = displacement_targets(pixels, present, size, stride, radius)
-        return torch.cat([displacements, mask[:, None]], dim=1)
+        return displacement_targets(pixels, present, size, stride, radius)
 
     return target
 
 
-def keypoints_prediction(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A keypoint network's outputs packed (B, 3K [+ G], H, W) as ``heatmap`` reads them."""
-    logits = [outputs["symmetry_logits"]] if "symmetry_logits" in outputs else []
-    return torch.cat([outputs["heatmaps"], outputs["offsets"].flatten(1, 2), *logits], dim=1)
+def keypoints_prediction(outputs: dict[str, torch.Tensor]) -> KeypointMaps:
+    """A keypoint network's maps, as ``heatmap`` compares them with KeypointTargets."""
+    return KeypointMaps(outputs["heatmaps"], outputs["offsets"], outputs.get("symmetry_logits"))
