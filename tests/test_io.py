@@ -130,3 +130,13 @@ def test_an_exclusive_lock_waits_for_no_one_and_keeps_the_shared_one_it_had(tmp_
         assert not is_locked(tmp_path)  # shared holders only
         other.close()
         assert mine.exclusive() and is_locked(tmp_path)
+
+
+def test_text_is_written_as_utf8_whatever_the_locale(tmp_path):
+    """report.html declares UTF-8 and errors.csv may name accented paths: a C locale must not refuse or garble them."""
+    path = tmp_path / "errors.csv"
+    text = "path\\ncaf\\u00e9.png\\n"  # escaped: a C locale's command line holds ASCII only
+    code = f"from cubepose.io.atomic import atomic_write_text; atomic_write_text({str(path)!r}, '{text}')"
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+    assert path.read_bytes() == "path\ncafé.png\n".encode()

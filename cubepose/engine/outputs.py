@@ -31,7 +31,7 @@ def report_from_folder(folder: str | Path) -> Path:
     image_paths = None
     errors_csv = folder / "errors.csv"
     if errors_csv.exists():
-        with open(errors_csv) as handle:
+        with open(errors_csv, encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         if rows and "image_index" in rows[0]:  # several instances: rows name their image
             paths = {int(row["image_index"]): row["image_path"] for row in rows}
