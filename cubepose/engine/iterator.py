@@ -32,10 +32,7 @@ from cubepose.engine.batches import seed_shuffling
 from cubepose.engine.errors import install_error_handler
 from cubepose.engine.hooks import CheckpointHook
 from cubepose.engine.run_code import copy_package_source
-from cubepose.evaluation.metrics import (
-    CONFIDENCE_KEYS,
-    unity_dataset_metrics,
-)
+from cubepose.evaluation.metrics import CONFIDENCE_KEYS, unity_dataset_metrics
 from cubepose.evaluation.outputs import EvalOutputs
 from cubepose.evaluation.overlay import pose_overlays
 from cubepose.geometry.object import Box

@@ -56,7 +56,7 @@ class _Request:
     """One image waiting for its batch, and the future its answer is put into."""
 
     image: np.ndarray
-    camera: tuple[float, ...] | None
+    camera: Camera | None
     answer: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -71,7 +71,7 @@ class Batcher:
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
         self.task: asyncio.Task | None = None
 
-    async def predict(self, image: np.ndarray, camera: tuple[float, ...] | None) -> tuple[dict, int]:
+    async def predict(self, image: np.ndarray, camera: Camera | None) -> tuple[dict, int]:
         """The image's JSON record and the size of the batch it was predicted in."""
         request = _Request(image, camera)
         await self.queue.put(request)
@@ -102,7 +102,7 @@ class Batcher:
 
     def _predict(self, batch: list[_Request]) -> list[dict]:
         """JSON records of a batch, one ``predict_items`` call per distinct camera (in the worker thread)."""
-        groups: dict[tuple | None, list[int]] = defaultdict(list)
+        groups: dict[Camera | None, list[int]] = defaultdict(list)
         for index, request in enumerate(batch):
             groups[request.camera].append(index)
         answers: list[dict] = [{} for _ in batch]
@@ -152,7 +152,7 @@ def decode_image(body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         ) from None
 
 
-def request_camera(query: dict[str, str]) -> tuple[float, ...] | None:
+def request_camera(query: dict[str, str]) -> Camera | None:
     """The camera of the query's ``fx``, ``fy``, ``cx``, ``cy`` (all or none), checked; None without them."""
     given = [key for key in KEYS if key in query]
     if not given:
@@ -161,10 +161,9 @@ def request_camera(query: dict[str, str]) -> tuple[float, ...] | None:
         missing = ", ".join(key for key in KEYS if key not in query)
         raise BadRequest(400, f"a camera needs fx, fy, cx and cy in pixels of the image; missing {missing}")
     try:
-        camera = Camera.from_mapping({key: query[key] for key in KEYS})
+        return Camera.from_mapping({key: query[key] for key in KEYS})
     except CameraError as err:
         raise BadRequest(400, f"bad camera: {err}") from None
-    return tuple(float(v) for v in camera.intrinsics)
 
 
 def model_identity(predictor: PosePredictor, checkpoint: str, local_file: Path) -> dict[str, Any]:
