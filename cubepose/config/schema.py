@@ -101,6 +101,15 @@ SCHEMA: dict[str, Any] = {
             "assign_by_shape": _opt(False, bool),  # corners numbered by place, a head names the symmetry
             "min_score": _opt(0.3, float),  # several instances: a centre peak this high is one (lower: more)
         },
+        "zoom": {  # network/type zoom: stage 1 locates on the downscaled input, stage 2 keypoints on a crop
+            "locate_size": _opt(128, int, minimum=32),  # side of the downscaled input stage 1 sees
+            "locate_stride": _opt(4, int, choices=(2, 4, 8)),  # input pixels per cell of stage 1's maps
+            "crop_size": _opt(64, int, minimum=32),  # side of the crop stage 2 sees (network/keypoints/stride)
+            "margin": _opt(1.5, float, minimum=0.5),  # crop half side = margin x the object's apparent radius
+            "shift_jitter": _opt(0.2, float, minimum=0.0),  # training crops: centre moved up to this x half side
+            "scale_jitter": _opt(0.2, float, minimum=0.0),  # training crops: size scaled by up to exp(+-this)
+            "depth_tolerance": _opt(0.25, float, positive=True),  # withhold a pose whose depth differs more
+        },
     },
     "data": {
         "format": _opt("auto", str, choices=("auto", "legacy", "solo", "bop")),

@@ -70,7 +70,11 @@ class Evaluation:
         unity = unity_dataset_metrics(t_pred, t_true, q_pred, q_true, box.symmetries)
         unity["instances"] = int(len(t_pred))
         unity["non_finite_predictions"] = count_non_finite(t_pred, q_pred)
-        pose = metrics_of_errors(errors, finite_predictions(t_pred, q_pred), box)
+        finite, found = finite_predictions(t_pred, q_pred), outputs.found[:, 0]
+        # a withheld pose (the model found it implausible) is a miss in every accuracy and out of every mean
+        pose = metrics_of_errors(errors, finite & found, box)
+        pose["non_finite_predictions"] = unity["non_finite_predictions"]
+        pose["withheld_predictions"] = int(np.count_nonzero(finite & ~found))
         pose.update({f"{key}_mean": float(np.nanmean(errors[key])) for key in CONFIDENCE_KEYS if key in errors})
         if images is not None:
             pose.update(bop_recalls({"mssd": bop["mssd"], "mspd": bop["mspd"]}, images.widths, box))

@@ -169,14 +169,17 @@ def instance_errors(
 
 
 def _summary(name: str, values: np.ndarray) -> dict[str, float]:
-    """Mean, median and 90th percentile of ``values`` (already the finite ones); NaN when empty."""
+    """Mean, median, 90th and 99th percentile and maximum of ``values`` (already the finite ones; the last two
+    show the worst cases a robot would act on); NaN when empty."""
     values = np.asarray(values, np.float64)
     if values.size == 0:
-        return {f"{name}_{stat}": float("nan") for stat in ("mean", "median", "p90")}
+        return {f"{name}_{stat}": float("nan") for stat in ("mean", "median", "p90", "p99", "max")}
     return {
         f"{name}_mean": float(values.mean()),
         f"{name}_median": float(np.median(values)),
         f"{name}_p90": float(np.percentile(values, 90)),
+        f"{name}_p99": float(np.percentile(values, 99)),
+        f"{name}_max": float(values.max()),
     }
 
 

@@ -3,11 +3,11 @@ and eval/accuracy.py, saved as the keys older runs wrote, read back by the evalu
 ``cubepose report``. The only module that knows those keys.
 
 Each image has P predicted and M true instance slots; a model of one instance per image is the case
-P = M = 1, every slot found and present. Saved keys: ``translation_pred``, ``quaternion_pred``,
-``translation_true``, ``quaternion_true`` (and Unity's per-instance ``orientation_error`` and
-``translation_mse``) for one instance; ``translations_pred``, ``quaternions_pred``, ``found_pred``,
-``translations_true``, ``quaternions_true`` and ``instance_count`` for several; ``loss_<name>``, the
-confidence keys, ``camera`` and ``image_size`` for both.
+P = M = 1, every slot found and present (unless the model withheld it). Saved keys: ``translation_pred``,
+``quaternion_pred``, ``translation_true``, ``quaternion_true`` (and Unity's per-instance ``orientation_error``
+and ``translation_mse``; ``found_pred`` where a pose was withheld) for one instance; ``translations_pred``,
+``quaternions_pred``, ``found_pred``, ``translations_true``, ``quaternions_true`` and ``instance_count`` for
+several; ``loss_<name>``, the confidence keys, ``camera`` and ``image_size`` for both.
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ class EvalOutputs:
             t_pred = np.asarray(predictions["translation"])[:, None]
             q_pred = np.asarray(predictions["quaternion"])[:, None]
             found = np.ones(t_pred.shape[:2], bool)
+            if "found" in predictions:  # a model that withholds implausible poses (network/type zoom)
+                found = np.asarray(predictions["found"]).reshape(-1, 1) > 0.5
         count, slots = found.shape
         scores = {
             key: np.asarray(predictions[key]).reshape(count, slots) for key in CONFIDENCE_KEYS if key in predictions
@@ -91,6 +93,8 @@ class EvalOutputs:
             }
         elif "quaternion_pred" in labels:
             predictions = {"translation": labels["translation_pred"], "quaternion": labels["quaternion_pred"]}
+            if "found_pred" in labels:
+                predictions["found"] = labels["found_pred"]
             truth = {"translation": labels["translation_true"], "quaternion": labels["quaternion_true"]}
         else:
             raise CubeposeError("these model outputs hold no quaternion_pred; evaluate the checkpoint again")
@@ -128,6 +132,8 @@ class EvalOutputs:
                 "translation_mse": translation_squared_error(t_pred, t_true),
                 **{key: values[:, 0] for key, values in self.scores.items()},
             }
+            if not self.found.all():  # withheld poses: kept, and marked
+                labels["found_pred"] = self.found[:, 0]
         labels.update({f"{LOSS_PREFIX}{name}": values for name, values in self.losses.items()})
         if self.camera is not None:
             labels["camera"] = self.camera

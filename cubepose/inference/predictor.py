@@ -374,8 +374,9 @@ def as_json_record(name: str, poses: dict[str, Any], index: int) -> dict[str, An
 
 def instance_records(poses: dict[str, Any], index: int) -> list[dict[str, Any]]:
     """The poses of image ``index`` as ``{"translation", "quaternion"}`` dicts (a keypoint model adds
-    ``confidence`` and ``reprojection_error``): one for a single-instance model, one per slot ``found`` for a
-    model of several instances (none for an image without the object), strongest first."""
+    ``confidence`` and ``reprojection_error``): one for a single-instance model (with ``found: false`` and a
+    ``reason`` where the model withheld it), one per slot ``found`` for a model of several instances (none for an
+    image without the object), strongest first."""
     translation = np.asarray(poses["translation"][index])
     slots = [()] if translation.ndim == 1 else [(slot,) for slot in np.flatnonzero(poses["found"][index] > 0.5)]
     records = []
@@ -387,5 +388,16 @@ def instance_records(poses: dict[str, Any], index: int) -> list[dict[str, Any]]:
         for key in CONFIDENCE_KEYS:
             if key in poses:
                 record[key] = float(np.asarray(poses[key][index])[slot])
+        if translation.ndim == 1 and "found" in poses and float(poses["found"][index]) < 0.5:
+            record.update(found=False, reason=_withheld_reason(poses, index))
         records.append(record)
     return records
+
+
+def _withheld_reason(poses: dict[str, Any], index: int) -> str:
+    """Why a one-instance model withheld image ``index``'s pose (``found`` 0): what a robot must not act on."""
+    depth, solved = float(poses["depth_from_size"][index]), float(poses["translation"][index][2])
+    return (
+        f"withheld: the solved depth {solved:.3g} m disagrees with the {depth:.3g} m the object's apparent size "
+        "gives, or the object was not clearly found; do not act on this pose"
+    )

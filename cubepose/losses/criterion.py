@@ -76,6 +76,7 @@ class Term:
     loss: LossFn
     weight: Callable[[int], float]
     target: Callable[[Targets], Any]
+    reads_outputs: tuple[str, ...] = ()
 
 
 def _given_box(function: Callable, takes_box: bool, box: Box) -> Callable:
@@ -126,6 +127,7 @@ class Criterion:
                     function,
                     weight_schedule(entry["weight"]),
                     target(network) if target is not None else concatenated(quantity.keys),
+                    quantity.reads_outputs,
                 )
             )
         if not self.terms:
@@ -146,6 +148,7 @@ class Criterion:
         """Per-instance values (B,) of each loss and of ``total`` (weights at ``step``)."""
         values = {}
         for term in self.terms:
-            values[term.name] = term.loss(term.prediction(predictions), term.target(targets))
+            given = {**targets, **{key: predictions[key] for key in term.reads_outputs if key in predictions}}
+            values[term.name] = term.loss(term.prediction(predictions), term.target(given))
         values["total"] = sum(term.weight(step) * values[term.name] for term in self.terms)
         return values

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from cubepose.geometry.object import Box
 from cubepose.models.codecs.heatmaps import DisplacementTargets, KeypointMaps, KeypointTargets
+from cubepose.models.codecs.zoom import LocatorMaps, LocatorTargets
 from cubepose.registry import Registry
 
 LossFn = Callable[[Any, Any], torch.Tensor]  # (prediction, target) -> (B,): tensors, or a codec's typed records
@@ -132,3 +133,15 @@ def displacement(prediction: torch.Tensor, target: DisplacementTargets) -> torch
     mask = target.mask[:, None]
     error = ((prediction - target.displacements).abs() * mask).sum(dim=(1, 2, 3))
     return error / (mask.sum(dim=(1, 2, 3)) * prediction.shape[1]).clamp_min(1)
+
+
+@register_loss("detection", ("detection",))
+def detection(prediction: LocatorMaps, target: LocatorTargets) -> torch.Tensor:
+    """The zoom-in model's stage 1: the squared error of the centre heatmap summed over the grid, plus the L1
+    errors of the sub-cell offsets (cells) and of the log apparent size where they are trained (CenterNet's)."""
+    heat = ((prediction.heatmap - target.heatmap) ** 2).sum(dim=(1, 2, 3))
+    mask = target.mask[:, 0]  # (B, H, W)
+    cells = mask.sum(dim=(1, 2)).clamp_min(1)
+    offsets = ((prediction.offsets[:, 0] - target.offsets[:, 0]).abs().sum(dim=1) * mask).sum(dim=(1, 2)) / cells
+    size = ((prediction.size[:, 0] - target.size[:, None, None]).abs() * mask).sum(dim=(1, 2)) / cells
+    return heat + offsets + size

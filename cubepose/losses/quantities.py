@@ -16,6 +16,7 @@ from cubepose.models.codecs.targets import (
     keypoints_target,
     window_target,
 )
+from cubepose.models.codecs.zoom import locator_prediction, locator_target
 from cubepose.registry import Registry
 
 
@@ -28,7 +29,9 @@ class Quantity:
     window); ``prediction`` selects from the outputs instead of concatenating them. ``takes_box``:
     ``target`` is also given the configured object as ``box=`` (the crop window frames its bounding
     sphere). ``oriented``: the values end with the object's quaternion, so a symmetric object has one
-    equally true target per symmetry and the loss is the minimum over them.
+    equally true target per symmetry and the loss is the minimum over them. ``reads_outputs``: model outputs
+    the target also depends on, given with the targets where the model has them (the zoom-in model's crop
+    windows, which place its keypoints).
     """
 
     keys: tuple[str, ...]
@@ -36,6 +39,7 @@ class Quantity:
     prediction: Callable[[dict[str, torch.Tensor]], Any] | None = None
     takes_box: bool = False
     oriented: bool = False
+    reads_outputs: tuple[str, ...] = ()
 
 
 QUANTITIES: Registry[Quantity] = Registry("quantity")
@@ -45,6 +49,20 @@ QUANTITIES.register("orientation")(Quantity(("quaternion",), oriented=True))
 QUANTITIES.register("pose")(Quantity(("translation", "quaternion"), oriented=True))
 QUANTITIES.register("window")(Quantity(("window",), target=window_target, takes_box=True))
 QUANTITIES.register("keypoints")(
-    Quantity(("heatmaps", "offsets"), target=keypoints_target, prediction=keypoints_prediction, takes_box=True)
+    Quantity(
+        ("heatmaps", "offsets"),
+        target=keypoints_target,
+        prediction=keypoints_prediction,
+        takes_box=True,
+        reads_outputs=("windows",),
+    )
+)
+QUANTITIES.register("detection")(
+    Quantity(
+        ("locator_heatmap", "locator_offsets", "locator_size"),
+        target=locator_target,
+        prediction=locator_prediction,
+        takes_box=True,
+    )
 )
 QUANTITIES.register("displacements")(Quantity(("displacements",), target=displacements_target, takes_box=True))

@@ -31,8 +31,13 @@ def cube_windows(
     z = translation[..., 2:].clamp_min(MIN_DEPTH)
     centre = torch.cat([translation[..., :2], z], -1)[:, None]  # (B, 1, 3): one point per image
     u, v = (pixels[:, 0] for pixels in pinhole_pixels(centre, camera))
-    half_side = margin * camera[..., 1] * radius / z[..., 0]  # pixels
-    return torch.stack([2 * u / image_size - 1, 2 * v / image_size - 1, torch.log(2 * half_side / image_size)], -1)
+    return windows_at(torch.stack([u, v], -1), margin * camera[..., 1] * radius / z[..., 0], image_size)
+
+
+def windows_at(centres: torch.Tensor, half_sides: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Windows (B, 3) of crops centred on ``centres`` (B, 2) u, v with half sides ``half_sides`` (B,), both in
+    pixels of the square input of side ``image_size``."""
+    return torch.cat([2 * centres / image_size - 1, torch.log(2 * half_sides / image_size)[:, None]], -1)
 
 
 def crop_windows(images: torch.Tensor, windows: torch.Tensor, size: int) -> torch.Tensor:
@@ -49,3 +54,18 @@ def crop_windows(images: torch.Tensor, windows: torch.Tensor, size: int) -> torc
 def to_camera_frame(ray_quaternions: torch.Tensor, along_ray: torch.Tensor) -> torch.Tensor:
     """Orientations regressed relative to each viewing ray (what a crop shows) -> camera frame."""
     return roma.quat_product(ray_quaternions, along_ray)
+
+
+def crop_cameras(camera: torch.Tensor, windows: torch.Tensor, image_size: int, crop_size: int) -> torch.Tensor:
+    """The camera (B, 4) fx, fy, cx, cy of each ``crop_windows`` crop of side ``crop_size``, in its pixels: the
+    input's ``camera`` (B, 4) with its focal lengths scaled and its principal point moved, so a PnP solve on the
+    crop gives the pose in the input camera's frame. Inverse of ``to_input_pixels``."""
+    scale = crop_size / (windows[:, 2].exp() * image_size)  # crop pixels per input pixel
+    corner = (windows[:, :2] + 1 - windows[:, 2:].exp()) * image_size / 2  # input pixel of the crop's top-left
+    return torch.cat([camera[:, :2] * scale[:, None], (camera[:, 2:] - corner) * scale[:, None]], dim=-1)
+
+
+def to_input_pixels(pixels: torch.Tensor, windows: torch.Tensor, image_size: int, crop_size: int) -> torch.Tensor:
+    """Pixels (B, K, 2) of ``crop_windows`` crops at ``windows`` (B, 3) -> pixels of the input image."""
+    side = windows[:, 2].exp()[:, None, None]
+    return pixels * side * image_size / crop_size + (windows[:, None, :2] + 1 - side) * image_size / 2

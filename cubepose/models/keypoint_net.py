@@ -2,31 +2,26 @@
 appear, as heatmaps and sub-cell offsets at ``network/keypoints/stride``; the pose follows from a PnP solve
 with each image's camera (NVIDIA DOPE's recipe, with CenterNet's offsets).
 
-Fully convolutional: a small encoder to stride 16 and a top-down decoder with lateral connections back to the
-output stride, so a small object is found anywhere in the image and its corners are placed to a fraction of a
-pixel. Since the pose comes from the camera and not from the weights, one model serves any camera.
+Fully convolutional (cubepose.models.heatmap_trunk), so a small object is found anywhere in the image and its
+corners are placed to a fraction of a pixel. Since the pose comes from the camera and not from the weights, one
+model serves any camera.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cubepose.errors import ConfigError
 from cubepose.geometry.object import Box
-from cubepose.models.backbones import SMALL_CNN_WIDTHS, conv_bn, small_cnn_stages
 from cubepose.models.codecs.heatmaps import decode_instances, decode_keypoints
 from cubepose.models.codecs.keypoints import KEYPOINTS, assigned_orientation, object_keypoints, solve_pnp
 from cubepose.models.export_spec import ExportedOutputs, ExportSpec
+from cubepose.models.heatmap_trunk import DECODER_WIDTH, HeatmapTrunk
 from cubepose.models.keypoint_export import keypoint_contract, keypoint_outputs
 
-ENCODER_WIDTHS = SMALL_CNN_WIDTHS  # the encoder is small_cnn's stages, at strides 2, 4, 8, 16
-DECODER_WIDTH = 64
-OUTPUT_STRIDES = (2, 4, 8)  # what network/keypoints/stride takes
 
-
-class KeypointNet(nn.Module):
+class KeypointNet(HeatmapTrunk):
     """Predicts ``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) of the object's centre and its 8 box
     corners (``Box.corners`` order) on the input's grid at ``network/keypoints/stride``; ``poses`` turns them
     into translation, quaternion and a confidence with the images' cameras."""
@@ -35,51 +30,32 @@ class KeypointNet(nn.Module):
 
     def __init__(self, config: dict) -> None:
         """The network of a validated ``config`` (cubepose.config.validate_config, run where the run starts)."""
-        super().__init__()
         network = config["network"]
-        self.image_size = network["image_size"]
-        self.stride = network["keypoints"]["stride"]
-        self.max_instances = config["data"]["max_instances"]  # above 1: every centre peak is an instance
-        self.min_score = network["keypoints"]["min_score"]
-        box = Box.from_config(config)
-        points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
-        self.register_buffer("object_points", points, persistent=False)
-        # assign_by_shape: corners numbered by place, under the bare box's symmetries; a head names which one
-        self.shape_group = box.shape_symmetries if network["keypoints"]["assign_by_shape"] else None
-        if self.shape_group is not None:
-            self.register_buffer("shape_symmetries", torch.tensor(self.shape_group, dtype=torch.float32), False)
-        self.output_level = OUTPUT_STRIDES.index(self.stride)  # the encoder stage (stride 2, 4, ...) it decodes to
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config["seed"])
-            self.encoder = small_cnn_stages()  # state dict keys encoder.<stage>.<layer>, as checkpoints hold them
-            used = range(self.output_level, len(ENCODER_WIDTHS))
-            self.lateral = nn.ModuleList(nn.Conv2d(ENCODER_WIDTHS[level], DECODER_WIDTH, 1) for level in used)
-            self.smooth = nn.ModuleList(
-                nn.Sequential(*conv_bn(DECODER_WIDTH, DECODER_WIDTH, stride=1)) for _ in used[:-1]
-            )
-            self.head = nn.Sequential(*conv_bn(DECODER_WIDTH, DECODER_WIDTH, stride=1))
+            super().__init__(network["keypoints"]["stride"])
             self.heatmap_head = nn.Conv2d(DECODER_WIDTH, KEYPOINTS, 1)
             self.offset_head = nn.Conv2d(DECODER_WIDTH, 2 * KEYPOINTS, 1)
+            box = Box.from_config(config)
+            # assign_by_shape: corners numbered by place, under the bare box's symmetries; a head names which one
+            self.shape_group = box.shape_symmetries if network["keypoints"]["assign_by_shape"] else None
             if self.shape_group is not None:  # logits per cell; read where the centre is
                 self.symmetry_head = nn.Conv2d(DECODER_WIDTH, len(self.shape_group), 1)
+            self.max_instances = config["data"]["max_instances"]  # above 1: every centre peak is an instance
             if self.max_instances > 1:  # from each centre to its corners: which corners are whose
                 self.displacement_head = nn.Conv2d(DECODER_WIDTH, 2 * (KEYPOINTS - 1), 1)
+        self.image_size = network["image_size"]
+        self.min_score = network["keypoints"]["min_score"]
+        points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
+        self.register_buffer("object_points", points, persistent=False)
+        if self.shape_group is not None:
+            self.register_buffer("shape_symmetries", torch.tensor(self.shape_group, dtype=torch.float32), False)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``heatmaps`` (B, 9, H, W) and ``offsets`` (B, 9, 2, H, W) in cells, H = W = image_size / stride; with
         ``assign_by_shape`` also ``symmetry_logits`` (B, G, H, W) over the bare box's G symmetries, and with
         several instances ``displacements`` (B, 16, H, W) from each cell to the corners of the centre there."""
-        features = []
-        x = images
-        for stage in self.encoder:
-            x = stage(x)
-            features.append(x)
-        used = features[self.output_level :]
-        x = self.lateral[-1](used[-1])
-        for level in range(len(used) - 2, -1, -1):  # top-down: upsample, add the finer stage, smooth
-            x = F.interpolate(x, size=used[level].shape[-2:], mode="nearest") + self.lateral[level](used[level])
-            x = self.smooth[level](x)
-        x = self.head(x)
+        x = self.features(images)
         outputs = {"heatmaps": self.heatmap_head(x), "offsets": self.offset_head(x).unflatten(1, (KEYPOINTS, 2))}
         if self.shape_group is not None:
             outputs["symmetry_logits"] = self.symmetry_head(x)

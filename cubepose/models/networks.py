@@ -1,4 +1,5 @@
-"""The pose networks, found by ``network/type``: ``regression`` (PoseNet) or ``keypoints`` (KeypointNet).
+"""The pose networks, found by ``network/type``: ``regression`` (PoseNet), ``keypoints`` (KeypointNet) or ``zoom``
+(ZoomNet: locate on the whole image, keypoints on a full-resolution crop).
 
 Every network maps prepared images to its outputs and offers ``poses(outputs, camera)`` (translation,
 quaternion and, where it has one, a confidence), ``takes_camera`` (whether ``poses`` uses the camera),
@@ -15,11 +16,13 @@ from torch import nn
 from cubepose.config import component_check, validate_config
 from cubepose.models.keypoint_net import KeypointNet
 from cubepose.models.pose_net import PoseNet
+from cubepose.models.zoom_net import ZoomNet
 from cubepose.registry import Registry
 
 NETWORKS: Registry[Callable[[dict], nn.Module]] = Registry("network type")
 NETWORKS.register("regression")(PoseNet)
 NETWORKS.register("keypoints")(KeypointNet)
+NETWORKS.register("zoom")(ZoomNet)
 
 REGRESSION_LOSSES = ("translation", "orientation", "pose", "window")
 
@@ -54,20 +57,46 @@ def check_network_type(config: dict, errors: list[str]) -> None:
     if kind not in NETWORKS:
         errors.append(f"network/type: unknown {NETWORKS.kind} {kind!r}; known: {', '.join(NETWORKS.names())}")
         return
-    if kind == "keypoints":
+    if kind in ("keypoints", "zoom"):
         posed = [name for name in losses if name in REGRESSION_LOSSES]
-        if posed or "keypoints" not in losses:
+        needed = ("keypoints", "detection") if kind == "zoom" else ("keypoints",)
+        if posed or any(name not in losses for name in needed):
+            example = "{keypoints: {type: heatmap, weight: 1.0}" + (
+                ", detection: {type: detection, weight: 1.0}}" if kind == "zoom" else "}"
+            )
             errors.append(
-                "network/type keypoints is trained with losses/keypoints (e.g. losses: {keypoints: {type: heatmap, "
-                f"weight: 1.0}}}}, and losses/displacements for several instances), got losses "
-                f"{', '.join(losses) or 'none'}"
+                f"network/type {kind} is trained with {' and '.join('losses/' + n for n in needed)} (e.g. losses: "
+                f"{example}, and losses/displacements for several instances), got losses {', '.join(losses) or 'none'}"
             )
         if network["crop"]["active"]:
-            errors.append("network/crop/active is for the regression network; set it false for network/type keypoints")
-        if network["image_size"] % 16:
-            errors.append(
-                f"network/image_size {network['image_size']} must be a multiple of 16 for network/type keypoints "
-                "(its encoder halves the image 4 times)"
-            )
+            errors.append(f"network/crop/active is for the regression network; set it false for network/type {kind}")
+        sizes = {"network/image_size": network["image_size"]}
+        if kind == "zoom":
+            sizes = {f"network/zoom/{key}": network["zoom"][key] for key in ("locate_size", "crop_size")}
+        for path, size in sizes.items():
+            if size % 16:
+                errors.append(
+                    f"{path} {size} must be a multiple of 16 for network/type {kind} (its encoder halves the image "
+                    "4 times)"
+                )
     elif "keypoints" in losses:
         errors.append("losses/keypoints trains a keypoint network; set network/type: keypoints, or drop the loss")
+    if kind == "zoom":
+        _check_zoom(network, config["data"]["max_instances"], errors)
+    elif "detection" in losses:
+        errors.append("losses/detection trains the zoom-in model's stage 1; set network/type: zoom, or drop the loss")
+
+
+def _check_zoom(network: dict, max_instances: int, errors: list[str]) -> None:
+    """The zoom-in model: stage 1 sees at most the whole input, and (for now) one instance per image."""
+    zoom = network["zoom"]
+    if zoom["locate_size"] > network["image_size"]:
+        errors.append(
+            f"network/zoom/locate_size {zoom['locate_size']} is larger than network/image_size "
+            f"{network['image_size']}; stage 1 sees the input downscaled, so set it at most the input size"
+        )
+    if max_instances > 1:
+        errors.append(
+            f"data/max_instances {max_instances}: network/type zoom finds one instance per image so far; use "
+            "network/type keypoints (configs/several.yaml) for several"
+        )

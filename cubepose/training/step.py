@@ -98,10 +98,15 @@ class TrainingStep:
             if key in batch
         }
 
-    def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The model's outputs in float32 (autocast under mixed precision)."""
+    def forward(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The model's outputs in float32 (autocast under mixed precision). Given ``targets``, a network that
+        trains a later stage on true inputs (the zoom-in model's crop windows: ``teacher_windows``) gets them."""
+        teacher = getattr(self.network, "teacher_windows", None)
         with self.acceleration.autocast():
-            predictions = self.model(inputs)
+            if targets is not None and teacher is not None:
+                predictions = self.model(inputs, teacher(targets))
+            else:
+                predictions = self.model(inputs)
         return {key: value.float() for key, value in predictions.items()}
 
     def train(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], step: int) -> StepResult:
@@ -111,7 +116,7 @@ class TrainingStep:
         the host copy of the losses that the step makes anyway, so it adds no device sync.
         """
         self.model.train()
-        predictions = self.forward(inputs)
+        predictions = self.forward(inputs, targets)
         losses = self.criterion(predictions, targets, step)
         result = StepResult(_host(predictions), _host(losses))
         if not np.isfinite(result.losses["total"]).all():

@@ -24,7 +24,7 @@ from cubepose.models.codecs.heatmaps import (
     nearest_centres,
 )
 from cubepose.models.codecs.keypoints import canonical_assignment, keypoint_pixels, object_keypoints, view_canonical
-from cubepose.models.crop import cube_windows
+from cubepose.models.crop import crop_cameras, cube_windows
 
 Targets = dict[str, torch.Tensor]
 
@@ -91,11 +91,16 @@ def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets
     points = torch.as_tensor(object_keypoints(box), dtype=torch.float32)
     settings = network["keypoints"]
     size, stride, radius = network["image_size"], settings["stride"], settings["offset_radius"]
+    zoomed = network["type"] == "zoom"  # the keypoints are those of the crop, in its camera
+    if zoomed:
+        size = network["zoom"]["crop_size"]
     by_shape = settings["assign_by_shape"]
     if by_shape:
         right_names = torch.as_tensor(equivalent_classes(box.shape_symmetries, box.symmetries), dtype=torch.float32)
 
     def target(targets: Targets) -> KeypointTargets:
+        if zoomed:
+            targets = {**targets, "camera": _crop_camera(targets, network)}
         pixels, present, index = _instance_keypoints(targets, box, points, by_shape, "keypoints")
         maps = keypoint_targets(pixels, size, stride, settings["sigma"], radius, present)
         if not by_shape:
@@ -106,6 +111,14 @@ def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets
         return maps._replace(names=chosen.transpose(1, 2).unflatten(2, nearest.shape[1:]))
 
     return target
+
+
+def _crop_camera(targets: Targets, network: dict) -> torch.Tensor:
+    """The camera of each example's stage-2 crop (the windows the zoom-in model cut, given with the targets)."""
+    if "camera" not in targets:
+        raise ConfigError("losses/keypoints needs each example's camera; the dataset returned none")
+    windows = targets["windows"].detach()
+    return crop_cameras(targets["camera"], windows, network["image_size"], network["zoom"]["crop_size"])
 
 
 def displacements_target(network: dict, box: Box | None = None) -> Callable[[Targets], DisplacementTargets]:
