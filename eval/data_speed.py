@@ -33,7 +33,7 @@ from train_speed import REPO, images_per_second
 from cubepose.config import load_config_files
 from cubepose.data import TrainDataset
 from cubepose.data.formats import read_dataset
-from cubepose.data.images import load_image
+from cubepose.data.images import decode_resized
 from cubepose.synth.generate import GenerationOptions, generate_dataset
 
 logger = logging.getLogger("data_speed")
@@ -100,7 +100,7 @@ def decode_rows(datasets: dict[str, Path], sizes: list[int], repeats: int) -> li
     for name, root in datasets.items():
         paths = read_dataset(root).image_paths
         for size in sizes:
-            seconds = median_time(lambda paths=paths, size=size: [load_image(p, size) for p in paths], repeats)
+            seconds = median_time(lambda paths=paths, size=size: [decode_resized(p, size) for p in paths], repeats)
             rows.append(f"| {name} | {size} | {len(paths) / seconds:.0f} |")
     return rows
 

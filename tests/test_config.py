@@ -75,6 +75,8 @@ def test_the_readme_table_documents_every_key_and_no_other():
         ("unity_cpu.yaml",),
         ("cpu.yaml", "keypoints_cpu.yaml"),
         ("keypoints_gpu.yaml",),
+        ("cpu.yaml", "ur3_cpu.yaml"),
+        ("ur3_gpu.yaml",),
     ],
 )
 def test_shipped_overlays_validate_and_keep_untouched_defaults(overlays):
@@ -83,6 +85,9 @@ def test_shipped_overlays_validate_and_keep_untouched_defaults(overlays):
     assert config["optimizer"]["betas"] == [0.9, 0.999]
     if "keypoints" in overlays[-1]:  # a keypoint network, whatever the overlay before it set
         assert config["network"]["type"] == "keypoints" and list(config["losses"]) == ["keypoints"]
+    if "ur3" in overlays[-1]:  # the zoom-in model, whatever the overlay before it set
+        assert config["network"]["type"] == "zoom" and set(config["losses"]) == {"keypoints", "detection"}
+        assert config["network"]["zoom"]["depth_tolerance"] == 0.25  # filled in beside the overlay's zoom keys
 
 
 def test_gpu_overlay_is_unitys_recipe():
@@ -128,7 +133,7 @@ def test_numbers_given_as_strings_on_the_command_line_are_accepted():
 def test_unknown_loss_type_and_backbone_list_the_known_names():
     with pytest.raises(
         ConfigError,
-        match=r"losses/orientation/type: unknown loss 'msee'; known: add, displacement, geodesic, heatmap, l1, mse, "
+        match=r"losses/orientation/type: unknown loss 'msee'; known: add, detection, displacement, geodesic, heatmap, l1, mse, "
         "sign_invariant, smooth_l1",
     ):
         validate_config({"losses": {"orientation": {"type": "msee"}}})

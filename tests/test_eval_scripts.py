@@ -74,7 +74,9 @@ def test_accuracy_trains_both_recipes_for_the_budget_and_tabulates_the_metrics(t
     assert [row[1].strip().split(" (")[0] for row in rows] == names
     assert all(int(row[2]) >= 20 and 0 <= float(row[8]) <= 1 for row in rows)  # steps; 5 cm 5 deg share
     assert all(0 <= float(v) <= 1 for row in rows for v in row[9].split(" / "))  # AR MSSD / AR MSPD
-    assert all(len(row[10].split(" / ")) == 2 for row in rows)  # the error on training images, beside
+    worst = [[float(v) for v in row[10].split(" / ")] for row in rows]  # cm p99 / max: the worst cases
+    assert all(p99 <= maximum for p99, maximum in worst) and all(int(row[11]) >= 0 for row in rows)  # withheld
+    assert all(len(row[12].split(" / ")) == 2 for row in rows)  # the error on training images, beside
     assert (tmp_path / "yaw" / "train" / ".cubepose-generate.json").exists()
 
 

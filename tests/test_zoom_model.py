@@ -9,9 +9,11 @@ import subprocess
 
 import numpy as np
 import pytest
+import requests
 import roma
 import torch
 from edflow.data.believers.meta import MetaDataset
+from serve_fixtures import start_serve
 from test_edflow_e2e import CONFIGS, _eval_dirs, _ok, edflow
 from test_keypoint_model import random_poses
 
@@ -21,7 +23,7 @@ from cubepose.errors import ConfigError
 from cubepose.evaluation.evaluator import Evaluation
 from cubepose.evaluation.outputs import EvalOutputs
 from cubepose.geometry.object import Box
-from cubepose.inference.predictor import as_json_record
+from cubepose.inference.predictor import PosePredictor, as_json_record
 from cubepose.losses import Criterion
 from cubepose.models import pose_network
 from cubepose.models.codecs.heatmaps import keypoint_targets
@@ -29,6 +31,7 @@ from cubepose.models.codecs.keypoints import keypoint_pixels, object_keypoints
 from cubepose.models.codecs.targets import keypoints_target
 from cubepose.models.codecs.zoom import LocatorMaps, locator_target, true_windows
 from cubepose.models.crop import crop_cameras, crop_windows, to_input_pixels
+from cubepose.serving.ros_node import PoseClient
 
 ZOOM_LOSSES = {"keypoints": {"type": "heatmap", "weight": 1.0}, "detection": {"type": "detection", "weight": 1.0}}
 ZOOM_CONFIGS = [*CONFIGS, str(REPO / "configs" / "ur3_cpu.yaml")]
@@ -193,3 +196,24 @@ def test_the_ur3_recipe_trains_evaluates_and_predicts_through_edflow(tiny_data, 
     assert refused.returncode == 2 and "cannot be exported yet" in refused.stderr and "Traceback" not in refused.stderr
     (pose,) = record["poses"]
     assert len(pose["translation"]) == 3 and pose["quaternion"][3] >= 0 and 0 <= pose["confidence"] <= 1
+
+
+def test_serve_says_a_pose_is_withheld_and_the_ros_node_refuses_to_pass_it_on(tmp_path):
+    """A zoom-in model that withholds every pose (depth_tolerance 1e-9): `cubepose serve` answers the pose with
+    found false and the reason, and the drop-in for Unity's service raises instead of handing the arm a pose."""
+    config = zoom_config(image_size=64, locate_size=32, crop_size=32, depth_tolerance=1e-9)
+    checkpoint = tmp_path / "zoom.ckpt"
+    PosePredictor(pose_network(config).eval(), config).save(checkpoint)
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    body = b"P6 64 48 255\n" + image.tobytes()
+    url, process = start_serve(BIN / "cubepose", checkpoint, tmp_path / "serve.log")
+    try:
+        client = PoseClient(url, (60.0, 60.0, 32.0, 24.0), timeout_s=60)
+        with pytest.raises(RuntimeError, match="withheld the pose"):
+            client.strongest_pose(body)
+        answer = requests.post(f"{url}/predict?fx=60&fy=60&cx=32&cy=24", data=body, timeout=60).json()
+        (pose,) = answer["poses"]
+        assert pose["found"] is False and pose["confidence"] == 0 and "do not act on this pose" in pose["reason"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

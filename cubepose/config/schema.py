@@ -109,6 +109,8 @@ SCHEMA: dict[str, Any] = {
             "shift_jitter": _opt(0.2, float, minimum=0.0),  # training crops: centre moved up to this x half side
             "scale_jitter": _opt(0.2, float, minimum=0.0),  # training crops: size scaled by up to exp(+-this)
             "depth_tolerance": _opt(0.25, float, positive=True),  # withhold a pose whose depth differs more
+            "max_reprojection_error": _opt(0.8, float, positive=True),  # crop pixels; withhold above
+            "min_confidence": _opt(0.6, float, minimum=0.0),  # mean keypoint score; withhold below
         },
     },
     "data": {

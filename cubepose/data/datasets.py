@@ -1,7 +1,8 @@
 """edflow dataset classes for the train, validation and test splits.
 
-edflow builds each as ``Cls(config=config)``. An example is a dict with ``image`` (float32
-HWC in [-1, 1]), ``translation`` (3,) metres, ``quaternion`` (4,) x, y, z, w and ``camera``
+edflow builds each as ``Cls(config=config)``. An example is a dict with ``image`` (uint8 HWC RGB at
+``network/image_size``: a quarter of float32's bytes through edflow's worker processes; the training step
+scales it to [-1, 1] on its device), ``translation`` (3,) metres, ``quaternion`` (4,) x, y, z, w and ``camera``
 (4,) fx, fy, cx, cy in pixels of the resized image (u = cx + fx x/z, v = cy - fy y/z). With
 ``data/max_instances`` M above 1 it adds every instance: ``translations`` (M, 3), ``quaternions``
 (M, 4) (empty slots hold a harmless pose) and ``instance_count``; ``translation`` and ``quaternion``
@@ -20,7 +21,7 @@ from edflow.data.dataset_mixin import DatasetMixin
 from cubepose.config import validate_config
 from cubepose.data.formats import read_dataset
 from cubepose.data.image_cache import cached_images
-from cubepose.data.images import load_image, to_network_range
+from cubepose.data.images import decode_resized
 from cubepose.data.pose_index import PoseIndex
 from cubepose.data.sources import local_root
 from cubepose.data.splits import fraction_split, sample_indices
@@ -142,9 +143,9 @@ class PoseDataset(DatasetMixin):
         return len(self.index)
 
     def get_example(self, i: int) -> dict[str, np.ndarray]:
-        image = to_network_range(self.images[i]) if self.images is not None else None
+        path = self.index.image_paths[i]
         example = {
-            "image": image if image is not None else load_image(self.index.image_paths[i], self.image_size),
+            "image": np.asarray(self.images[i]) if self.images is not None else decode_resized(path, self.image_size),
             "translation": self.labels["translation"][i],
             "quaternion": self.labels["quaternion"][i],
             "camera": self.labels["camera"][i],

@@ -1,6 +1,6 @@
-"""Opening, decoding and resizing images to the network's input: float32 HWC RGB in [-1, 1].
+"""Opening, decoding and resizing images to the network's input (uint8 HWC RGB), and the scaling to [-1, 1],
+edflow's image convention, that the training step and the predictor apply on their device.
 
-[-1, 1] is edflow's image convention, so its image logging shows inputs unchanged.
 Every image cubepose reads from a file goes through ``open_image``, the one place that turns
 PIL's decompression-bomb guard (an image whose header declares more pixels than
 ``PIL.Image.MAX_IMAGE_PIXELS``) into an error naming the file, its size and the fix.
@@ -60,11 +60,6 @@ def decode_resized(path: str, size: int) -> np.ndarray:
         raise DatasetError(f"cannot decode image {path}: {err}; re-export or remove this capture") from err
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-    """``decode_resized`` in the network's range: float32 HWC in [-1, 1]."""
-    return to_network_range(decode_resized(path, size))
-
-
 def to_network_range(image_uint8: np.ndarray) -> np.ndarray:
     """uint8 [0, 255] -> float32 [-1, 1]."""
     return image_uint8.astype(np.float32) / 127.5 - 1.0
@@ -74,6 +69,12 @@ def network_inputs(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float32 (B, 3, H, W) in [-1, 1]: ``to_network_range``'s arithmetic, on the
     tensor's device, so a batch can travel as uint8 (a quarter of the bytes) and be scaled there."""
     return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """Images as uint8 [0, 255]: uint8 ones as they are (a dataset's), float ones in [-1, 1] converted."""
+    image = np.asarray(image)
+    return image if image.dtype == np.uint8 else to_uint8(image)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

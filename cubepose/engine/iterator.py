@@ -27,7 +27,7 @@ from edflow.iterators.template_iterator import TemplateIterator
 from edflow.project_manager import ProjectManager
 
 from cubepose.config import validate_config
-from cubepose.data.images import to_network_range, to_uint8
+from cubepose.data.images import as_uint8, to_network_range
 from cubepose.engine.batches import seed_shuffling
 from cubepose.engine.errors import install_error_handler
 from cubepose.engine.hooks import CheckpointHook
@@ -66,7 +66,7 @@ def _pose_images(image: np.ndarray, camera: np.ndarray, outputs: EvalOutputs, bo
     true, predicted = outputs.drawn(shown)
     scale = max(1, LOG_POSE_SIZE // image.shape[1])
     canvas = pose_overlays(
-        to_uint8(image[shown]),
+        as_uint8(image[shown]),
         np.asarray(camera)[shown],
         true,
         predicted,
@@ -271,7 +271,7 @@ class Iterator(TemplateIterator):
             if not outputs.several:  # several instances are matched by the evaluation; here they are only drawn
                 t_pred, q_pred, t_true, q_true = outputs.one_per_image()
                 scalars.update(unity_dataset_metrics(t_pred, t_true, q_pred, q_true, self.box.symmetries))
-            images = {"inputs": np.asarray(image[:LOG_IMAGES])}
+            images = {"inputs": to_network_range(as_uint8(image[:LOG_IMAGES]))}  # edflow logs [-1, 1]
             if "camera" in kwargs:
                 images["poses"] = _pose_images(image, kwargs["camera"], outputs, self.box)
             return {"images": images, "scalars": scalars}

@@ -397,7 +397,9 @@ def instance_records(poses: dict[str, Any], index: int) -> list[dict[str, Any]]:
 def _withheld_reason(poses: dict[str, Any], index: int) -> str:
     """Why a one-instance model withheld image ``index``'s pose (``found`` 0): what a robot must not act on."""
     depth, solved = float(poses["depth_from_size"][index]), float(poses["translation"][index][2])
+    spread = float(poses["reprojection_error"][index])
     return (
-        f"withheld: the solved depth {solved:.3g} m disagrees with the {depth:.3g} m the object's apparent size "
-        "gives, or the object was not clearly found; do not act on this pose"
+        f"withheld: the solve cannot be right (depth {solved:.3g} m against the {depth:.3g} m the object's apparent "
+        f"size gives; keypoints {spread:.2g} crop px from the solved pose's projection; or the object or its "
+        "keypoints were not clearly found); do not act on this pose"
     )

@@ -100,9 +100,11 @@ class ZoomNet(nn.Module):
     def poses(self, outputs: dict[str, torch.Tensor], camera: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """As ``KeypointNet.poses`` for one instance, solved with each crop's camera (``keypoints`` in pixels of
         the input image), plus the plausibility check: ``depth_from_size`` (B,), the distance at which the object
-        would look as large as stage 1 saw it, and ``found`` (B,): 0 where the solve cannot be right (its depth
-        differs from that by more than ``zoom/depth_tolerance``, or stage 1's peak is below
-        ``network/keypoints/min_score``). A withheld pose keeps its numbers but gets confidence 0."""
+        would look as large as stage 1 saw it, and ``found`` (B,): 0 where the solve cannot be right. That is,
+        its depth differs from that by more than ``zoom/depth_tolerance``; its keypoints lie more than
+        ``zoom/max_reprojection_error`` crop pixels from its projection (they do not agree on one pose); their
+        mean score is below ``zoom/min_confidence``; or stage 1's peak is below ``network/keypoints/min_score``.
+        A withheld pose keeps its numbers but gets confidence 0."""
         if camera is None:
             raise ConfigError("a zoom-in model needs each image's camera to solve its pose; the data gave none")
         windows, camera = outputs["windows"], camera.to(outputs["windows"])
@@ -113,7 +115,8 @@ class ZoomNet(nn.Module):
         _, score, radius = decode_locator(locator_prediction(outputs), self.zoom["locate_stride"], scale)
         depth = camera[:, :2].amax(dim=-1) * self.radius / (radius * self.image_size)
         agrees = (poses["translation"][:, 2] / depth).log().abs() <= math.log1p(self.zoom["depth_tolerance"])
-        found = agrees & (score >= self.keypoint_net.min_score)
+        found = agrees & (score >= self.keypoint_net.min_score) & (poses["confidence"] >= self.zoom["min_confidence"])
+        found &= poses["reprojection_error"] <= self.zoom["max_reprojection_error"]
         poses["confidence"] = poses["confidence"] * found
         return {**poses, "depth_from_size": depth.float(), "found": found.float()}
 

@@ -120,7 +120,8 @@ class PoseClient:
             time.sleep(0.2)
 
     def strongest_pose(self, image: bytes) -> dict:
-        """The first (strongest) pose the service finds in the encoded image; RuntimeError says why not."""
+        """The first (strongest) pose the service finds in the encoded image; RuntimeError says why not (no cube,
+        or a pose the model withheld as implausible, which a robot must not act on)."""
         request = urllib.request.Request(
             f"{self.server}/predict{self.query}", data=image, headers={"Content-Type": "image/x-portable-anymap"}
         )
@@ -134,6 +135,8 @@ class PoseClient:
             raise RuntimeError(f"cubepose serve at {self.server} did not answer: {err}") from None
         if not poses:
             raise RuntimeError("cubepose found no cube in the image")
+        if poses[0].get("found") is False:  # a solve that cannot be right: the arm must not move to it
+            raise RuntimeError(f"cubepose withheld the pose ({poses[0].get('reason')})")
         return poses[0]
 
 
