@@ -10,6 +10,8 @@
 3. Loading through edflow's own batch iterator with the CPU config's ``n_data_processes``,
    decoding PNGs and from the image cache (``image_cache``), side by side with the training
    throughput of the CPU and GPU-recipe models.
+4. With ``--zoom-images N``: the same for the zoom-in recipe (configs/ur3_cpu.yaml, a 512 px input) on N
+   images of Unity's UR3 framing (650x400) and of a 640x480 camera, from the image cache.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from cubepose.config import load_config_files
 from cubepose.data import TrainDataset
 from cubepose.data.formats import read_dataset
 from cubepose.data.images import decode_resized
-from cubepose.synth.generate import GenerationOptions, generate_dataset
+from cubepose.synth.generate import (
+    GenerationOptions,
+    camera_option,
+    chosen_camera,
+    generate_dataset,
+    scene_options,
+)
 
 logger = logging.getLogger("data_speed")
 REAL_IMAGES = 32  # distinct rendered images the synthetic captures point to
@@ -122,6 +130,36 @@ def loading_rate(config: dict, batches: int) -> float:
         iterator.finalize()
 
 
+VGA_CAMERA = (640, 480, 554.3, 554.3, 320, 240)  # a 640x480 camera with a 60 deg vertical field of view
+
+
+def zoom_rows(work: Path, count: int, repeats: int, batches: int, train_steps: int) -> list[str]:
+    """Loading through edflow (image cache) against the training throughput of configs/ur3_cpu.yaml, for images
+    of Unity's UR3 framing and of a 640x480 camera, both with the ur3 preset's scene."""
+    zoom = load_config_files(
+        REPO / "configs" / "base.yaml", REPO / "configs" / "cpu.yaml", REPO / "configs" / "ur3_cpu.yaml"
+    )
+    zoom["data"]["cache_dir"] = str(work / "cache")
+    train = statistics.median(images_per_second(zoom, train_steps) for _ in range(repeats))
+    size = zoom["network"]["image_size"]
+    rows = ["| what | images/s (median) | ratio to zoom-in training |", "|---|---|---|"]
+    for name, given in (("650x400 (ur3 preset)", None), ("640x480", camera_option(VGA_CAMERA))):
+        camera, image_size = chosen_camera("ur3", given, None, None)
+        options = GenerationOptions(
+            count=count, seed=5, image_size=image_size, scene=scene_options("ur3", camera=camera)
+        )
+        zoom["data"]["train"]["root"] = str(generate_dataset(work / name.split()[0], options))
+        TrainDataset(zoom)  # builds the image cache
+        rate = statistics.median(loading_rate(zoom, batches) for _ in range(repeats))
+        processes = zoom["n_data_processes"]
+        rows.append(
+            f"| loading {name} -> {size} px, edflow batches, {processes} processes, image cache | {rate:.0f} | "
+        )
+        rows[-1] += f"{rate / train:.2f}x |"
+    rows.append(f"| training: configs/ur3_cpu.yaml (zoom-in, {size} px input) | {train:.0f} | 1.00 |")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captures", type=int, default=30000, help="captures to index (Unity's train set: 30000)")
@@ -130,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-steps", type=int, default=10, help="timed steps of the CPU config's model")
     parser.add_argument("--gpu-steps", type=int, default=2, help="timed steps of the GPU recipe's model (0: skip)")
     parser.add_argument("--decode-images", type=int, default=256, help="128 px images to decode (48 at 480 px)")
+    parser.add_argument("--zoom-images", type=int, default=0, help="UR3-framing and 640x480 images (0: skip)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
@@ -163,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.gpu_steps
             else None
         )
+        zoom = (
+            zoom_rows(work, args.zoom_images, args.repeats, args.batches, args.train_steps) if args.zoom_images else []
+        )
     processes = cpu["n_data_processes"]
     out += ["", "## Loading vs training (CPU)", ""]
     out += ["| what | images/s (median) | ratio to CPU training |", "|---|---|---|"]
@@ -176,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"indexing and caching the {args.decode_images} images once: {cache_seconds:.1f} s (workers' start included)",
     ]
+    if zoom:
+        out += ["", "## Loading vs training: the zoom-in recipe at 650x400 and 640x480 (CPU)", "", *zoom]
     configured = loading["image cache (cpu.yaml)"]
     verdict = "meets" if configured >= 3 * cpu_train else "MISSES"
     out += ["", f"loading as configured {verdict} the target of 3x the CPU config's training throughput"]

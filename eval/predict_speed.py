@@ -168,7 +168,7 @@ def overlay_tables(
     single = ab_pairs(single_runs, singles, warmup=20)
 
     network = config["network"]
-    kind = "keypoints" if network["type"] == "keypoints" else network["backbone"]
+    kind = {"keypoints": "keypoints", "zoom": "zoom-in"}.get(network["type"], network["backbone"])
     lines = [
         "",
         f"{overlay}: {kind} at {size} px; torch {torch.__version__}, "

@@ -28,13 +28,16 @@ def test_train_speed_prints_a_table_with_a_row_per_config():
 
 def test_data_speed_prints_indexing_decoding_and_loading_tables():
     args = ["--captures", "300", "--repeats", "1", "--batches", "2", "--train-steps", "1", "--gpu-steps", "0"]
-    args += ["--decode-images", "10"]
+    args += ["--decode-images", "10", "--zoom-images", "8"]
     stdout = run_script("data_speed.py", *args)
     rows = {line.split("|")[1].strip(): line for line in stdout.splitlines() if line.startswith("| ")}
     assert "| 300 |" in rows["legacy"] and "| 300 |" in rows["solo"]  # every synthesised capture indexed
     assert float(rows["128 px (make demo)"].split("|")[3]) > 0
     assert sum(key.startswith("loading 128 -> 64 px, edflow batches, 2 processes") for key in rows) == 2
     assert "the target of 3x the CPU config's training throughput" in stdout
+    for source in ("650x400 (ur3 preset)", "640x480"):  # the zoom-in recipe's sources, from the image cache
+        assert float(rows[f"loading {source} -> 512 px, edflow batches, 2 processes, image cache"].split("|")[2]) > 0
+    assert float(rows["training: configs/ur3_cpu.yaml (zoom-in, 512 px input)"].split("|")[2]) > 0
 
 
 def test_generate_speed_prints_rows_per_layout_and_workers():
