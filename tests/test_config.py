@@ -133,8 +133,8 @@ def test_numbers_given_as_strings_on_the_command_line_are_accepted():
 def test_unknown_loss_type_and_backbone_list_the_known_names():
     with pytest.raises(
         ConfigError,
-        match=r"losses/orientation/type: unknown loss 'msee'; known: add, detection, displacement, geodesic, heatmap, l1, mse, "
-        "sign_invariant, smooth_l1",
+        match=r"losses/orientation/type: unknown loss 'msee'; known: add, detection, displacement, geodesic, heatmap, "
+        "l1, mse, sign_invariant, smooth_l1",
     ):
         validate_config({"losses": {"orientation": {"type": "msee"}}})
     with pytest.raises(

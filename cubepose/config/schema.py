@@ -106,6 +106,7 @@ SCHEMA: dict[str, Any] = {
             "locate_stride": _opt(4, int, choices=(2, 4, 8)),  # input pixels per cell of stage 1's maps
             "crop_size": _opt(64, int, minimum=32),  # side of the crop stage 2 sees (network/keypoints/stride)
             "margin": _opt(1.5, float, minimum=0.5),  # crop half side = margin x the object's apparent radius
+            "candidates": _opt(2, int, minimum=1),  # stage 1's strongest peaks cropped; stage 2 keeps the clearest
             "shift_jitter": _opt(0.2, float, minimum=0.0),  # training crops: centre moved up to this x half side
             "scale_jitter": _opt(0.2, float, minimum=0.0),  # training crops: size scaled by up to exp(+-this)
             "depth_tolerance": _opt(0.25, float, positive=True),  # withhold a pose whose depth differs more

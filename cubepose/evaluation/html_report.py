@@ -117,8 +117,10 @@ def _ranked_images(evaluated: Evaluation) -> tuple[np.ndarray, dict[int, str]]:
         rank = errors["add_cm"]
         ranked = np.flatnonzero(np.isfinite(rank))
         order = ranked[np.argsort(rank[ranked], kind="stable")]
+        withheld = ~evaluated.outputs.found[:, 0]
         captions = {
             int(i): f"#{i}: {errors['translation_error_cm'][i]:.1f} cm, {errors['rotation_error_deg'][i]:.1f} deg"
+            + (" (withheld)" if withheld[i] else "")
             for i in order
         }
         return order, captions
@@ -156,6 +158,17 @@ def _non_finite_note(count: int, total: int) -> str:
     )
 
 
+def _withheld_note(count: int, total: int) -> str:
+    """The paragraph saying how many poses the model withheld as implausible (empty if none)."""
+    if not count:
+        return ""
+    return (
+        f"<p class='warning'>{count} of {total} poses were withheld by the model as implausible (found: false): "
+        "they count as misses in the accuracies and are left out of the error averages; the galleries show them "
+        "marked (<code>withheld_predictions</code> in metrics.json).</p>"
+    )
+
+
 def _symmetry_note(box: Box) -> str:
     """The paragraph saying that errors are modulo the object's symmetries (empty without any)."""
     count = len(box.symmetries)
@@ -184,6 +197,7 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
         f"<h1>cubepose evaluation: {html.escape(str(root))}</h1>",
         f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
         _non_finite_note(int(evaluated.pose["non_finite_predictions"]), len(rank)),
+        _withheld_note(int(evaluated.pose.get("withheld_predictions", 0)), len(rank)),
         _symmetry_note(evaluated.box),
         *(f'<img class="plot" src="{figure}">' for figure in _figures(errors)),
     ]

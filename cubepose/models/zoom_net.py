@@ -79,17 +79,29 @@ class ZoomNet(nn.Module):
         size = self.zoom["locate_size"]
         view = images if images.shape[-1] == size else F.interpolate(images, size=(size, size), mode="area")
         outputs = self.locator(view)
-        if windows is None:
-            windows = self.detected_windows(locator_prediction(outputs))
-        windows = windows.detach()  # each stage has its own loss; the crop does not steer stage 1
-        crops = crop_windows(images, windows.to(images.dtype), self.zoom["crop_size"])
-        return {**outputs, **self.keypoint_net(crops), "windows": windows.float()}
+        if windows is not None:
+            windows = windows.detach()  # each stage has its own loss; the crop does not steer stage 1
+            return {**outputs, **self.cropped_keypoints(images, windows), "windows": windows.float()}
+        candidates = self.detected_windows(locator_prediction(outputs))  # (B, C, 3)
+        count = candidates.shape[1]
+        found = self.cropped_keypoints(images.repeat_interleave(count, dim=0), candidates.flatten(0, 1))
+        # of stage 1's candidates, the crop whose keypoints stage 2 finds most clearly (not a look-alike box)
+        clarity = found["heatmaps"].flatten(2).amax(dim=-1).mean(dim=-1).reshape(-1, count)
+        chosen = clarity.argmax(dim=1) + count * torch.arange(len(images), device=images.device)
+        best = {key: value[chosen] for key, value in found.items()}
+        return {**outputs, **best, "windows": candidates.flatten(0, 1)[chosen].float()}
+
+    def cropped_keypoints(self, images: torch.Tensor, windows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stage 2's maps on the crops of ``images`` (B, 3, S, S) at ``windows`` (B, 3)."""
+        return self.keypoint_net(crop_windows(images, windows.to(images.dtype), self.zoom["crop_size"]))
 
     def detected_windows(self, maps: LocatorMaps) -> torch.Tensor:
-        """The windows (B, 3) around the centre stage 1 finds, ``zoom/margin`` times its apparent radius."""
+        """The windows (B, C, 3) around the ``zoom/candidates`` strongest centres stage 1 finds, ``zoom/margin``
+        times their apparent radius, strongest first."""
         scale = self.image_size / self.zoom["locate_size"]
-        centre, _, radius = decode_locator(maps, self.zoom["locate_stride"], scale)
-        return windows_at(centre, self.zoom["margin"] * radius * self.image_size, self.image_size)
+        centres, _, radii = decode_locator(maps, self.zoom["locate_stride"], scale, self.zoom["candidates"])
+        half_sides = self.zoom["margin"] * radii * self.image_size
+        return windows_at(centres.flatten(0, 1), half_sides.flatten(), self.image_size).unflatten(0, radii.shape)
 
     def teacher_windows(self, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training windows (B, 3): the true window around each object, jittered by ``zoom/shift_jitter`` of its
@@ -104,6 +116,7 @@ class ZoomNet(nn.Module):
         its depth differs from that by more than ``zoom/depth_tolerance``; its keypoints lie more than
         ``zoom/max_reprojection_error`` crop pixels from its projection (they do not agree on one pose); their
         mean score is below ``zoom/min_confidence``; or stage 1's peak is below ``network/keypoints/min_score``.
+        The apparent size is the one the crop frames (stage 1's, for the windows it found).
         A withheld pose keeps its numbers but gets confidence 0."""
         if camera is None:
             raise ConfigError("a zoom-in model needs each image's camera to solve its pose; the data gave none")
@@ -111,14 +124,22 @@ class ZoomNet(nn.Module):
         cameras = crop_cameras(camera, windows, self.image_size, self.zoom["crop_size"])
         poses = self.keypoint_net.poses(outputs, cameras)
         poses["keypoints"] = to_input_pixels(poses["keypoints"], windows, self.image_size, self.zoom["crop_size"])
-        scale = self.image_size / self.zoom["locate_size"]
-        _, score, radius = decode_locator(locator_prediction(outputs), self.zoom["locate_stride"], scale)
-        depth = camera[:, :2].amax(dim=-1) * self.radius / (radius * self.image_size)
+        score = self.located_score(outputs["locator_heatmap"], windows)
+        radius = windows[:, 2].exp() * self.image_size / (2 * self.zoom["margin"])  # pixels, as the crop frames it
+        depth = camera[:, :2].amax(dim=-1) * self.radius / radius
         agrees = (poses["translation"][:, 2] / depth).log().abs() <= math.log1p(self.zoom["depth_tolerance"])
         found = agrees & (score >= self.keypoint_net.min_score) & (poses["confidence"] >= self.zoom["min_confidence"])
         found &= poses["reprojection_error"] <= self.zoom["max_reprojection_error"]
         poses["confidence"] = poses["confidence"] * found
         return {**poses, "depth_from_size": depth.float(), "found": found.float()}
+
+    @staticmethod
+    def located_score(heatmap: torch.Tensor, windows: torch.Tensor) -> torch.Tensor:
+        """Stage 1's heatmap (B, 1, H, W) at the cell each crop window (B, 3) is centred on (B,): the score of
+        the candidate stage 2 kept."""
+        grid = heatmap.shape[-1]
+        column, row = ((windows[:, :2] + 1) / 2 * grid).long().clamp(0, grid - 1).unbind(-1)
+        return heatmap.flatten(1).gather(1, (row * grid + column)[:, None])[:, 0].float()
 
     def pose_shapes(self) -> dict[str, tuple[int, ...]]:
         """The per-image shape of each output of ``poses``."""

@@ -145,6 +145,21 @@ def _local_maxima(maps: torch.Tensor) -> torch.Tensor:
     return (maps == F.max_pool2d(maps, 3, 1, 1)) & (maps > earlier)
 
 
+def strongest_peaks(maps: torch.Tensor, count: int) -> torch.Tensor:
+    """The cells (B, count) of the ``count`` strongest local maxima of ``maps`` (B, 1, H, W), strongest first
+    (``_local_maxima``; the global maximum is the first). With fewer maxima the rest are the weakest cells."""
+    peaks = torch.where(_local_maxima(maps), maps, torch.full_like(maps, float("-inf")))
+    return peaks.flatten(1).topk(count, dim=1).indices
+
+
+def decode_at(heatmaps: torch.Tensor, offsets: torch.Tensor, cells: torch.Tensor, stride: int) -> torch.Tensor:
+    """The point (B, C, 2) in input pixels at each of the cells (B, C) of one heatmap (B, 1, H, W) and its offsets
+    (B, 1, 2, H, W), refined by offset votes (``_vote``): several candidates of one keypoint."""
+    count = cells.shape[1]
+    repeated = heatmaps.repeat_interleave(count, dim=0), offsets.repeat_interleave(count, dim=0)
+    return _vote(*repeated, cells.reshape(-1, 1), stride).reshape(-1, count, 2)
+
+
 def decode_instances(
     heatmaps: torch.Tensor, offsets: torch.Tensor, displacements: torch.Tensor, stride: int, count: int
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ import torch
 from cubepose.errors import ConfigError
 from cubepose.geometry.object import Box
 from cubepose.geometry.projection import pinhole_pixels
-from cubepose.models.codecs.heatmaps import decode_keypoints, keypoint_targets
+from cubepose.models.codecs.heatmaps import decode_at, keypoint_targets, strongest_peaks
 from cubepose.models.crop import MIN_DEPTH, windows_at
 
 Targets = dict[str, torch.Tensor]
@@ -82,10 +82,14 @@ def locator_prediction(outputs: dict[str, torch.Tensor]) -> LocatorMaps:
     return LocatorMaps(outputs["locator_heatmap"], outputs["locator_offsets"], outputs["locator_size"])
 
 
-def decode_locator(maps: LocatorMaps, stride: int, scale: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The object's centre (B, 2) in input pixels (``scale`` input pixels per grid-image pixel), its peak score
-    (B,) and its apparent radius (B,) as a share of the input side, read at the peak cell."""
-    pixels, scores = decode_keypoints(maps.heatmap, maps.offsets, stride)
-    cell = maps.heatmap.flatten(1).argmax(dim=1, keepdim=True)
-    size = maps.size.flatten(1).gather(1, cell)[:, 0].float()
-    return pixels[:, 0] * scale, scores[:, 0], size.exp()
+def decode_locator(
+    maps: LocatorMaps, stride: int, scale: float, count: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``count`` strongest candidates for the object's centre (B, C, 2) in input pixels (``scale`` input
+    pixels per grid-image pixel), strongest first, their peak scores (B, C) and apparent radii (B, C) as a share
+    of the input side, read at each peak's cell."""
+    cells = strongest_peaks(maps.heatmap, count)
+    centres = decode_at(maps.heatmap, maps.offsets, cells, stride) * scale
+    scores = maps.heatmap.flatten(1).gather(1, cells).float()
+    sizes = maps.size.flatten(1).gather(1, cells).float()
+    return centres, scores, sizes.exp()
