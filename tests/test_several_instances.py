@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from edflow.data.believers.meta import MetaDataset
-from test_edflow_e2e import _eval_dirs, _ok, edflow
+from test_edflow_e2e import CONFIGS, _eval_dirs, _ok, edflow
 from test_keypoint_model import KEYPOINT_CONFIGS
 
 from conftest import BIN, REPO
@@ -31,6 +31,13 @@ from cubepose.inference.predictor import PosePredictor
 from cubepose.losses import Criterion
 from cubepose.models import pose_network
 from cubepose.models.codecs.heatmaps import DisplacementTargets
+from cubepose.models.codecs.zoom import (
+    LocatorMaps,
+    apparent_centre_and_radius,
+    decode_locator,
+    locator_target,
+    true_windows,
+)
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 
 SEVERAL_LOSSES = {"keypoints": {"type": "heatmap"}, "displacements": {"type": "displacement"}}
@@ -200,7 +207,7 @@ def test_only_a_keypoint_model_with_displacements_takes_several_instances(settin
     with pytest.raises(ConfigError, match=message):
         pose_network(validate_config(config))
     single = {"network": {"type": "keypoints", "image_size": 64}, "losses": SEVERAL_LOSSES}
-    with pytest.raises(ConfigError, match="losses/displacements trains the several-instance head"):
+    with pytest.raises(ConfigError, match="losses/displacements trains the keypoint network.s several-instance head"):
         pose_network(validate_config(single))
 
 
@@ -292,3 +299,90 @@ def test_matching_pairs_the_most_confident_first_and_scores_recall_precision_and
     assert metrics["recall_add"] == 2 / 4 and metrics["precision_add"] == 2 / 6  # ADD below 1.73 cm
     assert metrics["ap_5cm_5deg"] == pytest.approx(0.6875) and metrics["ap_add"] == pytest.approx(0.375)
     assert np.isnan(average_precision(np.array([]), np.array([], bool), 0))  # no true instance: undefined
+
+
+def zoom_several_config(**zoom) -> dict:
+    network = {"type": "zoom", "image_size": 128, "zoom": {"locate_size": 64, "crop_size": 64, **zoom}}
+    losses = {"keypoints": {"type": "heatmap"}, "detection": {"type": "detection"}}
+    return validate_config({"network": network, "losses": losses, "data": {"max_instances": 3}})
+
+
+def test_the_zoom_in_models_stage_1_finds_every_instance_and_each_crop_learns_the_one_it_is_centred_on():
+    """Perfect stage-1 maps of several instances cost nothing and decode to every centre and size; stage 2's
+    targets on a crop are those of the instance the crop is centred on alone, as a one-instance image's."""
+    config = zoom_several_config()
+    criterion = Criterion.from_config(config)
+    targets = placed_instances()
+    located = locator_target(config["network"])(targets)
+    maps = LocatorMaps(located.heatmap, located.offsets, located.size[:, None])
+    stage_1 = {"locator_heatmap": maps.heatmap, "locator_offsets": maps.offsets, "locator_size": maps.size}
+    detection = next(term for term in criterion.terms if term.name == "detection")
+    assert detection.loss(detection.prediction(stage_1), detection.target(targets)).abs().max() < 1e-6
+    centres, scores, radii = decode_locator(maps, 4, 128 / 64, count=3)
+    counts = targets["instance_count"]
+    true_centres, true_radii = apparent_centre_and_radius(
+        targets["translations"].flatten(0, 1), targets["camera"].repeat_interleave(3, dim=0), Box().radius
+    )
+    for image, count in enumerate(counts.tolist()):
+        assert (scores[image] > 0.5).sum() == count  # one strong peak per instance, none without
+        for slot in range(count):
+            truth = true_centres.unflatten(0, (4, 3))[image, slot]
+            nearest = (centres[image] - truth).norm(dim=-1).argmin()
+            torch.testing.assert_close(centres[image, nearest], truth, atol=0.05, rtol=0)
+            torch.testing.assert_close(radii[image, nearest] * 128, true_radii.unflatten(0, (4, 3))[image, slot])
+    # a crop near instance 1 of image 0 (as stage 1 errs) is trained on that instance alone
+    windows = true_windows(
+        {"translation": targets["translations"][:, 1], "camera": targets["camera"]}, {"margin": 1.5}, 128, Box().radius
+    )
+    windows = windows + torch.tensor([0.02, -0.01, 0.05])
+    keypoints = next(term for term in criterion.terms if term.name == "keypoints").target
+    several = keypoints({**targets, "windows": windows})
+    alone = {"translation": targets["translations"][:, 1], "quaternion": targets["quaternions"][:, 1]}
+    single = keypoints({**alone, "camera": targets["camera"], "windows": windows})
+    torch.testing.assert_close(several.heatmaps[0], single.heatmaps[0])
+    torch.testing.assert_close(
+        several.offsets[0] * several.mask[0, :, None], single.offsets[0] * single.mask[0, :, None]
+    )
+    assert several.heatmaps[2].max() == 0  # the image of none: nothing to find on its crop
+
+
+def test_the_zoom_in_model_finds_several_instances_through_edflow_predict_and_export(several_data, tmp_path):
+    """zoom_cpu.yaml with --data/max_instances 3 through the real edflow: every slot is a crop at one of stage 1's
+    centres, evaluated with the detection metrics; `cubepose predict` lists the slots found and the export
+    returns them with a slot axis."""
+    sizes = ["--network/image_size", "48", "--network/zoom/locate_size", "32", "--network/zoom/crop_size", "32"]
+    several = [*sizes, "--data/max_instances", "3"]
+    configs = [*CONFIGS, str(REPO / "configs" / "zoom_cpu.yaml")]
+    _ok(edflow(["-n", "zoomed", "-b", *configs, "-t", "--num_steps", "4", *several], tmp_path, several_data))
+    (run,) = (tmp_path / "logs").glob("*_zoomed")
+    outputs = _eval_dirs(run)[-1]
+    labels = MetaDataset(str(outputs)).labels
+    assert labels["translations_pred"].shape == (8, 3, 3) and labels["found_pred"].shape == (8, 3)
+    metrics = json.loads((outputs.parent / "metrics.json").read_text())
+    assert metrics["instances"] == labels["instance_count"].astype(int).sum() and "recall_5cm_5deg" in metrics
+    predictor = PosePredictor.load(run / "train" / "checkpoints" / "model-4.ckpt")
+    accept_all = {"depth_tolerance": 1e9, "max_reprojection_error": 1e9, "min_confidence": 0.0}
+    predictor.model.zoom.update(accept_all)
+    predictor.config["network"]["zoom"].update(accept_all)
+    predictor.config["network"]["keypoints"]["min_score"] = predictor.model.keypoint_net.min_score = -1e9
+    checkpoint = tmp_path / "every-slot.ckpt"
+    predictor.save(checkpoint)
+    images = sorted(str(p) for p in Path(several_data["test"]).glob("sequence.*/step0.camera.png"))[:3]
+    predict = [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), *images]
+    records = [
+        json.loads(line) for line in _ok(subprocess.run(predict, capture_output=True, text=True)).stdout.splitlines()
+    ]
+    poses = PosePredictor.load(checkpoint).predict(images)
+    for record, translations in zip(records, poses["translation"], strict=True):
+        assert len(record["poses"]) == 3  # every slot passes the check that accepts all
+        np.testing.assert_allclose([p["translation"] for p in record["poses"]], translations, atol=1e-4)
+    out = export_model(PosePredictor.load(checkpoint), tmp_path / "zoomed.pt", "torchscript")
+    note = json.loads((tmp_path / "zoomed.pt.json").read_text())
+    assert "strongest centres" in note["instances"] and note["outputs"]["radius"].startswith("(N, P)")
+    prepared = np.stack([predictor.prepare_item(image) for image in images])
+    with torch.no_grad():
+        keypoints, scores, radius, located = torch.jit.load(str(out))(
+            torch.from_numpy(prepared).permute(0, 3, 1, 2) / 127.5 - 1
+        )
+    assert keypoints.shape == (3, 3, 9, 2) and radius.shape == located.shape == (3, 3)
+    np.testing.assert_allclose(keypoints.numpy(), poses["keypoints"], atol=1e-3)

@@ -8,6 +8,7 @@ import math
 import subprocess
 
 import numpy as np
+import onnxruntime
 import pytest
 import requests
 import roma
@@ -23,6 +24,7 @@ from cubepose.errors import ConfigError
 from cubepose.evaluation.evaluator import Evaluation
 from cubepose.evaluation.outputs import EvalOutputs
 from cubepose.geometry.object import Box
+from cubepose.inference.export import export_model
 from cubepose.inference.predictor import PosePredictor, as_json_record
 from cubepose.losses import Criterion
 from cubepose.models import pose_network
@@ -103,7 +105,7 @@ def test_perfect_maps_find_the_object_and_solve_to_the_true_pose():
 def perfect_outputs(config: dict, network, targets: dict) -> dict:
     """What a perfect zoom-in model outputs for ``targets``: stage 1's targets and stage 2's on the true crop."""
     located = locator_target(config["network"])(targets)
-    maps = LocatorMaps(located.heatmap, located.offsets, located.size[:, None, None, None].expand_as(located.heatmap))
+    maps = LocatorMaps(located.heatmap, located.offsets, located.size[:, None])
     windows = network.detected_windows(maps)[:, 0]  # the strongest candidate
     crop_targets = keypoints_target(config["network"])({**targets, "windows": windows})
     outputs = {"locator_heatmap": maps.heatmap, "locator_offsets": maps.offsets, "locator_size": maps.size}
@@ -150,7 +152,7 @@ def test_stage_1_offers_its_strongest_peaks_strongest_first_each_with_its_own_pl
     heatmap = torch.maximum(located.heatmap[0], 0.6 * located.heatmap[1])[None]
     nearer = located.heatmap[1] * 0.6 > located.heatmap[0]  # cells that belong to the weaker object
     offsets = torch.where(nearer[:, None], located.offsets[1], located.offsets[0])[None]
-    size = torch.where(nearer, located.size[1], located.size[0])[None]
+    size = torch.where(nearer, located.size[1, None], located.size[0, None])[None]
     centres, scores, radii = decode_locator(LocatorMaps(heatmap, offsets, size), 4, 256 / 64, count=2)
     true_centres, true_radii = apparent_centre_and_radius(targets["translation"], targets["camera"], Box().radius)
     torch.testing.assert_close(centres[0], true_centres, atol=0.05, rtol=0)
@@ -167,8 +169,9 @@ def test_the_zoom_models_config_rules_name_the_fix():
         zoom_config(crop_size=40)
     with pytest.raises(ConfigError, match="locate_size 512 is larger than network/image_size 256"):
         zoom_config(locate_size=512)
-    with pytest.raises(ConfigError, match="one instance per image"):
-        validate_config({"network": {"type": "zoom"}, "losses": ZOOM_LOSSES, "data": {"max_instances": 3}})
+    with pytest.raises(ConfigError, match="use it with network/type keypoints"):  # each crop holds one instance
+        several = {**ZOOM_LOSSES, "displacements": {"type": "displacement"}}
+        validate_config({"network": {"type": "zoom"}, "losses": several, "data": {"max_instances": 3}})
     with pytest.raises(ConfigError, match="losses/detection trains the zoom-in model"):
         validate_config({"losses": {**ZOOM_LOSSES}, "network": {"type": "keypoints"}})
 
@@ -218,13 +221,23 @@ def test_the_ur3_recipe_trains_evaluates_and_predicts_through_edflow(tiny_data, 
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
-    refused = subprocess.run(
-        [str(BIN / "cubepose"), "export", "--checkpoint", str(checkpoint), "--format", "onnx", str(tmp_path / "m")],
+    exported = subprocess.run(
+        [
+            str(BIN / "cubepose"),
+            "export",
+            "--checkpoint",
+            str(checkpoint),
+            "--format",
+            "torchscript",
+            str(tmp_path / "m"),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert refused.returncode == 2 and "cannot be exported yet" in refused.stderr and "Traceback" not in refused.stderr
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    note = json.loads((tmp_path / "m.json").read_text())
+    assert list(note["outputs"]) == ["keypoints", "scores", "radius", "located"] and "found" in note
     (pose,) = record["poses"]
     assert len(pose["translation"]) == 3 and pose["quaternion"][3] >= 0 and 0 <= pose["confidence"] <= 1
 
@@ -248,3 +261,39 @@ def test_serve_says_a_pose_is_withheld_and_the_ros_node_refuses_to_pass_it_on(tm
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_an_export_holds_both_stages_and_its_note_gives_the_predictors_pose_and_verdict(fmt, tmp_path):
+    """The exported graph (stage 1, the crop, stage 2, decoding) returns the keypoints the predictor solves with,
+    in the input's pixels, for a batch of another size than traced; the note's check on them (depth against the
+    apparent radius, reprojection error scaled to crop pixels, scores) reproduces the predictor's ``found``."""
+    config = zoom_config(image_size=64, locate_size=32, crop_size=32, candidates=2, depth_tolerance=0.5)
+    predictor = PosePredictor(pose_network(config).eval(), config, "cpu")
+    out = export_model(predictor, tmp_path / f"zoom.{fmt}", fmt)
+    note = json.loads(out.with_name(out.name + ".json").read_text())
+    images = np.random.default_rng(2).integers(0, 256, (5, 64, 64, 3), dtype=np.uint8)
+    inputs = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if fmt == "torchscript":
+        with torch.no_grad():
+            keypoints, scores, radius, located = (t.numpy() for t in torch.jit.load(str(out))(inputs))
+    else:
+        session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        keypoints, scores, radius, located = session.run(list(note["outputs"]), {"images": inputs.numpy()})
+    camera = np.array([[70.0, 60.0, 30.0, 35.0]], np.float32).repeat(5, 0)
+    expected = predictor.predict_batch(images, camera)
+    np.testing.assert_allclose(keypoints, expected["keypoints"], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(scores, expected["scores"], atol=1e-5, rtol=0)
+    # the note's check, on the predictor's pose and the exported outputs
+    limits, camera = note["thresholds"], torch.from_numpy(camera)
+    depth = camera[:, :2].amax(dim=1).numpy() * note["object_radius"] / radius
+    points = torch.tensor(note["object_points"])
+    projected = keypoint_pixels(
+        points, torch.from_numpy(expected["translation"]), torch.from_numpy(expected["quaternion"]), camera
+    )
+    error = np.linalg.norm(projected.numpy() - keypoints, axis=-1).mean(-1) * 32 / (2 * 1.5 * radius)
+    np.testing.assert_allclose(error, expected["reprojection_error"], rtol=1e-3, atol=1e-3)
+    found = np.abs(np.log(expected["translation"][:, 2] / depth)) <= np.log1p(limits["depth_tolerance"])
+    found &= (error <= limits["max_reprojection_error"]) & (located >= limits["min_score"])
+    found &= np.clip(scores, 0, 1).mean(-1) >= limits["min_confidence"]
+    np.testing.assert_array_equal(found, expected["found"].astype(bool))

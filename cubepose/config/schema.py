@@ -119,7 +119,7 @@ SCHEMA: dict[str, Any] = {
         "label_name": _opt(None, str, nullable=True),
         "obj_id": _opt(None, int, nullable=True),  # BOP: the object's obj_id (null: the only one)
         "instance_id": _opt(None, int, nullable=True),
-        "max_instances": _opt(1, int, minimum=1),  # above 1: every instance (up to it), for a keypoint model
+        "max_instances": _opt(1, int, minimum=1),  # above 1: every instance (up to it), for a keypoint or zoom-in model
         "camera": {
             "vertical_fov": _opt(60.0, float, minimum=1.0),
             **{key: _opt(None, float, nullable=True, minimum=0.0) for key in ("fx", "fy", "cx", "cy")},

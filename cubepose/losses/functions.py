@@ -143,5 +143,5 @@ def detection(prediction: LocatorMaps, target: LocatorTargets) -> torch.Tensor:
     mask = target.mask[:, 0]  # (B, H, W)
     cells = mask.sum(dim=(1, 2)).clamp_min(1)
     offsets = ((prediction.offsets[:, 0] - target.offsets[:, 0]).abs().sum(dim=1) * mask).sum(dim=(1, 2)) / cells
-    size = ((prediction.size[:, 0] - target.size[:, None, None]).abs() * mask).sum(dim=(1, 2)) / cells
+    size = ((prediction.size[:, 0] - target.size).abs() * mask).sum(dim=(1, 2)) / cells
     return heat + offsets + size

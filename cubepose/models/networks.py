@@ -36,23 +36,26 @@ def pose_network(config: dict) -> nn.Module:
 @component_check
 def check_network_type(config: dict, errors: list[str]) -> None:
     """``network/type`` exists, and its losses are ones it can be trained with: a keypoint network predicts
-    keypoints (``losses/keypoints``), not a pose, so the pose losses cannot apply to it, nor the reverse; only a
-    keypoint network finds several instances (``data/max_instances``), and then learns ``losses/displacements``."""
+    keypoints (``losses/keypoints``), not a pose, so the pose losses cannot apply to it, nor the reverse; only the
+    keypoint networks find several instances (``data/max_instances``): the plain one learns ``losses/displacements``
+    for it, the zoom-in one crops every instance stage 1 finds."""
     network, losses = config["network"], config["losses"]
     kind, several = network["type"], config["data"]["max_instances"] > 1
-    if several and kind != "keypoints":
+    if several and kind not in ("keypoints", "zoom"):
         errors.append(
             f"data/max_instances {config['data']['max_instances']}: network/type {kind} predicts one pose per image; "
-            "set network/type keypoints (with losses/displacements) to find every instance, or data/max_instances 1"
+            "set network/type keypoints (with losses/displacements) or zoom to find every instance, or "
+            "data/max_instances 1"
         )
     if several and kind == "keypoints" and "displacements" not in losses:
         errors.append(
             f"data/max_instances {config['data']['max_instances']} needs losses/displacements (e.g. {{type: "
             "displacement, weight: 1.0}}), which teaches the network which corners belong to which centre"
         )
-    if not several and "displacements" in losses:
+    if "displacements" in losses and (not several or kind != "keypoints"):
         errors.append(
-            "losses/displacements trains the several-instance head; set data/max_instances above 1, or drop it"
+            "losses/displacements trains the keypoint network's several-instance head; use it with network/type "
+            "keypoints and data/max_instances above 1, or drop it"
         )
     if kind not in NETWORKS:
         errors.append(f"network/type: unknown {NETWORKS.kind} {kind!r}; known: {', '.join(NETWORKS.names())}")
@@ -82,21 +85,16 @@ def check_network_type(config: dict, errors: list[str]) -> None:
     elif "keypoints" in losses:
         errors.append("losses/keypoints trains a keypoint network; set network/type: keypoints, or drop the loss")
     if kind == "zoom":
-        _check_zoom(network, config["data"]["max_instances"], errors)
+        _check_zoom(network, errors)
     elif "detection" in losses:
         errors.append("losses/detection trains the zoom-in model's stage 1; set network/type: zoom, or drop the loss")
 
 
-def _check_zoom(network: dict, max_instances: int, errors: list[str]) -> None:
-    """The zoom-in model: stage 1 sees at most the whole input, and (for now) one instance per image."""
+def _check_zoom(network: dict, errors: list[str]) -> None:
+    """The zoom-in model: stage 1 sees at most the whole input."""
     zoom = network["zoom"]
     if zoom["locate_size"] > network["image_size"]:
         errors.append(
             f"network/zoom/locate_size {zoom['locate_size']} is larger than network/image_size "
             f"{network['image_size']}; stage 1 sees the input downscaled, so set it at most the input size"
-        )
-    if max_instances > 1:
-        errors.append(
-            f"data/max_instances {max_instances}: network/type zoom finds one instance per image so far; use "
-            "network/type keypoints (configs/several.yaml) for several"
         )

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import NoReturn
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cubepose.errors import ConfigError, CubeposeError
+from cubepose.errors import ConfigError
 from cubepose.geometry.object import Box
 from cubepose.models.codecs.zoom import LocatorMaps, decode_locator, jittered, locator_prediction, true_windows
 from cubepose.models.crop import crop_cameras, crop_windows, to_input_pixels, windows_at
+from cubepose.models.export_spec import ExportedOutputs, ExportSpec
 from cubepose.models.heatmap_trunk import DECODER_WIDTH, HeatmapTrunk
+from cubepose.models.keypoint_export import keypoint_contract, zoom_contract, zoom_outputs
 from cubepose.models.keypoint_net import KeypointNet
 
 STAGE_2_SEED_OFFSET = 1  # stage 2's initial weights are drawn from seed + 1, not a copy of stage 1's trunk
@@ -70,36 +71,52 @@ class ZoomNet(nn.Module):
             self.locator = Locator(zoom["locate_stride"])
         crop_config = copy.deepcopy(config)
         crop_config["network"]["image_size"] = zoom["crop_size"]
+        crop_config["data"]["max_instances"] = 1  # a crop holds the one instance it is centred on
         crop_config["seed"] = config["seed"] + STAGE_2_SEED_OFFSET
         self.keypoint_net = KeypointNet(crop_config)
+        self.max_instances = config["data"]["max_instances"]  # above 1: a crop at each of stage 1's strongest centres
 
     def forward(self, images: torch.Tensor, windows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Stage 1 on the downscaled images, then stage 2 on crops at ``windows`` (B, 3) (cubepose.models.crop);
-        None: where stage 1 finds the object."""
+        None: where stage 1 finds the object (``instance_crops`` for several instances)."""
         size = self.zoom["locate_size"]
         view = images if images.shape[-1] == size else F.interpolate(images, size=(size, size), mode="area")
         outputs = self.locator(view)
         if windows is not None:
             windows = windows.detach()  # each stage has its own loss; the crop does not steer stage 1
             return {**outputs, **self.cropped_keypoints(images, windows), "windows": windows.float()}
+        if self.max_instances > 1:
+            return {**outputs, **self.instance_crops(images, locator_prediction(outputs))}
         candidates = self.detected_windows(locator_prediction(outputs))  # (B, C, 3)
         count = candidates.shape[1]
         found = self.cropped_keypoints(images.repeat_interleave(count, dim=0), candidates.flatten(0, 1))
+        found["windows"] = candidates.flatten(0, 1).float()
         # of stage 1's candidates, the crop whose keypoints stage 2 finds most clearly (not a look-alike box)
-        clarity = found["heatmaps"].flatten(2).amax(dim=-1).mean(dim=-1).reshape(-1, count)
-        chosen = clarity.argmax(dim=1) + count * torch.arange(len(images), device=images.device)
-        best = {key: value[chosen] for key, value in found.items()}
-        return {**outputs, **best, "windows": candidates.flatten(0, 1)[chosen].float()}
+        clarity = found["heatmaps"].flatten(2).amax(dim=-1).mean(dim=-1).unflatten(0, (-1, count))
+        chosen = clarity.argmax(dim=1)  # (B,); selected by gathering, so a traced export keeps its batch axis free
+        return {**outputs, **{key: _pick(value, chosen, count) for key, value in found.items()}}
+
+    def instance_crops(self, images: torch.Tensor, maps: LocatorMaps) -> dict[str, torch.Tensor]:
+        """Several instances: stage 2's maps and windows on a crop at each of stage 1's ``data/max_instances``
+        strongest centres, with a slot axis P after B under ``instance_<name>``; the strongest one's also under
+        the plain names, which the evaluation's losses compare with the instance the crop is centred on."""
+        windows = self.detected_windows(maps, self.max_instances)  # (B, P, 3)
+        slots = windows.shape[1]
+        found = self.cropped_keypoints(images.repeat_interleave(slots, dim=0), windows.flatten(0, 1))
+        found = {key: value.unflatten(0, (-1, slots)) for key, value in found.items()}
+        found["windows"] = windows.float()
+        return {**{key: value[:, 0] for key, value in found.items()}, **{f"instance_{k}": v for k, v in found.items()}}
 
     def cropped_keypoints(self, images: torch.Tensor, windows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stage 2's maps on the crops of ``images`` (B, 3, S, S) at ``windows`` (B, 3)."""
         return self.keypoint_net(crop_windows(images, windows.to(images.dtype), self.zoom["crop_size"]))
 
-    def detected_windows(self, maps: LocatorMaps) -> torch.Tensor:
-        """The windows (B, C, 3) around the ``zoom/candidates`` strongest centres stage 1 finds, ``zoom/margin``
-        times their apparent radius, strongest first."""
+    def detected_windows(self, maps: LocatorMaps, count: int | None = None) -> torch.Tensor:
+        """The windows (B, C, 3) around the ``count`` (default ``zoom/candidates``) strongest centres stage 1 finds,
+        ``zoom/margin`` times their apparent radius, strongest first."""
         scale = self.image_size / self.zoom["locate_size"]
-        centres, _, radii = decode_locator(maps, self.zoom["locate_stride"], scale, self.zoom["candidates"])
+        count = count or self.zoom["candidates"]
+        centres, _, radii = decode_locator(maps, self.zoom["locate_stride"], scale, count)
         half_sides = self.zoom["margin"] * radii * self.image_size
         return windows_at(centres.flatten(0, 1), half_sides.flatten(), self.image_size).unflatten(0, radii.shape)
 
@@ -117,16 +134,40 @@ class ZoomNet(nn.Module):
         ``zoom/max_reprojection_error`` crop pixels from its projection (they do not agree on one pose); their
         mean score is below ``zoom/min_confidence``; or stage 1's peak is below ``network/keypoints/min_score``.
         The apparent size is the one the crop frames (stage 1's, for the windows it found).
-        A withheld pose keeps its numbers but gets confidence 0."""
+        A withheld pose keeps its numbers but gets confidence 0. With several instances every output has a slot
+        axis P after B, stage 1's strongest centre first, and ``found`` marks the instances (a training step's
+        outputs, one crop per image at the teacher's window, fill the first slot)."""
         if camera is None:
             raise ConfigError("a zoom-in model needs each image's camera to solve its pose; the data gave none")
+        if self.max_instances == 1:
+            return self._solved(outputs, camera)
+        slots = self.max_instances
+        if "instance_windows" not in outputs:  # a training step's: one crop per image, at the teacher's window
+            poses = {
+                key: value[:, None].repeat_interleave(slots, dim=1)
+                for key, value in self._solved(outputs, camera).items()
+            }
+            poses["found"][:, 1:] = 0
+            return poses
+        poses = self._solved(self._flat_instances(outputs), camera.repeat_interleave(slots, dim=0))
+        return {key: value.unflatten(0, (-1, slots)) for key, value in poses.items()}
+
+    def _flat_instances(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The ``instance_crops`` outputs as if each slot were an image of its own (B * P, ...)."""
+        prefix = "instance_"
+        flat = {
+            key.removeprefix(prefix): value.flatten(0, 1) for key, value in outputs.items() if key.startswith(prefix)
+        }
+        return {**flat, "locator_heatmap": outputs["locator_heatmap"].repeat_interleave(self.max_instances, dim=0)}
+
+    def _solved(self, outputs: dict[str, torch.Tensor], camera: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``poses`` of one crop per image (B)."""
         windows, camera = outputs["windows"], camera.to(outputs["windows"])
         cameras = crop_cameras(camera, windows, self.image_size, self.zoom["crop_size"])
         poses = self.keypoint_net.poses(outputs, cameras)
         poses["keypoints"] = to_input_pixels(poses["keypoints"], windows, self.image_size, self.zoom["crop_size"])
         score = self.located_score(outputs["locator_heatmap"], windows)
-        radius = windows[:, 2].exp() * self.image_size / (2 * self.zoom["margin"])  # pixels, as the crop frames it
-        depth = camera[:, :2].amax(dim=-1) * self.radius / radius
+        depth = camera[:, :2].amax(dim=-1) * self.radius / self.apparent_radius(windows)
         agrees = (poses["translation"][:, 2] / depth).log().abs() <= math.log1p(self.zoom["depth_tolerance"])
         found = agrees & (score >= self.keypoint_net.min_score) & (poses["confidence"] >= self.zoom["min_confidence"])
         found &= poses["reprojection_error"] <= self.zoom["max_reprojection_error"]
@@ -142,12 +183,50 @@ class ZoomNet(nn.Module):
         return heatmap.flatten(1).gather(1, (row * grid + column)[:, None])[:, 0].float()
 
     def pose_shapes(self) -> dict[str, tuple[int, ...]]:
-        """The per-image shape of each output of ``poses``."""
-        return {**self.keypoint_net.pose_shapes(), "depth_from_size": (), "found": ()}
+        """The per-image shape of each output of ``poses`` (with several instances, a slot axis P first)."""
+        slots = () if self.max_instances == 1 else (self.max_instances,)
+        shapes = {**self.keypoint_net.pose_shapes(), "depth_from_size": (), "found": ()}
+        return {key: (*slots, *shape) for key, shape in shapes.items()}
 
-    def export_spec(self) -> NoReturn:
-        """Refused, naming what works instead: an export would have to hold the crop between the two stages."""
-        raise CubeposeError(
-            "a zoom-in model (network/type zoom) cannot be exported yet: its two stages need the crop between "
-            "them; predict with cubepose predict or PosePredictor, or serve it with cubepose serve"
+    def export_spec(self) -> ExportSpec:
+        """What an export traces (``exported``: both stages and the crop between them, one graph) and declares:
+        the keypoint contract in the input's pixels, plus the plausibility check (cubepose.models.keypoint_export)."""
+        net = self.keypoint_net
+        by_shape = net.shape_group is not None
+        return ExportSpec(
+            ExportedOutputs(self),
+            zoom_outputs(by_shape, self.max_instances),
+            {
+                **keypoint_contract(net.object_points, net.shape_group, self.max_instances, net.min_score),
+                **zoom_contract(self.zoom, self.radius, net.min_score, self.max_instances),
+            },
         )
+
+    def exported(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What an export computes: stage 1, the crop where it finds the object, stage 2 and the keypoint decoding,
+        with the keypoints in the input's pixels; then the apparent ``radius`` (N,) in input pixels and stage 1's
+        ``located`` score (N,) that the plausibility check reads. The PnP solve is left to the caller."""
+        outputs = self(images)
+        if self.max_instances > 1:
+            outputs = self._flat_instances(outputs)
+        windows = outputs["windows"]
+        pixels, scores = self.keypoint_net.keypoints(outputs)
+        keypoints = to_input_pixels(pixels, windows, self.image_size, self.zoom["crop_size"])
+        radius = self.apparent_radius(windows)
+        located = self.located_score(outputs["locator_heatmap"], windows)
+        named = () if self.keypoint_net.shape_group is None else (self.keypoint_net.symmetry(outputs),)
+        results = (keypoints, scores, *named, radius, located)
+        if self.max_instances > 1:  # the slot axis back after the batch's
+            results = tuple(value.unflatten(0, (-1, self.max_instances)) for value in results)
+        return results
+
+    def apparent_radius(self, windows: torch.Tensor) -> torch.Tensor:
+        """The object's apparent radius (B,) in input pixels that crop ``windows`` (B, 3) frame."""
+        return windows[:, 2].exp() * self.image_size / (2 * self.zoom["margin"])
+
+
+def _pick(values: torch.Tensor, chosen: torch.Tensor, count: int) -> torch.Tensor:
+    """Of ``values`` (B * count, ...) in groups of ``count`` per image, the ``chosen`` (B,) one of each group."""
+    grouped = values.unflatten(0, (-1, count))
+    index = chosen.reshape(-1, *[1] * (grouped.dim() - 1)).expand(-1, 1, *grouped.shape[2:])
+    return grouped.gather(1, index)[:, 0]

@@ -23,10 +23,10 @@ from cubepose.models.codecs.heatmaps import (
     keypoint_targets,
     nearest_centres,
 )
+from cubepose.models.codecs.instances import Targets, instance_poses
 from cubepose.models.codecs.keypoints import canonical_assignment, keypoint_pixels, object_keypoints, view_canonical
+from cubepose.models.codecs.zoom import centred_instance
 from cubepose.models.crop import crop_cameras, cube_windows
-
-Targets = dict[str, torch.Tensor]
 
 
 def concatenated(keys: tuple[str, ...]) -> Callable[[Targets], torch.Tensor]:
@@ -44,19 +44,6 @@ def window_target(network: dict, box: Box | None = None) -> Callable[[Targets], 
         return cube_windows(targets["translation"], targets["camera"], image_size, margin, box)
 
     return target
-
-
-def instance_poses(targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Every instance's translation (B, M, 3) and quaternion (B, M, 4), and which slots hold one (B, M): the
-    dataset's ``translations``, ``quaternions`` and ``instance_count`` (``data/max_instances`` above 1), else
-    its one ``translation`` and ``quaternion`` as M = 1."""
-    if "translations" not in targets:
-        translation = targets["translation"]
-        present = torch.ones(len(translation), 1, dtype=torch.bool, device=translation.device)
-        return translation[:, None], targets["quaternion"][:, None], present
-    translations = targets["translations"]
-    slots = torch.arange(translations.shape[1], device=translations.device)
-    return translations, targets["quaternions"], slots < targets["instance_count"][:, None]
 
 
 def _instance_keypoints(
@@ -99,7 +86,8 @@ def keypoints_target(network: dict, box: Box | None = None) -> Callable[[Targets
         right_names = torch.as_tensor(equivalent_classes(box.shape_symmetries, box.symmetries), dtype=torch.float32)
 
     def target(targets: Targets) -> KeypointTargets:
-        if zoomed:
+        if zoomed:  # the crop's instance, in the crop's camera
+            targets = centred_instance(targets, network["image_size"], box.radius)
             targets = {**targets, "camera": _crop_camera(targets, network)}
         pixels, present, index = _instance_keypoints(targets, box, points, by_shape, "keypoints")
         maps = keypoint_targets(pixels, size, stride, settings["sigma"], radius, present)

@@ -13,10 +13,9 @@ import torch
 from cubepose.errors import ConfigError
 from cubepose.geometry.object import Box
 from cubepose.geometry.projection import pinhole_pixels
-from cubepose.models.codecs.heatmaps import decode_at, keypoint_targets, strongest_peaks
+from cubepose.models.codecs.heatmaps import decode_at, keypoint_targets, nearest_centres, strongest_peaks
+from cubepose.models.codecs.instances import Targets, instance_poses
 from cubepose.models.crop import MIN_DEPTH, windows_at
-
-Targets = dict[str, torch.Tensor]
 
 
 class LocatorTargets(NamedTuple):
@@ -25,7 +24,7 @@ class LocatorTargets(NamedTuple):
     heatmap: torch.Tensor  # (B, 1, H, W) a unit Gaussian at the centre
     offsets: torch.Tensor  # (B, 1, 2, H, W) u, v from each cell's centre to the centre, in cells
     mask: torch.Tensor  # (B, 1, H, W) 1 where offsets and size are trained: cells near the centre
-    size: torch.Tensor  # (B,) log of the apparent radius as a share of the input side
+    size: torch.Tensor  # (B, H, W) log of the apparent radius as a share of the input side (the nearest instance's)
 
 
 class LocatorMaps(NamedTuple):
@@ -48,9 +47,34 @@ def apparent_centre_and_radius(
 
 
 def true_windows(targets: Targets, zoom: dict, image_size: int, radius: float) -> torch.Tensor:
-    """The crop window (B, 3) around each example's object, from its translation and camera (input pixels)."""
-    centre, apparent = apparent_centre_and_radius(targets["translation"], targets["camera"], radius)
+    """The crop window (B, 3) around each example's object, from its translation and camera (input pixels); with
+    several instances (``instance_poses``), around one of them drawn at random (the first for an image of none)."""
+    translation = targets["translation"]
+    if "translations" in targets:
+        translations, _, present = instance_poses(targets)
+        drawn = torch.multinomial(present.float() + ~present.any(dim=1, keepdim=True), 1)  # (B, 1)
+        translation = translations.gather(1, drawn[..., None].expand(-1, -1, 3))[:, 0]
+    centre, apparent = apparent_centre_and_radius(translation, targets["camera"], radius)
     return windows_at(centre, zoom["margin"] * apparent, image_size)
+
+
+def centred_instance(targets: Targets, image_size: int, radius: float) -> Targets:
+    """``targets`` of several instances reduced to the one each crop ``windows`` (B, 3) is centred on, the instance
+    whose centre is nearest the window's (none for an image of none): what stage 2 is to find on the crop."""
+    if "translations" not in targets:
+        return targets
+    translations, quaternions, present = instance_poses(targets)
+    camera = targets["camera"].repeat_interleave(present.shape[1], dim=0)
+    centres, _ = apparent_centre_and_radius(translations.flatten(0, 1), camera, radius)
+    window_centres = (targets["windows"][:, None, :2] + 1) * image_size / 2  # (B, 1, 2) input pixels
+    distance = (centres.unflatten(0, present.shape) - window_centres).norm(dim=-1)
+    nearest = torch.where(present, distance, torch.inf).argmin(dim=1)[:, None]  # (B, 1)
+    return {
+        **targets,
+        "translations": translations.gather(1, nearest[..., None].expand(-1, -1, 3)),
+        "quaternions": quaternions.gather(1, nearest[..., None].expand(-1, -1, 4)),
+        "instance_count": present.any(dim=1).to(targets["instance_count"].dtype),
+    }
 
 
 def jittered(windows: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
@@ -70,9 +94,16 @@ def locator_target(network: dict, box: Box | None = None) -> Callable[[Targets],
     def target(targets: Targets) -> LocatorTargets:
         if "camera" not in targets:
             raise ConfigError("losses/detection needs each example's camera; the dataset returned none")
-        centre, apparent = apparent_centre_and_radius(targets["translation"], targets["camera"], radius)
-        maps = keypoint_targets(centre[:, None] * (size / full), size, stride, settings["sigma"], 1.0)
-        return LocatorTargets(maps.heatmaps, maps.offsets, maps.mask, torch.log(apparent / full))
+        translations, _, present = instance_poses(targets)  # every instance's centre and size
+        camera = targets["camera"].repeat_interleave(present.shape[1], dim=0)
+        centres, apparent = apparent_centre_and_radius(translations.flatten(0, 1), camera, radius)
+        pixels = centres.unflatten(0, present.shape)[:, :, None] * (size / full)  # (B, M, 1, 2) on the grid image
+        maps = keypoint_targets(pixels, size, stride, settings["sigma"], 1.0, present)
+        nearest, _ = nearest_centres(pixels, present, size, stride, 1.0)  # (B, H, W) slot index
+        sizes = torch.log(apparent / full).unflatten(0, present.shape)
+        return LocatorTargets(
+            maps.heatmaps, maps.offsets, maps.mask, sizes.gather(1, nearest.flatten(1)).view_as(nearest)
+        )
 
     return target
 
