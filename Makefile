@@ -12,8 +12,8 @@ COMPAT_PTH := $(VENV)/lib/python3.11/site-packages/cubepose_distutils_stdlib.pth
 
 DEMO_DATA  := data/cube
 DEMO_COUNT ?= 10000
-DEMO_STEPS ?= 800
-DEMO_CONFIGS := configs/base.yaml configs/cpu.yaml configs/keypoints_cpu.yaml
+DEMO_STEPS ?= 1250
+DEMO_CONFIGS := configs/base.yaml configs/cpu.yaml configs/zoom_cpu.yaml
 
 # Debian's ROS 1 packages for the ROS node and its test (the test is skipped, saying so, without them)
 ROS_PACKAGES := ros-core python3-rospy python3-genpy python3-sensor-msgs python3-geometry-msgs \

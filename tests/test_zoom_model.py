@@ -297,3 +297,15 @@ def test_an_export_holds_both_stages_and_its_note_gives_the_predictors_pose_and_
     found &= (error <= limits["max_reprojection_error"]) & (located >= limits["min_score"])
     found &= np.clip(scores, 0, 1).mean(-1) >= limits["min_confidence"]
     np.testing.assert_array_equal(found, expected["found"].astype(bool))
+
+
+def test_every_batch_of_a_model_that_withholds_saves_which_poses_it_gave_out():
+    """edflow's evaluation sizes its arrays from the first batch's keys and fills each later batch's rows by key: a
+    batch whose poses were all given out must save ``found_pred`` too, or a later batch's is lost or left 0."""
+    truth = {"translation": np.array([[0.0, 0.0, 1.0], [0.1, 0.0, 1.0]]), "quaternion": np.tile([0, 0, 0, 1.0], (2, 1))}
+    poses = {**truth, "confidence": np.array([0.8, 0.7])}
+    given_out = EvalOutputs.of({**poses, "found": np.array([1.0, 1.0])}, truth).labels()
+    one_withheld = EvalOutputs.of({**poses, "found": np.array([1.0, 0.0])}, truth).labels()
+    assert given_out.keys() == one_withheld.keys()
+    assert given_out["found_pred"].tolist() == [1, 1] and one_withheld["found_pred"].tolist() == [1, 0]
+    assert "found_pred" not in EvalOutputs.of(poses, truth).labels()  # a model that never withholds

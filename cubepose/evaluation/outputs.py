@@ -5,7 +5,7 @@ and eval/accuracy.py, saved as the keys older runs wrote, read back by the evalu
 Each image has P predicted and M true instance slots; a model of one instance per image is the case
 P = M = 1, every slot found and present (unless the model withheld it). Saved keys: ``translation_pred``,
 ``quaternion_pred``, ``translation_true``, ``quaternion_true`` (and Unity's per-instance ``orientation_error``
-and ``translation_mse``; ``found_pred`` where a pose was withheld) for one instance; ``translations_pred``,
+and ``translation_mse``; ``found_pred`` from a model that may withhold a pose) for one instance; ``translations_pred``,
 ``quaternions_pred``, ``found_pred``, ``translations_true``, ``quaternions_true`` and ``instance_count`` for
 several; ``loss_<name>``, the confidence keys, ``camera`` and ``image_size`` for both.
 """
@@ -41,6 +41,7 @@ class EvalOutputs:
     losses: dict[str, np.ndarray] = field(default_factory=dict)  # per image (N,)
     camera: np.ndarray | None = None  # (N, 4) fx, fy, cx, cy of the network input
     image_size: np.ndarray | None = None  # (N,) side of the network input
+    withholds: bool = False  # one instance, from a model that may withhold a pose (network/type zoom)
 
     @classmethod
     def of(
@@ -73,7 +74,21 @@ class EvalOutputs:
             key: np.asarray(predictions[key]).reshape(count, slots) for key in CONFIDENCE_KEYS if key in predictions
         }
         sizes = None if image_size is None else np.full(count, image_size)
-        return cls(t_pred, q_pred, found, t_true, q_true, present, several, scores, dict(losses or {}), camera, sizes)
+        withholds = not several and "found" in predictions
+        return cls(
+            t_pred,
+            q_pred,
+            found,
+            t_true,
+            q_true,
+            present,
+            several,
+            scores,
+            dict(losses or {}),
+            camera,
+            sizes,
+            withholds,
+        )
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, np.ndarray]) -> EvalOutputs:
@@ -132,7 +147,7 @@ class EvalOutputs:
                 "translation_mse": translation_squared_error(t_pred, t_true),
                 **{key: values[:, 0] for key, values in self.scores.items()},
             }
-            if not self.found.all():  # withheld poses: kept, and marked
+            if self.withholds or not self.found.all():  # every batch of such a model saves the same keys
                 labels["found_pred"] = self.found[:, 0]
         labels.update({f"{LOSS_PREFIX}{name}": values for name, values in self.losses.items()})
         if self.camera is not None:
