@@ -249,16 +249,20 @@ def test_several_instances_train_and_evaluate_through_edflow_with_detection_metr
     assert "spurious" in (outputs.parent / "report.html").read_text()
 
 
+def predicted_by_the_cli(checkpoint: Path, data: dict[str, Path]) -> tuple[list[str], list[dict]]:
+    """Three test images and the JSON records the real `cubepose predict` prints for them."""
+    images = sorted(str(p) for p in Path(data["test"]).glob("sequence.*/step0.camera.png"))[:3]
+    predict = [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), *images]
+    output = _ok(subprocess.run(predict, capture_output=True, text=True)).stdout
+    return images, [json.loads(line) for line in output.splitlines()]
+
+
 def test_predict_lists_every_instance_found_and_exports_the_slots(several_run, several_data, tmp_path):
     predictor = PosePredictor.load(several_run / "train" / "checkpoints" / "model-4.ckpt")
     predictor.config["network"]["keypoints"]["min_score"] = predictor.model.min_score = -1e9  # every slot found
     checkpoint = tmp_path / "model-4.ckpt"
     predictor.save(checkpoint)
-    images = sorted(str(p) for p in Path(several_data["test"]).glob("sequence.*/step0.camera.png"))[:3]
-    predict = [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), *images]
-    records = [
-        json.loads(line) for line in _ok(subprocess.run(predict, capture_output=True, text=True)).stdout.splitlines()
-    ]
+    images, records = predicted_by_the_cli(checkpoint, several_data)
     poses = predictor.predict(images)
     for record, found, translations in zip(records, poses["found"], poses["translation"], strict=True):
         assert len(record["poses"]) == int(found.sum()) == 4
@@ -367,11 +371,7 @@ def test_the_zoom_in_model_finds_several_instances_through_edflow_predict_and_ex
     predictor.config["network"]["keypoints"]["min_score"] = predictor.model.keypoint_net.min_score = -1e9
     checkpoint = tmp_path / "every-slot.ckpt"
     predictor.save(checkpoint)
-    images = sorted(str(p) for p in Path(several_data["test"]).glob("sequence.*/step0.camera.png"))[:3]
-    predict = [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), *images]
-    records = [
-        json.loads(line) for line in _ok(subprocess.run(predict, capture_output=True, text=True)).stdout.splitlines()
-    ]
+    images, records = predicted_by_the_cli(checkpoint, several_data)
     poses = PosePredictor.load(checkpoint).predict(images)
     for record, translations in zip(records, poses["translation"], strict=True):
         assert len(record["poses"]) == 3  # every slot passes the check that accepts all
