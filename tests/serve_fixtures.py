@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from conftest import load_configs
 from cubepose.config import validate_config
 from cubepose.inference.predictor import PosePredictor
 from cubepose.models import pose_network
+from cubepose.training.checkpoints import save_checkpoint
 
 
 def untrained_checkpoint(folder: Path) -> Path:
@@ -23,6 +26,28 @@ def untrained_checkpoint(folder: Path) -> Path:
     config["network"]["image_size"] = 32
     path = folder / "model-0.ckpt"
     PosePredictor(pose_network(validate_config(config)).eval(), config).save(path)
+    return path
+
+
+SOLVED_NETWORKS = {  # the network types whose poses come from a PnP solve, at sizes that build in milliseconds
+    "keypoints": {
+        "network": {"type": "keypoints", "image_size": 64},
+        "losses": {"keypoints": {"type": "heatmap", "weight": 1.0}},
+    },
+    "zoom": {
+        "network": {"type": "zoom", "image_size": 64, "zoom": {"locate_size": 32, "crop_size": 32}},
+        "losses": {"keypoints": {"type": "heatmap", "weight": 1.0}, "detection": {"type": "detection", "weight": 1.0}},
+    },
+}
+
+
+def nan_checkpoint(folder: Path, network: str) -> Path:
+    """``folder``/model-5.ckpt: a ``SOLVED_NETWORKS`` model whose every weight is NaN, as a diverged run saves."""
+    config = validate_config(copy.deepcopy(SOLVED_NETWORKS[network]))
+    state = pose_network(config).state_dict()
+    poisoned = {name: value.fill_(math.nan) if value.is_floating_point() else value for name, value in state.items()}
+    path = folder / "model-5.ckpt"
+    save_checkpoint(path, model=poisoned, global_step=5, config=config)
     return path
 
 

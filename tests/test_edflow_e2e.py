@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from edflow.data.believers.meta import MetaDataset
+from PIL import Image
 
 from conftest import BIN, REPO
 from cubepose.evaluation.metrics import pose_dataset_metrics, translation_error, unity_dataset_metrics
@@ -224,6 +228,30 @@ def test_evaluation_writes_a_report_with_overlays_and_the_cli_rebuilds_it(traine
     assert (folder / "report.html").read_text().count("<figure>") == 16
     missing = subprocess.run([str(BIN / "cubepose"), "report", str(tmp_path / "logs")], capture_output=True, text=True)
     assert missing.returncode == 2 and "no model_outputs in" in missing.stderr
+
+
+def test_report_draws_no_image_outside_the_evaluated_datasets(trained, tmp_path):
+    trained = own_copy(trained, tmp_path)
+    folder = _eval_dirs(trained)[0].parent
+    secret = tmp_path / "secret.png"  # a file of the machine an edited errors.csv names: pure magenta
+    Image.fromarray(np.full((48, 48, 3), (255, 0, 255), np.uint8)).save(secret)
+    with open(folder / "errors.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows[::2]:
+        row["image_path"] = str(secret)
+    with open(folder / "errors.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = subprocess.run([str(BIN / "cubepose"), "report", str(folder)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "not drawn" in result.stderr
+    page = (folder / "report.html").read_text()
+    assert page.count("<figure>") > 0  # the images of the dataset are still drawn
+    for encoded in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page):
+        pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB")).astype(int)
+        magenta = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] > 200)
+        assert magenta.sum() < 50, "the secret image's pixels are in the report"
 
 
 def test_cubepose_predict_on_an_edflow_checkpoint_reproduces_its_evaluation(trained):

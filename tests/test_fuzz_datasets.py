@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import sys
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from image_headers import png_header_claiming
 
 from cubepose.data.formats import read_dataset
 from cubepose.data.images import decode_resized
@@ -38,17 +37,9 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)  # audit hooks cannot be removed; this one records only while _opened is a list
 
 
-def png_header_claiming(width: int, height: int) -> bytes:
-    """A complete, tiny PNG whose header declares ``width`` x ``height`` pixels (a decompression bomb)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
-
-
+HUGE_INTEGER = "<a 5000-digit integer>"  # written verbatim: Python's json refuses to write so many digits
 ODD_VALUES = [None, True, False, -1, 0, 1e308, -1e308, float("nan"), 10**400, "", "1.5", [], {}, [[[]]], {"x": "y"}]
+ODD_VALUES += [HUGE_INTEGER, "rgb_2\u0000.png", "\ud800", "\u00b2"]  # a NUL, a lone surrogate, a Unicode digit
 
 
 def _json_nodes(value, path=()):
@@ -85,7 +76,7 @@ def _corrupt_json(rng: np.random.Generator, file: Path, outside: Path) -> str:
         value = ODD_VALUES[rng.integers(len(ODD_VALUES))]
         parent[path[-1]] = value
         description = f"{path} = {value!r}"[:120]
-    file.write_text(json.dumps(document))
+    file.write_text(json.dumps(document).replace(json.dumps(HUGE_INTEGER), "-" + "9" * 5000))
     return f"{file.name}: {description}"
 
 
@@ -118,13 +109,25 @@ def _corrupt_image(rng: np.random.Generator, image: Path, outside: Path) -> str:
     return f"{image.name}: image corruption {choice}"
 
 
+def _link_outside(rng: np.random.Generator, path: Path, outside: Path) -> str:
+    """Move a label file or folder out of the dataset and leave a symlink to it in its place."""
+    folder = outside.parent / "moved-out"
+    folder.mkdir(exist_ok=True)
+    moved = folder / f"{len(list(folder.iterdir()))}-{path.name}"  # two files of one name stay two
+    shutil.move(path, moved)
+    path.symlink_to(moved, target_is_directory=moved.is_dir())
+    return f"{path.name}: linked to a copy outside the dataset"
+
+
 def _mutate(rng: np.random.Generator, root: Path, outside: Path) -> list[str]:
     json_files = sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))
     images = sorted(root.rglob("*.png"))
+    folders = sorted(p for p in root.glob("*") if p.is_dir() and not p.is_symlink())
     done = []
     for _ in range(rng.integers(1, 4)):
-        kind: Callable = [_corrupt_json, _corrupt_json, _truncate_json, _corrupt_image][rng.integers(4)]
-        files = images if kind is _corrupt_image else json_files
+        kinds = [_corrupt_json, _corrupt_json, _truncate_json, _corrupt_image, _link_outside]
+        kind: Callable = kinds[rng.integers(len(kinds))]
+        files = images if kind is _corrupt_image else json_files + folders if kind is _link_outside else json_files
         candidates = [f for f in files if f.exists() and not f.is_symlink()]
         if candidates:
             done.append(kind(rng, candidates[rng.integers(len(candidates))], outside))
@@ -171,6 +174,9 @@ def test_corrupted_exports_read_with_skips_counted_or_fail_with_one_message(expo
             assert all(p.startswith(prefix) for p in index.image_paths), (case, mutations)
         finally:
             opened, _opened = _opened, None
-        assert not [p for p in opened if os.path.realpath(p) == str(outside)], (case, mutations)
+        moved_out = os.path.join(str(outside.parent / "moved-out"), "")
+        leaks = [p for p in opened if os.path.realpath(p) == str(outside) or os.path.realpath(p).startswith(moved_out)]
+        assert not leaks, (case, mutations)
         shutil.rmtree(root)
+        shutil.rmtree(outside.parent / "moved-out", ignore_errors=True)
     assert outcomes["read"] > CASES // 4 and outcomes["refused"] > 0, outcomes  # both paths were exercised

@@ -12,11 +12,11 @@ import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from image_headers import png_header_claiming
 
 from conftest import load_configs
 from cubepose.cli import main as cli_main
@@ -38,15 +38,9 @@ WARNED = (14000, 14000)  # 196 Mpx: between PIL's limit and twice it, where PIL 
 # -- helpers: real files ------------------------------------------------------------------------
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
 def write_png_header(path: Path, width: int, height: int) -> Path:
-    """A tiny, well-formed PNG (signature, IHDR with a correct CRC, a small IDAT, IEND) declaring any size."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
-    idat = zlib.compress(b"\x00" + bytes(3 * 16))  # one filtered row of 16 pixels: far too little data
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b""))
+    """``image_headers.png_header_claiming`` written to ``path``."""
+    path.write_bytes(png_header_claiming(width, height))
     return path
 
 

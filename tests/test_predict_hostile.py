@@ -12,10 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from image_headers import sixteen_bit_png
 from PIL import Image
+from serve_fixtures import SOLVED_NETWORKS, nan_checkpoint
 
 from conftest import BIN, load_configs
 from cubepose.config import validate_config
+from cubepose.data.images import decode_resized
 from cubepose.errors import CheckpointError, ConfigError, CubeposeError
 from cubepose.inference.predictor import PosePredictor
 from cubepose.models import PoseNet
@@ -98,6 +101,16 @@ def test_a_nan_model_prints_valid_json_error_records_and_fails(tmp_path, pngs):
         assert "use an earlier checkpoint" in record["error"]
     assert result.returncode != 0
     assert "3 of 3 images failed" in result.stderr and all(p in result.stderr for p in pngs[:3])
+
+
+@pytest.mark.parametrize("network", list(SOLVED_NETWORKS))
+def test_a_nan_model_that_solves_pnp_prints_one_error_line_per_image_not_a_traceback(tmp_path, pngs, network):
+    camera = ("--intrinsics", "40", "40", "20", "15")  # the checkpoint records no training camera
+    result = run_predict(nan_checkpoint(tmp_path, network), pngs[:3], "--batch-size", "2", *camera)
+    records = strict_json_lines(result.stdout)
+    assert [r["image"] for r in records] == pngs[:3]
+    assert all("poses" not in r and "not finite (NaN or inf)" in r["error"] for r in records)
+    assert result.returncode != 0 and "Traceback" not in result.stderr and "3 of 3 images failed" in result.stderr
 
 
 @pytest.mark.parametrize("rotation", ["quaternion", "6d"])
@@ -243,3 +256,18 @@ def test_a_checkpoint_saved_without_checksums_still_loads(tmp_path, pngs):
     with zipfile.ZipFile(path) as archive:
         assert all(info.CRC == 0 for info in archive.infolist())
     assert PosePredictor.load(path).predict(pngs[:1])["translation"].shape == (1, 3)
+
+
+# -- pixels PIL misreads ------------------------------------------------------------------------
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits_for_prediction_and_datasets(tmp_path, checkpoint):
+    encoded, shown = sixteen_bit_png()
+    path = tmp_path / "depth-like.png"
+    path.write_bytes(encoded)
+    assert Image.open(path).mode == "I;16"  # what PIL's convert("RGB") turns all white above 255
+    predictor = PosePredictor.load(checkpoint)
+    from_file, from_pixels = predictor.predict([str(path)]), predictor.predict([shown])
+    np.testing.assert_allclose(from_file["translation"], from_pixels["translation"], atol=1e-6)
+    decoded = decode_resized(str(path), 48)
+    assert decoded.dtype == np.uint8 and 100 < decoded.mean() < 155  # a ramp over the range: mid-grey on average

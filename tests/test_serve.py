@@ -5,15 +5,20 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import select
 import signal
+import socket
+import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from image_headers import png_header_claiming, sixteen_bit_png
 from PIL import Image
-from serve_fixtures import start_serve, untrained_checkpoint
+from serve_fixtures import nan_checkpoint, start_serve, untrained_checkpoint
 
 from conftest import BIN
 from cubepose.inference.predictor import PosePredictor
@@ -25,9 +30,13 @@ def checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint, tmp_path_factory):
+def log_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("serve-log") / "serve.log"
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, log_path):
     """`cubepose serve` on a free loopback port; stopped with SIGTERM, which it must survive gracefully."""
-    log_path = tmp_path_factory.mktemp("serve-log") / "serve.log"
     limits = ["--max-request-mb", "1", "--max-image-pixels", "4000"]
     url, process = start_serve(
         BIN / "cubepose", checkpoint, log_path, "--max-batch", "4", "--max-wait-ms", "50", *limits
@@ -98,3 +107,90 @@ def test_bodies_and_images_over_the_limits_are_refused(server):
     response = requests.post(f"{url}/predict", data=png(0, size=(100, 50)), timeout=30)  # --max-image-pixels 4000
     assert response.status_code == 413 and "100x50 pixels, more than 4,000" in response.json()["error"]
     assert json.loads(requests.post(f"{url}/predict", data=png(1), timeout=30).text)["poses"]  # still serving
+
+
+def rss_mb(process) -> float:
+    """The process's resident memory in MiB (Linux /proc)."""
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def raw_connection(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def test_a_chunked_body_is_refused_at_the_limit_not_read_whole(server):
+    url, process = server
+    before = rss_mb(process)
+    sock = raw_connection(url)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk, sent = b"%x\r\n" % (1 << 20) + b"x" * (1 << 20) + b"\r\n", 0
+    try:
+        while sent < 300 and not select.select([sock], [], [], 0)[0]:  # up to 300 MiB, until the server answers
+            sock.sendall(chunk)
+            sent += 1
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered and closed: the rest of the body was never read
+    answer = sock.recv(4096)
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 413") and b"more than 1,048,576 bytes" in answer
+    assert sent < 300 and rss_mb(process) - before < 64  # stopped early, memory not filled with the body
+    assert requests.post(f"{url}/predict", data=png(2), timeout=30).status_code == 200
+
+
+def test_a_client_leaving_mid_body_is_logged_as_such_not_as_a_server_error(server, log_path):
+    url, _ = server
+    sock = raw_connection(url)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n" + png(3)[:1000])
+    sock.close()
+    for _ in range(100):
+        if "disconnected before sending its whole body" in log_path.read_text():
+            break
+        time.sleep(0.05)
+    log = log_path.read_text()
+    assert "disconnected before sending its whole body" in log
+    assert "ClientDisconnect" not in log and "Traceback" not in log and '"status": 500' not in log
+
+
+def test_an_image_header_claiming_a_bomb_gets_413_naming_the_limit(server):
+    url, _ = server
+    response = requests.post(f"{url}/predict", data=png_header_claiming(20000, 20000), timeout=30)
+    assert response.status_code == 413 and "more than 4,000 pixels" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "option", [("--max-wait-ms", "inf"), ("--max-request-mb", "inf"), ("--max-wait-ms", "nan"), ("--max-batch", "0")]
+)
+def test_numeric_options_that_are_not_finite_or_out_of_range_stop_the_start(checkpoint, option):
+    result = subprocess.run(
+        [str(BIN / "cubepose"), "serve", "--checkpoint", str(checkpoint), *option],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and f"{option[0]} must be a finite number from" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_nan_keypoint_model_answers_422_naming_the_weights_not_500(tmp_path):
+    url, process = start_serve(BIN / "cubepose", nan_checkpoint(tmp_path, "keypoints"), tmp_path / "serve.log")
+    try:
+        camera = {"fx": "40", "fy": "40", "cx": "24", "cy": "20"}
+        response = requests.post(f"{url}/predict", data=png(4), params=camera, timeout=30)
+        assert response.status_code == 422 and "use an earlier checkpoint" in response.json()["error"]
+        response = requests.post(f"{url}/predict", data=png(4), timeout=30)  # and no camera to solve with
+        assert response.status_code == 400 and "give the image's fx, fy, cx and cy" in response.json()["error"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_a_16_bit_png_is_answered_as_the_8_bit_image_it_shows(server, checkpoint):
+    url, _ = server
+    encoded, shown = sixteen_bit_png()
+    response = requests.post(f"{url}/predict", data=encoded, timeout=30)
+    assert response.status_code == 200
+    expected = PosePredictor.load(checkpoint).predict([shown])
+    np.testing.assert_allclose(response.json()["poses"][0]["translation"], expected["translation"][0], atol=1e-5)

@@ -20,18 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
+from cubepose.data.containment import Boundary
 from cubepose.data.perception_json import as_float, is_number, label_of, load_json, select_boxes
 from cubepose.data.pose_index import IndexBuilder, Pose, PoseIndex
 from cubepose.errors import DatasetError
 from cubepose.geometry.projection import OPENCV_AXES
 from cubepose.geometry.rotations import quaternion_to_matrix
 
-SCENE_FOLDER = re.compile(r"\d{6}$")
-IMAGE_NAME = re.compile(r"(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE)
+SCENE_FOLDER = re.compile(r"\d{6}$", re.ASCII)
+IMAGE_NAME = re.compile(r"(\d+)\.(png|jpg|jpeg)$", re.IGNORECASE | re.ASCII)
 MIRROR_Y = np.diag(OPENCV_AXES)
 MM = 1000.0
 PIXEL_CENTRE = 0.5  # cubepose's principal point minus OpenCV's
 ROTATION_TOLERANCE = 1e-3  # |R Rᵀ - I| and |det R - 1| above this: not a rotation
+MAX_ID_DIGITS = 18  # an image id int64 holds
 MODELS_INFO = ("models/models_info.json", "models_eval/models_info.json")
 
 
@@ -64,10 +66,13 @@ def is_bop(root: Path) -> bool:
 
 
 def models_info_path(split: Path) -> Path | None:
-    """The dataset's ``models_info.json`` (in the split's parent), or None."""
+    """The dataset's ``models_info.json`` (in the split's parent), or None; DatasetError when it links outside."""
+    dataset = Boundary(split.parent)
     for relative in MODELS_INFO:
         path = split.parent / relative
         if path.is_file():
+            if not dataset.holds(path):
+                raise DatasetError(f"{path} links outside the dataset {split.parent}; copy the file into it")
             return path
     return None
 
@@ -155,6 +160,12 @@ def _intrinsics(camera: object) -> list[float] | None:
     return [fx, fy, cx, cy] if usable else None
 
 
+def is_image_id(key: str) -> bool:
+    """Whether a ``scene_gt.json`` key is an image id: ASCII digits of a size ``int`` takes (``"²"`` is a digit
+    to ``str.isdigit`` and not to ``int``)."""
+    return key.isascii() and key.isdigit() and len(key) <= MAX_ID_DIGITS
+
+
 def _numbers(value: object, count: int) -> list[float] | None:
     if isinstance(value, list) and len(value) == count and all(map(is_number, value)):
         return [as_float(v) for v in value]
@@ -178,9 +189,15 @@ def read_bop(
     if len(splits) != 1:
         names = ", ".join(split.name for split in splits) or "none"
         raise DatasetError(f"{root} holds the BOP splits {names}; point data/<split>/root at one of them")
-    split = splits[0]
+    split, boundary = splits[0], Boundary(root)
+    if not boundary.holds(split):
+        raise DatasetError(f"{split} links outside the dataset {root}; copy the split into it")
     builder = IndexBuilder(split, "bop")
     for scene in scene_folders(split):
+        labels = [os.path.join(scene, name) for name in ("scene_gt.json", "scene_camera.json")]
+        if not all(boundary.holds(path) for path in (scene, *labels)):
+            builder.outside_label_file(scene)
+            continue
         _add_scene(builder, Path(scene), obj_id, max_instances)
     index = builder.build(max_instances)
     chosen = obj_id if obj_id is not None else _only_object(index)
@@ -209,10 +226,13 @@ def _add_scene(builder: IndexBuilder, scene: Path, obj_id: int | None, max_insta
     usable = []  # (image path, intrinsics, rotations, translations) of each usable image
     for key, gts in ground_truth.items():
         builder.total += 1
-        if not (key.isdigit() and isinstance(gts, list)):
+        if not (is_image_id(key) and isinstance(gts, list)):
             builder.skip("malformed capture")
             continue
         entries = [gt for gt in gts if isinstance(gt, dict)]
+        if not all(type(gt.get("obj_id")) is int for gt in entries):  # noqa: E721 - not bool, not a float
+            builder.skip("obj_id not an integer")
+            continue
         builder.labels_seen.update(label_of(gt, "obj_id") for gt in entries)
         selected, reason = select_boxes(entries, obj_id, None, "obj_id", "", max_instances, "data/obj_id")
         if selected is None:

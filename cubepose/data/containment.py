@@ -45,5 +45,32 @@ def _resolved_folder(folder: str, known: dict[str, str]) -> str:
 
 
 def is_plain_relative(name: str) -> bool:
-    """Whether ``name`` is a relative path without ``..`` parts (the only kind an export writes)."""
-    return not os.path.isabs(name) and ".." not in Path(name).parts
+    """Whether ``name`` is an openable relative path without ``..`` parts (the only kind an export writes)."""
+    return is_openable_name(name) and not os.path.isabs(name) and ".." not in Path(name).parts
+
+
+class Boundary:
+    """A dataset's root resolved once, to tell whether a label file or folder a reader is about to open stays
+    inside it after symlinks: a ``sequence.N``, scene or ``Dataset*`` folder that links elsewhere is not read."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.prefix = os.path.join(os.path.realpath(root), "")
+
+    def holds(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` (a file or folder) resolves to the root or below it."""
+        return os.path.join(os.path.realpath(path), "").startswith(self.prefix)
+
+    def holds_entry(self, entry: os.DirEntry) -> bool:
+        """``holds`` for an entry listed in a folder already inside: only a symlink can leave (no system call
+        for the others, which keeps 30,000 SOLO sequence folders cheap)."""
+        return not entry.is_symlink() or self.holds(entry.path)
+
+
+def is_openable_name(name: str) -> bool:
+    """Whether the operating system can open a file of this name at all: no NUL byte and nothing the file
+    system's encoding cannot write (a lone surrogate), either of which makes ``open`` raise, not fail."""
+    try:
+        os.fsencode(name)
+    except UnicodeError:
+        return False
+    return "\0" not in name

@@ -18,6 +18,9 @@ from PIL import Image, UnidentifiedImageError
 from cubepose.data.image_check import declared_size
 from cubepose.errors import DatasetError
 
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # PIL's modes of 16-bit (and 32-bit) greyscale
+WIDE_GREY_MAX = 65535  # a 16-bit PNG's white; larger 32-bit values are clipped to it
+
 
 def open_image(path: str | os.PathLike) -> Image.Image:
     """``PIL.Image.open(path)``, refusing an image of more pixels than PIL decodes safely with a DatasetError.
@@ -43,12 +46,21 @@ def _oversized_message(path: str | os.PathLike, err: Exception) -> str:
     )
 
 
+def as_rgb(image: Image.Image) -> Image.Image:
+    """An image as 8-bit RGB: 16-bit (and 32-bit integer) greyscale scaled to 8 bits, its top byte, where PIL's
+    own conversion clips every value above 255 to white. Every decoded image goes through it."""
+    if image.mode in WIDE_GREY_MODES:
+        grey = np.clip(np.asarray(image, dtype=np.int64), 0, WIDE_GREY_MAX) >> 8
+        image = Image.fromarray(grey.astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
 def resize_rgb(image: Image.Image, size: int) -> np.ndarray:
-    """An image as RGB resized to ``size`` x ``size`` (bilinear, as Unity's model): uint8 HWC.
+    """An image as RGB (``as_rgb``) resized to ``size`` x ``size`` (bilinear, as Unity's model): uint8 HWC.
 
     The one resize of network inputs: training, evaluation and ``cubepose.inference.predictor`` all use it.
     """
-    return np.asarray(image.convert("RGB").resize((size, size), Image.BILINEAR, reducing_gap=3.0))
+    return np.asarray(as_rgb(image).resize((size, size), Image.BILINEAR, reducing_gap=3.0))
 
 
 def decode_resized(path: str, size: int) -> np.ndarray:

@@ -12,13 +12,13 @@ import os
 import re
 from pathlib import Path
 
-from cubepose.data.containment import is_plain_relative
+from cubepose.data.containment import Boundary, is_plain_relative
 from cubepose.data.perception_json import as_list, exact_intrinsics, load_json, selected_poses
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 from cubepose.errors import DatasetError
 
 BOX3D_KEYS = ("translation", "rotation", "size")
-_CAPTURES_NUMBER = re.compile(r"captures_(\d+)\.json$")
+_CAPTURES_NUMBER = re.compile(r"captures_(\d+)\.json$", re.ASCII)
 
 
 def is_legacy(root: Path) -> bool:
@@ -42,17 +42,19 @@ def find_json_dir(root: Path) -> Path:
     return candidates[0]
 
 
-def captures_files(json_dir: Path) -> list[Path]:
+def captures_files(json_dir: Path) -> list[os.DirEntry]:
     """captures_NNN.json in numeric order (captures_1000 after captures_999)."""
-    files = [(int(m.group(1)), p) for p in json_dir.iterdir() if (m := _CAPTURES_NUMBER.search(p.name))]
-    return [path for _, path in sorted(files)]
+    files = [(int(m.group(1)), e) for e in os.scandir(json_dir) if (m := _CAPTURES_NUMBER.search(e.name))]
+    return [entry for _, entry in sorted(files, key=lambda pair: pair[0])]
 
 
-def box3d_definition_ids(json_dir: Path) -> set[str]:
+def box3d_definition_ids(json_dir: Path, boundary: Boundary) -> set[str]:
     """Ids (as strings: ints in old exports, UUIDs in new) of definitions naming a 3D bounding box."""
     path = json_dir / "annotation_definitions.json"
     if not path.exists():
         return set()
+    if not boundary.holds(path):
+        raise DatasetError(f"{path} links outside the dataset; copy the file into it")
     definitions = load_json(path)
     if not isinstance(definitions, dict):
         raise DatasetError(f"{path} is not a Perception annotation_definitions file; re-export the dataset")
@@ -109,12 +111,19 @@ def read_legacy(
     """Index a legacy Perception dataset: image paths and poses of the selected object (or, with
     ``max_instances`` above 1, of up to that many instances of it, or none)."""
     root = Path(root)
+    boundary = Boundary(root)
     json_dir = find_json_dir(root)
-    box_ids = box3d_definition_ids(json_dir)
+    if not boundary.holds(json_dir):
+        raise DatasetError(f"{json_dir} links outside the dataset {root}; copy the folder into it")
+    box_ids = box3d_definition_ids(json_dir, boundary)
     builder = IndexBuilder(root, "legacy")
     bases = _image_bases(root, json_dir)
     base = None
-    for path in captures_files(json_dir):
+    for entry in captures_files(json_dir):
+        if not boundary.holds_entry(entry):
+            builder.outside_label_file(entry.path)
+            continue
+        path = entry.path
         document = load_json(path)
         captures = document.get("captures") if isinstance(document, dict) else None
         if not isinstance(captures, list):

@@ -18,10 +18,11 @@ EXACT_INTRINSICS = "cubepose_intrinsics"
 
 
 def load_json(path: str | Path) -> Any:
-    """Parse a JSON file; malformed JSON names the file, line and column."""
+    """Parse a JSON file; malformed JSON names the file, line and column. An integer too long for Python to
+    convert (over 4,300 digits) reads as an infinite float, which the readers skip as any non-finite value."""
     try:
         with open(path, "rb") as handle:
-            return json.load(handle)
+            return json.load(handle, parse_int=bounded_int)
     except json.JSONDecodeError as err:
         raise DatasetError(
             f"malformed JSON in {path} at line {err.lineno}, column {err.colno}: {err.msg}; "
@@ -33,6 +34,14 @@ def load_json(path: str | Path) -> Any:
         raise DatasetError(f"cannot read {path}: {err.strerror or err}; check the file's permissions") from None
     except RecursionError:
         raise DatasetError(f"{path} nests JSON too deeply to be a Perception file; re-export the dataset") from None
+
+
+def bounded_int(digits: str) -> int | float:
+    """A JSON integer literal as an int, or +-inf when Python refuses to convert that many digits."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float("-inf") if digits.startswith("-") else float("inf")
 
 
 def as_list(value: Any) -> list:

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cubepose.data.containment import resolve_inside
+from cubepose.data.containment import is_openable_name, resolve_inside
 from cubepose.data.image_check import OK, PROBLEM_NAMES, inspect_images
 from cubepose.errors import DatasetError
 from cubepose.geometry.projection import intrinsics_from_projection
@@ -32,6 +32,8 @@ PER_EXAMPLE = (
     "instance_counts",
 )
 OUTSIDE = "outside the dataset"  # an image path that leaves the dataset root (absolute, .., symlink)
+UNOPENABLE = "image name no file can have"  # a NUL byte or a lone surrogate: open() would raise, not fail
+OUTSIDE_LABELS = "label file outside the dataset"  # a symlinked sequence, scene or captures file
 DUPLICATE = "duplicate capture"  # a second capture of an image already indexed
 EMPTY_SLOT_TRANSLATION = (0.0, 0.0, 1.0)  # what an empty instance slot holds in a batch (``filled_poses``)
 EMPTY_SLOT_QUATERNION = (0.0, 0.0, 0.0, 1.0)
@@ -195,6 +197,12 @@ class IndexBuilder:
     def skip(self, reason: str) -> None:
         self.skipped[reason] += 1
 
+    def outside_label_file(self, path: str) -> None:
+        """A label file or folder that links outside the dataset: not read, counted as one skipped capture."""
+        logger.warning("%s links outside the dataset %s; not read (copy it in to use it)", path, self.root)
+        self.total += 1
+        self.skip(OUTSIDE_LABELS)
+
     def add(
         self,
         path: str,
@@ -205,7 +213,10 @@ class IndexBuilder:
     ) -> None:
         """One usable capture: its boxes' poses and edge lengths (none for an image without the object);
         ``projection`` is Unity's (m00, m11) and ``size`` the image's (width, height) when the layout records
-        them, ``intrinsics`` exact fx, fy, cx, cy (which win)."""
+        them, ``intrinsics`` exact fx, fy, cx, cy (which win). A path no file can have is skipped."""
+        if not is_openable_name(path):
+            self.skip(UNOPENABLE)
+            return
         self.paths.append(path)
         self.translations.append([pose.translation for pose in poses])
         self.rotations.append([pose.rotation for pose in poses])

@@ -13,31 +13,32 @@ from pathlib import Path
 
 import numpy as np
 
+from cubepose.data.containment import Boundary
 from cubepose.data.perception_json import as_float, as_list, exact_intrinsics, is_number, load_json, selected_poses
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 
-_SEQUENCE = re.compile(r"sequence\.(\d+)$")
-_STEP = re.compile(r"step(\d+)\.frame_data\.json$")
+_SEQUENCE = re.compile(r"sequence\.(\d+)$", re.ASCII)
+_STEP = re.compile(r"step(\d+)\.frame_data\.json$", re.ASCII)
 BOX3D_TYPE_SUFFIX = "BoundingBox3DAnnotation"
 CAMERA_TYPE_SUFFIX = "Camera"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def sequence_dirs(root: Path) -> list[str]:
-    """sequence.N folders in numeric order (as strings: cheaper than Path objects for 30k folders)."""
-    found = [(int(m.group(1)), e.path) for e in os.scandir(root) if (m := _SEQUENCE.match(e.name)) and e.is_dir()]
-    return [path for _, path in sorted(found)]
+def sequence_entries(root: Path) -> list[os.DirEntry]:
+    """sequence.N folders in numeric order."""
+    found = [(int(m.group(1)), e) for e in os.scandir(root) if (m := _SEQUENCE.match(e.name)) and e.is_dir()]
+    return [entry for _, entry in sorted(found, key=lambda pair: pair[0])]
 
 
 def is_solo(root: Path) -> bool:
     """Whether ``root`` holds sequence.N folders."""
-    return bool(sequence_dirs(root)) if root.is_dir() else False
+    return bool(sequence_entries(root)) if root.is_dir() else False
 
 
-def frame_files(sequence: str) -> list[str]:
+def frame_entries(sequence: str) -> list[os.DirEntry]:
     """stepK.frame_data.json of one sequence in numeric step order."""
-    found = [(int(m.group(1)), e.path) for e in os.scandir(sequence) if (m := _STEP.match(e.name))]
-    return [path for _, path in sorted(found)]
+    found = [(int(m.group(1)), e) for e in os.scandir(sequence) if (m := _STEP.match(e.name))]
+    return [entry for _, entry in sorted(found, key=lambda pair: pair[0])]
 
 
 def _is_rgb_capture(capture: object) -> bool:
@@ -80,15 +81,22 @@ def read_solo(
     above 1, up to that many instances of it, or none)."""
     root = Path(root)
     builder = IndexBuilder(root, "solo")
-    for sequence in sequence_dirs(root):
-        for path in frame_files(sequence):
-            frame = load_json(path)
+    boundary = Boundary(root)
+    for sequence in sequence_entries(root):
+        if not boundary.holds_entry(sequence):
+            builder.outside_label_file(sequence.path)
+            continue
+        for entry in frame_entries(sequence.path):
+            if not boundary.holds_entry(entry):
+                builder.outside_label_file(entry.path)
+                continue
+            frame = load_json(entry.path)
             captures = frame.get("captures") if isinstance(frame, dict) else None
             for capture in as_list(captures):
                 if not _is_rgb_capture(capture):
                     continue
                 builder.total += 1
-                _add_capture(builder, sequence, capture, label_name, instance_id, max_instances)
+                _add_capture(builder, sequence.path, capture, label_name, instance_id, max_instances)
     return builder.build(max_instances)
 
 

@@ -22,6 +22,7 @@ from cubepose.geometry.projection import intrinsics_from_fov
 
 KEYS = ("fx", "fy", "cx", "cy")
 SIZE_KEYS = ("width", "height")
+MAX_INTRINSIC = 1e7  # pixels: beyond any real lens and sensor, far inside float32
 NAMES = {True: ("fx, fy", "cx, cy"), False: ("FX FY", "CX CY")}  # refusals name values by key, or as --camera does
 
 
@@ -153,6 +154,8 @@ def _problem(width: Any, height: Any, intrinsics: tuple, keyed: bool, inside: bo
     fx, fy, cx, cy = intrinsics
     if not (fx > 0 and fy > 0):
         return f"the focal lengths {focal} must be above 0 pixels, got {shown}"
+    if not all(abs(v) <= MAX_INTRINSIC for v in intrinsics):  # 1e308 would become inf in float32
+        return f"{focal}, {principal} must be at most {MAX_INTRINSIC:g} pixels, got {shown}"
     if bad_size is not None:
         return bad_size
     if inside and sized and not (0 < cx < width and 0 < cy < height):

@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -33,9 +34,11 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
+from starlette.requests import ClientDisconnect
 
+from cubepose.data.images import as_rgb
 from cubepose.errors import CubeposeError
 from cubepose.geometry.camera import KEYS, Camera, CameraError
 from cubepose.inference.predictor import PosePredictor, as_json_record
@@ -49,6 +52,7 @@ MAX_BATCH = 4
 MAX_WAIT_MS = 5.0
 MAX_BODY_MB = 64  # a 4096 x 4096 RGB PPM is 48 MiB; camera frames are far smaller
 MAX_PIXELS = 4096 * 4096  # decoded images above this are refused before decoding (a decompression bomb)
+CLIENT_CLOSED_REQUEST = 499  # logged for a client that left mid-body (nginx's code; the client never sees it)
 
 
 @dataclass
@@ -139,17 +143,34 @@ def decode_image(body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if not body:
         raise BadRequest(400, "the request body is empty; send one PNG, JPEG or PPM image as the body")
     try:
-        with Image.open(io.BytesIO(body)) as image:
+        with Image.open(io.BytesIO(body)) as image:  # reads the header only: the size is checked before decoding
             width, height = image.size
             if width * height > max_pixels:
                 raise BadRequest(
                     413, f"the image is {width}x{height} pixels, more than {max_pixels:,}; send a smaller image"
                 )
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+            return np.asarray(as_rgb(image))
+    except Image.DecompressionBombError:  # PIL's own guard, for headers far beyond any limit given
+        raise BadRequest(413, f"the image has more than {max_pixels:,} pixels; send a smaller image") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise BadRequest(
             400, f"the body is not a readable PNG, JPEG or PPM image ({err}); send the encoded image"
         ) from None
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with 413 as soon as its declared length or the bytes streamed so far pass
+    ``limit``: a chunked body without a Content-Length is held to the same limit, never read whole first."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"the body is {int(declared):,} bytes, more than {limit:,}; send a smaller image")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"the body is more than {limit:,} bytes; send a smaller image")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def request_camera(query: dict[str, str]) -> Camera | None:
@@ -237,23 +258,42 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         try:
-            declared = int(request.headers.get("content-length") or 0)
-            if declared > max_body_bytes:
-                raise BadRequest(
-                    413, f"the body is {declared:,} bytes, more than {max_body_bytes:,}; send a smaller image"
-                )
-            body = await request.body()
-            if len(body) > max_body_bytes:
-                raise BadRequest(413, f"the body is {len(body):,} bytes, more than {max_body_bytes:,}")
+            body = await bounded_body(request, max_body_bytes)
             camera = request_camera(dict(request.query_params))
+            if camera is None and predictor.takes_camera and predictor.training_camera is None:
+                raise BadRequest(
+                    400, "this model's checkpoint records no training camera; give the image's fx, fy, cx and cy"
+                )
             image = decode_image(body, max_pixels)
         except BadRequest as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
+        except ClientDisconnect:  # the client left mid-body: nobody to answer, nothing wrong with the service
+            logger.info("a client disconnected before sending its whole body")
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         record, size = await batcher.predict(image, camera)
         status = 422 if "error" in record else 200  # read, but no pose: another camera, or a broken model
         return JSONResponse(record, status_code=status, headers={"x-batch-size": str(size)})
 
     return app
+
+
+# (option, value range) of the numeric options: each must be finite and inside its range, or the service refuses
+# to start (an infinite wait never answers, an infinite body limit cannot be compared with a body's size)
+LIMITS = {
+    "--max-batch": (1, 4096),
+    "--max-wait-ms": (0, 60_000),
+    "--max-request-mb": (1 / 1024, 4096),
+    "--max-image-pixels": (1, 1 << 32),
+}
+
+
+def check_limits(max_batch: int, max_wait_ms: float, max_request_mb: float, max_image_pixels: int) -> None:
+    """Refuse a numeric option that is not finite or outside ``LIMITS``, naming it and its range."""
+    given = dict(zip(LIMITS, (max_batch, max_wait_ms, max_request_mb, max_image_pixels), strict=True))
+    for option, value in given.items():
+        low, high = LIMITS[option]
+        if not (math.isfinite(value) and low <= value <= high):
+            raise CubeposeError(f"{option} must be a finite number from {low:g} to {high:g}, got {value:g}")
 
 
 def serve(
@@ -274,14 +314,7 @@ def serve(
 
     from cubepose.storage import fetch
 
-    if max_batch < 1 or max_wait_ms < 0:
-        raise CubeposeError(
-            f"--max-batch must be 1 or more and --max-wait-ms 0 or more, got {max_batch}, {max_wait_ms}"
-        )
-    if not max_request_mb > 0 or max_image_pixels < 1:
-        raise CubeposeError(
-            f"--max-request-mb and --max-image-pixels must be positive, got {max_request_mb}, {max_image_pixels}"
-        )
+    check_limits(max_batch, max_wait_ms, max_request_mb, max_image_pixels)
     local = fetch(checkpoint, cache_dir, sha256)
     predictor = PosePredictor.load(local, device, batch_size=max_batch)
     identity = model_identity(predictor, checkpoint, local)

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from cubepose.data.images import open_image
+from cubepose.data.images import as_rgb, open_image
 from cubepose.data.shards import MANIFEST, shard_folders, shard_name
 from cubepose.geometry.camera import Camera
 from cubepose.geometry.object import default_dimensions
@@ -290,7 +290,7 @@ def face_image(path: str) -> np.ndarray:
     """A user face image as a square uint8 RGB texture; an unreadable file is a ValueError naming it."""
     try:
         with open_image(path) as image:
-            return np.asarray(image.convert("RGB").resize((PHOTO_FACE_SIZE,) * 2, Image.BILINEAR))
+            return np.asarray(as_rgb(image).resize((PHOTO_FACE_SIZE,) * 2, Image.BILINEAR))
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
         raise ValueError(
             f"--faces: cannot read {path} as an image ({err}); give six PNG or JPEG files, one per face in the "
@@ -307,7 +307,7 @@ def background_texture(path: Path) -> np.ndarray:
     """A user background as a square uint8 RGB texture; an unreadable file is a ValueError naming it."""
     try:
         with open_image(path) as image:
-            return np.asarray(image.convert("RGB").resize((BACKGROUND_SIZE,) * 2, Image.BILINEAR))
+            return np.asarray(as_rgb(image).resize((BACKGROUND_SIZE,) * 2, Image.BILINEAR))
     except (OSError, UnidentifiedImageError, SyntaxError) as err:
         raise ValueError(
             f"--backgrounds: cannot read {path} ({err}); remove it or replace it with a PNG or JPEG"

@@ -8,6 +8,8 @@ Pixels follow cubepose's (Unity's) convention: u = cx + fx x / z, v = cy - fy y 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import roma
 import torch
@@ -95,8 +97,14 @@ def solve_pnp(
     Unity's y-up camera is its y-down one mirrored, so the object is mirrored too and the rotation found
     is a proper one. ``weights`` (B, K) >= 0, e.g. each keypoint's detection score, weigh the points in the
     refinement, so that a point the network is unsure of (outside the image, hidden) pulls less. A solution
-    behind the camera is refined again from a weak-perspective estimate in front of it.
+    behind the camera is refined again from a weak-perspective estimate in front of it. A row with a NaN or
+    inf among its inputs (a broken network's) gets a NaN pose, and the other rows are solved without it.
     """
+    finite = torch.isfinite(pixels).flatten(1).all(dim=1) & torch.isfinite(camera).all(dim=1)
+    if weights is not None:
+        finite &= torch.isfinite(weights).all(dim=1)
+    if not bool(finite.all()):  # the linear algebra below would fail for the whole batch on one such row
+        return _solved_where(finite, pixels, object_points, camera, weights)
     pixels, camera = pixels.double(), camera.double()
     object_points = object_points.double().to(pixels.device)
     batch = pixels.shape[0]
@@ -122,6 +130,26 @@ def solve_pnp(
     quaternion = canonical_sign(quaternion)
     residuals = _project(object_points, rotation, translation, camera) - pixels
     return translation, quaternion, residuals.norm(dim=-1).mean(dim=-1)
+
+
+def _solved_where(
+    rows: torch.Tensor,
+    pixels: torch.Tensor,
+    object_points: torch.Tensor,
+    camera: torch.Tensor,
+    weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``solve_pnp`` of the ``rows`` (B,) marked, NaN poses and errors for the others."""
+    batch, options = pixels.shape[0], {"dtype": torch.float64, "device": pixels.device}
+    translation, quaternion = torch.full((batch, 3), math.nan, **options), torch.full((batch, 4), math.nan, **options)
+    error = torch.full((batch,), math.nan, **options)
+    index = torch.nonzero(rows)[:, 0]
+    if len(index):
+        chosen = None if weights is None else weights[index]
+        solved = solve_pnp(pixels[index], object_points, camera[index], chosen)
+        for whole, part in zip((translation, quaternion, error), solved, strict=True):
+            whole.index_copy_(0, index, part)
+    return translation, quaternion, error
 
 
 def _weak_perspective(
