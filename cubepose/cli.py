@@ -63,14 +63,18 @@ def _inspect(args: argparse.Namespace) -> None:
     from cubepose.config import defaults
     from cubepose.data.datasets import read_root
     from cubepose.data.summary import format_summary, summarize
+    from cubepose.inference.camera_input import given_camera
 
     if args.max_instances < 1:
         raise ValueError(f"--max-instances must be 1 or more, got {args.max_instances}")
     camera = defaults()["data"]["camera"]
     if args.fov is not None:
+        if not 0 < args.fov < 180:  # NaN fails too
+            raise ValueError(f"--fov must be a vertical field of view between 0 and 180 degrees, got {args.fov:g}")
         camera["vertical_fov"] = args.fov
     if args.intrinsics:
-        camera.update(zip(("fx", "fy", "cx", "cy"), args.intrinsics, strict=True))
+        checked = given_camera(args.intrinsics)  # refuses a camera no image can have, naming the values
+        camera.update(fx=checked.fx, fy=checked.fy, cx=checked.cx, cy=checked.cy)
     data = {
         "format": args.format,
         "label_name": args.label_name,
@@ -88,15 +92,27 @@ def _metrics(args: argparse.Namespace) -> None:
     from cubepose.evaluation.evaluator import latest_metrics_file
 
     path = latest_metrics_file(Path(args.path))
-    metrics = json.loads(path.read_text())
+    try:
+        metrics = json.loads(path.read_bytes())
+    except (ValueError, OSError) as err:  # truncated or not UTF-8: a killed or edited evaluation
+        raise CubeposeError(f"cannot read {path} ({err}); evaluate again, or `cubepose report` its folder") from None
+    if not isinstance(metrics, dict) or not metrics:
+        raise CubeposeError(f"{path} is not a metrics file (a JSON object of metric names); evaluate again")
     width = max(len(k) for k in metrics)
-    lines = [f"metrics of {path}"] + [
-        f"  {k:<{width}}  {'n/a' if v is None else f'{v:.6g}'}" for k, v in sorted(metrics.items())
-    ]
+    lines = [f"metrics of {path}"] + [f"  {k:<{width}}  {_shown(v)}" for k, v in sorted(metrics.items())]
     report = path.parent / "report.html"
     if report.exists():
         lines.append(f"report: {report}")
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _shown(value: object) -> str:
+    """A metric's value for ``cubepose metrics``: numbers to 6 digits, null as n/a, anything else as its JSON."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.6g}"
+    return json.dumps(value)[:80]
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -9,6 +9,13 @@ is compared with the in-process prediction of its own image, so a request lost, 
 another request's pose is counted; latencies give p50 and p99, and the server's resident memory (VmRSS)
 is read before and after each concurrency. The baseline, timed while the server idles: `PosePredictor`
 on the same PNG bytes, decoded and predicted in batches of ``--baseline-batch`` in this process, images/s.
+
+``--abusive N`` runs every concurrency twice, A/B: undisturbed, then beside N abusive clients that loop over
+the attacks the service must shrug off (a chunked body far over ``--max-request-mb``, a client leaving
+mid-body, a PNG header claiming 20000x20000 pixels, a body trickled a byte at a time); the row reports the
+well-behaved clients' p99 against the undisturbed run's (target: within 2x) and the attacks answered.
+
+    .venv/bin/python eval/serve_load.py configs/cpu.yaml --requests 1000 --concurrency 8 --abusive 4
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ import argparse
 import io
 import logging
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -102,6 +112,102 @@ def load(url: str, pool: list[bytes], expected: np.ndarray, count: int, concurre
     }
 
 
+MAX_REQUEST_MB = 1  # the server's --max-request-mb in these runs: the oversized attack sends 64x that
+TRICKLE_SECONDS = 2.0  # how long the slow client trickles its body before it gives up
+
+
+def _bomb_png(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def _raw(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _oversized_chunked(url: str) -> bool:
+    """64x the limit as a chunked body; True when the server answered 413 before taking it all."""
+    sock = _raw(url)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n" % (1 << 20) + b"x" * (1 << 20) + b"\r\n"
+    try:
+        for _ in range(64 * MAX_REQUEST_MB):
+            sock.sendall(chunk)
+    except OSError:
+        pass  # closed by the server after its 413
+    try:
+        return sock.recv(64).startswith(b"HTTP/1.1 413")
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def _leaving_mid_body(url: str) -> bool:
+    """Declare 100 kB, send 1 kB and leave."""
+    sock = _raw(url)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+    sock.close()
+    return True
+
+
+def _bomb(url: str) -> bool:
+    return requests.post(f"{url}/predict", data=_bomb_png(), timeout=30).status_code == 413
+
+
+def _trickle(url: str) -> bool:
+    """A body sent a byte every 50 ms for ``TRICKLE_SECONDS``, then abandoned (a slowloris client)."""
+    sock = _raw(url)
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+    deadline = time.perf_counter() + TRICKLE_SECONDS
+    try:
+        while time.perf_counter() < deadline:
+            sock.sendall(b"x")
+            time.sleep(0.05)
+    except OSError:
+        pass
+    sock.close()
+    return True
+
+
+ATTACKS = (_oversized_chunked, _leaving_mid_body, _bomb, _trickle)
+
+
+class Abusers:
+    """``count`` threads looping over ``ATTACKS`` until stopped; counts the attacks and those answered as
+    they should be (413 for the oversized body and the bomb; the others need no answer)."""
+
+    def __init__(self, url: str, count: int) -> None:
+        self.url, self.stop, self.sent, self.answered = url, threading.Event(), 0, 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(count)]
+
+    def __enter__(self) -> Abusers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def _loop(self, worker: int) -> None:
+        attack = worker
+        while not self.stop.is_set():
+            answered = ATTACKS[attack % len(ATTACKS)](self.url)
+            attack += 1
+            with self.lock:
+                self.sent += 1
+                self.answered += answered
+
+
 def in_process_rate(predictor, pool: list[bytes], batch: int, repeats: int) -> float:
     """Images/s of ``PosePredictor.predict`` on the PNG bytes (decoded here), in batches of ``batch``."""
     images = [np.asarray(Image.open(io.BytesIO(body)).convert("RGB")) for body in pool[:batch]]
@@ -122,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-batch", type=int, default=MAX_BATCH, help="the server's --max-batch")
     parser.add_argument("--baseline-batch", type=int, default=8, help="in-process PosePredictor batch size")
     parser.add_argument("--max-wait-ms", type=float, default=MAX_WAIT_MS, help="the server's --max-wait-ms")
+    parser.add_argument("--abusive", type=int, default=0, help="abusive clients beside each concurrency (A/B)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -134,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         command = [str(CUBEPOSE), "serve", "--checkpoint", str(checkpoint), "--port", str(port)]
         command += ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms)]
+        command += ["--max-request-mb", str(MAX_REQUEST_MB)]
         log = open(Path(folder) / "serve.log", "w")  # a file, not a pipe: one access line per request
         server = subprocess.Popen(command, stderr=log, stdout=subprocess.DEVNULL, text=True)
         url = f"http://127.0.0.1:{port}"
@@ -145,8 +253,16 @@ def main(argv: list[str] | None = None) -> int:
             for concurrency in args.concurrency:
                 before = resident_mb(server.pid)
                 result = load(url, pool, expected, args.requests, concurrency)
-                rows.append((concurrency, result, before, resident_mb(server.pid)))
+                rows.append((str(concurrency), result, before, resident_mb(server.pid)))
                 logger.info("concurrency %d: %s", concurrency, result)
+                if args.abusive:
+                    before = resident_mb(server.pid)
+                    with Abusers(url, args.abusive) as abusers:
+                        disturbed = load(url, pool, expected, args.requests, concurrency)
+                    disturbed["p99 ratio"] = disturbed["p99"] / result["p99"]
+                    disturbed["attacks"] = (abusers.sent, abusers.answered)
+                    rows.append((f"{concurrency} + {args.abusive} abusive", disturbed, before, resident_mb(server.pid)))
+                    logger.info("concurrency %d beside %d abusive clients: %s", concurrency, args.abusive, disturbed)
         finally:
             server.terminate()
             server.wait(timeout=60)
@@ -160,13 +276,20 @@ def main(argv: list[str] | None = None) -> int:
         "| throughput / in-process |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for concurrency, result, before, after in rows:
+    for clients, result, before, after in rows:
         lines.append(
-            f"| {concurrency} | {result['rate']:.1f} | {result['p50']:.1f} | {result['p99']:.1f} | "
+            f"| {clients} | {result['rate']:.1f} | {result['p50']:.1f} | {result['p99']:.1f} | "
             f"{result['p99'] / result['p50']:.2f} | {result['wrong'] + args.requests - result['answered']} | "
             f"{before:.0f} → {after:.0f} | {result['rate'] / baseline:.2f} |"
         )
     lines.append(f"| in-process `PosePredictor`, batches of {args.baseline_batch} | {baseline:.1f} | | | | | | 1.00 |")
+    for clients, result, _, _ in rows:
+        if "p99 ratio" in result:
+            sent, answered = result["attacks"]
+            lines.append(
+                f"{clients}: p99 {result['p99 ratio']:.2f}x the undisturbed run's (target: within 2x); "
+                f"{sent} attacks, {answered} answered as they should be"
+            )
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -151,12 +152,15 @@ def test_edflow_overhead_times_both_arms_and_prints_their_ratio(tmp_path):
     assert "edflow / bare loop: " in stdout and "target below +10%" in stdout
 
 
-def test_serve_load_answers_every_request_with_its_own_pose_at_each_concurrency():
-    args = ["configs/cpu.yaml+network/image_size=32", "--requests", "24", "--concurrency", "1", "6"]
+def test_serve_load_answers_every_request_with_its_own_pose_at_each_concurrency_beside_abusive_clients():
+    args = ["configs/cpu.yaml+network/image_size=32", "--requests", "24", "--concurrency", "1", "6", "--abusive", "2"]
     stdout = run_script(
         "serve_load.py", *args, "--image-size", "48", "40", "--pool", "8", "--max-batch", "3", "--baseline-batch", "4"
     )
     rows = {line.split("|")[1].strip(): line.split("|") for line in stdout.splitlines() if line.startswith("| ")}
-    assert {"1", "6"} <= set(rows) and "in-process `PosePredictor`, batches of 4" in rows
-    assert [int(rows[c][6]) for c in ("1", "6")] == [0, 0]  # none lost, answered twice or with another's pose
-    assert all(float(rows[c][2]) > 0 and float(rows[c][4]) >= float(rows[c][3]) for c in ("1", "6"))
+    clients = ("1", "1 + 2 abusive", "6", "6 + 2 abusive")
+    assert set(clients) <= set(rows) and "in-process `PosePredictor`, batches of 4" in rows
+    assert [int(rows[c][6]) for c in clients] == [0] * 4  # none lost, answered twice or with another's pose
+    assert all(float(rows[c][2]) > 0 and float(rows[c][4]) >= float(rows[c][3]) for c in clients)
+    summaries = re.findall(r"abusive: p99 [\d.]+x the undisturbed run's .*; (\d+) attacks, (\d+) answered", stdout)
+    assert len(summaries) == 2 and all(int(sent) >= 2 for sent, _ in summaries)  # the attacks ran beside them

@@ -113,6 +113,28 @@ def test_changed_zip_is_not_extracted_over_files_the_user_added(tmp_path):
     assert not list(tmp_path.glob(".cube.*.tmp"))
 
 
+def test_changed_zip_is_not_extracted_over_files_the_user_edited(tmp_path):
+    archive = zip_files(tmp_path / "cube.zip", EXPORT)
+    root = extract_zip(archive)
+    captures = root / "export" / "Dataset1" / "captures_000.json"
+    captures.write_bytes(b'{"captures": [] }')  # an edit: one byte longer
+    image = root / "export" / "RGB1" / "rgb_2.png"
+    image.write_bytes(b"PNG bytes")  # an edit of the same size
+    zip_files(archive, {**EXPORT, "export/RGB1/rgb_3.png": b"new capture"})
+    touch_newer(archive)  # as a re-download or a cp without -p leaves it
+    with pytest.raises(DatasetError) as info:
+        extract_zip(archive)
+    message = str(info.value)
+    assert "2 file(s) in" in message and "were edited after cubepose extracted them" in message
+    assert "export/Dataset1/captures_000.json, export/RGB1/rgb_2.png" in message and "copy them out" in message
+    assert captures.read_bytes() == b'{"captures": [] }' and image.read_bytes() == b"PNG bytes"
+
+    captures.write_bytes(EXPORT["export/Dataset1/captures_000.json"])  # edits undone: contents as extracted,
+    image.write_bytes(EXPORT["export/RGB1/rgb_2.png"])  # though their mtimes moved on
+    assert extract_zip(archive) == root
+    assert (root / "export" / "RGB1" / "rgb_3.png").read_bytes() == b"new capture"
+
+
 def test_a_killed_extraction_leaves_nothing_after_the_next_start(tmp_path):
     archive = zip_files(tmp_path / "cube.zip", EXPORT)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -10,6 +10,7 @@ from cubepose.config import validate_config
 from cubepose.errors import ConfigError
 from cubepose.evaluation.metrics import (
     add_distance,
+    adds_distance,
     pose_dataset_metrics,
     rotation_error,
     translation_error,
@@ -18,6 +19,7 @@ from cubepose.evaluation.metrics import (
     unity_quaternion_error,
 )
 from cubepose.geometry.object import Box
+from cubepose.geometry.projection import transform_points
 from cubepose.geometry.rotations import quaternion_multiply
 from cubepose.losses import Criterion
 from cubepose.losses.functions import add, geodesic, l1, mse, sign_invariant
@@ -194,3 +196,28 @@ def test_pose_dataset_metrics_summaries_and_accuracies():
     symmetric = pose_dataset_metrics(pred_t, true_t, turned, true_q, box=Box(symmetry="cube"))
     assert symmetric == pytest.approx(metrics)
     assert pose_dataset_metrics(pred_t, true_t, turned, true_q)["rotation_error_deg_mean"] > 80
+
+
+def test_adds_pairs_each_true_corner_with_the_closest_predicted_one_as_bop_toolkits_adi():
+    box = Box((0.1, 0.1, 0.1))
+    t = np.array([[0.0, 0.0, 1.0]] * 3)
+    q = np.array([[0.0, 0.0, 0.0, 1.0]] * 3)
+    quarter_turn = np.array([0.0, 0.0, np.sin(np.pi / 4), np.cos(np.pi / 4)])  # maps the cube's corners onto each other
+    shift = np.array([0.01, 0.0, 0.0])
+    predicted_t, predicted_q = t + [[0, 0, 0], shift, [0, 0, 0]], np.stack([quarter_turn, q[1], q[2]])
+    adds = adds_distance(predicted_t, predicted_q, t, q, box)
+    add = pose_dataset_metrics(predicted_t, t, predicted_q, q, box)
+    np.testing.assert_allclose(adds, [0.0, 0.01, 0.0], atol=1e-12)  # the turn costs ADD-S nothing, ADD a lot
+    assert add["add_cm_max"] > 5 and add["adds_cm_max"] == pytest.approx(1.0)
+    assert add["accuracy_adds_10pct_diagonal"] == 1.0 and add["accuracy_add_10pct_diagonal"] == pytest.approx(2 / 3)
+
+    rng = np.random.default_rng(0)  # against the definition, corner by corner, on random poses
+    t_a, t_b = rng.normal(0, 0.05, (20, 3)) + [0, 0, 1], rng.normal(0, 0.05, (20, 3)) + [0, 0, 1]
+    q_a, q_b = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in rng.normal(size=(2, 20, 4)))
+    corners_a = transform_points(box.corners(), t_a, q_a)
+    corners_b = transform_points(box.corners(), t_b, q_b)
+    expected = [
+        np.mean([min(np.linalg.norm(c - p) for p in pred) for c in true])
+        for true, pred in zip(corners_b, corners_a, strict=True)
+    ]
+    np.testing.assert_allclose(adds_distance(t_a, q_a, t_b, q_b, box), expected, rtol=1e-12)

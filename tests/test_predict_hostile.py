@@ -271,3 +271,21 @@ def test_a_16_bit_png_is_scaled_to_8_bits_for_prediction_and_datasets(tmp_path, 
     np.testing.assert_allclose(from_file["translation"], from_pixels["translation"], atol=1e-6)
     decoded = decode_resized(str(path), 48)
     assert decoded.dtype == np.uint8 and 100 < decoded.mean() < 155  # a ramp over the range: mid-grey on average
+
+
+# -- checkpoints whose contents do not fit ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "named"),
+    [
+        (lambda: PoseNet(tiny_config("6d")).state_dict(), "does not fit the network its own config describes"),
+        (lambda: [1, 2, 3], "holds no model weights (its 'model' entry is a list)"),
+    ],
+)
+def test_a_checkpoint_whose_weights_do_not_fit_its_config_is_named_without_a_traceback(tmp_path, pngs, model, named):
+    path = tmp_path / "model-5.ckpt"
+    save_checkpoint(path, model=model(), global_step=5, config=tiny_config("quaternion"))
+    result = run_predict(path, pngs[:1])
+    assert result.returncode == 2 and named in result.stderr and str(path) in result.stderr
+    assert "Traceback" not in result.stderr

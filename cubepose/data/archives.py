@@ -4,7 +4,7 @@ Extraction goes to a temporary folder renamed into place when complete, with a m
 recording the archive's size and mtime and every file extracted; every member's CRC is
 checked while extracting. A folder that exists without a matching marker is never
 overwritten, and an outdated extraction is replaced only when it holds nothing but the files
-cubepose extracted: a file the user added there is never deleted.
+cubepose extracted, as it extracted them: a file the user added or edited there is never lost.
 
 An archive is refused before anything is written when it would expand past the free disk
 space or by a ratio only a zip bomb reaches; while extracting, no member may produce more
@@ -151,7 +151,8 @@ def _extract(handle: zipfile.ZipFile, archive: Path, target: Path, fingerprint: 
     with temporary_beside(target, folder=True) as staging:
         for member in tqdm(handle.infolist(), desc=f"extracting {archive.name}", unit="file", leave=False):
             _extract_member(handle, member, staging, archive)
-        record = {**fingerprint, "extracted": sorted(_files_under(staging))}
+        crcs = {name: member.CRC for member in handle.infolist() if (name := member_path(member))}
+        record = {**fingerprint, "extracted": sorted(_files_under(staging)), "contents": _contents(staging, crcs)}
         atomic_write_text(staging / MARKER, json.dumps(record))
         if target.exists():  # an outdated extraction: checked again, files may have been added meanwhile
             _check_replaceable(archive, target, {name for m in handle.infolist() if (name := member_path(m))})
@@ -212,7 +213,17 @@ def _check_only_ours(archive: Path, target: Path, marker: dict, new_members: set
     """
     recorded = marker.get("extracted")
     ours = set(recorded) if isinstance(recorded, list) else new_members
-    extra = sorted(_files_under(target) - ours)
+    present = _files_under(target)
+    changed = _changed_files(target, marker.get("contents"), present & ours)
+    if changed:
+        named = ", ".join(changed[:EXTRA_FILES_NAMED])
+        more = f" and {len(changed) - EXTRA_FILES_NAMED} more" if len(changed) > EXTRA_FILES_NAMED else ""
+        raise DatasetError(
+            f"{archive.name} changed, but {len(changed)} file(s) in {target} were edited after cubepose extracted "
+            f"them: {named}{more}; extracting it again would overwrite your edits, so copy them out of the folder, "
+            "or delete the folder yourself, then run again"
+        )
+    extra = sorted(present - ours)
     if not extra:
         return
     named = ", ".join(extra[:EXTRA_FILES_NAMED])
@@ -223,6 +234,45 @@ def _check_only_ours(archive: Path, target: Path, marker: dict, new_members: set
         f"{origin}: {named}{more}; extracting it again would replace the folder, so move those files out of it, "
         "or delete the folder yourself, then run again"
     )
+
+
+def _contents(folder: Path, crcs: dict[str, int]) -> dict[str, list[int]]:
+    """What each extracted file under ``folder`` holds: [size, mtime_ns, CRC-32], the CRC its member declared
+    (checked while extracting), so a later edit is found without hashing files whose size and mtime stay."""
+    contents = {}
+    for name, crc in crcs.items():
+        stat = (folder / name).stat()
+        contents[name] = [stat.st_size, stat.st_mtime_ns, crc]
+    return contents
+
+
+def _changed_files(folder: Path, contents: object, names: set[str]) -> list[str]:
+    """Of ``names`` under ``folder``, those whose contents differ from the marker's record (sorted): a file of
+    another size, or of another mtime whose CRC-32 differs. A marker without contents (older) detects none."""
+    if not isinstance(contents, dict):
+        return []
+    changed = []
+    for name in sorted(names):
+        record = contents.get(name)
+        if not (isinstance(record, list) and len(record) == 3):
+            continue
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            changed.append(name)
+            continue
+        stat = path.stat()
+        if stat.st_size != record[0] or (stat.st_mtime_ns != record[1] and _crc32(path) != record[2]):
+            changed.append(name)
+    return changed
+
+
+def _crc32(path: Path) -> int:
+    """The CRC-32 of a file's bytes, as zip members record it."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(COPY_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 def _files_under(folder: Path) -> set[str]:

@@ -16,9 +16,10 @@ import numpy as np
 from cubepose.errors import CubeposeError
 from cubepose.evaluation.bop_metrics import bop_recalls, bop_recalls_of_several, pose_errors
 from cubepose.evaluation.bop_results import image_ids, write_bop_results
-from cubepose.evaluation.matching import ERROR_NAMES, detection_metrics, match_instances
+from cubepose.evaluation.matching import detection_metrics, match_instances
 from cubepose.evaluation.metrics import (
     CONFIDENCE_KEYS,
+    POSE_ERROR_NAMES,
     finite_predictions,
     instance_errors,
     metrics_of_errors,
@@ -100,7 +101,7 @@ class Evaluation:
             "image_index": np.concatenate([truth_rows[0], spurious_rows[0]]),
             "instance": np.concatenate([truth_rows[1], spurious_rows[1]]),
             "kind": np.concatenate([np.where(matched, "matched", "missed"), np.full(len(nan), "spurious")]),
-            **{name: np.concatenate([truth[name][truth_rows], nan]) for name in ERROR_NAMES},
+            **{name: np.concatenate([truth[name][truth_rows], nan]) for name in POSE_ERROR_NAMES},
             "distance_m": np.concatenate([np.linalg.norm(t_true[truth_rows], axis=-1), nan]),
             "true_yaw_deg": np.concatenate([unity_euler_angles(q_true[truth_rows])[:, 1], nan]),
         }

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cubepose.evaluation.metrics import ADD_THRESHOLD, instance_errors
+from cubepose.evaluation.metrics import ADD_THRESHOLD, POSE_ERROR_NAMES, instance_errors
 from cubepose.geometry.object import Box
 
 UNMATCHED = -1
-ERROR_NAMES = ("translation_error_cm", "rotation_error_deg", "add_cm")
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def match_instances(
         q_true[:, None],
         box,
     )
-    pair_errors = {name: errors[name] for name in ERROR_NAMES}  # (N, P, M)
+    pair_errors = {name: errors[name] for name in POSE_ERROR_NAMES}  # (N, P, M)
     gate = np.where(present[:, None, :] & found[..., None], pair_errors["add_cm"], np.inf)
     gate = np.where(np.isfinite(gate) & (gate <= 100 * box.diameter), gate, np.inf)
     images = np.arange(len(found))

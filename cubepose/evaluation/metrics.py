@@ -2,7 +2,7 @@
 
 Unity's two dataset metrics are reproduced exactly, thresholds included, for comparison
 with its pose-estimation model. The standard ones answer a robot engineer's questions:
-how many centimetres and degrees off, the cube-corner distance ADD, and the share of instances
+how many centimetres and degrees off, the cube-corner distances ADD and ADD-S, and the share of instances
 within the usual thresholds. Corner distances and the ADD threshold are measured on ``box``, the
 configured object (``Box.from_config``; default ``Box()``). For a symmetric object
 (``object/symmetries``) every orientation error is taken modulo its symmetries: against the
@@ -26,6 +26,7 @@ from cubepose.geometry.symmetries import is_identity_only, symmetric_equivalents
 
 ACCURACY_THRESHOLDS = ((0.02, 2.0), (0.05, 5.0))  # (metres, degrees)
 ADD_THRESHOLD = 0.1  # share of the object's diagonal (Box.diameter)
+POSE_ERROR_NAMES = ("translation_error_cm", "rotation_error_deg", "add_cm", "adds_cm")  # per instance, summarised
 
 # Unity's orientation_average_quaternion_error: cos(angle) beyond these counts as 0 / pi/2.
 UNITY_COS_HIGH = 0.999
@@ -140,6 +141,23 @@ def add_distance(
     return np.linalg.norm(true - predicted[..., None, :, :], axis=-1).mean(axis=-1).min(axis=-1)
 
 
+def adds_distance(
+    translation_pred: np.ndarray,
+    quaternion_pred: np.ndarray,
+    translation_true: np.ndarray,
+    quaternion_true: np.ndarray,
+    box: Box | None = None,
+) -> np.ndarray:
+    """Per instance: ADD-S (bop_toolkit's ``adi``), the mean over the true pose's corners of ``box`` of the
+    distance to the closest predicted corner (m). LINEMOD and YCB results of symmetric objects are given in it
+    (as "ADD(-S)"); it ignores which corner is which, so it needs no symmetry group."""
+    corners = (box or Box()).corners()
+    predicted = transform_points(corners, translation_pred, quaternion_pred)  # (..., 8, 3)
+    true = transform_points(corners, translation_true, quaternion_true)
+    distances = np.linalg.norm(true[..., :, None, :] - predicted[..., None, :, :], axis=-1)  # (..., 8, 8)
+    return distances.min(axis=-1).mean(axis=-1)
+
+
 def instance_errors(
     translation_pred: np.ndarray,
     translation_true: np.ndarray,
@@ -148,7 +166,7 @@ def instance_errors(
     box: Box | None = None,
 ) -> dict[str, np.ndarray]:
     """Per instance, in report units: translation error (cm), rotation error (deg) and ADD (cm), both
-    modulo the symmetries of ``box``, plus the true distance to the camera (m) and true yaw (deg).
+    modulo the symmetries of ``box``, ADD-S (cm), plus the true distance to the camera (m) and true yaw (deg).
 
     The errors of an instance whose prediction is not finite are NaN (its row is kept, so that
     errors.csv still lists every instance); distance and yaw come from the labels and stay.
@@ -161,6 +179,7 @@ def instance_errors(
         "translation_error_cm": 100 * translation_error(translation_pred, translation_true),
         "rotation_error_deg": np.degrees(rotation_error(quaternion_pred, quaternion_true, box.symmetries)),
         "add_cm": 100 * add_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, box),
+        "adds_cm": 100 * adds_distance(translation_pred, quaternion_pred, translation_true, quaternion_true, box),
     }
     errors = {name: np.where(finite, values, np.nan) for name, values in errors.items()}
     errors["distance_m"] = np.linalg.norm(np.asarray(translation_true, np.float64), axis=-1)
@@ -210,13 +229,14 @@ def metrics_of_errors(errors: dict[str, np.ndarray], finite: np.ndarray, box: Bo
     """``pose_dataset_metrics`` from already computed ``instance_errors`` (of the same ``box``) and the
     finite-prediction mask."""
     metrics: dict[str, float] = {}
-    for name in ("translation_error_cm", "rotation_error_deg", "add_cm"):
+    for name in POSE_ERROR_NAMES:
         metrics.update(_summary(name, errors[name][finite]))
     for metres, degrees in ACCURACY_THRESHOLDS:
         within = _within(errors["translation_error_cm"], 100 * metres, finite)
         within &= _within(errors["rotation_error_deg"], degrees, finite)
         metrics[f"accuracy_{round(metres * 100)}cm_{round(degrees)}deg"] = float(within.mean())
-    within_add = _within(errors["add_cm"], 100 * ADD_THRESHOLD * (box or Box()).diameter, finite)
-    metrics["accuracy_add_10pct_diagonal"] = float(within_add.mean())
+    add_threshold_cm = 100 * ADD_THRESHOLD * (box or Box()).diameter
+    metrics["accuracy_add_10pct_diagonal"] = float(_within(errors["add_cm"], add_threshold_cm, finite).mean())
+    metrics["accuracy_adds_10pct_diagonal"] = float(_within(errors["adds_cm"], add_threshold_cm, finite).mean())
     metrics["non_finite_predictions"] = int(np.count_nonzero(~finite))
     return metrics

@@ -36,7 +36,14 @@ def export_model(predictor: PosePredictor, out: str | os.PathLike, fmt: str) -> 
     if fmt not in FORMATS:
         raise CubeposeError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        example = out / ("model.onnx" if fmt == "onnx" else "model.pt")
+        raise CubeposeError(f"the export's output {out} is a folder; give the file to write, e.g. {example}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file where a folder of the path should be, or no permission
+        problem = err.strerror or err
+        raise CubeposeError(f"cannot make the folder {out.parent} of {out} ({problem}); give another path") from None
     spec = export_spec_of(predictor.model.cpu())
     module = spec.module.eval()
     size = predictor.image_size

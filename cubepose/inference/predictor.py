@@ -22,7 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from cubepose.data.images import network_inputs, open_image, resize_rgb
-from cubepose.errors import CubeposeError
+from cubepose.errors import CheckpointError, CubeposeError
 from cubepose.evaluation.metrics import CONFIDENCE_KEYS
 from cubepose.geometry.camera import Camera
 from cubepose.geometry.projection import resize_intrinsics
@@ -30,7 +30,7 @@ from cubepose.inference.camera_input import CameraLike, given_camera
 from cubepose.inference.training_camera import TOLERANCE, camera_errors, describe_training_camera, size_errors
 from cubepose.models import pose_network
 from cubepose.storage import fetch
-from cubepose.training.checkpoints import read_checkpoint, save_checkpoint
+from cubepose.training.checkpoints import load_weights, read_checkpoint, save_checkpoint
 from cubepose.training.devices import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -122,11 +122,11 @@ class PosePredictor:
         device = resolve_device(device)
         state = read_checkpoint(fetch(checkpoint, cache_dir, sha256), device)
         config = copy.deepcopy(state.get("config") or {})
-        if "network" not in config:
-            raise CubeposeError(f"{checkpoint} records no config; it was not written by cubepose's training")
+        if not (isinstance(config, dict) and isinstance(config.get("network"), dict)):
+            raise CheckpointError(f"{checkpoint} records no config; it was not written by cubepose's training")
         config["network"]["pretrained"] = None  # the checkpoint holds every weight
         model = pose_network(config)  # validates it
-        model.load_state_dict(state["model"])
+        load_weights(model, state, checkpoint, "the network its own config describes")
         camera = state.get("camera")
         logger.info(
             "loaded %s (step %s, %s; training camera %s)",

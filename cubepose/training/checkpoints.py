@@ -126,13 +126,25 @@ def load_checkpoint(
     differences = config_differences(state.get("config") or {}, config) if config is not None else []
     if differences:
         logger.warning("%s was trained with other model settings: %s", location, "; ".join(differences))
+    hint = f"; it differs in {'; '.join(differences)}" if differences else ""
+    load_weights(model, state, location, f"the configured network{hint}")
+    return state
+
+
+def load_weights(model: torch.nn.Module, state: dict, location: object, network: str) -> None:
+    """Load a read checkpoint's ``model`` weights into ``model``; weights of another network, or an entry that is
+    not a state dict, fail with a CheckpointError naming the file (``network`` says which network was built)."""
+    weights = state.get("model")
+    if not isinstance(weights, dict):
+        raise CheckpointError(
+            f"{location} holds no model weights (its 'model' entry is a {type(weights).__name__}); "
+            "use a checkpoint that cubepose's training wrote"
+        )
     try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as err:
-        hint = f"; it differs in {'; '.join(differences)}" if differences else ""
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, ValueError) as err:
         detail = " ".join(str(err).split())[:600]
         raise CheckpointError(
-            f"{location} does not fit the configured network{hint}. Use the checkpoint's settings "
-            f"(e.g. --network/<key> <value>) or another checkpoint ({detail})"
+            f"{location} does not fit {network}. Use the checkpoint's settings (e.g. --network/<key> <value>) "
+            f"or another checkpoint ({detail})"
         ) from None
-    return state
