@@ -41,6 +41,9 @@ RAMP = {"start": 0.1, "end": 1.0, "start_step": 0, "end_step": 10}
         ({"optimizer": {"betas": [0.9, 1.5]}}, r"optimizer/betas: 1.5 is not a number in \[0.0, 1.0\)"),
         ({"optimizer": {"betas": [".nan", 0.9]}}, r"optimizer/betas: nan is not a number in \[0.0, 1.0\)"),
         ({"data": {"camera": {"vertical_fov": ".nan"}}}, "data/camera/vertical_fov: nan is not a finite number"),
+        ({"data": {"camera": {"vertical_fov": 200}}}, "data/camera/vertical_fov: 200.0 is not between 0 and 180"),
+        ({"data": {"camera": dict(fx=0, fy=0, cx=32, cy=32)}}, "data/camera: the focal lengths fx, fy must be above 0"),
+        ({"data": {"camera": dict(fx=1e308, fy=60, cx=32, cy=32)}}, "data/camera: fx, fy, cx, cy must be at most 1e"),
         ({"losses": {"translation": {"type": "mse", "weight": "inf"}}}, "losses/translation/weight: inf is not a"),
         ({"losses": {"translation": {"type": "mse", "weight": -1}}}, "losses/translation/weight: -1.0 is below"),
         (

@@ -30,6 +30,7 @@ from cubepose.geometry.object import Box
 from cubepose.geometry.projection import resize_intrinsics
 from cubepose.geometry.symmetries import named_group, same_group
 from cubepose.storage import default_cache_dir
+from cubepose.training.distributed import launched_ranks, shard
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ def load_split(config: dict, split: str) -> PoseIndex:
     if len(chosen) == 0:
         raise ConfigError(f"data/{split} is empty; lower data/validation_fraction or add captures")
     index = index.subset(chosen)
+    ranks = launched_ranks()
+    if split == "train" and ranks.distributed:  # under torchrun each rank trains on its own disjoint share
+        index = index.subset(shard(len(index), ranks))
+        logger.info(
+            "rank %d of %d trains on %d of the split's %d examples", ranks.rank, ranks.world, len(index), len(chosen)
+        )
     box = Box.from_config(config)
     check_object_size(index, box, split)
     check_object_symmetries(index, box, split)

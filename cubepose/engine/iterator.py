@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edflow.hooks.util_hooks import ExpandHook
 from edflow.iterators.template_iterator import TemplateIterator
 from edflow.project_manager import ProjectManager
 
@@ -40,6 +41,7 @@ from cubepose.inference.training_camera import describe_training_camera, record_
 from cubepose.io.temporary import remove_orphans
 from cubepose.storage import Uploader, is_remote
 from cubepose.training.checkpoints import load_checkpoint, save_checkpoint
+from cubepose.training.distributed import remove_folder, shared_run_folder
 from cubepose.training.guards import (
     TrainingDivergedError,
     divergence_message,
@@ -113,6 +115,10 @@ class Iterator(TemplateIterator):
         self.diverged_at: int | None = None  # the step whose loss was not finite; nothing is saved after it
         self.training_camera = None if config.get("test_mode", False) else self._training_camera()
         self._replace_checkpoint_hook()
+        self.ranks = self.training_step.ranks
+        self.own_folder: str | None = None  # another rank's edflow folder, removed once training starts
+        if self.ranks.distributed:
+            self._share_rank_zeros_run()
         if config["code_root"] is None and not ProjectManager.resumed:  # edflow copied no code: copy what runs
             copy_package_source(ProjectManager.code)
         self.uploader = None
@@ -120,6 +126,31 @@ class Iterator(TemplateIterator):
             remove_interrupted_writes(ProjectManager.checkpoints)
             if config["checkpoint"]["upload"]:
                 self.uploader = run_uploader(config["checkpoint"], Path(ProjectManager.root).name)
+
+    def _share_rank_zeros_run(self) -> None:
+        """Under torchrun: every rank trains, rank 0 alone writes. The other ranks drop the folder their `edflow`
+        made (rank 0's is the run; removed when training starts), their checkpoint, logging and evaluation hooks;
+        the effective batch is logged once. The learning rate is not scaled with it (README: several GPUs and
+        nodes)."""
+        shared, self.own_folder = shared_run_folder(ProjectManager.root, ProjectManager.latest_eval, self.ranks)
+        if not self.ranks.main:
+            self.hooks = [hook for hook in self.hooks if isinstance(hook, ExpandHook)]  # train_op only
+            self.epoch_hooks = []
+            return
+        batch, accumulation = self.config["batch_size"], self.config["accumulation_steps"]
+        self.logger.info(
+            "data-parallel training on %d ranks: batch %d per rank x %d ranks x %d accumulation steps = an effective "
+            "batch of %d; each rank trains on its own %d examples of the split; optimizer/lr %g is used as "
+            "configured; run folder %s",
+            self.ranks.world,
+            batch,
+            self.ranks.world,
+            accumulation,
+            batch * self.ranks.world * accumulation,
+            len(self.datasets["train"]),
+            self.config["optimizer"]["lr"],
+            shared,
+        )
 
     def _training_camera(self) -> dict | None:
         """The train split's camera (network-input intrinsics), recorded in every checkpoint so that prediction
@@ -169,6 +200,7 @@ class Iterator(TemplateIterator):
 
     def iterate(self, batches: dict) -> None:
         """Seed each split's example order (``seed``), then let edflow iterate."""
+        remove_folder(self.own_folder)  # edflow has written its configs there: this rank writes nothing more
         for offset, split in enumerate(sorted(batches)):
             seed_shuffling(batches[split], self.config["seed"] + offset)
         super().iterate(batches)
@@ -189,6 +221,8 @@ class Iterator(TemplateIterator):
         or gave a non-finite loss (``diverged_at``): edflow saves on every exception, and a diverged
         run must keep its last good checkpoint as its latest.
         """
+        if not self.ranks.main:  # rank 0 writes the run's checkpoints
+            return False
         if self.diverged_at is not None:
             self.logger.warning(
                 "not saving %s: these weights gave a non-finite loss at step %d", checkpoint_path, self.diverged_at

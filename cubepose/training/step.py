@@ -8,6 +8,7 @@ checkpoints, logging and evaluation outputs stay with the caller.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from cubepose.data.images import network_inputs
 from cubepose.losses.criterion import Criterion
 from cubepose.training.acceleration import accelerate
 from cubepose.training.devices import resolve_device
+from cubepose.training.distributed import any_rank, data_parallel, join, launched_ranks, rank_device
 from cubepose.training.optim import GradientAccumulator, build_optimizer, build_scheduler
 
 # camera: derived targets (the crop window, keypoints) need it; translations, quaternions, instance_count: every
@@ -62,9 +64,12 @@ class TrainingStep:
         device: torch.device | str | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(config["device"] if device is None else device)
-        self.network = network  # what checkpoints hold; ``model`` may be its torch.compile wrapper
-        self.model, self.acceleration = accelerate(network, config, self.device)
+        self.ranks = launched_ranks()  # several under torchrun: gradients averaged over them
+        self.device = rank_device(resolve_device(config["device"] if device is None else device), self.ranks)
+        join(self.device, self.ranks)
+        self.network = network  # what checkpoints hold; ``model`` may wrap it (torch.compile, DDP)
+        self.local_model, self.acceleration = accelerate(network, config, self.device)  # evaluation runs it
+        self.model = data_parallel(self.local_model, self.device, self.ranks)
         self.optimizer = build_optimizer(network.parameters(), config["optimizer"])
         self.criterion = Criterion.from_config(config)
         self.accumulator = GradientAccumulator(
@@ -98,37 +103,45 @@ class TrainingStep:
             if key in batch
         }
 
-    def forward(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """The model's outputs in float32 (autocast under mixed precision). Given ``targets``, a network that
-        trains a later stage on true inputs (the zoom-in model's crop windows: ``teacher_windows``) gets them."""
+    def forward(
+        self, inputs: torch.Tensor, targets: dict[str, torch.Tensor] | None = None, model: torch.nn.Module | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The outputs of ``model`` (default: the training one) in float32 (autocast under mixed precision). Given
+        ``targets``, a network that trains a later stage on true inputs (the zoom-in model's crop windows:
+        ``teacher_windows``) gets them."""
+        model = self.model if model is None else model
         teacher = getattr(self.network, "teacher_windows", None)
         with self.acceleration.autocast():
             if targets is not None and teacher is not None:
-                predictions = self.model(inputs, teacher(targets))
+                predictions = model(inputs, teacher(targets))
             else:
-                predictions = self.model(inputs)
+                predictions = model(inputs)
         return {key: value.float() for key, value in predictions.items()}
 
     def train(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], step: int) -> StepResult:
         """One training step at global ``step`` (for loss-weight ramps).
 
-        Raises NonFiniteLossError before the update when a loss is NaN or inf; the check reads
-        the host copy of the losses that the step makes anyway, so it adds no device sync.
+        Raises NonFiniteLossError before the update when a loss is NaN or inf, on every rank when it is so on
+        any; the check reads the host copy of the losses that the step makes anyway, so it adds no device sync
+        (and, with several ranks, one all-reduce of a flag). Under gradient accumulation the ranks average
+        their gradients only on the batch that completes an optimizer step.
         """
         self.model.train()
         predictions = self.forward(inputs, targets)
         losses = self.criterion(predictions, targets, step)
         result = StepResult(_host(predictions), _host(losses))
-        if not np.isfinite(result.losses["total"]).all():
+        if any_rank(not np.isfinite(result.losses["total"]).all(), self.ranks):
             raise NonFiniteLossError(step, result)
-        self.accumulator.backward(losses["total"].mean())
+        accumulating = self.accumulator.pending + 1 < self.accumulator.steps
+        with self.model.no_sync() if accumulating and self.ranks.distributed else contextlib.nullcontext():
+            self.accumulator.backward(losses["total"].mean())
         return result
 
     @torch.no_grad()
     def evaluate(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], step: int) -> StepResult:
         """Predictions and per-instance losses in evaluation mode, without gradients."""
-        self.model.eval()
-        predictions = self.forward(inputs)
+        self.local_model.eval()
+        predictions = self.forward(inputs, model=self.local_model)  # no collective: ranks evaluate on their own
         return StepResult(_host(predictions), _host(self.criterion(predictions, targets, step)))
 
     @torch.no_grad()
