@@ -48,7 +48,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix cubepose tests eval setup.py
 
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -rs --durations=15 tests
+	$(BIN)/python -m pytest -q -rs --durations=15 -n auto --maxprocesses 4 tests
 
 # As root (or with sudo): the Debian packages the ROS node runs with
 ros-deps:
@@ -56,7 +56,7 @@ ros-deps:
 	{ apt-get update && apt-get install -y --no-install-recommends $(ROS_PACKAGES); }
 
 # Generate the synthetic dataset once (the roots configs/base.yaml points at), then train the
-# keypoint CPU recipe for DEMO_STEPS steps (about 5 minutes on 2 cores), evaluate its last
+# zoom-in CPU recipe for DEMO_STEPS steps (about 5 minutes on 2 cores), evaluate its last
 # checkpoint on the test split and print the metrics table and the report's path. A larger
 # DEMO_COUNT extends data/cube/train; a smaller one needs `rm -r data/cube` first.
 $(DEMO_DATA)/.complete-$(DEMO_COUNT): | $(STAMP)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from conftest import BIN, REPO
+from cubepose.engine.ranked_edflow import ranked_arguments
 from cubepose.errors import ConfigError
 from cubepose.training.distributed import Ranks, launched_ranks, shard
 
@@ -164,3 +165,16 @@ def test_a_rank_killed_ends_the_job_naming_it_and_one_rank_resumes_from_the_last
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = torch.load(run / "train" / "checkpoints" / f"model-{step + 2}.ckpt", weights_only=True)
     assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {float(step + 2)}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "rank", "expected"),
+    [
+        (["-n", "exp", "-b", "a.yaml", "-t"], 1, ["-n", "exp.rank1", "-b", "a.yaml", "-t"]),
+        (["--name=exp", "-t"], 2, ["--name=exp.rank2", "-t"]),
+        (["-b", "a.yaml", "-p", "logs/run", "-t"], 1, ["-b", "a.yaml", "-p", "logs/run", "-t", "-n", "rank1"]),
+        (["-n", "exp", "-t"], 0, ["-n", "exp", "-t"]),
+    ],
+)
+def test_every_rank_but_0_names_its_edflow_folder_apart(arguments, rank, expected):
+    assert ranked_arguments(arguments, rank) == expected  # edflow names folders by the second: no collision
