@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from gcs_fixtures import free_port
 
 from conftest import BIN, REPO
 from cubepose.engine.ranked_edflow import ranked_arguments
@@ -109,6 +110,28 @@ def test_two_ranks_through_edflow_make_one_run_that_resumes_with_one_rank(tiny_d
     state = torch.load(run / "train" / "checkpoints" / "model-9.ckpt", weights_only=True)
     assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {9.0}  # 6 data-parallel + 3 alone
     assert [p.name for p in (tmp_path / "logs").iterdir()] == [run.name]
+
+
+def test_two_nodes_on_loopback_meet_at_a_c10d_rendezvous_and_checkpoint_once(tiny_data, tmp_path):
+    """Two torchrun agents, one rank each, as two machines would run them (`--nnodes 2`, c10d rendezvous)."""
+    nodes = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "cubepose-nodes"]
+    nodes += ["--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    command = [str(BIN / "torchrun"), *nodes, "-m", "cubepose.engine.ranked_edflow", "-n", "nodes", "-b", *CONFIGS]
+    command += ["-t", "--num_steps", "4", *tiny_overrides(tiny_data)]
+    logs = [open(tmp_path / f"node{node}.log", "w") for node in (0, 1)]
+    agents = [subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT) for log in logs]
+    try:
+        codes = [agent.wait(timeout=300) for agent in agents]
+    finally:
+        for agent, log in zip(agents, logs, strict=True):
+            if agent.poll() is None:
+                agent.kill()
+            log.close()
+    assert codes == [0, 0], [(tmp_path / f"node{node}.log").read_text()[-2000:] for node in (0, 1)]
+    (run,) = (tmp_path / "logs").iterdir()
+    assert checkpoint_steps(run) == [4]
+    output = "".join((tmp_path / f"node{node}.log").read_text() for node in (0, 1))
+    assert "data-parallel training on 2 ranks" in output
 
 
 def rank_pids(parent: int) -> dict[int, int]:

@@ -164,3 +164,12 @@ def test_serve_load_answers_every_request_with_its_own_pose_at_each_concurrency_
     assert all(float(rows[c][2]) > 0 and float(rows[c][4]) >= float(rows[c][3]) for c in clients)
     summaries = re.findall(r"abusive: p99 [\d.]+x the undisturbed run's .*; (\d+) attacks, (\d+) answered", stdout)
     assert len(summaries) == 2 and all(int(sent) >= 2 for sent, _ in summaries)  # the attacks ran beside them
+
+
+def test_ddp_speed_times_one_and_two_ranks_and_their_all_reduce():
+    args = ["configs/cpu.yaml+network/image_size=32+batch_size=4", "--ranks", "1", "2", "--steps", "2"]
+    stdout = run_script("ddp_speed.py", *args, "--repeats", "1")
+    rows = {line.split("|")[1].strip(): line.split("|") for line in stdout.splitlines() if line.startswith("| ")}
+    assert {"1", "2"} <= set(rows) and float(rows["1"][2]) > 0 and float(rows["2"][2]) > 0
+    assert float(rows["1"][4]) == 0 and float(rows["2"][4]) > 0  # one rank sends nothing; two average gradients
+    assert rows["1"][6].strip() == "1.00x"
