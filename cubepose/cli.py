@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     pip.add_argument("--cpu-image", help="image of the generate and evaluate steps (e.g. the CPU image)")
     pip.add_argument("--shards", type=int, default=4, help="parallel generate steps for the train split (default 4)")
     pip.add_argument("--no-generate", action="store_true", help="no generate steps: the data is already in data_root")
-    pip.add_argument("--gpus", type=int, default=1, help="GPUs requested by the train step (default 1; 0 = none)")
+    pip.add_argument("--gpus", type=int, default=1, help="GPUs of the train pod (default 1; 0: none; N>1: N ranks)")
     pip.add_argument("-o", "--out", default="cubepose-pipeline.yaml", help="spec file to write")
     pip.set_defaults(run=_pipeline)
 

@@ -128,6 +128,15 @@ def test_spec_command_lines_are_edflow_and_cubepose_with_the_run_parameters(spec
     assert parameters["train_count"]["defaultValue"] == 30000
 
 
+def test_a_pod_of_several_gpus_trains_one_torchrun_rank_per_gpu(tmp_path):
+    spec = compile_spec(tmp_path, "--image", IMAGE, "--gpus", "4")
+    (train,) = [t for t in spec["root"]["dag"]["tasks"].values() if t["taskInfo"]["name"] == "train"]
+    container = executor(spec, train)
+    assert container["resources"]["accelerator"]["resourceCount"] == "4"
+    launch = 'torchrun --standalone --nproc_per_node 4 -m cubepose.engine.ranked_edflow -n "$name" -b $configs -t'
+    assert launch in container["command"][2]
+
+
 def test_spec_without_generation_or_gpu(tmp_path):
     spec = compile_spec(tmp_path, "--image", CPU_IMAGE, "--no-generate", "--gpus", "0")
     tasks = spec["root"]["dag"]["tasks"]
@@ -174,7 +183,7 @@ def run_step(
 
 
 def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emulator, tmp_path):
-    spec = compile_spec(tmp_path, "--image", IMAGE, "--shards", "3")
+    spec = compile_spec(tmp_path, "--image", IMAGE, "--shards", "3", "--gpus", "2")  # training: 2 ranks (gloo here)
     tasks = {task["taskInfo"]["name"]: task for task in spec["root"]["dag"]["tasks"].values()}
     loop = next(t for t in tasks.values() if "parameterIterator" in t)
     (shard_task,) = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"].values()
@@ -200,7 +209,8 @@ def test_compiled_steps_generate_shards_train_and_evaluate_through_gcs(gcs_emula
     run |= {"run_root": run_root, "name": "kfp"}
     checkpoint_file = tmp_path / "outputs" / "checkpoint"
     trained = run_step(spec, tasks["train"], {**run, "checkpoint": str(checkpoint_file)}, tmp_path / "train", env)
-    assert "train dataset size: 24" in trained.stdout  # the three shards, read as one dataset from gs://
+    output = trained.stdout + trained.stderr  # the three shards, read as one dataset from gs://, halved by the ranks
+    assert "data-parallel training on 2 ranks" in output and "each rank trains on its own 12 examples" in output
 
     checkpoint = checkpoint_file.read_text()
     assert re.fullmatch(rf"gs://{bucket}/cube/runs/[^/]+_kfp/model-3\.ckpt", checkpoint)

@@ -28,7 +28,7 @@ EVAL_OVERLAY = "configs/test.yaml"  # points edflow's evaluated split (and its u
 TRAIN_SCRIPT = """set -euf
 configs=$1 overrides=$2 data=${3%/} runs=${4%/} name=$5 checkpoint_file=$6
 status=0
-edflow -n "$name" -b $configs -t \\
+LAUNCH -n "$name" -b $configs -t \\
   --data/train/root "$data/train/" --data/validation/root "$data/validation/" \\
   --checkpoint/upload "$runs" $overrides || status=$?
 if [ "$status" -ne 0 ]; then  # keep the failed run's log and configs in gs:// too, then fail the step
@@ -45,6 +45,15 @@ cubepose publish logs --to "$runs" --kfp-metrics "$metrics" --kfp-executor-input
 """.replace("EVAL_OVERLAY", EVAL_OVERLAY)
 
 
+def train_script(gpus: int) -> str:
+    """The train step's script: `edflow` for one GPU (or none), else one rank per GPU of the pod under torchrun
+    (cubepose.engine.ranked_edflow; rank 0 writes the one run folder that ``cubepose publish`` sends)."""
+    launch = (
+        "edflow" if gpus <= 1 else f"torchrun --standalone --nproc_per_node {gpus} -m cubepose.engine.ranked_edflow"
+    )
+    return TRAIN_SCRIPT.replace("LAUNCH", launch)
+
+
 @dataclass(frozen=True)
 class PipelineOptions:
     """What compiling fixes: images, the fan-out of generation, the GPUs of training."""
@@ -53,7 +62,7 @@ class PipelineOptions:
     cpu_image: str | None = None  # image of the generate and evaluate steps, which need no GPU (default: image)
     shards: int = 4  # parallel generate steps for the train split
     generate: bool = True  # False: the data already lies under data_root
-    gpus: int = 1  # nvidia.com/gpu requested by the train step (0: none)
+    gpus: int = 1  # nvidia.com/gpu requested by the train step (0: none; above 1: one torchrun rank each)
     gpu_type: str = "nvidia.com/gpu"
 
     def check(self) -> None:
@@ -98,7 +107,7 @@ def _components(options: PipelineOptions):
         """Train with edflow on data_root/{train,validation}; checkpoints and the run folder go to run_root."""
         return dsl.ContainerSpec(
             image=options.image,
-            command=["sh", "-c", TRAIN_SCRIPT, "train"],
+            command=["sh", "-c", train_script(options.gpus), "train"],
             args=[configs, overrides, data_root, run_root, name, checkpoint],
         )
 
