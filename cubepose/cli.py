@@ -153,6 +153,27 @@ def _pipeline(args: argparse.Namespace) -> None:
     sys.stdout.write(f"{compile_pipeline(options, args.out)}\n")
 
 
+def _pytorchjob(args: argparse.Namespace) -> None:
+    import yaml
+
+    from cubepose.cluster.pytorchjob import JobOptions, pytorchjob
+    from cubepose.io.atomic import atomic_write_text
+
+    options = JobOptions(
+        image=args.image,
+        data_root=args.data_root,
+        run_root=args.run_root,
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        name=args.name,
+        configs=args.configs,
+        overrides=args.overrides,
+    )
+    manifest = pytorchjob(options)
+    atomic_write_text(Path(args.out), yaml.safe_dump(manifest, sort_keys=False))
+    sys.stdout.write(f"{args.out}\n")
+
+
 def _load_predictor(args: argparse.Namespace):
     """The PosePredictor of ``--checkpoint`` on ``--device`` (checked before the checkpoint is read)."""
     from cubepose.inference.predictor import PosePredictor
@@ -388,6 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
     pip.add_argument("--gpus", type=int, default=1, help="GPUs of the train pod (default 1; 0: none; N>1: N ranks)")
     pip.add_argument("-o", "--out", default="cubepose-pipeline.yaml", help="spec file to write")
     pip.set_defaults(run=_pipeline)
+
+    job = commands.add_parser("pytorchjob", help="write a Kubeflow PyTorchJob that trains on several nodes")
+    job.add_argument("--image", required=True, help="the GPU image every pod runs")
+    job.add_argument("--data-root", required=True, help="gs://... holding train/ and validation/")
+    job.add_argument("--run-root", required=True, help="gs://... where checkpoints and the run folder go")
+    job.add_argument("--nodes", type=int, default=2, help="pods: one Master and N - 1 Workers (default 2)")
+    job.add_argument("--gpus-per-node", type=int, default=1, help="GPUs of each pod, one torchrun rank each")
+    job.add_argument("--name", default="cubepose-train", help="the job's and the run's name")
+    job.add_argument("--configs", default="configs/base.yaml configs/gpu.yaml", help="edflow's -b overlays")
+    job.add_argument("--overrides", default="", help="edflow --key value overrides, in one quoted string")
+    job.add_argument("-o", "--out", default="cubepose-pytorchjob.yaml", help="manifest file to write")
+    job.set_defaults(run=_pytorchjob)
 
     pre = commands.add_parser("predict", help="print the pose of each image as one JSON object per line")
     _checkpoint_arguments(pre)
