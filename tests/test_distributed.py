@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -132,6 +133,20 @@ def test_two_nodes_on_loopback_meet_at_a_c10d_rendezvous_and_checkpoint_once(tin
     assert checkpoint_steps(run) == [4]
     output = "".join((tmp_path / f"node{node}.log").read_text() for node in (0, 1))
     assert "data-parallel training on 2 ranks" in output
+
+
+def test_a_divergence_on_the_ranks_stops_them_all_with_one_message_and_no_nan_checkpoint(tiny_data, tmp_path):
+    command = [*TORCHRUN, "-n", "diverge", "-b", *CONFIGS, "-t", "--num_steps", "12", "--optimizer/lr", "1e6"]
+    result = subprocess.run(
+        [*command, *tiny_overrides(tiny_data)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).replace("\r", "\n")
+    lines = [re.sub(r"^\[rank\d+\]: ", "", line) for line in output.splitlines()]  # torchrun's prefix
+    (line,) = [line for line in lines if line.startswith("error:")]  # rank 0 alone writes it
+    assert "training stopped at global step" in line and "optimizer/lr 1e+06 is too high" in line
+    assert "(on rank 0 of 2; every rank stopped)" in line and "No checkpoint was written" in line
+    assert not list(tmp_path.glob("logs/*/train/checkpoints/*.ckpt"))
 
 
 def rank_pids(parent: int) -> dict[int, int]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from cubepose.errors import CubeposeError
+from cubepose.training.distributed import launched_ranks
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,10 @@ def _raise_thread_error(signum: int, frame: FrameType | None) -> None:
 
 
 def report_error(error: CubeposeError) -> None:
-    """Write ``error: <message>`` to stderr and remove this run's folder if it holds nothing of value."""
-    _error_stream().error("%s", error)
+    """Write ``error: <message>`` to stderr and remove this run's folder if it holds nothing of value. An error
+    every torchrun rank raises together (``reported_by_rank_zero``) is written by rank 0 alone."""
+    if not (getattr(error, "reported_by_rank_zero", False) and launched_ranks().rank != 0):
+        _error_stream().error("%s", error)
     removed = remove_valueless_run_folder()
     if removed is not None:
         logger.info("removed %s: it held no checkpoint and no evaluation outputs", removed)

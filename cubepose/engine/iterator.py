@@ -41,7 +41,7 @@ from cubepose.inference.training_camera import describe_training_camera, record_
 from cubepose.io.temporary import remove_orphans
 from cubepose.storage import Uploader, is_remote
 from cubepose.training.checkpoints import load_checkpoint, save_checkpoint
-from cubepose.training.distributed import remove_folder, shared_run_folder
+from cubepose.training.distributed import flagged_ranks, from_rank, remove_folder, shared_run_folder
 from cubepose.training.guards import (
     TrainingDivergedError,
     divergence_message,
@@ -289,7 +289,7 @@ class Iterator(TemplateIterator):
             try:
                 trained.append(self.training_step.train(inputs, targets, step))
             except NonFiniteLossError as err:
-                self._stop_diverged(step, err.result.losses, translation, quaternion, kwargs.get("index_"))
+                self._stop_diverged(step, err.result.losses, translation, quaternion, kwargs.get("index_"), err.ranks)
 
         def log_op() -> dict:
             result = evaluate()
@@ -332,20 +332,30 @@ class Iterator(TemplateIterator):
         translation: np.ndarray,
         quaternion: np.ndarray,
         indices: np.ndarray | None,
+        diverged_ranks: list[int],
     ) -> None:
         """Keep the last good state and raise TrainingDivergedError.
 
         When only examples with non-finite labels have a non-finite loss, the weights (before this
         step's update) are fine and are saved as model-<step>.ckpt. Otherwise the weights themselves
         give a NaN or inf loss: nothing is saved from now on (edflow's save-on-exception included),
-        so the newest checkpoint on disk stays the last good one.
+        so the newest checkpoint on disk stays the last good one. Ranks decide together (the weights are
+        the same on all): bad if they fail on any rank's batch; the first such rank's message is the one
+        rank 0 prints.
         """
         label_ok = np.isfinite(np.asarray(translation, np.float64)).all(-1)
         label_ok &= np.isfinite(np.asarray(quaternion, np.float64)).all(-1)
         broken = ~np.isfinite(losses["total"])
-        if np.any(broken & label_ok):
+        if flagged_ranks(bool(np.any(broken & label_ok)), self.ranks):  # the weights fail on some rank's batch
             self.diverged_at = step
         elif step > 0:  # step 0 holds the initial weights: nothing trained to keep
             self.ckpthook.save(force_active=True)
         message = divergence_message(step, losses, label_ok, indices, self.config)
-        raise TrainingDivergedError(f"{message}. {kept_checkpoint_sentence(self.ckpthook.latest())}")
+        if self.ranks.distributed:  # every rank stops here together: the first that diverged says why, rank 0 prints
+            source = diverged_ranks[0]
+            message = (
+                f"{from_rank(message, source, self.ranks)} (on rank {source} of {self.ranks.world}; every rank stopped)"
+            )
+        error = TrainingDivergedError(f"{message}. {kept_checkpoint_sentence(self.ckpthook.latest())}")
+        error.reported_by_rank_zero = self.ranks.distributed
+        raise error

@@ -98,15 +98,24 @@ def data_parallel(model: torch.nn.Module, device: torch.device, ranks: Ranks) ->
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
 
-def any_rank(flag: bool, ranks: Ranks) -> bool:
-    """Whether ``flag`` holds on any rank (one small all-reduce; the flag itself alone)."""
+def flagged_ranks(flag: bool, ranks: Ranks) -> list[int]:
+    """The ranks on which ``flag`` holds (one small all-gather; alone: this process's answer)."""
     if not ranks.distributed:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0])
-    if dist.get_backend() == "nccl":
-        value = value.cuda()
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item() > 0)
+        return [0] if flag else []
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
+    mine = torch.tensor([1.0 if flag else 0.0], device=device)
+    every = [torch.zeros_like(mine) for _ in range(ranks.world)]
+    dist.all_gather(every, mine)
+    return [rank for rank, value in enumerate(every) if value.item() > 0]
+
+
+def from_rank(value: object, source: int, ranks: Ranks) -> object:
+    """``value`` as rank ``source`` has it, on every rank (every rank must call this together)."""
+    if not ranks.distributed:
+        return value
+    shared = [value]
+    dist.broadcast_object_list(shared, src=source)
+    return shared[0]
 
 
 def shared_run_folder(root: str, evaluation: str, ranks: Ranks) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from cubepose.data.images import network_inputs
 from cubepose.losses.criterion import Criterion
 from cubepose.training.acceleration import accelerate
 from cubepose.training.devices import resolve_device
-from cubepose.training.distributed import any_rank, data_parallel, join, launched_ranks, rank_device
+from cubepose.training.distributed import data_parallel, flagged_ranks, join, launched_ranks, rank_device
 from cubepose.training.optim import GradientAccumulator, build_optimizer, build_scheduler
 
 # camera: derived targets (the crop window, keypoints) need it; translations, quaternions, instance_count: every
@@ -37,12 +37,14 @@ class StepResult:
 
 
 class NonFiniteLossError(ArithmeticError):
-    """A step's loss was NaN or inf; raised before the update, so the weights are those before the step."""
+    """A step's loss was NaN or inf; raised before the update, so the weights are those before the step. With
+    several ranks it is raised on all of them, and ``ranks`` says on which the loss was not finite."""
 
-    def __init__(self, step: int, result: StepResult) -> None:
+    def __init__(self, step: int, result: StepResult, ranks: list[int] | None = None) -> None:
         super().__init__(f"non-finite loss at step {step}")
         self.step = step
         self.result = result
+        self.ranks = ranks or [0]
 
 
 def _host(values: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -130,8 +132,9 @@ class TrainingStep:
         predictions = self.forward(inputs, targets)
         losses = self.criterion(predictions, targets, step)
         result = StepResult(_host(predictions), _host(losses))
-        if any_rank(not np.isfinite(result.losses["total"]).all(), self.ranks):
-            raise NonFiniteLossError(step, result)
+        diverged = flagged_ranks(not np.isfinite(result.losses["total"]).all(), self.ranks)
+        if diverged:
+            raise NonFiniteLossError(step, result, diverged)
         accumulating = self.accumulator.pending + 1 < self.accumulator.steps
         with self.model.no_sync() if accumulating and self.ranks.distributed else contextlib.nullcontext():
             self.accumulator.backward(losses["total"].mean())
