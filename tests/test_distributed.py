@@ -98,7 +98,17 @@ def test_two_ranks_through_edflow_make_one_run_that_resumes_with_one_rank(tiny_d
         "batch of 8" in output
     )
     assert "each rank trains on its own 24 examples of the split" in output  # 48 images, disjoint halves
-    assert len(list(run.glob("eval/*/6/metrics.json"))) == 1  # rank 0 evaluated once
+    (ranked,) = run.glob("eval/*/6/metrics.json")  # rank 0 evaluated once
+    alone = subprocess.run(
+        [str(BIN / "edflow"), "-b", *CONFIGS, "-p", str(run), *tiny_overrides(tiny_data)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # the same checkpoint evaluated by one process without torchrun: the same metrics
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    (single,) = [path for path in run.glob("eval/*/6/metrics.json") if path != ranked]
+    assert json.loads(single.read_text()) == pytest.approx(json.loads(ranked.read_text()), nan_ok=True)
 
     resumed = subprocess.run(
         [str(BIN / "edflow"), "-b", *CONFIGS, "-p", str(run), "-t", "--num_steps", "9", *tiny_overrides(tiny_data)],
