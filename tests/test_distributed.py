@@ -239,3 +239,31 @@ def test_a_restarted_training_command_resumes_the_newest_run_of_its_name(tmp_pat
 )
 def test_every_rank_but_0_names_its_edflow_folder_apart(arguments, rank, expected):
     assert ranked_arguments(arguments, rank) == expected  # edflow names folders by the second: no collision
+
+
+def test_a_job_torchrun_restarts_after_a_rank_dies_resumes_its_run_from_the_last_checkpoint(tiny_data, tmp_path):
+    restarting = [*TORCHRUN[:-2], "--max-restarts", "1", *TORCHRUN[-2:]]
+    command = [*restarting, "-n", "restarted", "-b", *CONFIGS, "-t", "--num_steps", "40", "--ckpt_freq", "2"]
+    log = open(tmp_path / "job.log", "w")
+    job = subprocess.Popen([*command, *tiny_overrides(tiny_data)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and job.poll() is None:
+            runs = list((tmp_path / "logs").glob("*_restarted")) if (tmp_path / "logs").exists() else []
+            if runs and checkpoint_steps(runs[0]) and checkpoint_steps(runs[0])[-1] >= 4:
+                break
+            time.sleep(0.1)
+        ranks = rank_pids(job.pid)
+        assert job.poll() is None and set(ranks) == {0, 1}, (tmp_path / "job.log").read_text()[-3000:]
+        killed_at = checkpoint_steps(runs[0])[-1]
+        os.kill(ranks[1], signal.SIGKILL)
+        assert job.wait(timeout=300) == 0, (tmp_path / "job.log").read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            job.kill()
+        log.close()
+    (run,) = (tmp_path / "logs").glob("*_restarted")  # the restart went on in the same run
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == [run.name]
+    assert "resuming" in (tmp_path / "job.log").read_text() and killed_at < 40
+    state = torch.load(run / "train" / "checkpoints" / "model-40.ckpt", weights_only=True)
+    assert {float(s["step"]) for s in state["optimizer"]["state"].values()} == {40.0}  # no step trained twice

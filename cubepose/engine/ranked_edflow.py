@@ -8,7 +8,7 @@ suffixed ``.rank<R>``, and the Iterator removes that folder once it knows rank 0
 
 When torchrun restarts the ranks (``--max-restarts``, after one failed), a training command that names no run
 (``-p``) resumes the newest run of its name that holds a checkpoint, in the folder the ranks share: the job goes
-on from its last checkpoint instead of starting again (docs/cluster.md says how far that recovery was tested).
+on from its last checkpoint instead of starting again.
 """
 
 from __future__ import annotations

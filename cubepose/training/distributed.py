@@ -75,8 +75,26 @@ def join(device: torch.device, ranks: Ranks) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, timeout=TIMEOUT)
+    dist.init_process_group(
+        backend, store=attempt_store(ranks), rank=ranks.rank, world_size=ranks.world, timeout=TIMEOUT
+    )
     logger.info("rank %d of %d joined the %s process group", ranks.rank, ranks.world, backend)
+
+
+def attempt_store(ranks: Ranks, environ: dict[str, str] | None = None) -> dist.Store:
+    """The key-value store the ranks meet in (torchrun's, at MASTER_ADDR:MASTER_PORT), its keys prefixed with
+    torchrun's restart count: after a restart the ranks must not read the addresses the ranks of the failed
+    attempt published there, which are gone (their process group would wait on them)."""
+    environ = os.environ if environ is None else environ
+    agent = environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"  # torchrun's agent hosts it, else rank 0 does
+    store = dist.TCPStore(
+        environ["MASTER_ADDR"],
+        int(environ["MASTER_PORT"]),
+        ranks.world,
+        is_master=ranks.main and not agent,
+        timeout=TIMEOUT,
+    )
+    return dist.PrefixStore(f"cubepose/attempt-{environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def shard(count: int, ranks: Ranks) -> np.ndarray:
