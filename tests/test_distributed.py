@@ -176,20 +176,34 @@ def rank_pids(parent: int) -> dict[int, int]:
     return found
 
 
+def start_job(command: list[str], data: dict[str, Path], tmp_path: Path) -> tuple[subprocess.Popen, object]:
+    """A torchrun job on the tiny data in ``tmp_path``, its output in job.log (the log handle is returned)."""
+    log = open(tmp_path / "job.log", "w")
+    job = subprocess.Popen([*command, *tiny_overrides(data)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    return job, log
+
+
+def kill_rank_1_after_a_checkpoint(job: subprocess.Popen, tmp_path: Path, name: str) -> int:
+    """Wait until the run ``*_<name>`` holds a checkpoint of step 4 or later, SIGKILL rank 1, return that step."""
+    deadline = time.monotonic() + 300
+    runs: list[Path] = []
+    while time.monotonic() < deadline and job.poll() is None:
+        runs = list((tmp_path / "logs").glob(f"*_{name}")) if (tmp_path / "logs").exists() else []
+        if runs and checkpoint_steps(runs[0]) and checkpoint_steps(runs[0])[-1] >= 4:
+            break
+        time.sleep(0.1)
+    ranks = rank_pids(job.pid)
+    assert job.poll() is None and set(ranks) == {0, 1}, (tmp_path / "job.log").read_text()[-3000:]
+    step = checkpoint_steps(runs[0])[-1]
+    os.kill(ranks[1], signal.SIGKILL)
+    return step
+
+
 def test_a_rank_killed_ends_the_job_naming_it_and_one_rank_resumes_from_the_last_checkpoint(tiny_data, tmp_path):
     command = [*TORCHRUN, "-n", "killed", "-b", *CONFIGS, "-t", "--num_steps", "100000", "--ckpt_freq", "2"]
-    log = open(tmp_path / "job.log", "w")
-    job = subprocess.Popen([*command, *tiny_overrides(tiny_data)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    job, log = start_job(command, tiny_data, tmp_path)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and job.poll() is None:
-            runs = [run for run in (tmp_path / "logs").glob("*_killed")] if (tmp_path / "logs").exists() else []
-            if runs and checkpoint_steps(runs[0]) and checkpoint_steps(runs[0])[-1] >= 4:
-                break
-            time.sleep(0.1)
-        ranks = rank_pids(job.pid)
-        assert job.poll() is None and set(ranks) == {0, 1}, (tmp_path / "job.log").read_text()[-3000:]
-        os.kill(ranks[1], signal.SIGKILL)
+        kill_rank_1_after_a_checkpoint(job, tmp_path, "killed")
         killed_at = time.monotonic()
         job.wait(timeout=120)
         ended_after = time.monotonic() - killed_at
@@ -244,19 +258,9 @@ def test_every_rank_but_0_names_its_edflow_folder_apart(arguments, rank, expecte
 def test_a_job_torchrun_restarts_after_a_rank_dies_resumes_its_run_from_the_last_checkpoint(tiny_data, tmp_path):
     restarting = [*TORCHRUN[:-2], "--max-restarts", "1", *TORCHRUN[-2:]]
     command = [*restarting, "-n", "restarted", "-b", *CONFIGS, "-t", "--num_steps", "24", "--ckpt_freq", "2"]
-    log = open(tmp_path / "job.log", "w")
-    job = subprocess.Popen([*command, *tiny_overrides(tiny_data)], cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    job, log = start_job(command, tiny_data, tmp_path)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and job.poll() is None:
-            runs = list((tmp_path / "logs").glob("*_restarted")) if (tmp_path / "logs").exists() else []
-            if runs and checkpoint_steps(runs[0]) and checkpoint_steps(runs[0])[-1] >= 4:
-                break
-            time.sleep(0.1)
-        ranks = rank_pids(job.pid)
-        assert job.poll() is None and set(ranks) == {0, 1}, (tmp_path / "job.log").read_text()[-3000:]
-        killed_at = checkpoint_steps(runs[0])[-1]
-        os.kill(ranks[1], signal.SIGKILL)
+        killed_at = kill_rank_1_after_a_checkpoint(job, tmp_path, "restarted")
         assert job.wait(timeout=300) == 0, (tmp_path / "job.log").read_text()[-3000:]
     finally:
         if job.poll() is None:
