@@ -24,6 +24,7 @@ setup(
         "moderngl",
         "roma",
         "kornia",
+        "opencv-python-headless==4.11.0.86",
     ],
     extras_require={"onnx": ["onnx", "onnxscript", "onnxruntime"]},  # cubepose export --format onnx
     entry_points={"console_scripts": ["cubepose = cubepose.cli:main"]},

@@ -12,6 +12,10 @@ from pathlib import Path
 from cubepose.errors import CubeposeError
 
 logger = logging.getLogger("cubepose")
+CAMERA_FILES = (
+    "a ROS camera_info YAML, an OpenCV calibration (with their distortion), or JSON/YAML {fx, fy, cx, cy} in pixels "
+    "of the images (optionally width, height, distortion)"
+)
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -28,6 +32,8 @@ def _generate(args: argparse.Namespace) -> None:
     given = gen.camera_option(args.camera) if args.camera else None
     if args.camera_from:
         given = gen.camera_from_export(args.camera_from)
+    if args.distortion:
+        given = gen.with_distortion(given, args.distortion)
     randomised = aspect is not None or args.principal_jitter is not None
     camera, image_size = gen.chosen_camera(args.preset, given, image_size, fov, randomised)
     scene = gen.scene_options(
@@ -227,7 +233,7 @@ def _serve(args: argparse.Namespace) -> None:
     """Serve the checkpoint over HTTP until interrupted (cubepose.serving.http); flags left out take its defaults."""
     from cubepose.serving.http import serve
 
-    options = ("host", "port", "device", "max_batch", "max_wait_ms", "sha256", "cache_dir")
+    options = ("host", "port", "device", "max_batch", "max_wait_ms", "sha256", "cache_dir", "camera")
     limits = ("max_request_mb", "max_image_pixels")
     given = {name: getattr(args, name) for name in (*options, *limits) if getattr(args, name) is not None}
     serve(args.checkpoint, **given)
@@ -287,9 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     camera.add_argument(
         "--camera-from",
-        metavar="ROOT",
-        help="the camera of an existing export (SOLO, or one made by cubepose generate); a legacy Unity export "
-        "records none cubepose trusts: pass --camera",
+        metavar="ROOT|FILE",
+        help="the camera of an existing export (SOLO, or one made by cubepose generate; a legacy Unity export "
+        "records none cubepose trusts: pass --camera), or a camera file (ROS camera_info YAML, OpenCV calibration) "
+        "with its image size, whose lens distortion the images are rendered with",
+    )
+    gen.add_argument(
+        "--distortion",
+        type=float,
+        nargs="+",
+        metavar="K",
+        help="render through a lens with OpenCV's distortion k1 k2 p1 p2 [k3 [k4 k5 k6]] (e.g. -0.3 0.1 0 0); "
+        "needs --camera or --camera-from, and replaces the distortion of a camera file",
     )
     gen.add_argument(
         "--preset",
@@ -429,8 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     seen_by.add_argument(
         "--camera",
         metavar="FILE",
-        help="JSON or YAML file {fx, fy, cx, cy} (optionally width, height) of the camera that took the images, "
-        "in their pixels; an image whose camera is not the model's training camera gets an error line",
+        help=f"the camera that took the images: {CAMERA_FILES}; a regression model refuses an image whose camera is "
+        "not its training camera (an error line)",
     )
     _intrinsics_argument(seen_by, "the same camera as four numbers in pixels of the images")
     pre.set_defaults(run=_predict)
@@ -449,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-wait-ms", type=float, help="how long a request waits for others to batch with (default 5)")
     srv.add_argument("--max-request-mb", type=float, help="largest request body in MiB (default: a 4096 x 4096 PPM)")
     srv.add_argument("--max-image-pixels", type=int, help="largest image, width x height (default: 4096 x 4096)")
+    srv.add_argument("--camera", metavar="FILE", help=f"the images' camera when a request gives none: {CAMERA_FILES}")
     srv.set_defaults(run=_serve)
     return parser
 

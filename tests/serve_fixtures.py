@@ -41,6 +41,14 @@ SOLVED_NETWORKS = {  # the network types whose poses come from a PnP solve, at s
 }
 
 
+def solved_checkpoint(folder: Path, network: str) -> Path:
+    """``folder``/model-0.ckpt: an untrained ``SOLVED_NETWORKS`` model (seeded weights), solving with any camera."""
+    config = validate_config(copy.deepcopy(SOLVED_NETWORKS[network]))
+    path = folder / "model-0.ckpt"
+    PosePredictor(pose_network(config).eval(), config).save(path)
+    return path
+
+
 def nan_checkpoint(folder: Path, network: str) -> Path:
     """``folder``/model-5.ckpt: a ``SOLVED_NETWORKS`` model whose every weight is NaN, as a diverged run saves."""
     config = validate_config(copy.deepcopy(SOLVED_NETWORKS[network]))

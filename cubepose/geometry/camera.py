@@ -5,7 +5,9 @@ prediction checks the camera a caller gives (four numbers, a camera file, query 
 ``data/camera`` is read into it. Every form is checked on construction, so no code holds a camera no image can
 have; refusals are ``CameraError`` (a ValueError) naming the values as they were given. Unity's camera frame:
 u = cx + fx x / z, v = cy - fy y / z (x right, y up, z forward; v grows downward). Pixel i spans [i, i + 1), so
-a centred camera has cx = W / 2; OpenCV puts pixel centres on whole numbers (its cx is 0.5 less).
+a centred camera has cx = W / 2; OpenCV and ROS put pixel centres on whole numbers (their cx, cy are 0.5 less:
+``OPENCV_PIXEL_SHIFT``, applied where their files are read and written). A real lens adds ``distortion``
+(cubepose.geometry.distortion): OpenCV's coefficients, which the half-pixel shift leaves unchanged.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import torch
 
+from cubepose.geometry.distortion import COEFFICIENTS, MODELS, distort, undistort
 from cubepose.geometry.projection import intrinsics_from_fov
 
 KEYS = ("fx", "fy", "cx", "cy")
 SIZE_KEYS = ("width", "height")
+DISTORTION_KEY = "distortion"
 MAX_INTRINSIC = 1e7  # pixels: beyond any real lens and sensor, far inside float32
+OPENCV_PIXEL_SHIFT = 0.5  # cubepose's cx, cy minus OpenCV's (and ROS camera_info's) for the same camera
+MAX_COEFFICIENT = 1e4  # beyond any real lens; larger values only come from a broken file
+FOLD_TOLERANCE = 0.01  # pixels: an image point whose undistortion does not distort back this close is ambiguous
 NAMES = {True: ("fx, fy", "cx, cy"), False: ("FX FY", "CX CY")}  # refusals name values by key, or as --camera does
 
 
@@ -51,6 +59,7 @@ class Camera:
     fy: float
     cx: float
     cy: float
+    distortion: tuple[float, ...] | None = None  # k1, k2, p1, p2, k3, k4, k5, k6 (4, 5 or 8 given; rest 0)
     principal_inside: InitVar[bool] = True  # the principal point must lie inside the stated image
 
     def __post_init__(self, principal_inside: bool) -> None:
@@ -64,6 +73,11 @@ class Camera:
             object.__setattr__(self, "height", int(self.height))
         for name in KEYS:
             object.__setattr__(self, name, float(getattr(self, name)))
+        if self.distortion is not None:
+            object.__setattr__(self, "distortion", _coefficients(self.distortion))
+            fold = self._fold()
+            if fold is not None:
+                raise CameraError(fold)
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> Camera:
@@ -84,13 +98,14 @@ class Camera:
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Camera:
-        """``{fx, fy, cx, cy}`` and optionally both ``width`` and ``height``, as camera files, JSON requests, query
-        parameters and ``data/camera`` give them; numbers may be strings (PyYAML reads ``1e3`` as one)."""
-        unknown = set(mapping) - set(KEYS) - set(SIZE_KEYS)
+        """``{fx, fy, cx, cy}``, optionally both ``width`` and ``height`` and a ``distortion`` list (OpenCV's
+        k1 k2 p1 p2 [k3 [k4 k5 k6]]), as camera files, JSON requests, query parameters and ``data/camera`` give
+        them; numbers may be strings (PyYAML reads ``1e3`` as one)."""
+        unknown = set(mapping) - set(KEYS) - set(SIZE_KEYS) - {DISTORTION_KEY}
         missing = [key for key in KEYS if key not in mapping]
         if unknown or missing or (("width" in mapping) != ("height" in mapping)):
             raise CameraKeysError(
-                f"a camera needs fx, fy, cx, cy (and optionally both width and height), got keys "
+                f"a camera needs fx, fy, cx, cy (and optionally both width and height, and a distortion), got keys "
                 f"{', '.join(map(str, mapping)) or 'none'}"
             )
         return cls._from_keyed(mapping)
@@ -103,7 +118,10 @@ class Camera:
         problem = _problem(width, height, tuple(numbers[key] for key in KEYS), keyed=True, inside=False)
         if problem is not None:
             raise CameraError(problem)
-        return cls(width=width, height=height, **numbers, principal_inside=False)
+        distortion = given.get(DISTORTION_KEY)
+        if isinstance(distortion, (str, bytes)) or (distortion is not None and not isinstance(distortion, Iterable)):
+            raise CameraError(f"camera distortion must be a list of 4, 5 or 8 numbers, got {distortion!r}")
+        return cls(width=width, height=height, **numbers, distortion=distortion, principal_inside=False)
 
     @classmethod
     def from_fov(cls, vertical_fov_deg: float, width: int, height: int) -> Camera:
@@ -125,6 +143,67 @@ class Camera:
     def intrinsics(self) -> np.ndarray:
         """(4,) fx, fy, cx, cy in pixels of this camera's images."""
         return np.array([self.fx, self.fy, self.cx, self.cy], dtype=np.float64)
+
+    @property
+    def parameters(self) -> np.ndarray:
+        """What a keypoint model solves with: (4,) ``intrinsics``, or (12,) with the 8 distortion coefficients
+        after them when the camera has a lens distortion (cubepose.geometry.distortion)."""
+        extra = () if self.distortion is None else self.distortion
+        return np.concatenate([self.intrinsics, np.asarray(extra, np.float64)])
+
+    @property
+    def distortion_model(self) -> str | None:
+        """The ROS name of the distortion: ``plumb_bob`` (k4 = k5 = k6 = 0), ``rational_polynomial``, or None."""
+        if self.distortion is None:
+            return None
+        return "plumb_bob" if not any(self.distortion[MODELS["plumb_bob"] :]) else "rational_polynomial"
+
+    def undistorted(self) -> Camera:
+        """This camera with an ideal lens: the pinhole the distorted image is corrected to."""
+        return Camera(width=self.width, height=self.height, **dict(zip(KEYS, self.intrinsics, strict=True)))
+
+    def _fold(self) -> str | None:
+        """Why the distortion cannot be undone inside the stated image (None when it can, or without a size):
+        a point of the image border whose undistortion does not distort back onto it, as when a polynomial
+        turns back within the image and two scene points land on one pixel."""
+        if self.width is None:
+            return None
+        along = torch.linspace(0, 1, 65, dtype=torch.float64)
+        w, h, zeros, ones = float(self.width), float(self.height), torch.zeros(65), torch.ones(65)
+        border = torch.cat(
+            [
+                torch.stack([along * w, zeros], -1),
+                torch.stack([along * w, ones * h], -1),
+                torch.stack([zeros, along * h], -1),
+                torch.stack([ones * w, along * h], -1),
+            ]
+        ).double()[None]
+        camera = torch.as_tensor(self.parameters)[None]
+        ideal = undistort(border, camera)
+        gap = (distort(ideal, camera) - border).norm(dim=-1).nan_to_num(torch.inf).max().item()
+        if gap <= FOLD_TOLERANCE:
+            return None
+        shown = ", ".join(f"{key} {value:g}" for key, value in zip(COEFFICIENTS, self.distortion, strict=True))
+        return (
+            f"the distortion ({shown}) cannot be undone at the border of the {self.width}x{self.height} image "
+            f"(a point there is {gap:.3g} px off after undistorting and distorting back): the polynomial folds "
+            "inside the image; check that the coefficients belong to this camera and its image size"
+        )
+
+
+def _coefficients(values: Any) -> tuple[float, ...]:
+    """The 8 coefficients k1, k2, p1, p2, k3, k4, k5, k6 of 4, 5 or 8 given (the rest 0), each finite."""
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        shown = f"got {values!r}"
+        raise CameraError(f"the distortion must be 4, 5 or 8 numbers k1 k2 p1 p2 [k3 [k4 k5 k6]], {shown}") from None
+    if len(numbers) not in (4, 5, 8) or not all(math.isfinite(v) and abs(v) <= MAX_COEFFICIENT for v in numbers):
+        raise CameraError(
+            f"the distortion must be 4, 5 or 8 finite numbers k1 k2 p1 p2 [k3 [k4 k5 k6]] of at most "
+            f"{MAX_COEFFICIENT:g}, got {values!r}"
+        )
+    return tuple(numbers + [0.0] * (len(COEFFICIENTS) - len(numbers)))
 
 
 def describe_intrinsics(intrinsics: Iterable[Any]) -> str:

@@ -81,7 +81,8 @@ def view_slopes(intrinsics: np.ndarray, width: np.ndarray, height: np.ndarray) -
 
 
 def resize_intrinsics(intrinsics: np.ndarray, sizes: np.ndarray, new_size: tuple[int, int]) -> np.ndarray:
-    """Intrinsics (..., 4) of images of ``sizes`` (..., 2) (width, height) resized to ``new_size``.
+    """Intrinsics (..., 4) of images of ``sizes`` (..., 2) (width, height) resized to ``new_size``; the distortion
+    coefficients of a camera (..., 12) (cubepose.geometry.distortion) are kept.
 
     Each axis scales on its own (fx and cx by the width's factor, fy and cy by the height's), so a non-square
     image squeezed to the network's square input keeps an exact, anisotropic camera.
@@ -89,7 +90,10 @@ def resize_intrinsics(intrinsics: np.ndarray, sizes: np.ndarray, new_size: tuple
     sizes = np.asarray(sizes, np.float64)
     scale_x = new_size[0] / sizes[..., 0]
     scale_y = new_size[1] / sizes[..., 1]
-    return np.asarray(intrinsics, np.float64) * np.stack([scale_x, scale_y, scale_x, scale_y], axis=-1)
+    intrinsics = np.asarray(intrinsics, np.float64)
+    scaled = intrinsics[..., :4] * np.stack([scale_x, scale_y, scale_x, scale_y], axis=-1)
+    lens = np.broadcast_to(intrinsics[..., 4:], (*scaled.shape[:-1], intrinsics.shape[-1] - 4))
+    return np.concatenate([scaled, lens], axis=-1)  # distortion coefficients (if any) do not change with the size
 
 
 def pinhole_pixels(points: Array, intrinsics: Array) -> tuple[Array, Array]:

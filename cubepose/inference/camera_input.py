@@ -6,15 +6,13 @@ is a CubeposeError naming the value and the form to give, before any image or ch
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from cubepose.data.calibration import read_calibration
 from cubepose.errors import CubeposeError
-from cubepose.geometry.camera import KEYS, Camera, CameraError, CameraKeysError
+from cubepose.geometry.camera import Camera, CameraError, CameraKeysError
 
 CameraLike = Sequence[float] | Mapping[str, Any] | Camera  # fx, fy, cx, cy in pixels of the images given
 FILE_FORM = 'a JSON or YAML mapping {"fx": 600, "fy": 600, "cx": 320, "cy": 240} in pixels of the images'
@@ -34,25 +32,7 @@ def given_camera(camera: CameraLike) -> Camera:
 
 
 def read_camera_file(path: str | Path) -> Camera:
-    """The camera in a JSON or YAML file ``{fx, fy, cx, cy}`` (optionally ``width``, ``height``); anything
-    else (a SOLO frame, a Unity capture) is refused with the expected form."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise CubeposeError(f"cannot read the camera file {path} ({err}); give {FILE_FORM}") from None
-    try:
-        data = json.loads(text)
-    except ValueError:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise CubeposeError(f"{path} is neither JSON nor YAML ({err}); give {FILE_FORM}") from None
-    if not isinstance(data, dict) or not set(KEYS) <= set(data):
-        raise CubeposeError(
-            f"{path} is not a camera file: give {FILE_FORM} (optionally width and height); SOLO frames and "
-            "Unity captures are not read here, copy their intrinsics into such a file"
-        )
-    try:
-        return given_camera(data)
-    except CubeposeError as err:
-        raise CubeposeError(f"{path}: {err}") from None
+    """The camera in a camera file: cubepose's ``{fx, fy, cx, cy}`` JSON or YAML (optionally ``width``, ``height``,
+    ``distortion``), a ROS camera_info YAML or an OpenCV calibration (cubepose.data.calibration); anything else
+    (a SOLO frame, a Unity capture) is refused with the forms it takes."""
+    return read_calibration(path)

@@ -41,6 +41,11 @@ NON_FINITE = (
     "the model's output for this image is not finite (NaN or inf), so it has no pose: the checkpoint's "
     "weights are broken (e.g. training diverged or the file was damaged); use an earlier checkpoint"
 )
+DISTORTION_IGNORED = (
+    "the camera's lens distortion is ignored: this regression model predicts the pose from the image alone and was "
+    "trained on undistorted images; rectify the images first, or use a keypoint or zoom-in model, which undistorts "
+    "its keypoints"
+)
 STATUS_KEYS = ("valid", "error")  # per-image status that predict_items adds next to the pose arrays
 UNKNOWN_SIZE = (
     "its original size is unknown (prepare_item did not go through PosePredictor.prepare_item), so its camera "
@@ -101,6 +106,7 @@ class PosePredictor:
         self.global_step = global_step
         self.training_camera = training_camera
         self.camera_tolerance = camera_tolerance
+        self._warned_distortion = False  # a regression model warns once that it cannot correct a lens distortion
 
     # -- load / save ---------------------------------------------------------------------
 
@@ -293,11 +299,14 @@ class PosePredictor:
         known = [item for item in readable if item.size is not None]
         sizes = np.array([i.size for i in known], np.float64).reshape(-1, 2)
         if self.takes_camera:  # any camera works: scaled to the network input, it is the one the pose is solved with
-            scaled = resize_intrinsics(given.intrinsics, sizes, (self.image_size, self.image_size))
+            scaled = resize_intrinsics(given.parameters, sizes, (self.image_size, self.image_size))
             for item, camera in zip(known, scaled, strict=True):
                 item.camera = camera
             checked = iter(size_errors(given, sizes, [i.name for i in known]))
         else:
+            if given.distortion is not None and not self._warned_distortion:
+                logger.warning(DISTORTION_IGNORED)
+                self._warned_distortion = True
             checked = iter(
                 camera_errors(given, sizes, [i.name for i in known], self.training_camera, self.camera_tolerance)
             )

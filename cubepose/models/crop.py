@@ -59,10 +59,12 @@ def to_camera_frame(ray_quaternions: torch.Tensor, along_ray: torch.Tensor) -> t
 def crop_cameras(camera: torch.Tensor, windows: torch.Tensor, image_size: int, crop_size: int) -> torch.Tensor:
     """The camera (B, 4) fx, fy, cx, cy of each ``crop_windows`` crop of side ``crop_size``, in its pixels: the
     input's ``camera`` (B, 4) with its focal lengths scaled and its principal point moved, so a PnP solve on the
-    crop gives the pose in the input camera's frame. Inverse of ``to_input_pixels``."""
+    crop gives the pose in the input camera's frame (a camera (B, 12) keeps its distortion coefficients, which
+    a crop leaves as they are). Inverse of ``to_input_pixels``."""
     scale = crop_size / (windows[:, 2].exp() * image_size)  # crop pixels per input pixel
     corner = (windows[:, :2] + 1 - windows[:, 2:].exp()) * image_size / 2  # input pixel of the crop's top-left
-    return torch.cat([camera[:, :2] * scale[:, None], (camera[:, 2:] - corner) * scale[:, None]], dim=-1)
+    focal, principal = camera[:, :2] * scale[:, None], (camera[:, 2:4] - corner) * scale[:, None]
+    return torch.cat([focal, principal, camera[:, 4:]], dim=-1)  # distortion coefficients stay as they are
 
 
 def to_input_pixels(pixels: torch.Tensor, windows: torch.Tensor, image_size: int, crop_size: int) -> torch.Tensor:

@@ -38,9 +38,10 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from starlette.requests import ClientDisconnect
 
+from cubepose.data.calibration import read_calibration
 from cubepose.data.images import as_rgb
 from cubepose.errors import CubeposeError
-from cubepose.geometry.camera import KEYS, Camera, CameraError
+from cubepose.geometry.camera import DISTORTION_KEY, KEYS, Camera, CameraError
 from cubepose.inference.predictor import PosePredictor, as_json_record
 
 logger = logging.getLogger(__name__)
@@ -174,15 +175,21 @@ async def bounded_body(request: Request, limit: int) -> bytes:
 
 
 def request_camera(query: dict[str, str]) -> Camera | None:
-    """The camera of the query's ``fx``, ``fy``, ``cx``, ``cy`` (all or none), checked; None without them."""
+    """The camera of the query's ``fx``, ``fy``, ``cx``, ``cy`` (all or none) and optional ``distortion``
+    (OpenCV's k1,k2,p1,p2[,k3[,k4,k5,k6]], comma-separated), checked; None without them."""
     given = [key for key in KEYS if key in query]
     if not given:
+        if DISTORTION_KEY in query:
+            raise BadRequest(400, "a distortion needs its camera: give fx, fy, cx and cy in pixels of the image too")
         return None
     if len(given) != len(KEYS):
         missing = ", ".join(key for key in KEYS if key not in query)
         raise BadRequest(400, f"a camera needs fx, fy, cx and cy in pixels of the image; missing {missing}")
+    keyed: dict[str, Any] = {key: query[key] for key in KEYS}
+    if DISTORTION_KEY in query:
+        keyed[DISTORTION_KEY] = query[DISTORTION_KEY].split(",")
     try:
-        return Camera.from_mapping({key: query[key] for key in KEYS})
+        return Camera.from_mapping(keyed)
     except CameraError as err:
         raise BadRequest(400, f"bad camera: {err}") from None
 
@@ -210,9 +217,12 @@ def create_app(
     max_wait_ms: float = MAX_WAIT_MS,
     max_body_bytes: int = MAX_BODY_MB << 20,
     max_pixels: int = MAX_PIXELS,
+    camera: Camera | None = None,
 ):
-    """The FastAPI application serving ``predictor``."""
+    """The FastAPI application serving ``predictor``; ``camera``: the images' camera when a request gives none
+    (None: the model's training camera)."""
     batcher = Batcher(predictor, max_batch, max_wait_ms / 1000)
+    default_camera = camera
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -259,7 +269,7 @@ def create_app(
     async def predict(request: Request):
         try:
             body = await bounded_body(request, max_body_bytes)
-            camera = request_camera(dict(request.query_params))
+            camera = request_camera(dict(request.query_params)) or default_camera
             if camera is None and predictor.takes_camera and predictor.training_camera is None:
                 raise BadRequest(
                     400, "this model's checkpoint records no training camera; give the image's fx, fy, cx and cy"
@@ -307,18 +317,22 @@ def serve(
     cache_dir: str | None = None,
     max_request_mb: float = MAX_BODY_MB,
     max_image_pixels: int = MAX_PIXELS,
+    camera: str | None = None,
 ) -> None:
     """Load the checkpoint once and serve it until SIGINT or SIGTERM (requests in flight are answered);
-    bodies above ``max_request_mb`` MiB and images above ``max_image_pixels`` pixels are refused."""
+    bodies above ``max_request_mb`` MiB and images above ``max_image_pixels`` pixels are refused. ``camera``: a
+    camera file (cubepose.data.calibration) for requests that give no camera, read before the checkpoint."""
     import uvicorn
 
     from cubepose.storage import fetch
 
     check_limits(max_batch, max_wait_ms, max_request_mb, max_image_pixels)
+    default_camera = None if camera is None else read_calibration(camera)
     local = fetch(checkpoint, cache_dir, sha256)
     predictor = PosePredictor.load(local, device, batch_size=max_batch)
     identity = model_identity(predictor, checkpoint, local)
-    app = create_app(predictor, identity, max_batch, max_wait_ms, int(max_request_mb * (1 << 20)), max_image_pixels)
+    body_bytes = int(max_request_mb * (1 << 20))
+    app = create_app(predictor, identity, max_batch, max_wait_ms, body_bytes, max_image_pixels, default_camera)
     logger.info(
         "serving %s on http://%s:%d (batches of up to %d, %g ms wait)", checkpoint, host, port, max_batch, max_wait_ms
     )

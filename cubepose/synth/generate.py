@@ -13,6 +13,7 @@ A ``gs://`` or ``s3://`` output renders into the local cache and is then uploade
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from cubepose.data.calibration import camera_info_yaml, read_calibration
 from cubepose.data.images import as_rgb, open_image
 from cubepose.data.shards import MANIFEST, shard_folders, shard_name
 from cubepose.geometry.camera import Camera
@@ -36,6 +38,7 @@ from cubepose.io.atomic import atomic_open, atomic_write_text
 from cubepose.io.locks import Lock
 from cubepose.io.temporary import is_temporary, remove_orphans_under
 from cubepose.storage import Operation, backend_for, default_cache_dir, normalized, upload_folder
+from cubepose.synth.lens import LensWarp
 from cubepose.synth.scene import (
     DISTANCE_LIMITS,
     FARTHEST_DISTANCE,
@@ -64,6 +67,7 @@ MIN_IMAGE_SIZE = 16
 # takes about 0.7 GB of OpenGL buffers per worker (4x multisampled colour and depth, resolve and output buffers).
 MAX_IMAGE_SIZE = 4096
 DEFAULT_IMAGE_SIZE = 128
+CAMERA_INFO = "camera_info.yaml"  # the images' camera (with its distortion) for cubepose predict --camera and ROS
 CAMERA_FIX = "give W H FX FY CX CY in pixels, e.g. --camera 640 480 600 600 320 240"
 
 
@@ -218,8 +222,19 @@ def distance_range(preset: str, nearest: float | None, farthest: float | None) -
     raise ValueError(f"--min-distance {low:g} is more than --max-distance {high:g}; swap them")
 
 
+def with_distortion(camera: Camera | None, coefficients: Sequence[float]) -> Camera:
+    """``--distortion``: the given camera with OpenCV's distortion ``coefficients``; refusals name the flag."""
+    if camera is None:
+        raise ValueError("--distortion needs the camera it belongs to: give --camera or --camera-from too")
+    try:
+        return replace(camera, distortion=tuple(coefficients))
+    except ValueError as err:
+        raise ValueError(f"--distortion: {err}") from None
+
+
 def camera_from_export(root: str, cache_dir: str | None = None) -> Camera:
-    """The one camera of an existing export (``--camera-from``), as its labels record it.
+    """The one camera of an existing export (``--camera-from``), as its labels record it, or of a camera file
+    (cubepose.data.calibration: ROS camera_info, OpenCV), with its lens distortion.
 
     SOLO captures record it (``matrix`` and ``dimension``, or cubepose's exact ``cubepose_intrinsics``), and so do
     legacy exports cubepose made with a camera in pixels; a legacy export cubepose made with ``--image-size`` and
@@ -228,8 +243,16 @@ def camera_from_export(root: str, cache_dir: str | None = None) -> Camera:
     """
     from cubepose.data.formats import read_recorded
     from cubepose.data.sources import local_root
-    from cubepose.errors import DatasetError
+    from cubepose.errors import CubeposeError, DatasetError
 
+    if Path(root).is_file():
+        try:
+            camera = read_calibration(root)
+        except CubeposeError as err:
+            raise ValueError(f"--camera-from {err}") from None
+        if camera.size is None:
+            raise ValueError(f"--camera-from {root} states no image size; add width and height to it")
+        return Camera(**asdict(camera))  # one to render with: its principal point checked to lie in the image
     try:
         index = read_recorded(local_root(root, cache_dir))
     except DatasetError as err:
@@ -252,8 +275,10 @@ def camera_from_export(root: str, cache_dir: str | None = None) -> Camera:
             "give one with --camera"
         )
     width, height, *intrinsics = distinct[0]
+    generated = _generated_camera(index.root)
+    lens = None if generated is None or generated.values() != tuple(distinct[0]) else generated.distortion
     try:
-        return Camera.from_values((width, height, *intrinsics))
+        return replace(Camera.from_values((width, height, *intrinsics)), distortion=lens)
     except ValueError as err:
         raise ValueError(f"--camera-from {root}: its camera is unusable ({err}); give one with --camera") from None
 
@@ -320,9 +345,12 @@ _renderer: tuple[tuple, object] | None = None  # (key, GLRenderer) of this proce
 
 
 def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
-    """This process's renderer for this size, backgrounds and faces, created on first use (GL cannot cross a fork)."""
+    """This process's renderer for this size (a distorted camera's canvas), backgrounds and faces, created on
+    first use (GL cannot cross a fork)."""
     global _renderer
-    key = (options.resolution, tuple(backgrounds), options.scene.faces)
+    lens = _lens_warp(options.scene.camera)
+    resolution = options.resolution if lens is None else lens.canvas.size
+    key = (resolution, tuple(backgrounds), options.scene.faces)
     if _renderer is None or _renderer[0] != key:
         from cubepose.synth.gl_renderer import GLRenderer
 
@@ -331,8 +359,14 @@ def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
         if _renderer is not None:
             _renderer[1].release()
             _renderer = None
-        _renderer = (key, GLRenderer(*options.resolution, textures, atlas))
+        _renderer = (key, GLRenderer(*resolution, textures, atlas))
     return _renderer[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _lens_warp(camera: Camera | None) -> LensWarp | None:
+    """The warp of a camera with lens distortion (its maps computed once per process), None for a pinhole one."""
+    return None if camera is None or camera.distortion is None else LensWarp(camera)
 
 
 def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index: int) -> FrameLabel:
@@ -352,7 +386,8 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
     image_path, label_path = layout.image_path(index), layout.label_path(index)
     if image_path.exists() and (label_path is None or label_path.exists()):
         return label
-    image = _get_renderer(options, backgrounds).render(scene)
+    renderer, lens = _get_renderer(options, backgrounds), _lens_warp(scene.camera)
+    image = renderer.render(scene) if lens is None else lens(renderer.render(replace(scene, camera=lens.canvas)))
     image_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(image_path, "wb", durable=False) as handle:
         Image.fromarray(image).save(handle, format="PNG", compress_level=PNG_COMPRESSION)
@@ -393,7 +428,10 @@ def _recorded_options(options: GenerationOptions) -> dict:
             del scene[name]
     if options.scene.camera is None:  # likewise
         del scene["camera"]
-    else:  # the camera gives the size and focal lengths: the square image's options say nothing
+    else:
+        if options.scene.camera.distortion is None:  # likewise
+            del scene["camera"]["distortion"]
+        # the camera gives the size and focal lengths: the square image's options say nothing
         del recorded["image_size"], scene["vertical_fov_deg"]
     recorded["scene"] = _recorded_faces(scene, options.scene.faces)
     return json.loads(json.dumps(recorded))  # tuples as lists, as read back
@@ -718,4 +756,6 @@ def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Pat
                 pool.join()
     labels.sort(key=lambda label: label.index)
     layout.finish(labels)
+    if options.scene.camera is not None:
+        atomic_write_text(out / CAMERA_INFO, camera_info_yaml(options.scene.camera))
     logger.info("wrote %d captures (%s layout) to %s", len(indices), options.format, out)

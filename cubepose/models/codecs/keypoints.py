@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.calibration import solve_pnp_dlt
 
+from cubepose.geometry.distortion import PINHOLE_COLUMNS, distort, is_distorted, undistort
 from cubepose.geometry.object import Box
 from cubepose.geometry.projection import OPENCV_AXES, pinhole_pixels, project_with_intrinsics, transform_points
 from cubepose.geometry.rays import ray_rotations
@@ -45,9 +46,11 @@ def keypoint_pixels(
     object_points: torch.Tensor, translation: torch.Tensor, quaternion: torch.Tensor, camera: torch.Tensor
 ) -> torch.Tensor:
     """(B, K, 2) pixels of ``object_points`` (K, 3) at poses ``translation`` (B, 3), ``quaternion`` (B, 4) x, y, z, w
-    seen by ``camera`` (B, 4) fx, fy, cx, cy: ``project_keypoints`` in torch, for training targets."""
+    seen by ``camera`` (B, 4) fx, fy, cx, cy: ``project_keypoints`` in torch, for training targets; a camera (B, 12)
+    with distortion coefficients gives the pixels where its lens puts them."""
     rotation = roma.unitquat_to_rotmat(F.normalize(quaternion, dim=-1))
-    return _project(object_points.to(translation), rotation, translation, camera)
+    pixels = _project(object_points.to(translation), rotation, translation, camera[:, :PINHOLE_COLUMNS])
+    return distort(pixels, camera).to(pixels) if is_distorted(camera) else pixels
 
 
 def canonical_assignment(
@@ -89,7 +92,9 @@ def view_canonical(quaternion: torch.Tensor, translation: torch.Tensor, symmetri
 def solve_pnp(
     pixels: torch.Tensor, object_points: torch.Tensor, camera: torch.Tensor, weights: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The poses that project ``object_points`` (K, 3) onto ``pixels`` (B, K, 2) with ``camera`` (B, 4), batched.
+    """The poses that project ``object_points`` (K, 3) onto ``pixels`` (B, K, 2) with ``camera`` (B, 4), batched;
+    a camera (B, 12) with distortion coefficients (cubepose.geometry.distortion) has its pixels undistorted first
+    (exactly, on the points alone), and its reprojection error is measured in the distorted image.
 
     Returns translation (B, 3), quaternion (B, 4) x, y, z, w with w >= 0, and the mean reprojection error
     (B,) in pixels, a confidence: the points of a good detection agree on one pose. Solved by kornia's
@@ -105,7 +110,8 @@ def solve_pnp(
         finite &= torch.isfinite(weights).all(dim=1)
     if not bool(finite.all()):  # the linear algebra below would fail for the whole batch on one such row
         return _solved_where(finite, pixels, object_points, camera, weights)
-    pixels, camera = pixels.double(), camera.double()
+    observed, lens = pixels.double(), camera.double()
+    pixels, camera = (undistort(observed, lens), lens[:, :PINHOLE_COLUMNS]) if is_distorted(lens) else (observed, lens)
     object_points = object_points.double().to(pixels.device)
     batch = pixels.shape[0]
     intrinsics = torch.zeros(batch, 3, 3, dtype=torch.float64, device=pixels.device)
@@ -128,7 +134,8 @@ def solve_pnp(
         rotation, translation = rotation.index_copy(0, behind, again[0]), translation.index_copy(0, behind, again[1])
     quaternion = roma.rotmat_to_unitquat(rotation)
     quaternion = canonical_sign(quaternion)
-    residuals = _project(object_points, rotation, translation, camera) - pixels
+    projected = _project(object_points, rotation, translation, camera)
+    residuals = (distort(projected, lens) if is_distorted(lens) else projected) - observed
     return translation, quaternion, residuals.norm(dim=-1).mean(dim=-1)
 
 
