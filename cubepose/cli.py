@@ -61,6 +61,7 @@ def _generate(args: argparse.Namespace) -> None:
         workers=args.workers,
         shard=args.shard,
         shards=args.shards,
+        sequence=_sequence_options(args),
     )
     gen.generate_dataset(args.out, options)
 
@@ -189,6 +190,18 @@ def _load_predictor(args: argparse.Namespace):
     )
 
 
+def _sequence_options(args: argparse.Namespace):
+    """``--sequence MOTION`` and its clock and speeds (their defaults where left out); None without it."""
+    from cubepose.synth.sequence import SequenceOptions
+
+    given = {"fps": args.fps, "speed": args.speed, "turn": args.turn}
+    if args.sequence is None:
+        if any(value is not None for value in given.values()):
+            raise ValueError("--fps, --speed and --turn set a sequence's motion: give --sequence MOTION too")
+        return None
+    return SequenceOptions(args.sequence, **{key: value for key, value in given.items() if value is not None})
+
+
 def _predict(args: argparse.Namespace) -> None:
     """Print one JSON line per image, in order, as each batch finishes.
 
@@ -199,7 +212,17 @@ def _predict(args: argparse.Namespace) -> None:
     """
     from cubepose.inference.predictor import as_json_record
 
+    stream = args.video is not None or args.camera_device is not None
+    if stream == bool(args.images):
+        raise CubeposeError("give image files, or one of --video FILE and --camera-device N, not both")
+    if not stream and (args.overlay or args.track or args.smooth is not None):
+        raise CubeposeError("--overlay, --track and --smooth work on a stream: give --video FILE or --camera-device N")
+    if args.smooth is not None and not args.track:
+        raise CubeposeError("--smooth smooths tracks: give --track too")
     camera = _predict_camera(args)  # a bad camera file is refused before the checkpoint is read
+    if stream:
+        _predict_stream(args, camera)
+        return
     predictor = _load_predictor(args)
     done = failed = 0
     for poses in predictor.predict_items(args.images, keep_going=True, camera=camera):
@@ -218,6 +241,42 @@ def _predict(args: argparse.Namespace) -> None:
             "Give readable PNG or JPEG files, the images' true camera (or a model trained for it); for non-finite "
             "outputs use another checkpoint"
         )
+
+
+def _predict_stream(args: argparse.Namespace, camera) -> None:
+    """Print one JSON line per frame of ``--video`` or ``--camera-device`` (cubepose.serving.video)."""
+    from cubepose.io.video import VideoSource
+    from cubepose.serving.smoothing import SmoothingSettings
+    from cubepose.serving.tracking import TrackerSettings
+    from cubepose.serving.video import StreamSettings, predict_stream
+
+    if args.smooth is not None and len(args.smooth) not in (0, 4):
+        raise CubeposeError(f"--smooth takes no numbers or four (MIN_CUTOFF BETA_T BETA_R D_CUTOFF), got {args.smooth}")
+    smoothing = None if args.smooth is None else SmoothingSettings(*args.smooth)
+    every = {} if args.search_every is None else {"search_every": args.search_every}
+    tracking = TrackerSettings(**every, smoothing=smoothing) if args.track else None
+    source = (
+        VideoSource.from_file(args.video) if args.video is not None else VideoSource.from_device(args.camera_device)
+    )
+    failed = 0
+    with source:
+        predictor = _load_predictor(args)
+        if tracking is not None:
+            predictor.check_follows()
+        try:
+            for record in predict_stream(predictor, source, camera, StreamSettings(args.overlay, tracking)):
+                if "error" in record:
+                    failed += 1
+                    logger.error("frame %d: %s", record["frame"], record["error"])
+                sys.stdout.write(json.dumps(record, allow_nan=False) + "\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:  # how a live stream ends; the overlay so far is kept
+            logger.info("stopped after %d frames", source.read)
+    problems = [f"{failed} of {source.read} frames have no pose (see their error lines)"] if failed else []
+    if source.missing:
+        problems.append(f"{source.name} ended after {source.read} of {source.announced} frames (truncated or damaged)")
+    if problems:
+        raise CubeposeError("; ".join(problems) + "; the lines printed are valid")
 
 
 def _predict_camera(args: argparse.Namespace):
@@ -298,6 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
         "records none cubepose trusts: pass --camera), or a camera file (ROS camera_info YAML, OpenCV calibration) "
         "with its image size, whose lens distortion the images are rendered with",
     )
+    gen.add_argument(
+        "--sequence",
+        metavar="MOTION",
+        help="frames of one scene in motion, labelled each, and OUT/sequence.mp4 of them: static (only the sensor "
+        "noise changes), moving (objects slide and turn on the table) or crossing (two objects swap places, one "
+        "behind the other; --objects 2 2)",
+    )
+    gen.add_argument("--fps", type=float, help="--sequence: frames per second of its clock (default 30)")
+    gen.add_argument("--speed", type=float, help="--sequence moving: peak speed along the table, m/s (default 0.1)")
+    gen.add_argument("--turn", type=float, help="--sequence moving: turn about the table's normal, deg/s (default 30)")
     gen.add_argument(
         "--distortion",
         type=float,
@@ -439,7 +508,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     pre = commands.add_parser("predict", help="print the pose of each image as one JSON object per line")
     _checkpoint_arguments(pre)
-    pre.add_argument("images", nargs="+", help="PNG or JPEG files of any size")
+    pre.add_argument("images", nargs="*", help="PNG or JPEG files of any size")
+    stream = pre.add_mutually_exclusive_group()
+    stream.add_argument("--video", metavar="FILE", help="a video file (MP4, AVI, MKV): one JSON line per frame")
+    stream.add_argument(
+        "--camera-device", type=int, metavar="N", help="camera device N (/dev/videoN), until Ctrl-C (--device: torch's)"
+    )
+    pre.add_argument(
+        "--overlay", metavar="OUT", help="write the frames with each box and its axes drawn (.mp4, .avi, .mkv)"
+    )
+    pre.add_argument(
+        "--track",
+        action="store_true",
+        help="follow each object from its last pose (a zoom-in model's second stage), search the whole image "
+        "only when one is lost; poses carry track ids",
+    )
+    pre.add_argument(
+        "--search-every",
+        type=int,
+        default=30,
+        metavar="N",
+        help="--track: search the whole image every N frames for new objects (default 30)",
+    )
+    pre.add_argument(
+        "--smooth",
+        type=float,
+        nargs="*",
+        metavar="X",
+        help="--track: One-Euro filter of the poses; optionally its MIN_CUTOFF (Hz) BETA_T (Hz per m/s) BETA_R (Hz "
+        "per rad/s) D_CUTOFF (Hz), default 1 10 1 1",
+    )
     seen_by = pre.add_mutually_exclusive_group()
     seen_by.add_argument(
         "--camera",

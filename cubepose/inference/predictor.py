@@ -218,13 +218,47 @@ class PosePredictor:
         if self.takes_camera:
             cameras = np.broadcast_to(self.default_camera(), (len(batch), 4)) if cameras is None else cameras
             camera = torch.as_tensor(np.asarray(cameras, np.float32), device=self.device)
-        poses = self.model.poses({k: v.float() for k, v in self.model(images).items()}, camera)
-        outputs = {k: v.float().cpu().numpy() for k, v in poses.items()}
-        valid = np.ones(len(batch), dtype=bool)
-        for value in outputs.values():
-            valid &= np.isfinite(value.reshape(len(batch), -1)).all(axis=1)
-        outputs = {key: np.where(_rows(valid, value), value, np.float32(np.nan)) for key, value in outputs.items()}
-        return {**outputs, "valid": valid}
+        return _finite_rows(self.model.poses({k: v.float() for k, v in self.model(images).items()}, camera))
+
+    @property
+    def follows(self) -> bool:
+        """Whether the model can follow an object from its previous pose (the zoom-in model's stage 2 alone)."""
+        return hasattr(self.model, "follow")
+
+    def frame_camera(self, camera: Camera | None, size: tuple[int, int], name: str) -> tuple[np.ndarray, np.ndarray]:
+        """For a stream of ``size`` (width, height) frames named ``name``: the camera ``predict_batch`` and ``follow``
+        solve with (network-input pixels) and the same in the frames' pixels, (4 or 12,) each; ``camera`` None:
+        the training camera. A camera stating another image size is refused."""
+        if camera is None:
+            network = self.default_camera()
+            side = (self.image_size, self.image_size)
+            return network, resize_intrinsics(network, np.array(side, np.float64), size)
+        error = size_errors(camera, np.array([size], np.float64), [name])[0]
+        if error is not None:
+            raise CubeposeError(error)
+        scaled = resize_intrinsics(camera.parameters, np.array(size, np.float64), (self.image_size, self.image_size))
+        return scaled, camera.parameters
+
+    def check_follows(self) -> None:
+        """Refuse, naming the fix, to track with a model that cannot follow an object (``follows``)."""
+        if not self.follows:
+            raise CubeposeError(
+                f"tracking follows an object with the zoom-in model's second stage, and this checkpoint holds a "
+                f"{_network_name(self.config['network'])}; leave out --track, or train network/type zoom"
+            )
+
+    @torch.inference_mode()
+    def follow(self, image: np.ndarray, translations: np.ndarray, camera: np.ndarray) -> dict[str, np.ndarray]:
+        """Poses of the objects last seen at ``translations`` (T, 3) in one RGB uint8 ``image`` (H, W, 3), as taken
+        (no resize to the network input: a crop needs none) or prepared, seen by ``camera`` (4 or 12,) in
+        network-input pixels: one stage-2 crop around each, as ``predict_batch``'s outputs (T, ...) with ``valid``
+        (T,); ``found`` 0 where the object was not found there again."""
+        self.check_follows()
+        count = len(translations)
+        images = network_inputs(torch.tensor(np.asarray(image)[None], device=self.device)).expand(count, -1, -1, -1)
+        cameras = torch.as_tensor(np.tile(np.asarray(camera, np.float32), (count, 1)), device=self.device)
+        moved = torch.as_tensor(np.asarray(translations, np.float32), device=self.device)
+        return _finite_rows(self.model.follow(images, moved, cameras))
 
     def predict_items(
         self, items: Iterable[ImageLike], *, keep_going: bool = False, camera: CameraLike | None = None
@@ -347,7 +381,8 @@ class PosePredictor:
 
 def _network_name(network: dict) -> str:
     """How the load log names a network: the keypoint network, or the regression's backbone."""
-    return "keypoint network" if network["type"] == "keypoints" else f"{network['backbone']} regression"
+    names = {"keypoints": "keypoint network", "zoom": "zoom-in network"}
+    return names.get(network["type"], f"{network['backbone']} regression")
 
 
 def _array_image(array: np.ndarray) -> Image.Image:
@@ -358,6 +393,18 @@ def _array_image(array: np.ndarray) -> Image.Image:
             "convert with (image * 255).astype(np.uint8) for floats in [0, 1], or image[..., ::-1] for BGR"
         )
     return Image.fromarray(array)
+
+
+def _finite_rows(poses: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The model's pose tensors (B, ...) as float32 arrays plus ``valid`` (B,): False, and the row NaN throughout,
+    where any output of that row is NaN or inf (normalising a non-finite rotation never gives the identity)."""
+    outputs = {key: value.float().cpu().numpy() for key, value in poses.items()}
+    count = len(next(iter(outputs.values())))
+    valid = np.ones(count, dtype=bool)
+    for value in outputs.values():
+        valid &= np.isfinite(value.reshape(count, -1)).all(axis=1)
+    outputs = {key: np.where(_rows(valid, value), value, np.float32(np.nan)) for key, value in outputs.items()}
+    return {**outputs, "valid": valid}
 
 
 def _rows(mask: np.ndarray, value: np.ndarray) -> np.ndarray:

@@ -21,7 +21,14 @@ from torch import nn
 
 from cubepose.errors import ConfigError
 from cubepose.geometry.object import Box
-from cubepose.models.codecs.zoom import LocatorMaps, decode_locator, jittered, locator_prediction, true_windows
+from cubepose.models.codecs.zoom import (
+    LocatorMaps,
+    apparent_centre_and_radius,
+    decode_locator,
+    jittered,
+    locator_prediction,
+    true_windows,
+)
 from cubepose.models.crop import crop_cameras, crop_windows, to_input_pixels, windows_at
 from cubepose.models.export_spec import ExportedOutputs, ExportSpec
 from cubepose.models.heatmap_trunk import DECODER_WIDTH, HeatmapTrunk
@@ -111,6 +118,17 @@ class ZoomNet(nn.Module):
         """Stage 2's maps on the crops of ``images`` (B, 3, S, S) at ``windows`` (B, 3)."""
         return self.keypoint_net(crop_windows(images, windows.to(images.dtype), self.zoom["crop_size"]))
 
+    def follow(self, images: torch.Tensor, translations: torch.Tensor, camera: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Stage 2 alone, for tracking: the poses (B) ``poses`` gives, solved from crops of ``images`` (B, 3, H, W)
+        around where the object was, ``translations`` (B, 3) in the frame of ``camera`` (B, 4 or 12; pixels of the
+        S x S input), framed as in training (``zoom/margin`` apparent radii); stage 1 does not run, so its score is
+        not checked. The images may be the frames before their resize to S x S: a window is a share of the image
+        either way, so the crop is the same (sampled once, from the sharper original)."""
+        centre, apparent = apparent_centre_and_radius(translations.to(camera), camera, self.radius)
+        windows = windows_at(centre, self.zoom["margin"] * apparent, self.image_size).to(images.dtype)
+        outputs = {**self.cropped_keypoints(images, windows), "windows": windows}
+        return self._solved({key: value.float() for key, value in outputs.items()}, camera)
+
     def detected_windows(self, maps: LocatorMaps, count: int | None = None) -> torch.Tensor:
         """The windows (B, C, 3) around the ``count`` (default ``zoom/candidates``) strongest centres stage 1 finds,
         ``zoom/margin`` times their apparent radius, strongest first."""
@@ -133,7 +151,8 @@ class ZoomNet(nn.Module):
         its depth differs from that by more than ``zoom/depth_tolerance``; its keypoints lie more than
         ``zoom/max_reprojection_error`` crop pixels from its projection (they do not agree on one pose); their
         mean score is below ``zoom/min_confidence``; or stage 1's peak is below ``network/keypoints/min_score``.
-        The apparent size is the one the crop frames (stage 1's, for the windows it found).
+        The apparent size is the one the crop frames (stage 1's, for the windows it found; for ``follow``'s, the
+        previous pose's, and no stage 1 score is checked).
         A withheld pose keeps its numbers but gets confidence 0. With several instances every output has a slot
         axis P after B, stage 1's strongest centre first, and ``found`` marks the instances (a training step's
         outputs, one crop per image at the teacher's window, fill the first slot)."""
@@ -166,7 +185,8 @@ class ZoomNet(nn.Module):
         cameras = crop_cameras(camera, windows, self.image_size, self.zoom["crop_size"])
         poses = self.keypoint_net.poses(outputs, cameras)
         poses["keypoints"] = to_input_pixels(poses["keypoints"], windows, self.image_size, self.zoom["crop_size"])
-        score = self.located_score(outputs["locator_heatmap"], windows)
+        followed = "locator_heatmap" not in outputs  # a tracking step: stage 1 did not run, nothing to score
+        score = torch.ones_like(windows[:, 0]) if followed else self.located_score(outputs["locator_heatmap"], windows)
         depth = camera[:, :2].amax(dim=-1) * self.radius / self.apparent_radius(windows)
         agrees = (poses["translation"][:, 2] / depth).log().abs() <= math.log1p(self.zoom["depth_tolerance"])
         found = agrees & (score >= self.keypoint_net.min_score) & (poses["confidence"] >= self.zoom["min_confidence"])

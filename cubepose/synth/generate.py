@@ -37,6 +37,7 @@ from cubepose.geometry.object import default_dimensions
 from cubepose.io.atomic import atomic_open, atomic_write_text
 from cubepose.io.locks import Lock
 from cubepose.io.temporary import is_temporary, remove_orphans_under
+from cubepose.io.video import VideoWriter
 from cubepose.storage import Operation, backend_for, default_cache_dir, normalized, upload_folder
 from cubepose.synth.lens import LensWarp
 from cubepose.synth.scene import (
@@ -46,10 +47,13 @@ from cubepose.synth.scene import (
     PRESET_CAMERAS,
     PRESETS,
     ROTATION_MODES,
+    Scene,
     SceneOptions,
     sample_camera,
     sample_scene,
 )
+from cubepose.synth.sequence import VIDEO as SEQUENCE_VIDEO
+from cubepose.synth.sequence import SequenceOptions, sequence_frame
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, PHOTO_FACE_SIZE, cube_atlas
 from cubepose.synth.writers import BOP_SPLIT, LAYOUTS, FrameLabel
 
@@ -91,6 +95,7 @@ class GenerationOptions:
     workers: int = 1
     shard: int = 0  # this process renders shard `shard` of `shards` equal index ranges
     shards: int = 1
+    sequence: SequenceOptions | None = None  # frames of one moving scene instead of independent images
 
     def indices(self) -> range:
         """The image indices this run renders: all of them, or its shard's range."""
@@ -364,6 +369,12 @@ def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
 
 
 @functools.lru_cache(maxsize=1)
+def _first_scene(options: GenerationOptions, backgrounds: int) -> Scene:
+    """A sequence's scene at frame 0, drawn once per process (frame 0's draw of independent images)."""
+    return sample_scene(np.random.default_rng([options.seed, 0, 0]), options.scene, backgrounds)
+
+
+@functools.lru_cache(maxsize=1)
 def _lens_warp(camera: Camera | None) -> LensWarp | None:
     """The warp of a camera with lens distortion (its maps computed once per process), None for a pinhole one."""
     return None if camera is None or camera.distortion is None else LensWarp(camera)
@@ -372,8 +383,11 @@ def _lens_warp(camera: Camera | None) -> LensWarp | None:
 def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index: int) -> FrameLabel:
     """Render and write frame ``index`` unless its files exist; return its labels either way."""
     layout = LAYOUTS[options.format].for_options(out, options)
-    rng = np.random.default_rng([options.seed, index, 0])
-    scene = sample_scene(rng, options.scene, len(backgrounds), options.image_camera(index))
+    if options.sequence is None:
+        rng = np.random.default_rng([options.seed, index, 0])
+        scene = sample_scene(rng, options.scene, len(backgrounds), options.image_camera(index))
+    else:
+        scene = sequence_frame(_first_scene(options, len(backgrounds)), index, options.count, options.sequence)
     label = FrameLabel(
         index,
         np.array([instance.translation for instance in scene.objects]).reshape(-1, 3),
@@ -426,6 +440,8 @@ def _recorded_options(options: GenerationOptions) -> dict:
     for name in ("aspect", "principal_jitter", "objects", "empty_fraction"):  # likewise
         if _plain(getattr(options.scene, name)) == _plain(getattr(defaults, name)):
             del scene[name]
+    if options.sequence is None:  # likewise
+        del recorded["sequence"]
     if options.scene.camera is None:  # likewise
         del scene["camera"]
     else:
@@ -600,6 +616,18 @@ def check_options(options: GenerationOptions) -> None:
         )
     _check_backgrounds(options.backgrounds)
     _check_face_files(options.scene.faces)
+    if options.sequence is not None:
+        _check_sequence(options)
+
+
+def _check_sequence(options: GenerationOptions) -> None:
+    """A sequence is one scene seen by one camera, rendered whole in one folder."""
+    if options.randomises_camera or options.scene.vertical_fov_deg[0] != options.scene.vertical_fov_deg[1]:
+        raise ValueError("--sequence films one scene with one camera: leave out the camera ranges")
+    if options.shards > 1:
+        raise ValueError("--sequence renders one folder: leave out --shards (use --workers for speed)")
+    if options.sequence.motion == "crossing" and (options.scene.objects[0] < 2 or options.scene.empty_fraction > 0):
+        raise ValueError("--sequence crossing moves two objects: give --objects 2 2 (and no --empty-fraction)")
 
 
 def _check_resolution(options: GenerationOptions) -> None:
@@ -723,6 +751,14 @@ def _render(out: Path, options: GenerationOptions) -> None:
             raise
 
 
+def _write_sequence_video(out: Path, layout, options: GenerationOptions) -> None:
+    """The sequence's frames, in order, as one lossless video beside them (``cubepose predict --video``)."""
+    with VideoWriter(out / SEQUENCE_VIDEO, options.sequence.fps, options.resolution) as video:
+        for index in tqdm(range(options.count), desc=f"writing {out / SEQUENCE_VIDEO}", unit="frame"):
+            with open_image(layout.image_path(index)) as image:
+                video.write(np.asarray(as_rgb(image)))
+
+
 def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Path], lock: Lock) -> None:
     """Render the missing frames of a claimed folder, in worker processes when there are several tasks."""
     layout = LAYOUTS[options.format].for_options(out, options)
@@ -758,4 +794,6 @@ def _render_claimed(out: Path, options: GenerationOptions, backgrounds: list[Pat
     layout.finish(labels)
     if options.scene.camera is not None:
         atomic_write_text(out / CAMERA_INFO, camera_info_yaml(options.scene.camera))
+    if options.sequence is not None:
+        _write_sequence_video(out, layout, options)
     logger.info("wrote %d captures (%s layout) to %s", len(indices), options.format, out)
