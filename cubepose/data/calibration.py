@@ -27,7 +27,8 @@ import numpy as np
 import yaml
 
 from cubepose.errors import CubeposeError
-from cubepose.geometry.camera import KEYS, OPENCV_PIXEL_SHIFT, Camera, CameraError
+from cubepose.geometry.camera import KEYS, Camera, CameraError
+from cubepose.geometry.conventions import OPENCV_PIXEL_SHIFT
 from cubepose.geometry.distortion import MODELS
 
 MAX_FILE_BYTES = 1 << 20  # a calibration is a few hundred bytes; anything this large is not one

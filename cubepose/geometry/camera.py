@@ -6,7 +6,7 @@ prediction checks the camera a caller gives (four numbers, a camera file, query 
 have; refusals are ``CameraError`` (a ValueError) naming the values as they were given. Unity's camera frame:
 u = cx + fx x / z, v = cy - fy y / z (x right, y up, z forward; v grows downward). Pixel i spans [i, i + 1), so
 a centred camera has cx = W / 2; OpenCV and ROS put pixel centres on whole numbers (their cx, cy are 0.5 less:
-``OPENCV_PIXEL_SHIFT``, applied where their files are read and written). A real lens adds ``distortion``
+cubepose.geometry.conventions, applied where their files are read and written). A real lens adds ``distortion``
 (cubepose.geometry.distortion): OpenCV's coefficients, which the half-pixel shift leaves unchanged.
 """
 
@@ -28,7 +28,6 @@ KEYS = ("fx", "fy", "cx", "cy")
 SIZE_KEYS = ("width", "height")
 DISTORTION_KEY = "distortion"
 MAX_INTRINSIC = 1e7  # pixels: beyond any real lens and sensor, far inside float32
-OPENCV_PIXEL_SHIFT = 0.5  # cubepose's cx, cy minus OpenCV's (and ROS camera_info's) for the same camera
 MAX_COEFFICIENT = 1e4  # beyond any real lens; larger values only come from a broken file
 FOLD_TOLERANCE = 0.01  # pixels: an image point whose undistortion does not distort back this close is ambiguous
 NAMES = {True: ("fx, fy", "cx, cy"), False: ("FX FY", "CX CY")}  # refusals name values by key, or as --camera does

@@ -119,20 +119,26 @@ class PoseClient:
                 )
             time.sleep(0.2)
 
-    def strongest_pose(self, image: bytes) -> dict:
-        """The first (strongest) pose the service finds in the encoded image; RuntimeError says why not (no cube,
-        or a pose the model withheld as implausible, which a robot must not act on)."""
+    def poses(self, image: bytes, query: str | None = None) -> list[dict]:
+        """Every pose the service finds in the encoded image, strongest first (withheld ones marked ``found``
+        false), asked with ``query`` (default: this client's camera); RuntimeError says why there are none."""
+        query = self.query if query is None else query
         request = urllib.request.Request(
-            f"{self.server}/predict{self.query}", data=image, headers={"Content-Type": "image/x-portable-anymap"}
+            f"{self.server}/predict{query}", data=image, headers={"Content-Type": "image/x-portable-anymap"}
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                poses = json.load(response)["poses"]
+                return json.load(response)["poses"]
         except urllib.error.HTTPError as err:
             reason = err.read().decode(errors="replace")
             raise RuntimeError(f"cubepose serve answered {err.code}: {reason}") from None
         except (urllib.error.URLError, OSError) as err:
             raise RuntimeError(f"cubepose serve at {self.server} did not answer: {err}") from None
+
+    def strongest_pose(self, image: bytes) -> dict:
+        """The first (strongest) pose the service finds in the encoded image; RuntimeError says why not (no cube,
+        or a pose the model withheld as implausible, which a robot must not act on)."""
+        poses = self.poses(image)
         if not poses:
             raise RuntimeError("cubepose found no cube in the image")
         if poses[0].get("found") is False:  # a solve that cannot be right: the arm must not move to it
