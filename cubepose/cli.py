@@ -536,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         metavar="X",
         help="--track: One-Euro filter of the poses; optionally its MIN_CUTOFF (Hz) BETA_T (Hz per m/s) BETA_R (Hz "
-        "per rad/s) D_CUTOFF (Hz), default 1 10 1 1",
+        "per rad/s) D_CUTOFF (Hz), default 1 10 5 1",
     )
     seen_by = pre.add_mutually_exclusive_group()
     seen_by.add_argument(

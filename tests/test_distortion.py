@@ -20,7 +20,10 @@ from test_zoom_model import perfect_outputs, zoom_config
 
 from conftest import BIN
 from cubepose.cli import main
+from cubepose.config import validate_config
+from cubepose.data import TrainDataset
 from cubepose.data.calibration import camera_info_yaml, read_calibration
+from cubepose.data.formats import read_dataset
 from cubepose.errors import CubeposeError
 from cubepose.geometry.camera import Camera, CameraError
 from cubepose.geometry.distortion import distort, undistort
@@ -32,6 +35,7 @@ from cubepose.synth.generate import scene_options
 from cubepose.synth.gl_renderer import GLRenderer
 from cubepose.synth.lens import LensWarp
 from cubepose.synth.scene import sample_scene
+from cubepose.training.step import TrainingStep
 
 WEBCAM = Camera(width=640, height=480, fx=600, fy=600, cx=320, cy=240, distortion=(-0.3, 0.1, 0.001, -0.002, 0.0))
 RATIONAL = (0.2, -0.1, 0.0005, 0.0003, 0.01, 0.25, -0.08, 0.02)  # a rational_polynomial calibration
@@ -258,3 +262,48 @@ def test_serve_and_predict_solve_through_the_lens_of_a_calibration_file(tmp_path
         check=True,
     )
     np.testing.assert_allclose(json.loads(printed.stdout)["poses"][0]["translation"], through_lens, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["legacy", "solo"])
+def test_an_export_rendered_through_a_lens_is_read_with_it_and_its_targets_go_through_it(tmp_path, layout, capsys):
+    """The captures record the lens, the readers put it after each camera's intrinsics, the training examples'
+    camera carries it (resized), and the keypoint targets built from an example lie where the lens puts them."""
+    out = tmp_path / layout
+    flags = ["--camera", "96", "64", "80", "80", "48", "32", "--distortion", "-0.3", "0.08", "0", "0"]
+    assert main(["generate", str(out), "--count", "3", "--format", layout, *flags]) == 0
+    index = read_dataset(out)
+    assert index.cameras.shape == (3, 12)
+    np.testing.assert_allclose(index.cameras[:, 4:], [[-0.3, 0.08, 0, 0, 0, 0, 0, 0]] * 3)
+    config = validate_config(
+        {
+            "network": {"type": "keypoints", "image_size": 64},
+            "losses": {"keypoints": {"type": "heatmap", "weight": 1.0}},
+            "data": {"train": {"root": str(out)}},
+        }
+    )
+    example = TrainDataset(config).get_example(0)
+    camera = torch.as_tensor(example["camera"], dtype=torch.float64)[None]
+    assert camera.shape == (1, 12) and camera[0, 4] == pytest.approx(-0.3)
+    pose = (
+        torch.as_tensor(example["translation"], dtype=torch.float64)[None],
+        torch.as_tensor(example["quaternion"], dtype=torch.float64)[None],
+    )
+    points = torch.as_tensor(object_keypoints(Box()))
+    through_lens = keypoint_pixels(points, *pose, camera)
+    assert (through_lens - keypoint_pixels(points, *pose, camera[:, :4])).norm(dim=-1).max() > 0.3
+    assert main(["inspect", str(out)]) == 0
+    assert "lens -0.3 0.08" in capsys.readouterr().out
+    zoom = {"type": "zoom", "image_size": 64, "zoom": {"locate_size": 32, "crop_size": 32}}
+    zoom_losses = {"keypoints": {"type": "heatmap", "weight": 1.0}, "detection": {"type": "detection", "weight": 1.0}}
+    config = validate_config({"network": zoom, "losses": zoom_losses, "data": {"train": {"root": str(out)}}})
+    dataset = TrainDataset(config)
+    examples = [dataset.get_example(i) for i in range(3)]
+    batch = {key: np.stack([e[key] for e in examples]) for key in ("image", "translation", "quaternion", "camera")}
+    trainer = TrainingStep(pose_network(config), config, num_steps=1)  # a zoom-in model trains through the lens
+    assert np.isfinite(trainer.train(trainer.inputs(batch["image"]), trainer.targets(batch), 0).losses["total"]).all()
+
+
+def test_bop_refuses_a_lens(tmp_path, caplog):
+    flags = ["--camera", "96", "64", "80", "80", "48", "32", "--distortion", "-0.3", "0", "0", "0"]
+    assert main(["generate", str(tmp_path / "bop"), "--count", "1", "--format", "bop", *flags]) == 2
+    assert "BOP's scene_camera.json records no lens" in caplog.text

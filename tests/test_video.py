@@ -185,7 +185,7 @@ class Oracle:
     def search(self, image: np.ndarray) -> dict[str, np.ndarray]:
         return self._poses(np.flatnonzero(self._visible()))
 
-    def follow(self, image: np.ndarray, expected: np.ndarray) -> dict[str, np.ndarray]:
+    def follow(self, image: np.ndarray, expected: np.ndarray, framing: np.ndarray) -> dict[str, np.ndarray]:
         seen = self._pixels(self.translations[self.frame])
         nearest = np.linalg.norm(self._pixels(expected)[:, None] - seen[None], axis=-1).argmin(axis=1)
         return {**self._poses(nearest), "found": self._visible()[nearest]}

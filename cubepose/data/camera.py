@@ -90,5 +90,5 @@ def with_config_camera(index: PoseIndex, spec: dict) -> PoseIndex:
             )
         logger.warning("%s mixes image sizes: %s; each image keeps its own size and camera", index.root, listed)
     cameras = index.cameras.copy()
-    cameras[needs] = np.stack([camera_from_config(spec, tuple(size)) for size in distinct])[inverse.reshape(-1)]
+    cameras[needs, :4] = np.stack([camera_from_config(spec, tuple(size)) for size in distinct])[inverse.reshape(-1)]
     return replace(index, cameras=cameras, image_sizes=sizes)

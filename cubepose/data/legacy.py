@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from cubepose.data.containment import Boundary, is_plain_relative
-from cubepose.data.perception_json import as_list, exact_intrinsics, load_json, selected_poses
+from cubepose.data.perception_json import as_list, exact_distortion, exact_intrinsics, load_json, selected_poses
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 from cubepose.errors import DatasetError
 
@@ -141,6 +141,7 @@ def read_legacy(
             keys = ("label_name", "instance_id")
             poses = selected_poses(builder, values, label_name, instance_id, *keys, max_instances)
             if poses is not None:
-                builder.add(os.path.join(base or bases[0], filename), poses, intrinsics=exact_intrinsics(capture))
+                exact = {"intrinsics": exact_intrinsics(capture), "lens": exact_distortion(capture)}
+                builder.add(os.path.join(base or bases[0], filename), poses, **exact)
     builder.image_root = base or bases[0]
     return builder.build(max_instances)

@@ -15,6 +15,8 @@ XYZW = ("x", "y", "z", "w")
 # A capture's exact camera [fx, fy, cx, cy] in pixels of its image, written by cubepose generate for a camera given
 # in pixels; read before Unity's fields (SOLO's matrix has no principal point, legacy camera_intrinsic is untrusted).
 EXACT_INTRINSICS = "cubepose_intrinsics"
+DISTORTION = "cubepose_distortion"  # written by cubepose generate for images rendered through a lens
+DISTORTION_COEFFICIENTS = 8  # k1 k2 p1 p2 k3 k4 k5 k6
 
 
 def load_json(path: str | Path) -> Any:
@@ -90,6 +92,16 @@ def exact_intrinsics(capture: dict) -> list[float] | None:
     fx, fy, cx, cy = (as_float(v) for v in values)
     usable = all(math.isfinite(v) for v in (fx, fy, cx, cy)) and fx > 0 and fy > 0
     return [fx, fy, cx, cy] if usable else None
+
+
+def exact_distortion(capture: dict) -> list[float] | None:
+    """The capture's ``cubepose_distortion`` (the lens cubepose generate rendered through: OpenCV's k1 k2 p1 p2 k3
+    k4 k5 k6) as 8 floats, or None when absent or not 8 finite numbers."""
+    values = capture.get(DISTORTION)
+    if not (isinstance(values, list) and len(values) == DISTORTION_COEFFICIENTS and all(map(is_number, values))):
+        return None
+    numbers = [as_float(v) for v in values]
+    return numbers if all(math.isfinite(v) for v in numbers) else None
 
 
 def select_boxes(

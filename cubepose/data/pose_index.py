@@ -17,10 +17,13 @@ import numpy as np
 from cubepose.data.containment import is_openable_name, resolve_inside
 from cubepose.data.image_check import OK, PROBLEM_NAMES, inspect_images
 from cubepose.errors import DatasetError
+from cubepose.geometry.distortion import COEFFICIENTS
 from cubepose.geometry.projection import intrinsics_from_projection
 from cubepose.geometry.rotations import canonicalize_quaternions
 
 logger = logging.getLogger(__name__)
+
+LENS_COLUMNS = len(COEFFICIENTS)  # a lens's coefficients after a camera's fx, fy, cx, cy
 
 PER_EXAMPLE = (
     "image_paths",
@@ -44,7 +47,8 @@ class PoseIndex:
     """Usable captures in file order, each with up to M instances of the object (M = 1: exactly one).
 
     ``translations`` (N, M, 3) metres and ``quaternions`` (N, M, 4) x, y, z, w in the camera frame, of the
-    first ``instance_counts`` (N,) instances (the rest NaN); ``cameras`` (N, 4) fx, fy, cx, cy in pixels of
+    first ``instance_counts`` (N,) instances (the rest NaN); ``cameras`` (N, 4) fx, fy, cx, cy (N, 12 with the
+    lens distortion of images cubepose generate rendered through one) in pixels of
     the original image of ``image_sizes`` (N, 2) width, height (cameras NaN where the layout records none:
     legacy cameras come from the config, ``cubepose.data.camera.with_config_camera``, unless cubepose recorded
     them; sizes from the image headers); ``object_sizes`` (N, M, 3) the labelled boxes' edge lengths in metres
@@ -167,6 +171,12 @@ class Pose(NamedTuple):
     size: list[float] | None = None
 
 
+def _with_lenses(cameras: np.ndarray, lenses: np.ndarray) -> np.ndarray:
+    """``cameras`` (N, 4), or (N, 12) with each capture's lens after its intrinsics when any capture has one
+    (zeros: a pinhole), the camera a keypoint model solves with (cubepose.geometry.distortion)."""
+    return np.concatenate([cameras, lenses], axis=1) if lenses.any() else cameras
+
+
 def _padded(rows: list[list[list[float]]], slots: int, width: int) -> np.ndarray:
     """(N, slots, width) float64 of per-capture lists of vectors, NaN where a capture has fewer."""
     counts = np.array([len(vectors) for vectors in rows], dtype=np.int64)
@@ -189,6 +199,7 @@ class IndexBuilder:
         self.projections: list[list[float]] = []
         self.sizes: list[list[float]] = []
         self.intrinsics: list[list[float]] = []
+        self.lenses: list[list[float]] = []
         self.object_sizes: list[list[list[float]]] = []
         self.skipped: Counter = Counter()
         self.labels_seen: Counter = Counter()
@@ -210,10 +221,12 @@ class IndexBuilder:
         projection: list[float] | None = None,
         size: list[float] | None = None,
         intrinsics: list[float] | None = None,
+        lens: list[float] | None = None,
     ) -> None:
         """One usable capture: its boxes' poses and edge lengths (none for an image without the object);
         ``projection`` is Unity's (m00, m11) and ``size`` the image's (width, height) when the layout records
-        them, ``intrinsics`` exact fx, fy, cx, cy (which win). A path no file can have is skipped."""
+        them, ``intrinsics`` exact fx, fy, cx, cy (which win), ``lens`` the distortion cubepose generate rendered
+        through. A path no file can have is skipped."""
         if not is_openable_name(path):
             self.skip(UNOPENABLE)
             return
@@ -224,6 +237,7 @@ class IndexBuilder:
         self.projections.append(projection if projection is not None else [np.nan] * 2)
         self.sizes.append(size if size is not None else [0, 0])
         self.intrinsics.append(intrinsics if intrinsics is not None else [np.nan] * 4)
+        self.lenses.append(lens if lens is not None else [0.0] * LENS_COLUMNS)
 
     def build(self, max_instances: int = 1) -> PoseIndex:
         """The checked index, every example padded to ``max_instances`` instance slots."""
@@ -239,7 +253,7 @@ class IndexBuilder:
             image_paths=np.array(self.paths, dtype=str),
             translations=_padded(self.translations, max_instances, 3),
             quaternions=_padded(self.rotations, max_instances, 4),
-            cameras=cameras.reshape(-1, 4),
+            cameras=_with_lenses(cameras.reshape(-1, 4), np.array(self.lenses, np.float64).reshape(-1, LENS_COLUMNS)),
             image_sizes=sizes.astype(np.int64),
             object_sizes=_padded(self.object_sizes, max_instances, 3),
             instance_counts=np.array([len(poses) for poses in self.translations], dtype=np.int64),

@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from cubepose.data.containment import Boundary
-from cubepose.data.perception_json import as_float, as_list, exact_intrinsics, is_number, load_json, selected_poses
+from cubepose.data.perception_json import (
+    as_float,
+    as_list,
+    exact_distortion,
+    exact_intrinsics,
+    is_number,
+    load_json,
+    selected_poses,
+)
 from cubepose.data.pose_index import IndexBuilder, PoseIndex
 
 _SEQUENCE = re.compile(r"sequence\.(\d+)$", re.ASCII)
@@ -118,4 +126,5 @@ def _add_capture(
     elif camera is None:
         builder.skip("no usable perspective camera matrix")
     else:
-        builder.add(os.path.join(sequence, filename), poses, *camera, intrinsics=exact_intrinsics(capture))
+        lens = exact_distortion(capture)
+        builder.add(os.path.join(sequence, filename), poses, *camera, intrinsics=exact_intrinsics(capture), lens=lens)

@@ -20,7 +20,12 @@ def _cameras(index: PoseIndex) -> list[dict]:
     )
     order = np.argsort(first)
     return [
-        {"image_size": [int(v) for v in rows[i, :2]], "intrinsics": [float(v) for v in rows[i, 2:]], "examples": int(n)}
+        {
+            "image_size": [int(v) for v in rows[i, :2]],
+            "intrinsics": [float(v) for v in rows[i, 2:6]],
+            **({"distortion": [float(v) for v in rows[i, 6:]]} if rows.shape[1] > 6 and rows[i, 6:].any() else {}),
+            "examples": int(n),
+        }
         for i, n in zip(order, counts[order], strict=True)
     ]
 
@@ -119,7 +124,8 @@ def _camera_lines(camera: dict) -> list[tuple[str, str]]:
         fx, fy, cx, cy = entry["intrinsics"]
         width, height = entry["image_size"]
         count = f" ({entry['examples']} examples)" if camera["distinct"] > 1 else ""
-        lines.append(("", f"fx {fx:.2f}  fy {fy:.2f}  cx {cx:.2f}  cy {cy:.2f} px at {width}x{height}{count}"))
+        lens = "  lens " + " ".join(f"{v:g}" for v in entry["distortion"]) if "distortion" in entry else ""
+        lines.append(("", f"fx {fx:.2f}  fy {fy:.2f}  cx {cx:.2f}  cy {cy:.2f} px at {width}x{height}{lens}{count}"))
     lines[0] = ("camera", lines[0][1])
     return lines
 

@@ -101,7 +101,7 @@ def _gallery(title: str, indices: np.ndarray, evaluated: Evaluation, image_paths
     network_size = _input_sizes(outputs, indices)
     images = np.stack([decode_resized(str(image_paths[i]), TILE) for i in indices])
     true, predicted = outputs.drawn(indices)  # every present and found instance
-    tiles = pose_overlays(images, cameras * (TILE / network_size)[:, None], true, predicted, box=evaluated.box)
+    tiles = pose_overlays(images, cameras[:, :4] * (TILE / network_size)[:, None], true, predicted, box=evaluated.box)
     figures = []
     for i, tile in zip(indices, tiles, strict=True):
         image = _png(Image.fromarray(tile))

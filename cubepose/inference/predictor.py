@@ -248,17 +248,25 @@ class PosePredictor:
             )
 
     @torch.inference_mode()
-    def follow(self, image: np.ndarray, translations: np.ndarray, camera: np.ndarray) -> dict[str, np.ndarray]:
+    def follow(
+        self, image: np.ndarray, translations: np.ndarray, camera: np.ndarray, framing_depths: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Poses of the objects last seen at ``translations`` (T, 3) in one RGB uint8 ``image`` (H, W, 3), as taken
         (no resize to the network input: a crop needs none) or prepared, seen by ``camera`` (4 or 12,) in
-        network-input pixels: one stage-2 crop around each, as ``predict_batch``'s outputs (T, ...) with ``valid``
-        (T,); ``found`` 0 where the object was not found there again."""
+        network-input pixels: one stage-2 crop around each, sized for an object at ``framing_depths`` (T,) metres
+        (default: the translations' depths), as ``predict_batch``'s outputs (T, ...) with ``valid`` (T,); ``found``
+        0 where the object was not found there again."""
         self.check_follows()
         count = len(translations)
         images = network_inputs(torch.tensor(np.asarray(image)[None], device=self.device)).expand(count, -1, -1, -1)
         cameras = torch.as_tensor(np.tile(np.asarray(camera, np.float32), (count, 1)), device=self.device)
         moved = torch.as_tensor(np.asarray(translations, np.float32), device=self.device)
-        return _finite_rows(self.model.follow(images, moved, cameras))
+        framing = (
+            None
+            if framing_depths is None
+            else torch.as_tensor(np.asarray(framing_depths, np.float32), device=self.device)
+        )
+        return _finite_rows(self.model.follow(images, moved, cameras, framing))
 
     def predict_items(
         self, items: Iterable[ImageLike], *, keep_going: bool = False, camera: CameraLike | None = None

@@ -32,11 +32,13 @@ TOLERANCE = 0.02  # focal lengths within 2 % of the training ones, principal poi
 
 
 def record_training_camera(cameras: np.ndarray, image_size: int) -> dict | None:
-    """The ``camera`` entry of a checkpoint from its training examples' intrinsics (N, 4) in network-input pixels.
+    """The ``camera`` entry of a checkpoint from its training examples' intrinsics (N, 4) in network-input pixels
+    (a lens's coefficients after them, (N, 12), are not part of it).
 
     None when no example has a finite camera (nothing trustworthy to check against).
     """
-    cameras = np.asarray(cameras, np.float64).reshape(-1, 4)
+    cameras = np.asarray(cameras, np.float64)
+    cameras = cameras.reshape(-1, cameras.shape[-1])[:, :4]
     cameras = cameras[np.isfinite(cameras).all(axis=1)]
     if not len(cameras):
         return None

@@ -118,13 +118,23 @@ class ZoomNet(nn.Module):
         """Stage 2's maps on the crops of ``images`` (B, 3, S, S) at ``windows`` (B, 3)."""
         return self.keypoint_net(crop_windows(images, windows.to(images.dtype), self.zoom["crop_size"]))
 
-    def follow(self, images: torch.Tensor, translations: torch.Tensor, camera: torch.Tensor) -> dict[str, torch.Tensor]:
+    def follow(
+        self,
+        images: torch.Tensor,
+        translations: torch.Tensor,
+        camera: torch.Tensor,
+        framing_depths: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Stage 2 alone, for tracking: the poses (B) ``poses`` gives, solved from crops of ``images`` (B, 3, H, W)
-        around where the object was, ``translations`` (B, 3) in the frame of ``camera`` (B, 4 or 12; pixels of the
-        S x S input), framed as in training (``zoom/margin`` apparent radii); stage 1 does not run, so its score is
+        centred where the objects are expected, ``translations`` (B, 3) in the frame of ``camera`` (B, 4 or 12;
+        pixels of the S x S input), and framed as in training (``zoom/margin`` apparent radii) for an object at
+        ``framing_depths`` (B,) metres (default: the translations' depths); stage 1 does not run, so its score is
         not checked. The images may be the frames before their resize to S x S: a window is a share of the image
         either way, so the crop is the same (sampled once, from the sharper original)."""
-        centre, apparent = apparent_centre_and_radius(translations.to(camera), camera, self.radius)
+        translations = translations.to(camera)
+        depths = translations[:, 2] if framing_depths is None else framing_depths.to(camera)
+        centre, _ = apparent_centre_and_radius(translations, camera, self.radius)
+        apparent = camera[:, :2].amax(dim=-1) * self.radius / depths
         windows = windows_at(centre, self.zoom["margin"] * apparent, self.image_size).to(images.dtype)
         outputs = {**self.cropped_keypoints(images, windows), "windows": windows}
         return self._solved({key: value.float() for key, value in outputs.items()}, camera)

@@ -27,7 +27,7 @@ class SmoothingSettings:
 
     min_cutoff: float = 1.0  # Hz: the cut-off of a still object; lower filters jitter harder, with more lag
     beta_translation: float = 10.0  # Hz per m/s: how fast the cut-off opens as the object moves
-    beta_rotation: float = 1.0  # Hz per rad/s: likewise for turning
+    beta_rotation: float = 5.0  # Hz per rad/s: likewise for turning
     derivative_cutoff: float = 1.0  # Hz: the cut-off of the speed estimate itself
 
     def __post_init__(self) -> None:

@@ -1,14 +1,18 @@
 """Following objects from frame to frame: crop where each one was, search the whole image only when needed.
 
-Each track holds the last pose the model gave for one instance and its velocity (per frame, in the camera frame).
-On a new frame every track is followed by the zoom-in model's second stage alone, on a crop around where the
-track is expected (``PosePredictor.follow``): one small crop per track instead of both stages on the whole
-image. The whole image is searched instead (both stages, every instance the model finds) when there is no
-track, when a track is not found again (the model withholds its pose, or its confidence falls below
-``min_confidence``), when two tracks land on one object, and every ``search_every`` frames to find new
-instances. A search's poses continue the tracks they are nearest to (within ``gate`` metres of where a track is
-expected, nearest pairs first) and start new tracks with new ids; a track unseen for more than ``max_misses``
-frames ends. Poses given out may be smoothed (cubepose.serving.smoothing).
+Each track holds the last pose the model gave for one instance and its velocity (per frame, in the camera frame,
+averaged). On a new frame every track is followed by the zoom-in model's second stage alone, on a crop around
+where the track is expected (``PosePredictor.follow``), cut from the frame as taken: one small crop per track
+instead of both stages on the whole resized image. The whole image is searched instead (both stages, every
+instance the model finds) when there is no track, when a track is not found again (the model withholds its pose,
+or its confidence falls below ``min_confidence``), when two tracks land on one object, and every
+``search_every`` frames to find new instances. A search's poses continue the tracks they are nearest to (within
+``gate`` metres of where a track is expected, nearest pairs first) and start new tracks with new ids; a track
+unseen for more than ``max_misses`` frames ends. Poses given out may be smoothed (cubepose.serving.smoothing).
+
+Stage 2's depth leans towards the scale of its crop, so a crop sized by the track's last depth would let the
+depth wander: crops are sized by an average over searches of stage 1's apparent size, and a search's poses are
+solved again as the followed ones are, so the depth does not jump at each search.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from cubepose.serving.smoothing import STATE, PoseSmoother, SmoothingSettings
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("ids", "translations", "quaternions", "velocities", "misses", "seen_at", "scores", "smoothed")
+FIELDS = ("ids", "translations", "quaternions", "velocities", "framing", "misses", "seen_at", "scores", "smoothed")
 POSE_KEYS = ("translation", "quaternion", *CONFIDENCE_KEYS)  # what a record of a track carries
+FRAMING = "depth_from_size"  # a search's depth of the object by its apparent size: a new track's crop scale
+FRAMING_WEIGHT = 0.5  # of a search's depth by apparent size in the depth a track's crops are sized for
+VELOCITY_WEIGHT = 0.2  # of a new velocity against the track's: two noisy poses' difference is twice as noisy
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class _Tracks:
     translations: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     quaternions: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
     velocities: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    framing: np.ndarray = field(default_factory=lambda: np.zeros(0))  # metres: the depth its crops are sized for
     misses: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     seen_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # timestamp of the last pose
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, len(CONFIDENCE_KEYS))))  # NaN: none given
@@ -80,12 +88,12 @@ class _Tracks:
 
 class Stages(Protocol):
     """What a tracker runs on a frame (uint8 RGB, as taken): ``search`` the whole image for every instance (rows of
-    POSE_KEYS), or ``follow`` objects from where they are expected (T, 3), one row each of POSE_KEYS plus
-    ``found`` (bool)."""
+    POSE_KEYS, and of FRAMING when the model gives it), or ``follow`` objects from where they are expected (T, 3)
+    with crops sized for ``framing`` (T,) metres, one row each of POSE_KEYS plus ``found`` (bool)."""
 
     def search(self, image: np.ndarray) -> dict[str, np.ndarray]: ...
 
-    def follow(self, image: np.ndarray, expected: np.ndarray) -> dict[str, np.ndarray]: ...
+    def follow(self, image: np.ndarray, expected: np.ndarray, framing: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 class PredictorStages:
@@ -101,8 +109,8 @@ class PredictorStages:
         prepared = np.array(self.predictor.prepare_item(image))[None]
         return _found_instances(self.predictor.predict_batch(prepared, self.camera[None]))
 
-    def follow(self, image: np.ndarray, expected: np.ndarray) -> dict[str, np.ndarray]:
-        poses = self.predictor.follow(image, expected, self.camera)
+    def follow(self, image: np.ndarray, expected: np.ndarray, framing: np.ndarray) -> dict[str, np.ndarray]:
+        poses = self.predictor.follow(image, expected, self.camera, framing)
         confidence = poses.get("confidence", np.ones(len(expected)))
         found = poses["valid"] & (poses["found"] > 0.5) & (confidence >= self.min_confidence)
         return {**{key: np.asarray(poses[key], np.float64) for key in POSE_KEYS if key in poses}, "found": found}
@@ -140,7 +148,7 @@ class Tracker:
         tracks = self.tracks
         if not len(tracks.ids) or (tracks.misses > 0).any() or self.since_search + 1 >= self.settings.search_every:
             return None
-        poses = self.stages.follow(image, tracks.expected())
+        poses = self.stages.follow(image, tracks.expected(), tracks.framing)
         if not poses["found"].all() or _collide(poses["translation"], self.settings.gate / 2):
             return None
         return {key: value for key, value in poses.items() if key in POSE_KEYS}
@@ -152,6 +160,7 @@ class Tracker:
         tracks = self.tracks
         pairs = _nearest_pairs(tracks.expected(), found["translation"], self.settings.gate)
         continued, matched = pairs[:, 0], pairs[:, 1]
+        found = self._followed_again(image, found, continued, matched)
         tracks.misses[np.setdiff1d(np.arange(len(tracks.ids)), continued)] += 1
         self._update(continued, {key: value[matched] for key, value in found.items()}, timestamp)
         new = np.setdiff1d(np.arange(len(found["translation"])), matched)
@@ -166,6 +175,25 @@ class Tracker:
             logger.info("track(s) %s ended: unseen for %d frames", ended, self.settings.max_misses + 1)
         tracks.keep(alive)
 
+    def _followed_again(
+        self, image: np.ndarray, found: dict[str, np.ndarray], continued: np.ndarray, matched: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """``found``, each pose solved again the way the frames between searches are (``follow`` at the searched
+        place, the crop sized as its track's next ones): a search's crop is framed otherwise, and its depth would
+        jump from the followed ones' by the difference."""
+        if not len(found["translation"]):
+            return found
+        framing = found.get(FRAMING, found["translation"][:, 2]).copy()
+        if FRAMING in found:  # a continued track's crops are sized by its average, with this search's weighed in
+            previous = self.tracks.framing[continued]
+            framing[matched] = previous + FRAMING_WEIGHT * (found[FRAMING][matched] - previous)
+        again = self.stages.follow(image, found["translation"], framing)
+        kept = again["found"]
+        return {
+            key: np.where(kept.reshape(-1, *[1] * (value.ndim - 1)), again[key], value) if key in again else value
+            for key, value in found.items()
+        }
+
     def _update(self, rows: np.ndarray, poses: dict[str, np.ndarray], timestamp: float, started: bool = False) -> None:
         """Tracks ``rows`` seen now at ``poses`` (rows of POSE_KEYS); ``started``: tracks begun at these poses."""
         tracks = self.tracks
@@ -173,7 +201,13 @@ class Tracker:
         if not len(rows):
             return
         if not started:
-            tracks.velocities[rows] = (translations - tracks.translations[rows]) / (tracks.misses[rows] + 1)[:, None]
+            moved = (translations - tracks.translations[rows]) / (tracks.misses[rows] + 1)[:, None]
+            tracks.velocities[rows] += VELOCITY_WEIGHT * (moved - tracks.velocities[rows])
+        apparent = poses.get(FRAMING)  # a search's: stage 1's, independent of the track
+        if started:
+            tracks.framing[rows] = translations[:, 2] if apparent is None else apparent
+        elif apparent is not None:  # averaged over searches: never from stage 2's depth, which follows the crop
+            tracks.framing[rows] += FRAMING_WEIGHT * (apparent - tracks.framing[rows])
         if self.smoother is not None:
             tracks.smoothed[rows] = (
                 self.smoother.start(translations, quaternions)
@@ -207,7 +241,7 @@ class Tracker:
 def _found_instances(poses: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The instances a search found in its one image, as rows (D, ...) of POSE_KEYS (a one-instance model's
     pose is one row, kept where ``found``)."""
-    instances = {key: np.asarray(poses[key][0], np.float64) for key in POSE_KEYS if key in poses}
+    instances = {key: np.asarray(poses[key][0], np.float64) for key in (*POSE_KEYS, FRAMING) if key in poses}
     if instances["translation"].ndim == 1:  # one instance per image: a slot axis of one
         instances = {key: value[None] for key, value in instances.items()}
     count = len(instances["translation"])

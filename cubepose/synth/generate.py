@@ -271,19 +271,17 @@ def camera_from_export(root: str, cache_dir: str | None = None) -> Camera:
                 f"--camera-from {root}: a legacy Perception export records its camera only as camera_intrinsic, which "
                 f"cubepose does not trust; give the camera with --camera W H FX FY CX CY (pixels)"
             )
-        cameras[unknown] = generated.intrinsics
+        cameras[unknown, :4] = generated.intrinsics
     distinct = np.unique(np.column_stack([index.image_sizes, cameras]), axis=0)
     if len(distinct) > 1:
-        listed = "; ".join(" ".join(f"{v:g}" for v in row) for row in distinct[:3])
+        listed = "; ".join(" ".join(f"{v:g}" for v in row[:6]) for row in distinct[:3])
         raise ValueError(
             f"--camera-from {root}: the export holds {len(distinct)} cameras (W H FX FY CX CY: {listed}); "
             "give one with --camera"
         )
-    width, height, *intrinsics = distinct[0]
-    generated = _generated_camera(index.root)
-    lens = None if generated is None or generated.values() != tuple(distinct[0]) else generated.distortion
+    lens = tuple(distinct[0, 6:]) if distinct[0, 6:].any() else None  # the lens its images went through
     try:
-        return replace(Camera.from_values((width, height, *intrinsics)), distortion=lens)
+        return replace(Camera.from_values(distinct[0, :6]), distortion=lens)
     except ValueError as err:
         raise ValueError(f"--camera-from {root}: its camera is unusable ({err}); give one with --camera") from None
 
@@ -396,6 +394,7 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
         *(options.resolution if scene.camera is None else scene.camera.size),
         tuple(options.scene.dimensions),
         None if scene.camera is None else tuple(scene.camera.intrinsics),
+        None if scene.camera is None else scene.camera.distortion,
     )
     image_path, label_path = layout.image_path(index), layout.label_path(index)
     if image_path.exists() and (label_path is None or label_path.exists()):
@@ -614,6 +613,8 @@ def check_options(options: GenerationOptions) -> None:
             "an --image-size range, --aspect or --principal-jitter needs --format solo: legacy data records no "
             "camera per image"
         )
+    if options.format == "bop" and options.scene.camera is not None and options.scene.camera.distortion is not None:
+        raise ValueError("BOP's scene_camera.json records no lens distortion: use --format solo or legacy with it")
     _check_backgrounds(options.backgrounds)
     _check_face_files(options.scene.faces)
     if options.sequence is not None:

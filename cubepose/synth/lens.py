@@ -4,8 +4,8 @@ OpenGL only draws pinhole images. A camera with distortion (cubepose.geometry.di
 pixels, the scene point whose ideal pinhole pixel is that pixel undistorted. So the scene is drawn by the same
 camera without distortion on a canvas that holds every such point (``canvas_camera``: barrel distortion sees past
 the pinhole image's border), and each output pixel samples the canvas there (``LensWarp``, bilinear through
-OpenCV's ``remap``). Labels stay what they are (poses and the pinhole intrinsics); the distortion goes with the
-images' camera, in the manifest and ``camera_info.yaml``.
+OpenCV's ``remap``). Labels record the poses, the pinhole intrinsics and the distortion beside them
+(``cubepose_distortion``), and ``camera_info.yaml`` the whole camera.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ SOLO_RGB_TYPE = "type.unity.com/unity.solo.RGBCamera"
 SOLO_BOX3D_TYPE = "type.unity.com/unity.solo.BoundingBox3DAnnotation"
 FAR_CLIP_M22 = -1.0006  # Unity's m22 for near 0.3 m / far 1000 m; unused by the reader
 EXACT_INTRINSICS = "cubepose_intrinsics"  # capture key: [fx, fy, cx, cy] in pixels, read before Unity's camera fields
+DISTORTION = "cubepose_distortion"  # capture key: the lens's k1 k2 p1 p2 k3 k4 k5 k6 (OpenCV's), when there is one
 BOP_SPLIT = "train"  # the split folder of a generated BOP dataset (--bop-split)
 BOP_IMAGES_PER_SCENE = 1000  # as BOP's PBR training data
 BOP_OBJ_ID = 1
@@ -53,6 +54,7 @@ class FrameLabel:
     height: int
     size: tuple[float, float, float]
     intrinsics: tuple[float, float, float, float] | None = None
+    distortion: tuple[float, ...] | None = None  # the lens's k1 k2 p1 p2 k3 k4 k5 k6, when rendered through one
 
     @property
     def projection(self) -> tuple[float, float]:
@@ -68,8 +70,10 @@ class FrameLabel:
         return (self.width, self.height, self.vertical_fov_deg, self.intrinsics)
 
     def exact_camera(self) -> dict:
-        """``{"cubepose_intrinsics": [fx, fy, cx, cy]}`` for a camera given in pixels, else nothing (as before)."""
-        return {} if self.intrinsics is None else {EXACT_INTRINSICS: [float(v) for v in self.intrinsics]}
+        """``{"cubepose_intrinsics": [fx, fy, cx, cy]}`` for a camera given in pixels (and ``cubepose_distortion``
+        for a lens), else nothing (as before)."""
+        exact = {} if self.intrinsics is None else {EXACT_INTRINSICS: [float(v) for v in self.intrinsics]}
+        return exact if self.distortion is None else {**exact, DISTORTION: [float(v) for v in self.distortion]}
 
 
 def _rounded(values: np.ndarray) -> list[float]:
