@@ -304,6 +304,6 @@ def test_an_export_rendered_through_a_lens_is_read_with_it_and_its_targets_go_th
 
 
 def test_bop_refuses_a_lens(tmp_path, caplog):
-    flags = ["--camera", "96", "64", "80", "80", "48", "32", "--distortion", "-0.3", "0", "0", "0"]
+    flags = ["--camera", "96", "64", "80", "80", "48", "32", "--distortion", "-0.3", "0.1", "0", "0"]
     assert main(["generate", str(tmp_path / "bop"), "--count", "1", "--format", "bop", *flags]) == 2
     assert "BOP's scene_camera.json records no lens" in caplog.text
