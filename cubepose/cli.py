@@ -70,7 +70,7 @@ def _inspect(args: argparse.Namespace) -> None:
     from cubepose.config import defaults
     from cubepose.data.datasets import read_root
     from cubepose.data.summary import format_summary, summarize
-    from cubepose.inference.camera_input import given_camera
+    from cubepose.inference.camera_input import given_camera, read_camera_file
 
     if args.max_instances < 1:
         raise ValueError(f"--max-instances must be 1 or more, got {args.max_instances}")
@@ -79,9 +79,12 @@ def _inspect(args: argparse.Namespace) -> None:
         if not 0 < args.fov < 180:  # NaN fails too
             raise ValueError(f"--fov must be a vertical field of view between 0 and 180 degrees, got {args.fov:g}")
         camera["vertical_fov"] = args.fov
-    if args.intrinsics:
-        checked = given_camera(args.intrinsics)  # refuses a camera no image can have, naming the values
+    if args.intrinsics or args.camera:
+        # refuses a camera no image can have, naming the values
+        checked = read_camera_file(args.camera) if args.camera else given_camera(args.intrinsics)
         camera.update(fx=checked.fx, fy=checked.fy, cx=checked.cx, cy=checked.cy)
+        if checked.distortion is not None:
+            logger.warning("%s: data/camera holds no lens, so its distortion is not applied here", args.camera)
     data = {
         "format": args.format,
         "label_name": args.label_name,
@@ -459,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="legacy camera's vertical field of view in degrees (default 60), for captures that record no camera",
     )
-    _intrinsics_argument(ins, "legacy camera in pixels, for captures that record no camera")
+    legacy_camera = ins.add_mutually_exclusive_group()
+    _intrinsics_argument(legacy_camera, "legacy camera in pixels, for captures that record no camera")
+    legacy_camera.add_argument("--camera", metavar="FILE", help=f"the same camera from a file: {CAMERA_FILES}")
     ins.add_argument("--cache-dir", help="download folder for gs:// and s3:// data (data/cache_dir)")
     ins.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     ins.set_defaults(run=_inspect)

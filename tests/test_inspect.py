@@ -60,8 +60,12 @@ def test_text_report_and_label_name(tiny_data):
     assert "12 label not present" in missing.stderr and "labels present: cube_position (12)" in missing.stderr
 
 
-def test_legacy_camera_from_field_of_view_or_pixel_intrinsics(tiny_data):
+def test_legacy_camera_from_field_of_view_or_pixel_intrinsics(tiny_data, tmp_path):
     default = json.loads(inspect(tiny_data["test"], "--json").stdout)["camera"]
     assert default["intrinsics"] == pytest.approx([24 / np.tan(np.radians(30))] * 2 + [24, 24])  # 60 deg at 48 px
     given = json.loads(inspect(tiny_data["test"], "--json", "--intrinsics", "40", "41", "24", "23").stdout)
     assert given["camera"]["intrinsics"] == [40.0, 41.0, 24.0, 23.0]
+    calibration = tmp_path / "camera_info.yaml"  # the same camera as ROS writes it: pixel centres 0.5 less
+    calibration.write_text(json.dumps({"K": [40, 0, 23.5, 0, 41, 22.5, 0, 0, 1], "D": [0.0] * 5, "width": 48}))
+    from_file = json.loads(inspect(tiny_data["test"], "--json", "--camera", str(calibration)).stdout)
+    assert from_file["camera"] == given["camera"]

@@ -119,11 +119,12 @@ def draw_poses(image: np.ndarray, poses: list[dict], camera: np.ndarray | None, 
     quaternion = torch.as_tensor([pose["quaternion"] for pose in poses], dtype=torch.float64)
     cameras = torch.as_tensor(np.asarray(camera, np.float64))[None].expand(len(poses), -1)
     pixels = keypoint_pixels(points, translation, quaternion, cameras).numpy()  # (P, N, 2), cubepose's centres
-    fixed = np.round((pixels - 0.5) * (1 << SUBPIXEL_BITS)).astype(np.int32)  # cv2: centres on whole numbers
-    in_front = (translation[:, 2] > 0).numpy()
+    bounded = np.clip(np.nan_to_num(pixels - 0.5), -1e5, 1e5)  # cv2: centres on whole numbers; int32 after shift
+    fixed = np.round(bounded * (1 << SUBPIXEL_BITS)).astype(np.int32)
+    drawable = (translation[:, 2] > 0).numpy() & np.isfinite(pixels).all(axis=(1, 2))  # in front, projectable
     edge_count = len(edge_points)
-    for pose, lines, visible in zip(poses, fixed, in_front, strict=True):
-        if not visible or not np.isfinite(pixels).all():
+    for pose, lines, visible in zip(poses, fixed, drawable, strict=True):
+        if not visible:
             continue
         colour = _colour(pose)
         box_lines = list(lines[:edge_count].reshape(len(CUBE_EDGES), EDGE_SAMPLES, 2))
