@@ -124,22 +124,31 @@ def speed_table(predictor, clips: list[Path], camera, repeats: int) -> list[str]
     return rows
 
 
-def jitter_table(predictor, clips: list[Path], camera, smoothing: SmoothingSettings) -> list[str]:
-    """Standard deviation of the pose over each static clip: per-frame, tracked, tracked and smoothed."""
+def poses_by_mode(predictor, clips: list[Path], camera, smoothing: SmoothingSettings) -> dict[str, list[tuple]]:
+    """Per mode (per-frame search, tracking, tracking smoothed), per clip: (clip, first poses (N, 3), (N, 4)) read
+    live from the clip's lossless copy."""
     modes = {
         "per-frame search": None,
         "--track": TrackerSettings(),
         "--track --smooth": TrackerSettings(smoothing=smoothing),
     }
+    return {
+        name: [
+            (clip, *first_poses(stream(predictor, lossless(clip), camera, tracking, live=True)[0])) for clip in clips
+        ]
+        for name, tracking in modes.items()
+    }
+
+
+def jitter_table(by_mode: dict[str, list[tuple]]) -> list[str]:
+    """Standard deviation of the pose over each static clip, per mode."""
     rows = [
         "| mode | translation std mm (median of clips) | rotation std deg | frames given a pose |",
         "|---|---|---|---|",
     ]
-    for name, tracking in modes.items():
+    for name, clips in by_mode.items():
         spreads, turns, given = [], [], []
-        for clip in clips:
-            records, _ = stream(predictor, lossless(clip), camera, tracking, live=True)
-            translations, quaternions = first_poses(records)
+        for _, translations, quaternions in clips:
             kept = ~np.isnan(translations[:, 0])
             given.append(kept.mean())
             if kept.sum() < 2:
@@ -152,23 +161,16 @@ def jitter_table(predictor, clips: list[Path], camera, smoothing: SmoothingSetti
     return rows
 
 
-def error_table(predictor, clips: list[Path], camera, smoothing: SmoothingSettings) -> list[str]:
-    """Errors against the labels on the moving clips: per-frame search, tracking, tracking smoothed."""
-    modes = {
-        "per-frame search": None,
-        "--track": TrackerSettings(),
-        "--track --smooth": TrackerSettings(smoothing=smoothing),
-    }
+def error_table(by_mode: dict[str, list[tuple]]) -> list[str]:
+    """Errors against the labels on the moving clips, per mode."""
     rows = [
         "| mode | translation cm mean (median) | rotation deg mean (median) | frames given a pose |",
         "|---|---|---|---|",
     ]
-    for name, tracking in modes.items():
+    for name, clips in by_mode.items():
         cm, deg, given = [], [], []
-        for clip in clips:
+        for clip, translations, quaternions in clips:
             truth_t, truth_q, _ = labels(clip)
-            records, _ = stream(predictor, lossless(clip), camera, tracking, live=True)
-            translations, quaternions = first_poses(records)
             kept = ~np.isnan(translations[:, 0])
             given.append(kept.mean())
             cm += list(100 * np.linalg.norm(translations[kept] - truth_t[kept], axis=-1))
@@ -264,8 +266,8 @@ def main() -> None:
     smoothing = SmoothingSettings(*args.smooth) if args.smooth else SmoothingSettings()
     print(f"## {args.checkpoint}: {args.sequences} static and {args.sequences} moving clips of {args.frames} frames\n")
     print("\n".join(speed_table(predictor, moving, camera, args.repeats)), "\n")
-    print("\n".join(jitter_table(predictor, static, camera, smoothing)), "\n")
-    print("\n".join(error_table(predictor, moving, camera, smoothing)), "\n")
+    print("\n".join(jitter_table(poses_by_mode(predictor, static, camera, smoothing))), "\n")
+    print("\n".join(error_table(poses_by_mode(predictor, moving, camera, smoothing))), "\n")
     print("\n".join(lens_table(predictor, pinhole, distorted)))
 
 

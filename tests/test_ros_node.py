@@ -102,6 +102,22 @@ def checkpoint(tmp_path_factory) -> Path:
     return untrained_checkpoint(tmp_path_factory.mktemp("ros-model"))
 
 
+def start_roscore(folder: Path) -> tuple[dict[str, str], subprocess.Popen]:
+    """A ``roscore`` on a free loopback port logging into ``folder``, and the environment that reaches it (with
+    cubepose importable by the system's Python)."""
+    master_port = free_port()
+    env = {
+        **os.environ,
+        "ROS_MASTER_URI": f"http://127.0.0.1:{master_port}",
+        "ROS_IP": "127.0.0.1",
+        "ROS_HOME": str(folder / "ros"),
+        "PYTHONPATH": str(REPO),
+    }
+    with open(folder / "roscore.log", "w") as log:
+        roscore = subprocess.Popen(["roscore", "-p", str(master_port)], env=env, stdout=subprocess.DEVNULL, stderr=log)
+    return env, roscore
+
+
 CLIENT = """
 import json, sys, rospy
 from sensor_msgs.msg import Image
@@ -141,21 +157,8 @@ def test_the_node_answers_the_tutorials_service_on_a_real_roscore(rendered, chec
     (tmp_path / "short").write_bytes(bgr[4][:100])
     requests.append(["bgr8", 48, 64, 64 * 3, str(tmp_path / "short")])
 
-    master_port = free_port()
-    env = {
-        **os.environ,
-        "ROS_MASTER_URI": f"http://127.0.0.1:{master_port}",
-        "ROS_IP": "127.0.0.1",
-        "ROS_HOME": str(tmp_path / "ros"),
-        "PYTHONPATH": str(REPO),
-    }
     url, serve = start_serve(BIN / "cubepose", checkpoint, tmp_path / "serve.log")
-    roscore = subprocess.Popen(
-        ["roscore", "-p", str(master_port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "roscore.log", "w"),
-    )
+    env, roscore = start_roscore(tmp_path)
     node_log = open(tmp_path / "node.log", "w")
     node = subprocess.Popen(
         [SYSTEM_PYTHON, "-m", "cubepose.serving.ros_node", "--server", url, "--service", "test_pose_estimation"],

@@ -4,7 +4,6 @@ on a real roscore publishing stamped poses for published images, dropping the fr
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -14,12 +13,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from gcs_fixtures import free_port
 from PIL import Image
 from serve_fixtures import solved_checkpoint, start_serve
-from test_ros_node import NEEDS_ROS, SYSTEM_PYTHON, ros_installed
+from test_ros_node import NEEDS_ROS, SYSTEM_PYTHON, ros_installed, start_roscore
 
-from conftest import BIN, REPO
+from conftest import BIN
 from cubepose.geometry.camera import Camera
 from cubepose.geometry.object import Box
 from cubepose.inference.predictor import PosePredictor
@@ -158,19 +156,9 @@ def test_the_topic_node_publishes_stamped_poses_of_images_and_drops_what_it_cann
     lens = Camera(width=64, height=48, fx=60, fy=62, cx=32, cy=24, distortion=tuple(camera["D"]))
     expected = PosePredictor.load(checkpoint).predict(images, camera=lens)
 
-    master_port = free_port()
-    env = {
-        **os.environ,
-        "ROS_MASTER_URI": f"http://127.0.0.1:{master_port}",
-        "ROS_IP": "127.0.0.1",
-        "ROS_HOME": str(tmp_path / "ros"),
-        "PYTHONPATH": str(REPO),
-    }
     url, serve = start_serve(BIN / "cubepose", checkpoint, tmp_path / "serve.log", "--max-wait-ms", "250")
-    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("roscore", "raw", "packed")}
-    roscore = subprocess.Popen(
-        ["roscore", "-p", str(master_port)], env=env, stdout=subprocess.DEVNULL, stderr=logs["roscore"]
-    )
+    env, roscore = start_roscore(tmp_path)
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("raw", "packed")}
     node = [SYSTEM_PYTHON, "-m", "cubepose.serving.ros_topics", "--server", url, "--image", "/test_cam/image_raw"]
     raw = subprocess.Popen(node, env=env, stdout=logs["raw"], stderr=logs["raw"])
     packed = subprocess.Popen(
