@@ -50,9 +50,9 @@ def predict_stream(
     predictor: PosePredictor, source: VideoSource, camera: Camera | None, settings: StreamSettings = StreamSettings()
 ) -> Iterator[dict]:
     """One record per frame of ``source``, in order; ``camera``: the frames' (None: the model's training camera)."""
-    network_camera, frame_camera = (
-        predictor.frame_camera(camera, source.size, source.name) if predictor.takes_camera else (None, None)
-    )
+    network_camera, frame_camera = None, None  # a regression model's poses are drawn with its training camera
+    if predictor.takes_camera or camera is not None or predictor.training_camera is not None:
+        network_camera, frame_camera = predictor.frame_camera(camera, source.size, source.name)
     box = Box.from_config(predictor.config)
     tracker = None
     if settings.tracking is not None:
