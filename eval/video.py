@@ -41,6 +41,7 @@ from cubepose.io.video import VideoSource, VideoWriter
 from cubepose.serving.smoothing import SmoothingSettings
 from cubepose.serving.tracking import TrackerSettings
 from cubepose.serving.video import StreamSettings, predict_stream
+from cubepose.synth.generate import CAMERA_INFO
 
 REPO = Path(__file__).resolve().parents[1]
 CUBEPOSE = REPO / ".venv" / "bin" / "cubepose"
@@ -49,7 +50,7 @@ logger = logging.getLogger("video")
 
 def generate(out: Path, *flags: str) -> Path:
     """``cubepose generate out flags`` unless ``out`` already holds its camera_info.yaml (a finished run)."""
-    if not (out / "camera_info.yaml").exists():
+    if not (out / CAMERA_INFO).exists():
         subprocess.run([str(CUBEPOSE), "generate", str(out), "--format", "solo", *flags], check=True)
     return out
 
@@ -184,7 +185,7 @@ def error_table(by_mode: dict[str, list[tuple]]) -> list[str]:
 
 def lens_table(predictor, pinhole: Path, distorted: Path) -> list[str]:
     """Errors of images through a lens with it ignored and applied, beside the same images through a pinhole."""
-    lens = read_calibration(distorted / "camera_info.yaml")
+    lens = read_calibration(distorted / CAMERA_INFO)
     shown = " ".join(f"{v:g}" for v in lens.distortion[:4])
     cases = {
         "pinhole images (no lens)": (pinhole, lens.undistorted()),
@@ -262,7 +263,7 @@ def main() -> None:
     distorted = generate(data / ("lens" + "_".join(lens)), *camera_flags, *images, "--distortion", *lens)
 
     predictor = PosePredictor.load(args.checkpoint)
-    camera = read_calibration(static[0] / "camera_info.yaml")
+    camera = read_calibration(static[0] / CAMERA_INFO)
     smoothing = SmoothingSettings(*args.smooth) if args.smooth else SmoothingSettings()
     print(f"## {args.checkpoint}: {args.sequences} static and {args.sequences} moving clips of {args.frames} frames\n")
     print("\n".join(speed_table(predictor, moving, camera, args.repeats)), "\n")
