@@ -58,8 +58,49 @@ def test_callbacks_compute_the_errors_once_and_give_the_same_files_in_any_order(
         errors = (root / "errors.csv").read_text().replace(f"/{order}/", "/")  # the images' folders differ
         pages[order] = (metrics, errors, (root / "report.html").read_text())
     assert pages["forward"][0] == pages["reverse"][0] and pages["forward"][1] == pages["reverse"][1]
-    table = re.search(r"<table>.*?</table>", pages["reverse"][2]).group(0)
-    assert "translation_error_cm_mean" in table and "orientation_error" in table  # all metrics, report first
+    shown = set(re.findall(r"data-metric='([^']+)'", pages["reverse"][2]))
+    assert set(pages["reverse"][0]) <= shown  # every metric, whichever callback wrote it first
+
+
+def _shown_metrics(page: str, start: str, end: str) -> list[tuple[str, str, str]]:
+    """(key, raw value, shown text) of the metric cells between two markers of the report."""
+    part = page[page.index(start) : page.index(end)]
+    return re.findall(r"<td[^>]* data-metric='([^']+)' data-value='([^']*)'>([^<]*)</td>", part)
+
+
+def test_the_report_leads_with_the_summary_of_metrics_json_and_groups_every_metric(tmp_path):
+    root = tmp_path / "eval" / "6"
+    root.mkdir(parents=True)
+    data_in, data_out = outputs(root.parent, SIZE / 2, SIZE / 2)
+    for callback in (unity_metrics, pose_metrics, report):
+        callback(str(root), data_in, data_out, {})
+    metrics = json.loads((root / "metrics.json").read_text())
+    page = (root / "report.html").read_text()
+    assert page.index("class='headline'") < page.index("class='summary'") < page.index('<img class="plot"')
+    assert page.index('<img class="plot"') < page.index("All metrics")  # plots before the full tables
+    headline = re.search(r"<p class='headline'>([^<]*)</p>", page).group(1)
+    mean_cm, mean_deg = metrics["translation_error_cm_mean"], metrics["rotation_error_deg_mean"]
+    assert (
+        f"{COUNT} of {COUNT} poses given" in headline
+        and f"mean error {mean_cm:.3g} cm and {mean_deg:.3g} deg" in headline
+    )
+    summary = _shown_metrics(page, "class='summary'", "</table>")
+    keys = [key for key, _, _ in summary]
+    for key in ("translation_error_cm_p90", "rotation_error_deg_median", "add_cm_mean", "accuracy_5cm_5deg", "ar_mssd"):
+        assert key in keys
+    for key, raw, text in summary:
+        if key == "found":
+            assert text == str(COUNT)
+            continue
+        assert json.loads(raw) == metrics[key]
+        number = float(text.split()[0])
+        expected = 100 * metrics[key] if text.endswith("%") else metrics[key]
+        assert abs(number - expected) <= 0.005 * abs(expected) + 0.05, (key, text)
+    every = _shown_metrics(page, "All metrics", "</body>")
+    assert {key for key, _, _ in every} == set(metrics)
+    for prefix in ("mssd_recall_", "mspd_recall_"):
+        thresholds = [float(key[len(prefix) :]) for key, _, _ in every if key.startswith(prefix)]
+        assert len(thresholds) == 10 and thresholds == sorted(thresholds)  # 5 before 10 before 45, not lexical
 
 
 def green_centroid(page: str) -> np.ndarray:

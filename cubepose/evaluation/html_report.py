@@ -1,8 +1,9 @@
 """`cubepose report`: one self-contained HTML page per evaluation, with pictures.
 
-Metrics table, error histograms, error against distance and true yaw, and the 8 worst and 8
-median instances with the true (green) and predicted (red) cube drawn with each example's
-camera. Built from an evaluation's saved outputs, so it never re-runs the model. For a symmetric
+The headline in words and a summary table first (cubepose.evaluation.summary), then error
+histograms, error against distance and true yaw, the 8 worst and 8 median instances with the true
+(green) and predicted (red) cube drawn with each example's camera, and last every metric grouped,
+with units. Built from an evaluation's saved outputs, so it never re-runs the model. For a symmetric
 object, errors, rankings and captions are modulo its symmetries (``object/symmetries``).
 """
 
@@ -22,6 +23,7 @@ from cubepose.data.images import decode_resized
 from cubepose.evaluation.evaluator import Evaluation
 from cubepose.evaluation.outputs import EvalOutputs
 from cubepose.evaluation.overlay import pose_overlays
+from cubepose.evaluation.summary import SUMMARY_STATISTICS, Metric, grouped_metrics, headline, summary_table
 from cubepose.geometry.object import Box
 from cubepose.io.atomic import atomic_write_text
 
@@ -140,11 +142,41 @@ def _ranked_images(evaluated: Evaluation) -> tuple[np.ndarray, dict[int, str]]:
     return order, captions
 
 
-def _cell(value) -> str:
-    """A metrics-table cell: numbers with 6 significant digits, anything else as text."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{value:.6g}"
-    return html.escape(str(value))
+def _cell(metric: Metric, columns: int = 1) -> str:
+    """A table cell showing ``metric`` in its unit; the metrics.json key and raw value ride along as data
+    attributes, so a tool can read the page back."""
+    raw = html.escape(json.dumps(metric.value, allow_nan=True))
+    span = f" colspan='{columns}'" if columns > 1 else ""
+    return f"<td{span} data-metric='{html.escape(metric.key)}' data-value='{raw}'>{html.escape(metric.text)}</td>"
+
+
+def _summary(metrics: dict) -> str:
+    """The headline sentence and the short table of the numbers a decision rests on."""
+    header = "".join(f"<th scope='col'>{statistic}</th>" for statistic in SUMMARY_STATISTICS)
+    rows = []
+    for label, cells in summary_table(metrics):
+        columns = len(SUMMARY_STATISTICS) if len(cells) == 1 else 1
+        shown = "".join(_cell(cell, columns) for cell in cells)
+        rows.append(f"<tr><th scope='row'>{html.escape(label)}</th>{shown}</tr>")
+    return (
+        f"<p class='headline'>{html.escape(headline(metrics))}</p>"
+        f"<table class='summary'><caption>Summary</caption><tr><td></td>{header}</tr>{''.join(rows)}</table>"
+    )
+
+
+def _all_metrics(metrics: dict) -> str:
+    """Every metric in metrics.json under its group, with what it measures and its unit."""
+    sections = ["<h2>All metrics</h2>"]
+    for title, group in grouped_metrics(metrics):
+        rows = "".join(
+            f"<tr><td><code>{html.escape(m.key)}</code></td><td>{html.escape(m.label)}</td>{_cell(m)}</tr>"
+            for m in group
+        )
+        sections.append(
+            f"<table class='metrics'><caption>{html.escape(title)}</caption>"
+            f"<tr><th scope='col'>metric</th><th scope='col'>what</th><th scope='col'>value</th></tr>{rows}</table>"
+        )
+    return "".join(sections)
 
 
 def _non_finite_note(count: int, total: int) -> str:
@@ -183,7 +215,7 @@ def _symmetry_note(box: Box) -> str:
 def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
     """Write ``root``/report.html from an evaluation's outputs, errors and metrics.
 
-    The metrics table shows cubepose's metrics and anything other callbacks put in metrics.json.
+    The summary and the grouped tables show cubepose's metrics and anything other callbacks put in metrics.json.
     """
     root = Path(root)
     errors = evaluated.errors
@@ -192,10 +224,9 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
     metrics.update({**evaluated.unity, **evaluated.pose})
     rank = errors["add_cm"]
     order, captions = _ranked_images(evaluated)
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{_cell(v)}</td></tr>" for k, v in sorted(metrics.items()))
     body = [
         f"<h1>cubepose evaluation: {html.escape(str(root))}</h1>",
-        f"<table><tr><th>metric</th><th>value</th></tr>{rows}</table>",
+        _summary(metrics),
         _non_finite_note(int(evaluated.pose["non_finite_predictions"]), len(rank)),
         _withheld_note(int(evaluated.pose.get("withheld_predictions", 0)), len(rank)),
         _symmetry_note(evaluated.box),
@@ -210,10 +241,11 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
             _gallery(f"{SHOWN} median by {what}", order[middle : middle + SHOWN], evaluated, image_paths, captions)
         )
         body.append("<p>green: true pose; red: predicted pose</p>")
+    body.append(_all_metrics(metrics))
     style = (
-        "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse} td,th{border:1px solid #ccc;"
-        "padding:2px 8px} .gallery{display:flex;flex-wrap:wrap} figure{margin:4px} .plot{max-width:100%}"
-        " .warning{color:#a40}"
+        "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid"
+        " #ccc;padding:2px 8px} caption{font-weight:bold;text-align:left} .headline{font-size:1.2em}"
+        " .gallery{display:flex;flex-wrap:wrap} figure{margin:4px} .plot{max-width:100%} .warning{color:#a40}"
     )
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cubepose report</title><style>{style}</style>"
     page += f"</head><body>{''.join(body)}</body></html>\n"
