@@ -19,7 +19,7 @@ DEMO_CONFIGS := configs/base.yaml configs/cpu.yaml configs/zoom_cpu.yaml
 ROS_PACKAGES := ros-core python3-rospy python3-genpy python3-sensor-msgs python3-geometry-msgs \
 	ros-sensor-msgs ros-geometry-msgs ros-std-msgs
 
-.PHONY: setup test lint format demo clean ros-deps
+.PHONY: setup test lint format demo clean ros-deps browser-deps
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ test: $(STAMP) lint
 ros-deps:
 	apt-get install -y --no-install-recommends $(ROS_PACKAGES) || \
 	{ apt-get update && apt-get install -y --no-install-recommends $(ROS_PACKAGES); }
+
+# As root (or with sudo): Debian's headless browser for the page's test (skipped, saying so, without it)
+browser-deps:
+	apt-get install -y chromium chromium-driver || \
+	{ apt-get update && apt-get install -y chromium chromium-driver; }
 
 # Generate the synthetic dataset once (the roots configs/base.yaml points at), then train the
 # zoom-in CPU recipe for DEMO_STEPS steps (about 5 minutes on 2 cores), evaluate its last

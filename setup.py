@@ -8,6 +8,7 @@ setup(
     description="6-DoF cube pose estimation from one RGB image, as an edflow plugin",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["cubepose", "cubepose.*"]),
+    package_data={"cubepose.serving": ["page/*"]},  # the browser page `cubepose serve` answers at /
     install_requires=[
         "numpy==1.23.5",
         "torch==2.13.0",

@@ -86,7 +86,7 @@ def test_health_ready_and_the_models_identity(server, checkpoint):
     ("body", "query", "status", "named"),
     [
         (b"", {}, 400, "the request body is empty"),
-        (b"not an image", {}, 400, "not a readable PNG, JPEG or PPM"),
+        (b"not an image", {}, 400, "not a PNG, JPEG or PPM image"),
         (None, {"fx": "60", "fy": "60"}, 400, "missing cx, cy"),
         (None, {"fx": "-1", "fy": "60", "cx": "24", "cy": "20"}, 400, "bad camera"),
         (None, {"fx": "1e308", "fy": "60", "cx": "24", "cy": "20"}, 400, "must be at most 1e+07 pixels"),

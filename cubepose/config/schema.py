@@ -159,6 +159,7 @@ SCHEMA: dict[str, Any] = {
     "compile": _opt(False, bool),
     "seed": _opt(0, int),
     "log_freq": _opt(1000, int, minimum=1),
+    "progress_freq": _opt(100, int, nullable=True, minimum=1),
     "ckpt_freq": _opt(None, int, nullable=True, minimum=1),
     "checkpoint": {
         "sha256": _opt(None, str, nullable=True),

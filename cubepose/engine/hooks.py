@@ -1,4 +1,5 @@
-"""edflow hooks cubepose extends: the checkpoint hook that always keeps the last training step."""
+"""edflow hooks cubepose adds: the checkpoint hook that always keeps the last training step, and the hook
+that feeds the training progress line."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from edflow.hooks.checkpoint_hooks.lambda_checkpoint_hook import LambdaCheckpointHook
+from edflow.hooks.hook import Hook
+
+from cubepose.training.progress import TrainingProgress
 
 
 class CheckpointHook(LambdaCheckpointHook):
@@ -60,3 +64,22 @@ class CheckpointHook(LambdaCheckpointHook):
             if step.isdigit():
                 steps[int(step)] = str(path)
         return steps[max(steps)] if steps else self.saved
+
+
+class ProgressHook(Hook):
+    """Feeds a TrainingProgress each training step's end and each epoch's end; ``say`` gets each line due
+    (every ``progress_freq`` steps)."""
+
+    def __init__(self, progress: TrainingProgress, step_getter: Callable[[], int], say: Callable[[str], None]) -> None:
+        super().__init__()
+        self.progress = progress
+        self.step_getter = step_getter
+        self.say = say
+
+    def after_step(self, step: int, last_results: Any) -> None:
+        line = self.progress.step_done(self.step_getter())
+        if line is not None:
+            self.say(line)
+
+    def after_epoch(self, epoch: int) -> None:
+        self.progress.epoch_ended()

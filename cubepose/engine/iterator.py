@@ -31,7 +31,7 @@ from cubepose.config import validate_config
 from cubepose.data.images import as_uint8, to_network_range
 from cubepose.engine.batches import seed_shuffling
 from cubepose.engine.errors import install_error_handler
-from cubepose.engine.hooks import CheckpointHook
+from cubepose.engine.hooks import CheckpointHook, ProgressHook
 from cubepose.engine.run_code import copy_package_source
 from cubepose.evaluation.metrics import CONFIDENCE_KEYS, unity_dataset_metrics
 from cubepose.evaluation.outputs import EvalOutputs
@@ -49,6 +49,7 @@ from cubepose.training.guards import (
     non_finite_names,
     optimizer_tensors,
 )
+from cubepose.training.progress import TrainingProgress
 from cubepose.training.seeding import seed_global_generators
 from cubepose.training.step import NonFiniteLossError, StepResult, TrainingStep
 
@@ -115,6 +116,9 @@ class Iterator(TemplateIterator):
         self.diverged_at: int | None = None  # the step whose loss was not finite; nothing is saved after it
         self.training_camera = None if config.get("test_mode", False) else self._training_camera()
         self._replace_checkpoint_hook()
+        self.progress: TrainingProgress | None = None  # made when training starts, once the epoch length is known
+        if getattr(self.evalhook, "cb_handler", None) is not None:  # training: validation metrics reach the progress
+            self.evalhook.cb_handler = self._with_progress(self.evalhook.cb_handler)
         self.ranks = self.training_step.ranks
         self.own_folder: str | None = None  # another rank's edflow folder, removed once training starts
         if self.ranks.distributed:
@@ -199,11 +203,55 @@ class Iterator(TemplateIterator):
             )
 
     def iterate(self, batches: dict) -> None:
-        """Seed each split's example order (``seed``), then let edflow iterate."""
+        """Seed each split's example order (``seed``), start the progress line when training, then let edflow
+        iterate."""
         remove_folder(self.own_folder)  # edflow has written its configs there: this rank writes nothing more
         for offset, split in enumerate(sorted(batches)):
             seed_shuffling(batches[split], self.config["seed"] + offset)
+        if not self.config.get("test_mode", False) and self.ranks.main:
+            self._start_progress(len(batches["train"]))
         super().iterate(batches)
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def _start_progress(self, batches_per_epoch: int) -> None:
+        """The TrainingProgress of this run (edflow's epoch length and step limit) and its hook."""
+        steps_per_epoch = min(batches_per_epoch, self.config.get("max_batches_per_epoch", batches_per_epoch))
+        total = min(self.config.get("num_steps", math.inf), self.num_epochs * steps_per_epoch)
+        self.progress = TrainingProgress(
+            total_steps=int(total),
+            steps_per_epoch=steps_per_epoch,
+            images_per_step=self.config["batch_size"] * self.ranks.world,
+            every=self.config["progress_freq"],
+            validation_images=len(self.datasets["validation"]),
+        )
+        self.progress.start(self.get_global_step())
+        self.hooks.append(ProgressHook(self.progress, self.get_global_step, self._say_progress))
+
+    def _say_progress(self, line: str) -> None:
+        """Log a progress line; its numbers go to TensorBoard as progress/<name>."""
+        self.logger.info(line)
+        writer = getattr(self, "tensorboard_writer", None)  # edflow's, when integrations/tensorboard/active
+        if writer is not None and self.progress is not None:
+            for name, value in self.progress.scalars().items():
+                writer.add_scalar(f"progress/{name}", value, self.get_global_step())
+
+    def _with_progress(self, handler: Callable) -> Callable:
+        """edflow's eval-callback handler, then the validation's metrics into the progress line."""
+
+        def handle(results: dict, paths: list[str]) -> None:
+            handler(results=results, paths=paths)
+            if self.progress is None:
+                return
+            metrics: dict[str, Any] = {}
+            for path in paths:  # <split>/eval_op/<callback>: each callback's returned scalars
+                answer = results
+                for part in path.split("/"):
+                    answer = answer.get(part, {}) if isinstance(answer, dict) else {}
+                metrics.update(answer.get("scalars", {}) if isinstance(answer, dict) else {})
+            self._say_progress(self.progress.evaluated(self.get_global_step(), metrics))
+
+        return handle
 
     def initialize(self, checkpoint_path: str | None = None) -> None:
         if checkpoint_path is None and self.config.get("test_mode", False):

@@ -9,7 +9,10 @@ loop keeps accepting requests while the network runs. Endpoints:
 - ``POST /predict``: the body is one encoded image (PNG, JPEG or PPM); ``fx``, ``fy``, ``cx``, ``cy`` query
   parameters give its camera in its own pixels. Answers ``{"poses": [...]}`` as ``cubepose predict``'s
   JSON lines do, 4xx with ``{"error": ...}`` naming the problem and the fix for bad input, 500 without a
-  traceback for anything else;
+  traceback for anything else; ``outline=true`` adds the ``camera`` the poses hold for (the image's pixels)
+  and each pose's ``outline``, its box and axes as polylines in the image (cubepose.serving.outlines);
+- ``GET /``: the browser page (``cubepose/serving/page``, static files, no build step), a client of
+  ``/model`` and ``/predict`` like any other;
 - ``GET /health`` (the process answers), ``GET /ready`` (the model is loaded and the batcher runs),
   ``GET /model`` (checkpoint location, its SHA-256, step and network settings).
 
@@ -34,7 +37,8 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from PIL import Image, UnidentifiedImageError
 from starlette.requests import ClientDisconnect
 
@@ -42,7 +46,9 @@ from cubepose.data.calibration import read_calibration
 from cubepose.data.images import as_rgb
 from cubepose.errors import CubeposeError
 from cubepose.geometry.camera import DISTORTION_KEY, KEYS, Camera, CameraError
+from cubepose.geometry.object import Box
 from cubepose.inference.predictor import PosePredictor, as_json_record
+from cubepose.serving.outlines import pose_outlines
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("cubepose.serving.http.access")
@@ -54,6 +60,13 @@ MAX_WAIT_MS = 5.0
 MAX_BODY_MB = 64  # a 4096 x 4096 RGB PPM is 48 MiB; camera frames are far smaller
 MAX_PIXELS = 4096 * 4096  # decoded images above this are refused before decoding (a decompression bomb)
 CLIENT_CLOSED_REQUEST = 499  # logged for a client that left mid-body (nginx's code; the client never sees it)
+PAGE = Path(__file__).with_name("page")  # the browser page's static files
+# The page runs only its own files and talks only to this service; images are shown from blob: URLs, the
+# camera's picture from a media stream.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 @dataclass
@@ -62,6 +75,7 @@ class _Request:
 
     image: np.ndarray
     camera: Camera | None
+    outline: bool = False  # add the camera used and each pose's outline to the answer
     answer: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -71,14 +85,16 @@ class Batcher:
 
     def __init__(self, predictor: PosePredictor, max_batch: int, max_wait_s: float) -> None:
         self.predictor = predictor
+        self.box = Box.from_config(predictor.config)  # the object the outlines draw
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.queue: asyncio.Queue[_Request] = asyncio.Queue()
         self.task: asyncio.Task | None = None
 
-    async def predict(self, image: np.ndarray, camera: Camera | None) -> tuple[dict, int]:
-        """The image's JSON record and the size of the batch it was predicted in."""
-        request = _Request(image, camera)
+    async def predict(self, image: np.ndarray, camera: Camera | None, outline: bool = False) -> tuple[dict, int]:
+        """The image's JSON record (with ``outline``: its camera and the poses' outlines) and the size of the batch
+        it was predicted in."""
+        request = _Request(image, camera, outline)
         await self.queue.put(request)
         return await request.answer
 
@@ -118,8 +134,22 @@ class Batcher:
             for position, index in enumerate(indices):
                 record = as_json_record("request", poses, position)
                 record.pop("image")
+                if batch[index].outline and "poses" in record:
+                    self._outline(record, batch[index])
                 answers[index] = record
         return answers
+
+    def _outline(self, record: dict, request: _Request) -> None:
+        """Add the camera the poses hold for (the image's pixels; none where the model records no training camera)
+        and each pose's outline as that camera sees it (None: behind the camera)."""
+        height, width = request.image.shape[:2]
+        try:
+            camera = self.predictor.frame_camera(request.camera, (width, height), "the request's image")[1]
+        except CubeposeError:  # no camera given and none recorded: the poses cannot be drawn
+            return
+        record["camera"] = [float(value) for value in camera]
+        for pose, outline in zip(record["poses"], pose_outlines(record["poses"], camera, self.box), strict=True):
+            pose["outline"] = None if outline is None else outline.as_json()
 
 
 def _concatenated(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -153,7 +183,9 @@ def decode_image(body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             return np.asarray(as_rgb(image))
     except Image.DecompressionBombError:  # PIL's own guard, for headers far beyond any limit given
         raise BadRequest(413, f"the image has more than {max_pixels:,} pixels; send a smaller image") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except UnidentifiedImageError:  # PIL's message names only its in-memory buffer
+        raise BadRequest(400, "the body is not a PNG, JPEG or PPM image; send the encoded image") from None
+    except (OSError, SyntaxError) as err:
         raise BadRequest(
             400, f"the body is not a readable PNG, JPEG or PPM image ({err}); send the encoded image"
         ) from None
@@ -252,6 +284,12 @@ def create_app(
         access_logger.info(json.dumps(entry))
         return response
 
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(PAGE / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+    app.mount("/page", StaticFiles(directory=PAGE), name="page")
+
     @app.get("/health")
     async def health() -> dict:
         return {"status": "ok"}
@@ -280,7 +318,8 @@ def create_app(
         except ClientDisconnect:  # the client left mid-body: nobody to answer, nothing wrong with the service
             logger.info("a client disconnected before sending its whole body")
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        record, size = await batcher.predict(image, camera)
+        outline = request.query_params.get("outline", "false").lower() in ("1", "true", "yes")
+        record, size = await batcher.predict(image, camera, outline)
         status = 422 if "error" in record else 200  # read, but no pose: another camera, or a broken model
         return JSONResponse(record, status_code=status, headers={"x-batch-size": str(size)})
 

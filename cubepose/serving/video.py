@@ -17,21 +17,18 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from cubepose.evaluation.overlay import CUBE_EDGES
 from cubepose.geometry.camera import Camera
 from cubepose.geometry.object import Box
 from cubepose.inference.predictor import PosePredictor, instance_records
 from cubepose.io.video import VideoSource, VideoWriter
-from cubepose.models.codecs.keypoints import keypoint_pixels
+from cubepose.serving.outlines import pose_outlines
 from cubepose.serving.tracking import PredictorStages, Tracker, TrackerSettings
 
 logger = logging.getLogger(__name__)
 
 FPS_LOG_SECONDS = 5.0  # a live stream logs its frame rate this often
-EDGE_SAMPLES = 12  # points along each edge: a box seen through a distorted lens has curved edges
 AXIS_COLOURS = ((230, 40, 40), (40, 200, 60), (50, 90, 240))  # x red, y green, z blue (RGB)
 TRACK_COLOURS = ((255, 200, 0), (0, 220, 255), (255, 90, 200), (160, 255, 80), (255, 140, 40), (150, 120, 255))
 WITHHELD_COLOUR = (140, 140, 140)
@@ -109,33 +106,23 @@ def draw_poses(image: np.ndarray, poses: list[dict], camera: np.ndarray | None, 
     canvas = np.ascontiguousarray(image).copy()
     if camera is None or not poses:
         return canvas
-    edges = box.corners()[CUBE_EDGES]  # (12, 2, 3)
-    along = np.linspace(0, 1, EDGE_SAMPLES)[:, None]
-    edge_points = (edges[:, :1] * (1 - along) + edges[:, 1:] * along).reshape(-1, 3)  # (12 * samples, 3)
-    half = np.asarray(box.dimensions) / 2
-    axis_points = ((np.eye(3) * half[:, None])[:, None] * along[None]).reshape(-1, 3)  # (3 * samples, 3)
-    points = torch.as_tensor(np.concatenate([edge_points, axis_points]))
-    translation = torch.as_tensor([pose["translation"] for pose in poses], dtype=torch.float64)
-    quaternion = torch.as_tensor([pose["quaternion"] for pose in poses], dtype=torch.float64)
-    cameras = torch.as_tensor(np.asarray(camera, np.float64))[None].expand(len(poses), -1)
-    pixels = keypoint_pixels(points, translation, quaternion, cameras).numpy()  # (P, N, 2), cubepose's centres
-    bounded = np.clip(np.nan_to_num(pixels - 0.5), -1e5, 1e5)  # cv2: centres on whole numbers; int32 after shift
-    fixed = np.round(bounded * (1 << SUBPIXEL_BITS)).astype(np.int32)
-    drawable = (translation[:, 2] > 0).numpy() & np.isfinite(pixels).all(axis=(1, 2))  # in front, projectable
-    edge_count = len(edge_points)
-    for pose, lines, visible in zip(poses, fixed, drawable, strict=True):
-        if not visible:
+    for pose, outline in zip(poses, pose_outlines(poses, camera, box), strict=True):
+        if outline is None:
             continue
         colour = _colour(pose)
-        box_lines = list(lines[:edge_count].reshape(len(CUBE_EDGES), EDGE_SAMPLES, 2))
-        cv2.polylines(canvas, box_lines, False, colour, 2, cv2.LINE_AA, SUBPIXEL_BITS)
-        axes = lines[edge_count:].reshape(3, EDGE_SAMPLES, 2)
-        for axis, axis_colour in zip(axes, AXIS_COLOURS, strict=True):
+        cv2.polylines(canvas, list(_fixed_point(outline.edges)), False, colour, 2, cv2.LINE_AA, SUBPIXEL_BITS)
+        for axis, axis_colour in zip(_fixed_point(outline.axes), AXIS_COLOURS, strict=True):
             cv2.polylines(canvas, [axis], False, axis_colour, 2, cv2.LINE_AA, SUBPIXEL_BITS)
         if "track" in pose:
-            corner = tuple(int(v) for v in (lines[:edge_count].min(axis=0) >> SUBPIXEL_BITS) - [0, 4])
+            corner = tuple(int(v) for v in outline.edges.reshape(-1, 2).min(axis=0) - [0.5, 4.5])
             cv2.putText(canvas, f"#{pose['track']}", corner, cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
     return canvas
+
+
+def _fixed_point(pixels: np.ndarray) -> np.ndarray:
+    """cubepose's pixels as cv2's fixed-point coordinates (centres on whole numbers, 1/16 px, int32-safe)."""
+    bounded = np.clip(pixels - 0.5, -1e5, 1e5)
+    return np.round(bounded * (1 << SUBPIXEL_BITS)).astype(np.int32)
 
 
 def _colour(pose: dict) -> tuple[int, int, int]:
