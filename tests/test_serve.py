@@ -23,6 +23,7 @@ from serve_fixtures import nan_checkpoint, start_serve, untrained_checkpoint
 
 from conftest import BIN
 from cubepose.inference.predictor import PosePredictor
+from cubepose.serving.outlines import EDGE_SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +212,36 @@ def test_a_16_bit_png_is_answered_as_the_8_bit_image_it_shows(server, checkpoint
     assert response.status_code == 200
     expected = PosePredictor.load(checkpoint).predict([shown])
     np.testing.assert_allclose(response.json()["poses"][0]["translation"], expected["translation"][0], atol=1e-5)
+
+
+def test_outline_adds_the_camera_used_and_each_poses_box_and_axes_in_the_images_pixels(server):
+    url, _ = server
+    camera = {"fx": "60", "fy": "55", "cx": "24", "cy": "20", "distortion": "-0.2,0.05,0,0"}
+    response = requests.post(f"{url}/predict", data=png(0), params={**camera, "outline": "true"}, timeout=30)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["camera"] == [60.0, 55.0, 24.0, 20.0, -0.2, 0.05, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    (pose,) = answer["poses"]
+    box, axes = np.array(pose["outline"]["box"]), np.array(pose["outline"]["axes"])
+    assert box.shape == (12, EDGE_SAMPLES, 2) and axes.shape == (3, EDGE_SAMPLES, 2)
+    # the axes start at the object's centre: where the lens puts the projection of its translation
+    x, y, z = pose["translation"]
+    u, v = x / z, -y / z  # normalised image coordinates (cubepose's frame: y up)
+    radius2 = u * u + v * v
+    scale = 1 - 0.2 * radius2 + 0.05 * radius2**2
+    expected = [24 + 60 * u * scale, 20 + 55 * v * scale]
+    np.testing.assert_allclose(axes[:, 0], [expected] * 3, atol=0.01)
+    plain = requests.post(f"{url}/predict", data=png(0), timeout=30).json()
+    assert "camera" not in plain and "outline" not in plain["poses"][0]  # only when asked
+    # the model records no training camera and none was given: nothing to project with, no outline
+    unknown = requests.post(f"{url}/predict", data=png(0), params={"outline": "true"}, timeout=30).json()
+    assert "camera" not in unknown and "outline" not in unknown["poses"][0]
+
+
+def test_the_page_and_its_files_are_served_under_a_content_security_policy(server):
+    url, _ = server
+    page = requests.get(f"{url}/", timeout=5)
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for script in re.findall(r'src="(/page/[^"]+)"', page.text):
+        assert requests.get(f"{url}{script}", timeout=5).status_code == 200
