@@ -47,8 +47,10 @@ format: $(STAMP)
 	$(BIN)/ruff format cubepose tests eval setup.py
 	$(BIN)/ruff check --fix cubepose tests eval setup.py
 
+# Tests marked `alone` time themselves: they run after the others, when nothing else competes for the cores
 test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -rs --durations=15 -n auto --maxprocesses 4 tests
+	$(BIN)/python -m pytest -q -rs --durations=15 -n auto --maxprocesses 4 -m "not alone" tests
+	$(BIN)/python -m pytest -q -rs -m alone tests
 
 # As root (or with sudo): the Debian packages the ROS node runs with
 ros-deps:

@@ -91,6 +91,12 @@ def choose_files(browser, *paths: Path) -> None:
     browser.find_element(By.ID, "files").send_keys("\n".join(str(path) for path in paths))
 
 
+def camera_fields(browser) -> list[float]:
+    from selenium.webdriver.common.by import By
+
+    return [float(browser.find_element(By.ID, key).get_attribute("value")) for key in ("fx", "fy", "cx", "cy")]
+
+
 def cli_prediction(checkpoint: Path, image: Path, *flags: str) -> dict:
     result = subprocess.run(
         [str(BIN / "cubepose"), "predict", "--checkpoint", str(checkpoint), *flags, str(image)],
@@ -109,6 +115,8 @@ def test_the_page_predicts_a_chosen_image_as_cubepose_predict_does(browser, serv
     identity = requests.get(server + "/model", timeout=10).json()
     wait_for(browser, "#model dd:nth-of-type(6)")
     assert identity["sha256"] in browser.find_element(By.ID, "model").text
+    assert camera_fields(browser) == TRAINING_CAMERA  # prefilled: the training camera in its 64 px input
+    assert "training camera in the model's 64 px input" in browser.find_element(By.ID, "camera-source").text
 
     choose_files(browser, image)
     (result,) = wait_for(browser, "article.result")
@@ -121,8 +129,8 @@ def test_the_page_predicts_a_chosen_image_as_cubepose_predict_does(browser, serv
     canvas = result.find_element(By.TAG_NAME, "canvas")
     assert canvas.get_attribute("role") == "img" and "pose 1 (withheld) at x" in canvas.get_attribute("aria-label")
     # the fields now hold the training camera scaled to this 48 px image: what the poses were solved with
-    fields = [float(browser.find_element(By.ID, key).get_attribute("value")) for key in ("fx", "fy", "cx", "cy")]
-    np.testing.assert_allclose(fields, np.array(TRAINING_CAMERA) * 48 / 64, atol=1e-3)
+    np.testing.assert_allclose(camera_fields(browser), np.array(TRAINING_CAMERA) * 48 / 64, atol=1e-3)
+    assert f"the camera {image.name}'s poses were solved with" in browser.find_element(By.ID, "camera-source").text
 
     browser.find_element(By.ID, "camera-own").click()  # the user's own camera, typed in
     for key, value in zip(("fx", "fy", "cx", "cy"), ("50", "50", "24", "24"), strict=True):

@@ -48,7 +48,9 @@ async function showModel() {
     ],
   ];
   list.replaceChildren(...rows.flatMap(([name, value]) => [element("dt", name), element("dd", String(value))]));
-  if (!camera) {
+  if (camera) {
+    showCamera(camera.intrinsics, `the training camera in the model's ${camera.image_size} px input`);
+  } else {
     byId("camera-own").checked = true;
     cameraModeChanged();
   }
@@ -76,10 +78,13 @@ function requestQuery() {
   return query;
 }
 
-function showCamera(camera) {
-  if (!camera || byId("camera-own").checked) return; // never overwrite what the user typed
+// Fill the fields with ``camera`` (fx, fy, cx, cy[, lens]) and say what it is; never over what the user typed.
+function showCamera(camera, source) {
+  if (!camera || byId("camera-own").checked) return;
   CAMERA_KEYS.forEach((key, i) => (byId(key).value = String(Number(camera[i].toFixed(3)))));
-  byId("distortion").value = camera.length > 4 ? camera.slice(4).join(", ") : "";
+  const lens = camera.slice(4);
+  byId("distortion").value = lens.some((value) => value !== 0) ? lens.join(", ") : "";
+  byId("camera-source").textContent = `The fields show ${source}.`;
 }
 
 // -- predicting -------------------------------------------------------------------------------------
@@ -107,7 +112,7 @@ async function predict(blob, name) {
   } catch (error) {
     answer = { error: `the service did not answer (${error.message}); is cubepose serve still running?` };
   }
-  showCamera(answer.camera);
+  showCamera(answer.camera, `the camera ${name}'s poses were solved with`);
   await showResult(name, blob, answer);
 }
 
