@@ -1,12 +1,12 @@
 """How right the training progress line's estimate of the time left is, on a real `edflow` run.
 
     .venv/bin/python eval/progress.py --steps 600 --epoch-steps 100 -- \
-        -b configs/base.yaml configs/cpu.yaml configs/zoom_cpu.yaml
+        -b configs/base.yaml configs/cpu.yaml configs/zoom_cpu.yaml --data/validation/sample_size 300
 
 Trains with the real `edflow` command (what users run; arguments after ``--`` name the configs and any
-overrides), epochs cut to ``--epoch-steps`` steps (edflow's ``max_batches_per_epoch``) so the run holds
-several evaluations, a progress line every ``--every`` steps. Then reads the run's log and, at each line
-said before an evaluation, compares the estimated time left with the time the run then took (to its last
+overrides) for ``--steps`` steps in epochs cut to ``--epoch-steps`` steps (edflow's ``max_batches_per_epoch``),
+so the run holds several evaluations, a progress line every ``--every`` steps. Then reads the run's output and,
+at each line said before an evaluation, compares the estimated time left with the time the run then took (to its last
 line, after the final evaluation): the table of estimates at 10, 25, 50 and 75% of the steps and the median
 ratio estimated / actual over all lines, and the run's last line. edflow runs in ``--work`` (default: the
 repository, where the configs' relative data roots are) and the run folder is removed unless ``--keep``.
@@ -35,7 +35,10 @@ def seconds(text: str) -> float:
 def run(steps: int, epoch_steps: int, every: int, arguments: list[str], work: Path, keep: bool) -> str:
     """Train with edflow in ``work``; the run's console output (its run folder removed unless ``keep``)."""
     before = set((work / "logs").glob("*_progress_estimate"))
-    command = [str(EDFLOW), "-n", "progress_estimate", "-t", *arguments, "--num_steps", str(steps)]
+    # edflow turns num_steps into epochs of the whole split, which max_batches_per_epoch then shortens: the run's
+    # length is set in epochs of epoch_steps instead (configs that set num_steps must not be given)
+    epochs = -(-steps // epoch_steps)
+    command = [str(EDFLOW), "-n", "progress_estimate", "-t", *arguments, "--num_epochs", str(epochs)]
     command += ["--max_batches_per_epoch", str(epoch_steps), "--progress_freq", str(every)]
     result = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
     for folder in set((work / "logs").glob("*_progress_estimate")) - before:
@@ -59,6 +62,9 @@ def main() -> None:
     arguments = [str(Path(a).resolve()) if Path(a).is_file() else a for a in options.edflow if a != "--"]
     output = run(options.steps, options.epoch_steps, options.every, arguments, options.work, options.keep)
     lines = [(int(m[1]), float(m[3]), seconds(m[4]), seconds(m[5])) for m in LINE.finditer(output)]
+    total = int(LINE.search(output)[2])
+    if total != options.steps:
+        raise SystemExit(f"the run had {total} steps, not {options.steps}: do the configs set num_steps?")
     end = lines[-1][2]
     before_evaluation = {}
     for step, rate, elapsed, left in lines:  # the first line at a step: said before that step's evaluation

@@ -27,6 +27,7 @@ from cubepose.geometry.symmetries import is_identity_only, symmetric_equivalents
 ACCURACY_THRESHOLDS = ((0.02, 2.0), (0.05, 5.0))  # (metres, degrees)
 ADD_THRESHOLD = 0.1  # share of the object's diagonal (Box.diameter)
 POSE_ERROR_NAMES = ("translation_error_cm", "rotation_error_deg", "add_cm", "adds_cm")  # per instance, summarised
+STATISTICS = ("mean", "median", "p90", "p99", "max")  # each error's summary: <name>_<statistic> in metrics.json
 
 # Unity's orientation_average_quaternion_error: cos(angle) beyond these counts as 0 / pi/2.
 UNITY_COS_HIGH = 0.999
@@ -192,14 +193,9 @@ def _summary(name: str, values: np.ndarray) -> dict[str, float]:
     show the worst cases a robot would act on); NaN when empty."""
     values = np.asarray(values, np.float64)
     if values.size == 0:
-        return {f"{name}_{stat}": float("nan") for stat in ("mean", "median", "p90", "p99", "max")}
-    return {
-        f"{name}_mean": float(values.mean()),
-        f"{name}_median": float(np.median(values)),
-        f"{name}_p90": float(np.percentile(values, 90)),
-        f"{name}_p99": float(np.percentile(values, 99)),
-        f"{name}_max": float(values.max()),
-    }
+        return {f"{name}_{stat}": float("nan") for stat in STATISTICS}
+    summary = (values.mean(), np.median(values), np.percentile(values, 90), np.percentile(values, 99), values.max())
+    return {f"{name}_{stat}": float(value) for stat, value in zip(STATISTICS, summary, strict=True)}
 
 
 def _within(values: np.ndarray, threshold: float, finite: np.ndarray) -> np.ndarray:

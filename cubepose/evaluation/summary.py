@@ -14,15 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STATISTICS = ("mean", "median", "p90", "p99", "max")
+from cubepose.evaluation.bop_metrics import MSPD_REFERENCE_WIDTH
+from cubepose.evaluation.metrics import ADD_THRESHOLD, POSE_ERROR_NAMES, STATISTICS
+
 SUMMARY_STATISTICS = ("mean", "median", "p90")
-# (metric prefix, what it measures, unit): the per-instance errors summarised by pose_dataset_metrics
-ERROR_QUANTITIES = (
-    ("translation_error_cm", "translation error", "cm"),
-    ("rotation_error_deg", "rotation error", "deg"),
-    ("add_cm", "ADD", "cm"),
-    ("adds_cm", "ADD-S", "cm"),
-)
+ERROR_LABELS = {  # what each per-instance error measures and its unit
+    "translation_error_cm": ("translation error", "cm"),
+    "rotation_error_deg": ("rotation error", "deg"),
+    "add_cm": ("ADD", "cm"),
+    "adds_cm": ("ADD-S", "cm"),
+}
+# (metric prefix, what it measures, unit) of the errors pose_dataset_metrics summarises, in its order
+ERROR_QUANTITIES = tuple((name, *ERROR_LABELS.get(name, (name, ""))) for name in POSE_ERROR_NAMES)
 SHARE = "%"  # the unit shown for a share in [0, 1]
 
 
@@ -69,12 +72,10 @@ def _error_metric(key: str) -> Metric | None:
     return None
 
 
-def _threshold(key: str, prefix: str) -> float:
-    """The numeric threshold of a BOP recall key (``mssd_recall_0.05`` -> 0.05), for numeric ordering."""
-    return float(key[len(prefix) :])
+BOP_RECALL = re.compile(r"(mssd|mspd)_recall_(\d+(?:\.\d+)?)")  # mssd_recall_0.05, mspd_recall_5
 
 
-# A group: its title and a rule that names (label, unit) for the keys it owns, None for the others.
+# The groups' rules: each names (label, unit) of the keys its group owns, None for the others.
 def _unity(key: str) -> tuple[str, str] | None:
     return {"translation_mse": ("translation MSE", "m²"), "orientation_error": ("orientation error", "rad")}.get(key)
 
@@ -82,7 +83,7 @@ def _unity(key: str) -> tuple[str, str] | None:
 def _accuracy(key: str) -> tuple[str, str] | None:
     if key.startswith("accuracy_add_") or key.startswith("accuracy_adds_"):
         name = "ADD-S" if key.startswith("accuracy_adds_") else "ADD"
-        return f"{name} within 10% of the object's diagonal", SHARE
+        return f"{name} within {ADD_THRESHOLD:.0%} of the object's diagonal", SHARE
     found = re.fullmatch(r"accuracy_(\d+)cm_(\d+)deg", key)
     return (f"within {found[1]} cm and {found[2]} deg", SHARE) if found else None
 
@@ -90,11 +91,12 @@ def _accuracy(key: str) -> tuple[str, str] | None:
 def _bop(key: str) -> tuple[str, str] | None:
     if key in ("ar_mssd", "ar_mspd"):
         return f"AR_{key[3:].upper()} (mean recall over the thresholds)", SHARE
-    if key.startswith("mssd_recall_"):
-        return f"MSSD recall below {_threshold(key, 'mssd_recall_'):g} of the diameter", SHARE
-    if key.startswith("mspd_recall_"):
-        return f"MSPD recall below {_threshold(key, 'mspd_recall_'):g} px (640 px wide)", SHARE
-    return None
+    found = BOP_RECALL.fullmatch(key)
+    if found is None:
+        return None
+    if found[1] == "mssd":
+        return f"MSSD recall below {float(found[2]):g} of the diameter", SHARE
+    return f"MSPD recall below {float(found[2]):g} px ({MSPD_REFERENCE_WIDTH:g} px wide)", SHARE
 
 
 def _detection(key: str) -> tuple[str, str] | None:
@@ -110,7 +112,7 @@ def _detection(key: str) -> tuple[str, str] | None:
         return counts[key], ""
     found = re.fullmatch(r"(recall|precision|ap)_(5cm_5deg|add)", key)
     if found:
-        criterion = "5 cm and 5 deg" if found[2] == "5cm_5deg" else "ADD within 10% of the diagonal"
+        criterion = "5 cm and 5 deg" if found[2] == "5cm_5deg" else f"ADD within {ADD_THRESHOLD:.0%} of the diagonal"
         return f"{'average precision' if found[1] == 'ap' else found[1]}, {criterion}", SHARE
     return None
 
@@ -124,10 +126,10 @@ def _confidence(key: str) -> tuple[str, str] | None:
 
 def _bop_order(key: str) -> tuple:
     """AR first, then MSSD recalls, then MSPD recalls, each by numeric threshold (not lexically)."""
-    if key.startswith("ar_"):
+    found = BOP_RECALL.fullmatch(key)
+    if found is None:  # ar_mssd, ar_mspd
         return (0, key, 0.0)
-    prefix = "mssd_recall_" if key.startswith("mssd_") else "mspd_recall_"
-    return (1 if prefix.startswith("mssd") else 2, prefix, _threshold(key, prefix))
+    return (1 if found[1] == "mssd" else 2, found[1], float(found[2]))
 
 
 def _error_order(key: str) -> tuple:
@@ -184,8 +186,8 @@ def summary_table(metrics: Mapping[str, Any]) -> list[tuple[str, list[Metric]]]:
         if key in metrics:
             label, unit = (_accuracy(key) or _bop(key)) or (key, "")
             rows.append((label, [Metric(key, label, unit, metrics[key])]))
-    for key, label, _ in _counts(metrics):
-        rows.append((label, [Metric(key, label, "", metrics.get(key, _found(metrics)))]))
+    for key, label, value in _counts(metrics):
+        rows.append((label, [Metric(key, label, "", value)]))
     return rows
 
 
@@ -195,25 +197,18 @@ def _found(metrics: Mapping[str, Any]) -> int:
     return int(_number(metrics["instances"]) - withheld - _number(metrics.get("non_finite_predictions", 0)))
 
 
-def _counts(metrics: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(key, label, '') of the count rows: instances, found (or predictions/missed/spurious for several
-    instances per image), withheld and non-finite."""
+def _counts(metrics: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
+    """(key, label, value) of the count rows: instances, poses found (several instances per image: predictions,
+    missed, spurious), withheld and not finite; ``found`` is derived, not a metrics.json key."""
     if "instances" not in metrics:
         return []
-    rows = [("instances", "instances", "")]
+    named = [("instances", "instances")]
     if "missed_instances" in metrics:
-        rows += [
-            ("predictions", "poses found", ""),
-            ("missed_instances", "missed instances", ""),
-            ("spurious_predictions", "spurious poses", ""),
-        ]
-    else:
-        rows.append(("found", "poses found", ""))
-    rows += [
-        (key, label, "")
-        for key, label in (("withheld_predictions", "withheld"), ("non_finite_predictions", "not finite"))
-        if key in metrics
-    ]
+        named += [("predictions", "poses found"), ("missed_instances", "missed"), ("spurious_predictions", "spurious")]
+    named += [("withheld_predictions", "withheld"), ("non_finite_predictions", "not finite")]
+    rows = [(key, label, metrics[key]) for key, label in named if key in metrics]
+    if "missed_instances" not in metrics:
+        rows.insert(1, ("found", "poses found", _found(metrics)))
     return rows
 
 

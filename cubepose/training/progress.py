@@ -103,7 +103,8 @@ class TrainingProgress:
         if self.last_time is not None:
             gap = now - self.last_time
             if self.boundary_pending:
-                self.boundary_seconds.append(max(0.0, gap - self.seconds_per_step()))
+                step_time = self.seconds_per_step()
+                self.boundary_seconds.append(max(0.0, gap - (step_time if math.isfinite(step_time) else 0.0)))
             else:
                 self.step_seconds.append(gap)
                 self.train_seconds += gap
