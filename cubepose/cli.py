@@ -100,6 +100,7 @@ def _inspect(args: argparse.Namespace) -> None:
 
 def _metrics(args: argparse.Namespace) -> None:
     from cubepose.evaluation.evaluator import latest_metrics_file
+    from cubepose.evaluation.summary import headline
 
     path = latest_metrics_file(Path(args.path))
     try:
@@ -109,7 +110,10 @@ def _metrics(args: argparse.Namespace) -> None:
     if not isinstance(metrics, dict) or not metrics:
         raise CubeposeError(f"{path} is not a metrics file (a JSON object of metric names); evaluate again")
     width = max(len(k) for k in metrics)
-    lines = [f"metrics of {path}"] + [f"  {k:<{width}}  {_shown(v)}" for k, v in sorted(metrics.items())]
+    lines = [f"metrics of {path}"]
+    if "translation_error_cm_mean" in metrics:  # cubepose's own metrics: the headline first, as the report says it
+        lines.append(f"  {headline(metrics)}")
+    lines += [f"  {k:<{width}}  {_shown(v)}" for k, v in sorted(metrics.items())]
     report = path.parent / "report.html"
     if report.exists():
         lines.append(f"report: {report}")

@@ -220,7 +220,7 @@ def test_evaluation_writes_a_report_with_overlays_and_the_cli_rebuilds_it(traine
     assert "translation_error_cm_median" in page and page.count("data:image/png;base64,") >= 18  # + plots
     shown = subprocess.run([str(BIN / "cubepose"), "metrics", str(folder)], capture_output=True, text=True)
     assert shown.returncode == 0 and shown.stdout.splitlines()[-1] == f"report: {folder / 'report.html'}"
-    assert "accuracy_5cm_5deg" in shown.stdout
+    assert "accuracy_5cm_5deg" in shown.stdout and shown.stdout.splitlines()[1].startswith("  16 of 16 poses given;")
     (folder / "report.html").unlink()
     result = subprocess.run([str(BIN / "cubepose"), "report", str(folder)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

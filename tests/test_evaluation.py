@@ -84,7 +84,7 @@ def test_the_report_leads_with_the_summary_of_metrics_json_and_groups_every_metr
         f"{COUNT} of {COUNT} poses given" in headline
         and f"mean error {mean_cm:.3g} cm and {mean_deg:.3g} deg" in headline
     )
-    summary = _shown_metrics(page, "class='summary'", "</table>")
+    summary = _shown_metrics(page, "class='summary'", "</div>")
     keys = [key for key, _, _ in summary]
     for key in ("translation_error_cm_p90", "rotation_error_deg_median", "add_cm_mean", "accuracy_5cm_5deg", "ar_mssd"):
         assert key in keys

@@ -142,25 +142,32 @@ def _ranked_images(evaluated: Evaluation) -> tuple[np.ndarray, dict[int, str]]:
     return order, captions
 
 
-def _cell(metric: Metric, columns: int = 1) -> str:
+def _cell(metric: Metric) -> str:
     """A table cell showing ``metric`` in its unit; the metrics.json key and raw value ride along as data
     attributes, so a tool can read the page back."""
-    raw = html.escape(json.dumps(metric.value, allow_nan=True))
-    span = f" colspan='{columns}'" if columns > 1 else ""
-    return f"<td{span} data-metric='{html.escape(metric.key)}' data-value='{raw}'>{html.escape(metric.text)}</td>"
+    raw = html.escape(json.dumps(metric.value, allow_nan=True, default=str))
+    return f"<td data-metric='{html.escape(metric.key)}' data-value='{raw}'>{html.escape(metric.text)}</td>"
 
 
 def _summary(metrics: dict) -> str:
-    """The headline sentence and the short table of the numbers a decision rests on."""
+    """The headline sentence, then the short tables a decision rests on: the errors' mean, median and p90,
+    and the accuracies, ARs and counts."""
+    rows = summary_table(metrics)
     header = "".join(f"<th scope='col'>{statistic}</th>" for statistic in SUMMARY_STATISTICS)
-    rows = []
-    for label, cells in summary_table(metrics):
-        columns = len(SUMMARY_STATISTICS) if len(cells) == 1 else 1
-        shown = "".join(_cell(cell, columns) for cell in cells)
-        rows.append(f"<tr><th scope='row'>{html.escape(label)}</th>{shown}</tr>")
+    errors = "".join(
+        f"<tr><th scope='row'>{html.escape(label)}</th>{''.join(_cell(cell) for cell in cells)}</tr>"
+        for label, cells in rows
+        if len(cells) > 1
+    )
+    others = "".join(
+        f"<tr><th scope='row'>{html.escape(label)}</th>{_cell(cells[0])}</tr>"
+        for label, cells in rows
+        if len(cells) == 1
+    )
     return (
-        f"<p class='headline'>{html.escape(headline(metrics))}</p>"
-        f"<table class='summary'><caption>Summary</caption><tr><td></td>{header}</tr>{''.join(rows)}</table>"
+        f"<p class='headline'>{html.escape(headline(metrics))}</p><div class='summary'>"
+        f"<table><caption>Errors</caption><tr><td></td>{header}</tr>{errors}</table>"
+        f"<table><caption>Accuracies and counts</caption>{others}</table></div>"
     )
 
 
@@ -245,7 +252,8 @@ def write_report(root: str | Path, evaluated: Evaluation, image_paths) -> Path:
     style = (
         "body{font-family:sans-serif;margin:2em} table{border-collapse:collapse;margin:1em 0} td,th{border:1px solid"
         " #ccc;padding:2px 8px} caption{font-weight:bold;text-align:left} .headline{font-size:1.2em}"
-        " .gallery{display:flex;flex-wrap:wrap} figure{margin:4px} .plot{max-width:100%} .warning{color:#a40}"
+        " .summary{display:flex;flex-wrap:wrap;gap:0 2em} .gallery{display:flex;flex-wrap:wrap} figure{margin:4px}"
+        " .plot{max-width:100%} .warning{color:#a40}"
     )
     page = f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>cubepose report</title><style>{style}</style>"
     page += f"</head><body>{''.join(body)}</body></html>\n"
