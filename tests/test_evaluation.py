@@ -82,7 +82,7 @@ def test_the_report_leads_with_the_summary_of_metrics_json_and_groups_every_metr
     mean_cm, mean_deg = metrics["translation_error_cm_mean"], metrics["rotation_error_deg_mean"]
     assert (
         f"{COUNT} of {COUNT} poses given" in headline
-        and f"mean error {mean_cm:.3g} cm and {mean_deg:.3g} deg" in headline
+        and f"mean error {mean_cm:.2f} cm and {mean_deg:.2f} deg" in headline
     )
     summary = _shown_metrics(page, "class='summary'", "</div>")
     keys = [key for key, _, _ in summary]

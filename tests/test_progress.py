@@ -55,7 +55,7 @@ def test_the_estimate_counts_the_steps_and_the_evaluations_left():
     progress.epoch_ended()
     clock.now += 9.0  # the first evaluation: one-off costs
     line = progress.evaluated(10, metrics(0.25, 4.0))
-    assert "validation at step 10: mean error 2 cm and 3 deg, 25.0 % within 5 cm and 5 deg" in line
+    assert "validation at step 10: mean error 2.00 cm and 3.00 deg, 25.0 % within 5 cm and 5 deg" in line
     run_epoch(progress, clock, 10, 10, 0.5)
     assert progress.seconds_left() == pytest.approx(20 * 0.5 + 3 * 9.0)  # the only evaluation seen so far
     progress.epoch_ended()

@@ -27,6 +27,7 @@ ERROR_LABELS = {  # what each per-instance error measures and its unit
 # (metric prefix, what it measures, unit) of the errors pose_dataset_metrics summarises, in its order
 ERROR_QUANTITIES = tuple((name, *ERROR_LABELS.get(name, (name, ""))) for name in POSE_ERROR_NAMES)
 SHARE = "%"  # the unit shown for a share in [0, 1]
+FIXED_UNITS = ("cm", "deg", "px")  # shown with 2 decimals: 0.01 cm, deg or px is finer than any pose needs
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class Metric:
 
 
 def format_value(value: Any, unit: str) -> str:
-    """``value`` as shown in ``unit``: a share as a percentage with one decimal, other numbers with 3
-    significant digits (counts whole), None or NaN (no finite prediction) as 'n/a'."""
+    """``value`` as shown in ``unit``: a share as a percentage with one decimal, centimetres, degrees and pixels
+    with two, other numbers with 3 significant digits (counts whole), None or NaN (no finite prediction) as
+    'n/a'."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return "n/a" if value is None else str(value)
     if not math.isfinite(value):
@@ -55,6 +57,8 @@ def format_value(value: Any, unit: str) -> str:
         return f"{100 * value:.1f} %"
     if unit == "" and float(value).is_integer():
         return f"{int(value)}"
+    if unit in FIXED_UNITS:
+        return f"{value:.2f} {unit}"
     return f"{value:.3g} {unit}".rstrip()
 
 
