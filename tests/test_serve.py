@@ -92,6 +92,7 @@ def test_health_ready_and_the_models_identity(server, checkpoint):
         (None, {"fx": "-1", "fy": "60", "cx": "24", "cy": "20"}, 400, "bad camera"),
         (None, {"fx": "1e308", "fy": "60", "cx": "24", "cy": "20"}, 400, "must be at most 1e+07 pixels"),
         (None, {"fx": "90", "fy": "60", "cx": "24", "cy": "20"}, 200, ""),  # unchecked: no training camera
+        (None, {"outline": "maybe"}, 400, "outline must be true or false"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_problem(server, body, query, status, named):

@@ -226,6 +226,17 @@ def request_camera(query: dict[str, str]) -> Camera | None:
         raise BadRequest(400, f"bad camera: {err}") from None
 
 
+FLAG_VALUES = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def request_flag(query: dict[str, str], name: str) -> bool:
+    """A yes/no query parameter (false when absent); any other value is a BadRequest naming the accepted ones."""
+    value = query.get(name, "false").lower()
+    if value not in FLAG_VALUES:
+        raise BadRequest(400, f"{name} must be true or false (or 1/0, yes/no), got {query[name]!r}")
+    return FLAG_VALUES[value]
+
+
 def model_identity(predictor: PosePredictor, checkpoint: str, local_file: Path) -> dict[str, Any]:
     """What ``GET /model`` reports: where the checkpoint came from, its SHA-256, step and network settings."""
     digest = hashlib.sha256()
@@ -306,6 +317,7 @@ def create_app(
     @app.post("/predict")
     async def predict(request: Request):
         try:
+            outline = request_flag(dict(request.query_params), "outline")
             body = await bounded_body(request, max_body_bytes)
             camera = request_camera(dict(request.query_params)) or default_camera
             if camera is None and predictor.takes_camera and predictor.training_camera is None:
@@ -318,7 +330,6 @@ def create_app(
         except ClientDisconnect:  # the client left mid-body: nobody to answer, nothing wrong with the service
             logger.info("a client disconnected before sending its whole body")
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        outline = request.query_params.get("outline", "false").lower() in ("1", "true", "yes")
         record, size = await batcher.predict(image, camera, outline)
         status = 422 if "error" in record else 200  # read, but no pose: another camera, or a broken model
         return JSONResponse(record, status_code=status, headers={"x-batch-size": str(size)})
