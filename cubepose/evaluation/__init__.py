@@ -1,5 +1,6 @@
 """Evaluation of saved model outputs: the outputs' record, pose metrics (Unity's, the field's, BOP's), matching
-of several instances, the Evaluation that computes them once, its files, the HTML report and pose overlays.
+of several instances, the Evaluation that computes them once, its files, the metrics in words, the HTML report
+and pose overlays.
 Nothing here imports edflow or re-runs a model; edflow's callbacks are cubepose.engine.callbacks."""
 
 import importlib

@@ -1,2 +1,2 @@
-"""Serving poses to robots: the HTTP service (``cubepose serve``) and the ROS node that answers Unity's
-tutorial service through it. No model logic: both call cubepose.inference."""
+"""Serving poses to robots and people: the HTTP service (``cubepose serve``) and its browser page, the ROS nodes
+(Unity's tutorial service, image topics), video streams and tracking. No model logic: they call cubepose.inference."""
