@@ -89,13 +89,15 @@ function showCamera(camera, source) {
 
 // -- predicting -------------------------------------------------------------------------------------
 
+// Predict one image and show the answer, which is returned.
 async function predict(blob, name) {
   let query;
   try {
     query = requestQuery();
   } catch (error) {
-    showResult(name, null, { error: error.message });
-    return;
+    const answer = { error: error.message };
+    await showResult(name, null, answer);
+    return answer;
   }
   let answer;
   try {
@@ -114,6 +116,7 @@ async function predict(blob, name) {
   }
   showCamera(answer.camera, `the camera ${name}'s poses were solved with`);
   await showResult(name, blob, answer);
+  return answer;
 }
 
 async function predictFiles(files) {
@@ -250,9 +253,14 @@ async function captureFrame() {
   canvas.height = view.videoHeight;
   canvas.getContext("2d").drawImage(view, 0, 0);
   const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
-  await predict(blob, `camera frame ${new Date().toLocaleTimeString()}`);
+  const answer = await predict(blob, `camera frame ${new Date().toLocaleTimeString()}`);
   const shown = byId("results").children; // keep the newest few frames of a live stream
   while (live && shown.length > 5) shown[shown.length - 1].remove();
+  if (live && answer.error) {
+    live = false; // a refused frame would be refused again: stop rather than ask in a loop
+    byId("camera-live").checked = false;
+    setStatus(`Stopped predicting continuously: ${answer.error}`);
+  }
 }
 
 async function predictLive() {
