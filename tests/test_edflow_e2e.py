@@ -17,6 +17,7 @@ import pytest
 import torch
 from edflow.data.believers.meta import MetaDataset
 from PIL import Image
+from tensorboard_events import summary_values
 
 from conftest import BIN, REPO
 from cubepose.evaluation.metrics import pose_dataset_metrics, translation_error, unity_dataset_metrics
@@ -110,25 +111,12 @@ def test_orientation_weight_from_the_command_line_changes_the_total(trained):
 
 
 def _tensorboard_images(run: Path) -> dict[str, np.ndarray]:
-    """The last image of each tag in a run's event files, read with tensorboardX's protobufs."""
-    import io
-    import struct
-
-    from PIL import Image
-    from tensorboardX.proto.event_pb2 import Event
-
-    images = {}
-    for events in sorted(run.glob("events.out.tfevents.*")):
-        data = events.read_bytes()
-        offset = 0
-        while offset < len(data):  # TFRecord: length, crc, payload, crc
-            (length,) = struct.unpack("<Q", data[offset : offset + 8])
-            event = Event.FromString(data[offset + 12 : offset + 12 + length])
-            offset += 16 + length
-            for value in event.summary.value:
-                if value.HasField("image"):
-                    images[value.tag] = np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
-    return images
+    """The last image of each tag in a run's event files."""
+    return {
+        value.tag: np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
+        for value in summary_values(run)
+        if value.HasField("image")
+    }
 
 
 def test_training_logs_scalars_images_and_tensorboard_events(trained):

@@ -4,11 +4,11 @@ on a scripted clock and in a real `edflow` run."""
 from __future__ import annotations
 
 import re
-import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+from tensorboard_events import summary_values
 
 from conftest import BIN, REPO
 from cubepose.training.progress import TrainingProgress, format_duration
@@ -89,17 +89,7 @@ def test_durations_read_as_a_person_writes_them(seconds, text):
 
 def _scalar_tags(run: Path) -> set[str]:
     """Every scalar tag in a run's TensorBoard event files."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    tags = set()
-    for events in run.glob("events.out.tfevents.*"):
-        data, offset = events.read_bytes(), 0
-        while offset < len(data):  # TFRecord: length, crc, payload, crc
-            (length,) = struct.unpack("<Q", data[offset : offset + 8])
-            event = Event.FromString(data[offset + 12 : offset + 12 + length])
-            offset += 16 + length
-            tags |= {value.tag for value in event.summary.value if value.HasField("simple_value")}
-    return tags
+    return {value.tag for value in summary_values(run) if value.HasField("simple_value")}
 
 
 @pytest.mark.alone  # its own timing: under other tests' load, its first half runs slower than its second
