@@ -27,6 +27,7 @@ class Option:
     nullable: bool = False
     choices: tuple | None = None
     minimum: float | None = None
+    maximum: float | None = None
     positive: bool = False  # strictly above zero (a learning rate of 0 trains nothing)
     length: int | None = None  # for lists
     item_range: tuple[float, float] | None = None  # lists of numbers: each in [low, high)
@@ -165,6 +166,18 @@ SCHEMA: dict[str, Any] = {
         "sha256": _opt(None, str, nullable=True),
         "upload": _opt(None, str, nullable=True),
         "upload_attempts": _opt(3, int, minimum=1),
+    },
+    # Photometric augmentation of training batches on their device (cubepose.training.augmentation): each image
+    # draws its own changes from these ranges; labels and camera stay exact, evaluation is never augmented.
+    "augmentation": {
+        "active": _opt(False, bool),
+        "probability": _opt(0.8, float, minimum=0.0, maximum=1.0),  # share of training images changed
+        "brightness": _opt(0.3, float, minimum=0.0, maximum=1.0),  # overall gain 1 +- this
+        "contrast": _opt(0.3, float, minimum=0.0, maximum=1.0),  # contrast about the image's mean, 1 +- this
+        "saturation": _opt(0.3, float, minimum=0.0, maximum=1.0),  # colourfulness 1 +- this
+        "white_balance": _opt(0.1, float, minimum=0.0, maximum=1.0),  # each channel's gain 1 +- this
+        "blur": _opt(1.0, float, minimum=0.0, maximum=10.0),  # Gaussian sigma drawn in [0, this], input pixels
+        "noise": _opt(6.0, float, minimum=0.0, maximum=255.0),  # noise std drawn in [0, this], grey levels
     },
     "n_data_processes": _opt(4, int, minimum=1),
     "image_cache": _opt(False, bool),

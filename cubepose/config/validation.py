@@ -108,6 +108,8 @@ def _check_leaf(value: Any, spec: Option, path: str, errors: list[str]) -> Any:
         errors.append(f"{path}: {value!r} is not one of {', '.join(map(str, spec.choices))}")
     if spec.minimum is not None and value < spec.minimum:
         errors.append(f"{path}: {value!r} is below the minimum {spec.minimum}")
+    if spec.maximum is not None and value > spec.maximum:
+        errors.append(f"{path}: {value!r} is above the maximum {spec.maximum}")
     if spec.positive and value <= 0:
         errors.append(f"{path}: {value!r} must be above 0 (e.g. {spec.default!r})")
     if spec.length is not None and len(value) != spec.length:

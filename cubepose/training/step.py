@@ -19,6 +19,7 @@ import torch
 from cubepose.data.images import network_inputs
 from cubepose.losses.criterion import Criterion
 from cubepose.training.acceleration import accelerate
+from cubepose.training.augmentation import PhotometricAugmentation
 from cubepose.training.devices import resolve_device
 from cubepose.training.distributed import data_parallel, flagged_ranks, join, launched_ranks, rank_device
 from cubepose.training.optim import GradientAccumulator, build_optimizer, build_scheduler
@@ -74,6 +75,7 @@ class TrainingStep:
         self.model = data_parallel(self.local_model, self.device, self.ranks)
         self.optimizer = build_optimizer(network.parameters(), config["optimizer"])
         self.criterion = Criterion.from_config(config)
+        self.augmentation = PhotometricAugmentation.from_config(config)  # None: training images as they are
         self.accumulator = GradientAccumulator(
             self.optimizer,
             config["accumulation_steps"],
@@ -121,7 +123,8 @@ class TrainingStep:
         return {key: value.float() for key, value in predictions.items()}
 
     def train(self, inputs: torch.Tensor, targets: dict[str, torch.Tensor], step: int) -> StepResult:
-        """One training step at global ``step`` (for loss-weight ramps).
+        """One training step at global ``step`` (for loss-weight ramps), on ``inputs`` changed by the photometric
+        augmentation when the config activates it.
 
         Raises NonFiniteLossError before the update when a loss is NaN or inf, on every rank when it is so on
         any; the check reads the host copy of the losses that the step makes anyway, so it adds no device sync
@@ -129,6 +132,8 @@ class TrainingStep:
         their gradients only on the batch that completes an optimizer step.
         """
         self.model.train()
+        if self.augmentation is not None:
+            inputs = self.augmentation(inputs)
         predictions = self.forward(inputs, targets)
         losses = self.criterion(predictions, targets, step)
         result = StepResult(_host(predictions), _host(losses))
