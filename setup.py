@@ -26,6 +26,7 @@ setup(
         "roma",
         "kornia",
         "opencv-python-headless==4.11.0.86",
+        "scikit-image==0.22.0",  # its bundled real photographs: the photos test look
     ],
     extras_require={"onnx": ["onnx", "onnxscript", "onnxruntime"]},  # cubepose export --format onnx
     entry_points={"console_scripts": ["cubepose = cubepose.cli:main"]},

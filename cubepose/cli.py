@@ -49,6 +49,7 @@ def _generate(args: argparse.Namespace) -> None:
         empty_fraction=args.empty_fraction,
         dimensions=tuple(args.object_dimensions) if args.object_dimensions else None,
         camera=camera,
+        style=args.style,
     )
     options = gen.GenerationOptions(
         count=args.count,
@@ -433,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the object's faces: die (default: hues and pips, orientation unambiguous), plain (grey, for "
         "object/symmetries: cube), or six image files of your object's faces in the order +x -x +y -y +z -z, "
         "each as seen from outside",
+    )
+    gen.add_argument(
+        "--style",
+        help="the look: randomised (default; what training renders), or a held-apart test look: structured (a "
+        "table on legs, floor, sky, an arm, shadows), photos (real photographs behind and under the object), "
+        "camera (blur, exposure, white balance, vignetting, noise, JPEG), letters (the die's colours with letters)",
     )
     gen.add_argument("--symmetric", action="store_true", help=argparse.SUPPRESS)  # replaced by --faces plain
     gen.add_argument(

@@ -16,7 +16,9 @@ adds its row, evaluated by the same predictor, to cross-check this harness.
 with a vertical field of view drawn from that range (``--image-size LO HI``, ``--aspect LO HI`` and
 ``--principal-jitter S`` randomise the rest of the camera), and ``--test-fov A B ...`` adds a test set
 per angle, ``--test-camera W H FX FY CX CY`` one per camera, so a row also shows its error with cameras
-it was not trained with. ``--objects MIN MAX`` and ``--empty-fraction F`` render several cubes per image
+it was not trained with; ``--test-style NAME`` (repeatable) one per held-apart look (structured, photos,
+camera, letters), the same test scenes in a look no training set shares. ``--objects MIN MAX`` and
+``--empty-fraction F`` render several cubes per image
 (train with ``configs/several.yaml``): the predictions are matched to the cubes, and the table adds recall
 and precision, average precision and the prediction speed. Each row is evaluated on 500
 training images too (the last column), so under- and overfitting show; the worst cases show as the
@@ -50,7 +52,7 @@ from cubepose.geometry.object import Box
 from cubepose.inference.predictor import PosePredictor
 from cubepose.models import pose_network
 from cubepose.synth.generate import GenerationOptions, camera_option, generate_dataset, scene_options
-from cubepose.synth.scene import PRESET_CAMERAS, PRESETS
+from cubepose.synth.scene import PRESET_CAMERAS, PRESETS, STYLES
 from cubepose.training.seeding import seed_global_generators
 from cubepose.training.step import TARGET_KEYS, TrainingStep
 
@@ -192,6 +194,7 @@ def make_data(
     test_cameras: list[list[float]] = (),
     objects: list[int] | None = None,
     empty_fraction: float | None = None,
+    test_styles: list[str] = (),
 ) -> dict[str, Path]:
     """Seeded train (seed 1) and test (seed 3) sets; generation resumes and is reused when complete.
 
@@ -201,6 +204,8 @@ def make_data(
     of their own, in a folder named after them (SOLO, which records each image's camera, when randomised);
     each of ``test_fovs`` adds a test set ``test@<fov>``, each of ``test_cameras`` a set ``test@<W>x<H>...``.
     ``objects`` (MIN MAX instances per image) and ``empty_fraction`` render scenes of several instances.
+    Each of ``test_styles`` adds a held-apart test set ``test@style-<name>``: the test set's scenes (same seed,
+    same poses) in that look (cubepose.synth.styles), in a folder of its own that no training reads.
     """
     randomised = bool(fov or aspect or principal_jitter or not isinstance(image_size, int))
     chosen = camera_option(camera) if camera else (None if randomised else PRESET_CAMERAS.get(preset))
@@ -236,6 +241,8 @@ def make_data(
         centred = {"vertical_fov_deg": (60.0, 60.0), "aspect": (1.0, 1.0), "principal_jitter": 0.0}
         fixed = replace(scene, camera=camera_option(values), **centred)
         splits[f"test@{camera_name(values)}"] = (test_count, 3, fixed, {"format": "solo"})
+    for style in test_styles:
+        splits[f"test@style-{style}"] = (test_count, 3, replace(scene, style=style), size)
     for split, (count, seed, split_scene, split_size) in splits.items():
         options = GenerationOptions(count, seed, scene=split_scene, workers=os.cpu_count() or 1, **split_size)
         generate_dataset(root / name / split, options)
@@ -251,6 +258,8 @@ def camera_name(values: list[float]) -> str:
 def tested_with(split: str) -> str:
     """How a row evaluated on test set ``split`` (``test@40``, ``test@650x400-...``) is named in the table."""
     given = split.removeprefix("test@")
+    if given.startswith("style-"):
+        return f"held-apart look: {given.removeprefix('style-')}"
     if "x" not in given:
         return f"tested at {given} deg FOV"
     size, intrinsics = given.split("-", 1)
@@ -290,6 +299,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("W", "H", "FX", "FY", "CX", "CY"),
         help="an extra test set rendered with this camera (repeatable)",
     )
+    parser.add_argument(
+        "--test-style",
+        action="append",
+        default=[],
+        choices=[style for style in STYLES if style != "randomised"],
+        help="a held-apart test set of the test scenes in this look (repeatable): never trained on",
+    )
     parser.add_argument("--objects", type=int, nargs=2, metavar=("MIN", "MAX"), help="instances of the cube per image")
     parser.add_argument("--empty-fraction", type=float, help="share of images without the cube")
     parser.add_argument("--data-dir", default=str(REPO / "data" / "accuracy"), help="where the sets are generated")
@@ -325,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     image_size = args.image_size[0] if len(set(args.image_size)) == 1 else (args.image_size[0], args.image_size[-1])
     sizes = (args.train_count, args.test_count, image_size, args.camera, args.object_dimensions)
     extra = {"aspect": args.aspect, "principal_jitter": args.principal_jitter, "test_cameras": args.test_camera}
-    extra.update(objects=args.objects, empty_fraction=args.empty_fraction)
+    extra.update(objects=args.objects, empty_fraction=args.empty_fraction, test_styles=args.test_style)
     data = make_data(Path(args.data_dir), args.rotation, *sizes, args.preset, args.fov, args.test_fov, **extra)
     budget_s = None if args.steps else args.budget_minutes * 60
     length = f"{args.steps} steps" if args.steps else f"{args.budget_minutes:g} min of training"

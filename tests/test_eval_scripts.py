@@ -113,18 +113,23 @@ def test_accuracy_tests_a_row_with_cameras_it_was_not_trained_with(tmp_path):
     recipe = "configs/cpu.yaml+configs/keypoints_cpu.yaml+network/image_size=48"
     args = ["--budget-minutes", "0.03", "--train-count", "32", "--test-count", "8", "--image-size", "40", "56"]
     args += ["--fov", "50", "70", "--aspect", "1", "1.5", "--principal-jitter", "0.1", "--test-fov", "40"]
-    args += ["--test-camera", "72", "48", "40", "40", "40", "22"]
+    args += ["--test-camera", "72", "48", "40", "40", "40", "22", "--test-style", "camera"]
     stdout = run_script("accuracy.py", *args, "--recipe", recipe, "--data-dir", str(tmp_path))
     rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ") and "recipe |" not in line]
     camera = "tested with a 72x48 camera (fx fy cx cy 40 40 40 22)"
-    names = [recipe, f"{recipe}, tested at 40 deg FOV", f"{recipe}, {camera}"]
+    names = [recipe, f"{recipe}, tested at 40 deg FOV", f"{recipe}, {camera}", f"{recipe}, held-apart look: camera"]
     assert [row[1].strip() for row in rows] == names
     assert "40-56 px, vertical FOV 50-70 deg, aspect 1-1.5, principal point within 0.1" in stdout.splitlines()[0]
     folder = tmp_path / "yaw-fov-50-70-heights-40-56-aspect-1-1.5-jitter-0.1"
     recorded = {
         split: json.loads((folder / split / ".cubepose-generate.json").read_text())
-        for split in ("train", "test@40", "test@72x48-40-40-40-22")
+        for split in ("train", "test", "test@40", "test@72x48-40-40-40-22", "test@style-camera")
     }
+    assert "style" not in recorded["train"]["scene"] and recorded["test@style-camera"]["scene"]["style"] == "camera"
+    # the held-apart set holds the test scenes (same seed and ranges), only their look differs
+    assert {k: v for k, v in recorded["test@style-camera"]["scene"].items() if k != "style"} == recorded["test"][
+        "scene"
+    ]
     assert recorded["train"]["image_size"] == [40, 56] and recorded["train"]["scene"]["aspect"] == [1, 1.5]
     assert recorded["train"]["scene"]["vertical_fov_deg"] == [50, 70]
     assert recorded["test@40"]["scene"]["vertical_fov_deg"] == [40, 40] and recorded["test@40"]["image_size"] == 56

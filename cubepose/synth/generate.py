@@ -54,6 +54,7 @@ from cubepose.synth.scene import (
 )
 from cubepose.synth.sequence import VIDEO as SEQUENCE_VIDEO
 from cubepose.synth.sequence import SequenceOptions, sequence_frame
+from cubepose.synth.styles import letter_faces, style_image, style_scene
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, PHOTO_FACE_SIZE, cube_atlas
 from cubepose.synth.writers import BOP_SPLIT, LAYOUTS, FrameLabel
 
@@ -326,8 +327,10 @@ def face_image(path: str) -> np.ndarray:
         ) from None
 
 
-def face_atlas(faces: str | tuple[str, ...]) -> np.ndarray:
-    """The object's texture atlas for ``--faces``: die, plain or six image files."""
+def face_atlas(faces: str | tuple[str, ...], style: str = "randomised") -> np.ndarray:
+    """The object's texture atlas for ``--faces``: die, plain or six image files; the letters style's own."""
+    if style == "letters":
+        return cube_atlas(letter_faces())
     return cube_atlas(faces if isinstance(faces, str) else [face_image(path) for path in faces])
 
 
@@ -353,12 +356,12 @@ def _get_renderer(options: GenerationOptions, backgrounds: list[Path]):
     global _renderer
     lens = _lens_warp(options.scene.camera)
     resolution = options.resolution if lens is None else lens.canvas.size
-    key = (resolution, tuple(backgrounds), options.scene.faces)
+    key = (resolution, tuple(backgrounds), options.scene.faces, options.scene.style)
     if _renderer is None or _renderer[0] != key:
         from cubepose.synth.gl_renderer import GLRenderer
 
         textures = [background_texture(p) for p in backgrounds]  # first: a bad one must not leave a dead renderer
-        atlas = face_atlas(options.scene.faces)
+        atlas = face_atlas(options.scene.faces, options.scene.style)
         if _renderer is not None:
             _renderer[1].release()
             _renderer = None
@@ -386,6 +389,8 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
         scene = sample_scene(rng, options.scene, len(backgrounds), options.image_camera(index))
     else:
         scene = sequence_frame(_first_scene(options, len(backgrounds)), index, options.count, options.sequence)
+    look = [options.seed, index if options.sequence is None else 0, 2]  # a sequence keeps one room
+    scene = style_scene(scene, options.scene.style, np.random.default_rng(look))
     label = FrameLabel(
         index,
         np.array([instance.translation for instance in scene.objects]).reshape(-1, 3),
@@ -401,6 +406,7 @@ def frame(out: Path, options: GenerationOptions, backgrounds: list[Path], index:
         return label
     renderer, lens = _get_renderer(options, backgrounds), _lens_warp(scene.camera)
     image = renderer.render(scene) if lens is None else lens(renderer.render(replace(scene, camera=lens.canvas)))
+    image = style_image(image, options.scene.style, np.random.default_rng([options.seed, index, 3]))
     image_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(image_path, "wb", durable=False) as handle:
         Image.fromarray(image).save(handle, format="PNG", compress_level=PNG_COMPRESSION)
@@ -436,7 +442,7 @@ def _recorded_options(options: GenerationOptions) -> dict:
     if options.scene.dimensions == default_dimensions():  # left out, as in folders made before the option: they resume
         del scene["dimensions"]
     defaults = SceneOptions()
-    for name in ("aspect", "principal_jitter", "objects", "empty_fraction"):  # likewise
+    for name in ("aspect", "principal_jitter", "objects", "empty_fraction", "style"):  # likewise
         if _plain(getattr(options.scene, name)) == _plain(getattr(defaults, name)):
             del scene[name]
     if options.sequence is None:  # likewise

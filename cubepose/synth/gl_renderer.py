@@ -19,6 +19,7 @@ from cubepose.synth.textures import cube_atlas
 FLIP_Z = np.diag([1.0, 1.0, -1.0])
 NEAR, FAR = NEAR_PLANE, 100.0
 SAMPLES = 4  # multisample anti-aliasing
+FLOOR_SIZE = 40.0  # metres: a floor's edge, in 1 m tiles
 # Debian/Ubuntu packages of what the EGL context loads: libEGL and libGL (glvnd), Mesa's EGL vendor and
 # drivers (llvmpipe). glcontext finds libGL.so.1 and libEGL.so.1 by soname; the Dockerfiles install these.
 SYSTEM_PACKAGES = ("libegl1", "libegl-mesa0", "libgl1", "libgl1-mesa-dri")
@@ -54,13 +55,21 @@ uniform vec2 uv_scale;
 uniform vec3 light_direction;
 uniform vec3 light_colour;
 uniform vec3 ambient;
-uniform int mode;  // 0: lit, 1: unlit (background), 2: mask
+uniform vec3 fill_direction;
+uniform vec3 fill_colour;  // black: no second light
+uniform float shadow_strength;
+uniform int mode;  // 0: lit, 1: unlit (background), 2: mask, 3: shadow (a solid flattened onto the table)
 in vec3 v_position;
 in vec3 v_normal;
 in vec2 v_uv;
 out vec4 colour;
 void main() {
     if (mode == 2) { colour = vec4(1.0); return; }
+    if (mode == 3) {  // the faces towards the light cover a convex solid's shadow exactly once
+        if (dot(normalize(v_normal), light_direction) <= 0.0) discard;
+        colour = vec4(0.0, 0.0, 0.0, shadow_strength);
+        return;
+    }
     vec3 base = texture(albedo, v_uv * uv_scale).rgb * tint;
     if (mode == 1) { colour = vec4(base, 1.0); return; }
     vec3 normal = normalize(v_normal);
@@ -68,7 +77,8 @@ void main() {
     if (dot(normal, view) < 0.0) normal = -normal;  // two-sided planes
     float diffuse = max(dot(normal, light_direction), 0.0);
     float specular = pow(max(dot(reflect(-light_direction, normal), view), 0.0), 24.0) * 0.25;
-    colour = vec4(base * (ambient + light_colour * diffuse) + light_colour * specular, 1.0);
+    float fill = max(dot(normal, fill_direction), 0.0);
+    colour = vec4(base * (ambient + light_colour * diffuse + fill_colour * fill) + light_colour * specular, 1.0);
 }
 """
 
@@ -134,6 +144,38 @@ def _box_mesh() -> tuple[np.ndarray, np.ndarray]:
     return np.array(vertices, dtype="f4"), np.array(indices, dtype="i4")
 
 
+def _cylinder_mesh(segments: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """A cylinder of diameter 1 and height 1 along y, centred: smooth sides and two flat caps."""
+    vertices, indices = [], []
+    angles = np.linspace(0, 2 * np.pi, segments + 1)
+    for i, angle in enumerate(angles):
+        x, z = 0.5 * np.cos(angle), 0.5 * np.sin(angle)
+        vertices += [[x, -0.5, z, 2 * x, 0, 2 * z, i / segments, 0], [x, 0.5, z, 2 * x, 0, 2 * z, i / segments, 1]]
+    for i in range(segments):
+        a, b = 2 * i, 2 * i + 2
+        indices += [a, b, a + 1, b, b + 1, a + 1]
+    for y in (-0.5, 0.5):
+        centre = len(vertices)
+        vertices.append([0, y, 0, 0, 2 * y, 0, 0.5, 0.5])
+        for angle in angles:
+            vertices.append([0.5 * np.cos(angle), y, 0.5 * np.sin(angle), 0, 2 * y, 0, 0.5, 0.5])
+        indices += [v for i in range(segments) for v in (centre, centre + 1 + i, centre + 2 + i)]
+    return np.array(vertices, dtype="f4"), np.array(indices, dtype="i4")
+
+
+def shadow_matrix(normal: np.ndarray, offset: float, towards_light: np.ndarray) -> np.ndarray:
+    """4x4 map of points onto the plane ``normal . x = offset`` along ``towards_light``: a planar shadow."""
+    along = float(normal @ towards_light)
+    matrix = np.eye(4)
+    matrix[:3, :3] -= np.outer(towards_light, normal) / along
+    matrix[:3, 3] = towards_light * offset / along
+    return matrix
+
+
+SHADOW_LIFT = 0.001  # metres above the table: shadows drawn there never fight the table for depth
+SHADOW_STRENGTH = 0.5
+
+
 def _quad(z: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A unit square in the x-z plane (normal +y), uv 0-1; with ``z`` set, a screen quad at that depth."""
     corners = [(-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)]
@@ -189,6 +231,7 @@ class GLRenderer:
         self.size = (width, height)
         self.program = self.ctx.program(vertex_shader=VERTEX_SHADER, fragment_shader=FRAGMENT_SHADER)
         self.box = self._mesh(*_box_mesh())
+        self.cylinder = self._mesh(*_cylinder_mesh())
         self.plane = self._mesh(*_quad())
         self.screen = self._mesh(*_quad(z=0.9999))
         self.msaa = self.ctx.framebuffer(
@@ -234,12 +277,37 @@ class GLRenderer:
         self._set("mode", mode)
         vao.render()
 
-    def _draw_box(self, box: Box, texture, mode: int = 0) -> None:
+    def _draw_box(self, box: Box, texture, mode: int = 0, flatten: np.ndarray | None = None) -> None:
+        """A solid (box or cylinder); ``flatten``: first map it through this 4x4 (a planar shadow)."""
         rotation = FLIP_Z @ quaternion_to_matrix(box.quaternion)
         model = np.eye(4)
         model[:3, :3] = rotation * box.size
         model[:3, 3] = FLIP_Z @ box.translation
-        self._draw(self.box, texture, model, rotation, tint=box.colour, mode=mode)
+        mesh = self.cylinder if box.shape == "cylinder" else self.box
+        self._draw(mesh, texture, model if flatten is None else flatten @ model, rotation, tint=box.colour, mode=mode)
+
+    def _draw_plane(self, texture, centre: np.ndarray, up: np.ndarray, size: np.ndarray, tiles: float) -> None:
+        """A textured rectangle through ``centre`` with normal ``up``, ``size`` (along, across) metres."""
+        basis = self._table_basis(up)
+        model = np.eye(4)
+        model[:3, :3] = FLIP_Z @ basis * [size[0], 1, size[1]]
+        model[:3, 3] = FLIP_Z @ centre
+        self._draw(self.plane, texture, model, FLIP_Z @ basis, uv_scale=(tiles,) * 2)
+
+    def _draw_shadows(self, scene: Scene, solids: list[Box]) -> None:
+        """The first light's shadows of the solids above the table, flattened onto it and blended darker."""
+        import moderngl
+
+        normal = FLIP_Z @ scene.up
+        offset = float(normal @ (FLIP_Z @ scene.table_centre)) + SHADOW_LIFT
+        flatten = shadow_matrix(normal, offset, FLIP_Z @ scene.light_direction)
+        self._set("shadow_strength", SHADOW_STRENGTH)
+        self.ctx.enable(moderngl.BLEND)
+        self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
+        for solid in solids:
+            if (solid.translation - scene.table_centre) @ scene.up > 0:
+                self._draw_box(solid, self.white, mode=3, flatten=flatten)
+        self.ctx.disable(moderngl.BLEND)
 
     def render(self, scene: Scene, mask: bool = False):
         """RGB uint8 (H, W, 3) of ``scene`` with its blur and noise; with ``mask``, also the (H, W) bool mask of
@@ -257,6 +325,9 @@ class GLRenderer:
         self._set("light_direction", tuple(float(v) for v in FLIP_Z @ scene.light_direction))
         self._set("light_colour", tuple(float(v) for v in scene.light_colour))
         self._set("ambient", tuple(float(v) for v in scene.ambient))
+        fill = scene.fill_light_colour is not None
+        self._set("fill_direction", tuple(float(v) for v in FLIP_Z @ scene.fill_light_direction) if fill else (0, 0, 1))
+        self._set("fill_colour", tuple(float(v) for v in scene.fill_light_colour) if fill else (0.0, 0.0, 0.0))
 
         own_background = scene.background_index < 0
         background = (
@@ -269,15 +340,17 @@ class GLRenderer:
         self.ctx.depth_mask = True
 
         table = self._texture(scene.table_texture, repeat=True)
-        basis = self._table_basis(scene.up)
-        model = np.eye(4)
-        model[:3, :3] = FLIP_Z @ basis * [scene.table_size, 1, scene.table_size]
-        model[:3, 3] = FLIP_Z @ scene.table_centre
-        self._draw(self.plane, table, model, FLIP_Z @ basis, uv_scale=(scene.table_tiles,) * 2)
+        self._draw_plane(table, scene.table_centre, scene.up, np.broadcast_to(scene.table_size, 2), scene.table_tiles)
+        if scene.floor_centre is not None:
+            floor = self._texture(scene.floor_texture, repeat=True)
+            self._draw_plane(floor, scene.floor_centre, scene.up, np.array([FLOOR_SIZE] * 2), FLOOR_SIZE)
+            floor.release()
         for instance in scene.objects:
             self._draw_box(instance, self.atlas)
-        for box in scene.distractors:
+        for box in [*scene.distractors, *scene.fixtures]:
             self._draw_box(box, self.white)
+        if scene.shadows:
+            self._draw_shadows(scene, [*scene.objects, *scene.distractors, *scene.fixtures])
         if own_background:
             background.release()
         table.release()

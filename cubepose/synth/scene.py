@@ -25,6 +25,16 @@ from cubepose.geometry.rotations import axis_angle_quaternions, quaternion_multi
 from cubepose.synth.textures import FACE_NAMES, FACE_STYLES
 
 ROTATION_MODES = ("yaw", "full")
+# The looks cubepose.synth.styles renders: the training randomisation, then the held-apart test looks
+STYLES = {
+    "randomised": "the generator's randomisation: blotchy table, noise background, boxes, one light, no shadows",
+    "structured": "a table on four legs over a tiled floor under a sky, an articulated arm of cylinders and boxes "
+    "beside the object, one or two lights, shadows cast on the table",
+    "photos": "real photographs (scikit-image's bundled images) as the background and on the table",
+    "camera": "what a real camera adds: defocus or motion blur, exposure, white balance, vignetting, "
+    "intensity-dependent noise and JPEG compression",
+    "letters": "the die's face colours, flat, each marked with a black letter (A-F) instead of pips and borders",
+}
 X_AXIS, Y_AXIS, Z_AXIS = np.eye(3)
 NEAR_PLANE = 0.05  # metres: the renderer's near plane (gl_renderer.NEAR) clips anything nearer
 # The default cube's nearest corner (half-diagonal 0.087 m) must stay in front of the near plane; a larger
@@ -66,6 +76,7 @@ class SceneOptions:
     empty_fraction: float = 0.0  # share of images with no instance at all
     aspect: tuple[float, float] = (1.0, 1.0)  # image width / height, drawn per image (range: randomised cameras)
     principal_jitter: float = 0.0  # the principal point moves up to this share of the width and height off centre
+    style: str = "randomised"  # the look (cubepose.synth.styles): today's randomisation or a held-apart test look
 
     def __post_init__(self) -> None:
         """Refuse impossible ranges when the options are made, so no caller (CLI or Python) renders with them."""
@@ -166,6 +177,7 @@ def check_scene_options(options: SceneOptions) -> None:
     _check_value("SceneOptions.table_size", options.table_size, (0.01, 1000), "metres", "4 by default")
     _check_object(options.dimensions, options.distance[0])
     _check_faces(options.faces)
+    _check_style(options)
     _check_range("--aspect", options.aspect, ASPECT_LIMITS, "(width / height)", "1 gives square images, 1.6 16:10")
     jitter_fix = "0 keeps it centred, 0.1 moves it up to a tenth of the image"
     _check_value("--principal-jitter", options.principal_jitter, (0, MAX_PRINCIPAL_JITTER), "of a side", jitter_fix)
@@ -192,6 +204,14 @@ def _check_faces(faces: str | tuple) -> None:
         f"--faces takes {' or '.join(FACE_STYLES)}, or six image files in the order {' '.join(FACE_NAMES)}; "
         f"got {given}{count}"
     )
+
+
+def _check_style(options: SceneOptions) -> None:
+    """Refuse an unknown look, and the letters look on the user's own faces (it replaces the die's markings)."""
+    if options.style not in STYLES:
+        raise ValueError(f"--style must be one of {', '.join(STYLES)}, got {options.style!r}")
+    if options.style == "letters" and options.faces != "die":
+        raise ValueError("--style letters marks the die's coloured faces with letters: leave out --faces")
 
 
 def _check_object(dimensions: tuple, nearest: float) -> None:
@@ -221,12 +241,14 @@ PRESET_CAMERAS: dict[str, Camera | None] = {"default": None, "ur3": Camera.from_
 
 @dataclass(frozen=True)
 class Box:
-    """A box in the camera frame: centre, rotation (x, y, z, w), edge lengths and RGB tint in [0, 1]."""
+    """A solid in the camera frame: centre, rotation (x, y, z, w), extent along its x y z axes (metres) and RGB
+    tint in [0, 1]. ``shape`` "box", or "cylinder": its axis along y, its diameter the x extent."""
 
     translation: np.ndarray
     quaternion: np.ndarray
     size: np.ndarray
     colour: np.ndarray
+    shape: str = "box"
 
 
 @dataclass(frozen=True)
@@ -251,6 +273,12 @@ class Scene:
     noise_seed: int  # seeds the per-pixel noise
     distractors: list[Box] = field(default_factory=list)
     camera: Camera | None = None  # the camera in pixels, when the options give one
+    fixtures: list[Box] = field(default_factory=list)  # the rest of a structured scene: table legs, an arm's parts
+    floor_centre: np.ndarray | None = None  # a floor parallel to the table, with its own texture
+    floor_texture: np.ndarray | None = None
+    fill_light_direction: np.ndarray | None = None  # a second light, towards it (camera frame)
+    fill_light_colour: np.ndarray | None = None
+    shadows: bool = False  # the first light casts the solids' shadows onto the table
 
     @property
     def cube(self) -> Box:
