@@ -386,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--preset",
         default="default",
-        help="scene ranges and camera: default (cube fills a useful share; 128 px square, 60 deg) or ur3 (Unity's "
-        "UR3 tutorial: 650x400 px, centred, 60 deg vertical field of view, Unity's default, as the tutorial's is not "
-        "recorded); --camera, --image-size, --fov, --aspect or --principal-jitter replace the preset's camera",
+        help="scene ranges and camera: default (cube fills a useful share; 128 px square, 60 deg), ur3 (Unity's UR3 "
+        "tutorial cell: camera 1.74 m up and 1.91 m behind the arm's base, pitched 15 deg; the cube 0.2-0.4 m from "
+        "the base on the table; 650x400 px, 60 deg) or ur3-free (the cube anywhere in view 1.7-2.5 m away); "
+        "--camera, --image-size, --fov, --aspect or --principal-jitter replace the preset's camera",
     )
     gen.add_argument("--rotation", choices=["yaw", "full"], help="yaw: about the table's normal (default); full: any")
     gen.add_argument(
@@ -432,8 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="FACES",
         help="the object's faces: die (default: hues and pips, orientation unambiguous), plain (grey, for "
-        "object/symmetries: cube), or six image files of your object's faces in the order +x -x +y -y +z -z, "
-        "each as seen from outside",
+        "object/symmetries: cube), six image files of your object's faces in the order +x -x +y -y +z -z, "
+        "each as seen from outside, or one image of its unfolded net (a 4:3 cross: +x +z -x -z across the middle, "
+        "+y above +z, -y below it)",
     )
     gen.add_argument(
         "--style",

@@ -1,6 +1,6 @@
 """Streams, tracking, smoothing and lens distortion, measured on generated sequences with the code users run.
 
-    .venv/bin/python eval/video.py --checkpoint /tmp/ur3_640/row-0.ckpt --preset ur3 \
+    .venv/bin/python eval/video.py --checkpoint /tmp/ur3_640/row-0.ckpt --preset ur3-free \
         --camera 640 480 415.692 415.692 320 240 --data-dir data/video
 
 Renders with ``cubepose generate`` (kept in --data-dir and reused): ``--sequences`` static and moving

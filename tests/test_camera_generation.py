@@ -302,7 +302,7 @@ def test_a_face_image_reads_upright_and_unmirrored_from_outside(tmp_path, face):
         (["--format", "solo", "--image-size", "32", "48", "64"], "--image-size takes one value or a range LO HI"),
         (["--format", "solo", "--image-size", "16", "--aspect", "0.5"], "widths 8-8 pixels"),
         (["--aspect", "1", "1.5"], "--aspect or --principal-jitter needs --format solo"),
-        (["--faces", "dye"], "--faces takes die or plain, or six image files in the order +x -x +y -y +z -z"),
+        (["--faces", "dye"], "--faces takes die or plain, six image files in the order +x -x +y -y +z -z, or one"),
         (["--faces", "a.png", "b.png", "c.png", "d.png", "e.png"], "(5 files)"),
         (["--symmetric"], "--symmetric is now --faces plain"),
     ],
@@ -319,6 +319,65 @@ def test_unreadable_face_files_are_named_before_anything_is_written(tmp_path, ca
     assert f"--faces: cannot read {missing[5]} as an image" in message and "+x -x +y -y +z -z" in message
     Path(files[1]).write_text("not an image")
     assert f"cannot read {files[1]}" in refused(tmp_path / "out", ["--faces", *files], caplog)
+
+
+def _surface_colour(points: np.ndarray) -> np.ndarray:
+    """A colour that names a point of the cube's surface (x, y, z in [-0.5, 0.5]): no two places alike."""
+    return np.clip((points + 0.5) * 255, 0, 255).astype(np.uint8)
+
+
+def _face_seen(right: np.ndarray, up: np.ndarray, size: int) -> np.ndarray:
+    """A face's picture as seen from outside: pixel (row, col) shows the surface point there, given the directions
+    of the picture's right and top edges on the cube (the face's normal is right x up in Unity's frame, negated)."""
+    normal = -np.cross(right, up)  # Unity's frame is left-handed: right x up points into the object
+    centres = (np.arange(size) + 0.5) / size - 0.5
+    rows, cols = np.meshgrid(centres, centres, indexing="ij")
+    points = normal * 0.5 + cols[..., None] * right - rows[..., None] * up
+    return _surface_colour(points)
+
+
+def test_an_unfolded_net_gives_the_same_object_as_six_face_pictures(tmp_path, caplog):
+    """The net as a box folds: across the middle +x, +z, -x, -z upright; +y above +z, its top edge away from +z;
+    -y below +z. Each cell is drawn from the cube's surface here, without the reader's table of cells."""
+    size = 64
+    x, y, z = np.eye(3)
+    cells = {  # (row, column): directions of the cell's right and top edges on the folded cube
+        (1, 0): (z, y),  # +x, seen from outside, its right edge towards +z
+        (1, 1): (-x, y),  # +z, the front
+        (1, 2): (-z, y),  # -x
+        (1, 3): (x, y),  # -z
+        (0, 1): (-x, -z),  # +y above the front: its lower edge meets the front's top edge
+        (2, 1): (-x, z),  # -y below the front
+    }
+    net = np.zeros((3 * size, 4 * size, 3), np.uint8)
+    for (row, column), (right, up) in cells.items():
+        net[row * size : (row + 1) * size, column * size : (column + 1) * size] = _face_seen(right, up, size)
+    Image.fromarray(net).save(tmp_path / "net.png")
+    pictures = []
+    for name in FACE_NAMES:
+        pictures.append(tmp_path / f"{name}.png")
+        Image.fromarray(_face_seen(*(np.array(v, float) for v in FACE_VIEWS[name]), size)).save(pictures[-1])
+    from_net = face_atlas((str(tmp_path / "net.png"),))
+    np.testing.assert_array_equal(from_net, face_atlas(tuple(map(str, pictures))))
+    Image.fromarray(net[:, : 3 * size]).save(tmp_path / "square.png")
+    assert "an unfolded net is a 4:3 cross" in refused(
+        tmp_path / "out", ["--faces", str(tmp_path / "square.png")], caplog
+    )
+    assert (
+        main(
+            [
+                "generate",
+                str(tmp_path / "ok"),
+                "--count",
+                "1",
+                "--image-size",
+                "32",
+                "--faces",
+                str(tmp_path / "net.png"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_inspect_shows_the_object_size_and_each_camera(tmp_path, capsys):

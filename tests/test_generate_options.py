@@ -71,7 +71,7 @@ def refused(out: Path, args: list[str], caplog: pytest.LogCaptureFixture) -> str
         (["--min-distance", "0.6"], "beyond preset default's farthest distance 0.55; give --max-distance too"),
         (
             ["--max-distance", "1", "--preset", "ur3"],
-            "nearer than preset ur3's nearest distance 1.7; give --min-distance",
+            "nearer than preset ur3's nearest distance 1.6; give --min-distance",
         ),
         (["--image-size", "0"], "--image-size must be 16-4096 pixels"),
         (["--image-size", "15"], "--image-size must be 16-4096 pixels"),

@@ -19,12 +19,13 @@ from cubepose.config import validate_config
 from cubepose.data import TrainDataset
 from cubepose.data.legacy import read_legacy
 from cubepose.data.shards import MANIFEST
+from cubepose.geometry.camera import Camera
 from cubepose.geometry.object import Box
 from cubepose.geometry.projection import project_with_intrinsics, transform_points
 from cubepose.geometry.rotations import quaternion_to_matrix
 from cubepose.synth.generate import GenerationOptions, generate_dataset, scene_options
 from cubepose.synth.gl_renderer import GLRenderer
-from cubepose.synth.scene import PRESETS, sample_scene
+from cubepose.synth.scene import PRESET_CAMERAS, PRESETS, sample_scene
 
 CUBE_SIZE = Box().dimensions[0]  # the config's default cube
 
@@ -96,12 +97,29 @@ def test_yaw_turns_the_cube_about_the_table_normal_and_full_does_not():
     assert max(abs(np.dot(quaternion_to_matrix(s.cube.quaternion)[:, 1], s.up)) for s in tilted) < 0.999
 
 
-def test_ur3_preset_frames_the_cube_like_unitys_tutorial():
-    scenes = [sample_scene(np.random.default_rng([1, i, 0]), PRESETS["ur3"]) for i in range(50)]
+def test_ur3_preset_places_the_cube_in_unitys_cell_within_the_arms_reach():
+    """Camera 0.97 m above the table top and 1.91 m behind the arm's base, pitched 13-17 deg down; the cube within
+    0.2-0.4 m of the base on the table, 1.7-2.5 m away, its labels carrying the camera's pitch."""
+    options = replace(PRESETS["ur3"], camera=PRESET_CAMERAS["ur3"])
+    scenes = [sample_scene(np.random.default_rng([1, i, 0]), options) for i in range(50)]
     depths = np.array([s.cube.translation[2] for s in scenes])
     tilts = np.degrees(np.arcsin([-s.up[2] for s in scenes]))  # table normal leans towards the camera
     assert 1.7 <= depths.min() and depths.max() <= 2.5
-    assert 12 - 1e-6 <= tilts.min() and tilts.max() <= 18 + 1e-6
+    assert 13 - 1e-6 <= tilts.min() and tilts.max() <= 17 + 1e-6
+    for scene in scenes:
+        (base,) = scene.fixtures  # the arm's base, a cylinder standing on the table
+        assert base.shape == "cylinder" and np.allclose(quaternion_to_matrix(base.quaternion)[:, 1], scene.up)
+        apart = scene.cube.translation - base.translation
+        along_table = apart - (apart @ scene.up) * scene.up
+        assert 0.2 - 1e-9 <= np.linalg.norm(along_table) <= 0.4 + 1e-9
+        camera_height = -(base.translation - base.size[1] / 2 * scene.up) @ scene.up  # above the table top
+        assert camera_height == pytest.approx(1.74 - 0.77)
+        cube_up = quaternion_to_matrix(scene.cube.quaternion)[:, 1]
+        np.testing.assert_allclose(cube_up, scene.up, atol=1e-9)  # pitched with the camera, turned about the normal
+    narrow = replace(options, camera=Camera.from_values((96, 64, 160, 160, 48, 32)))  # 23 deg: little of the reach
+    for index in range(20):
+        cube = sample_scene(np.random.default_rng([2, index, 0]), narrow).cube.translation
+        assert np.all(np.abs(cube[:2] / cube[2] - [0, 0]) <= np.array([48, 32]) / 160 * 0.6 + 1e-9)
 
 
 def test_user_backgrounds_show_behind_the_scene(tmp_path):

@@ -194,7 +194,7 @@ class Oracle:
 def test_tracks_keep_their_ids_through_two_cubes_crossing(tmp_path):
     """On a generated crossing, where the far cube passes behind the near one and is hidden for some frames,
     each track id stays on its own cube from the first frame to the last."""
-    far = ["--preset", "ur3", "--camera", "96", "64", "160", "160", "48", "32", "--seed", "4"]  # the UR3 table
+    far = ["--preset", "ur3-free", "--camera", "96", "64", "160", "160", "48", "32", "--seed", "4"]  # the UR3 table
     root = generate_sequence(tmp_path / "cross", "crossing", 60, "--objects", "2", "2", *far)
     translations, quaternions, _ = sequence_labels(root)
     oracle = Oracle(translations[:, :2], quaternions[:, :2], np.array([160.0, 160.0, 48.0, 32.0]), noise=0.005)

@@ -55,7 +55,7 @@ from cubepose.synth.scene import (
 from cubepose.synth.sequence import VIDEO as SEQUENCE_VIDEO
 from cubepose.synth.sequence import SequenceOptions, sequence_frame
 from cubepose.synth.styles import letter_faces, style_image, style_scene
-from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, PHOTO_FACE_SIZE, cube_atlas
+from cubepose.synth.textures import FACE_NAMES, FACE_STYLES, NET_ASPECT, PHOTO_FACE_SIZE, cube_atlas, net_faces
 from cubepose.synth.writers import BOP_SPLIT, LAYOUTS, FrameLabel
 
 logger = logging.getLogger(__name__)
@@ -327,11 +327,37 @@ def face_image(path: str) -> np.ndarray:
         ) from None
 
 
+def net_image(path: str) -> list[np.ndarray]:
+    """The six face textures of an unfolded net image (``--faces NET``); a file that is no 4:3 cross is refused."""
+    if not Path(path).exists():  # most likely a mistyped style
+        raise ValueError(
+            f"--faces takes {' or '.join(FACE_STYLES)}, six image files in the order {' '.join(FACE_NAMES)}, or one "
+            f"image of the unfolded net (a 4:3 cross); {path} is neither a style nor a file"
+        )
+    try:
+        with open_image(path) as image:
+            net = np.asarray(as_rgb(image))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise ValueError(f"--faces: cannot read {path} as an image ({err}); give a PNG or JPEG of the net") from None
+    height, width = net.shape[:2]
+    if abs(width / height - NET_ASPECT) > 0.02 or width < 8:
+        raise ValueError(
+            f"--faces {path}: an unfolded net is a 4:3 cross of square faces (4 wide, 3 high), got {width}x{height} "
+            f"pixels; give six files in the order {' '.join(FACE_NAMES)} instead, or crop the net to 4:3"
+        )
+    return [np.asarray(Image.fromarray(face).resize((PHOTO_FACE_SIZE,) * 2, Image.BILINEAR)) for face in net_faces(net)]
+
+
+def face_images(faces: tuple[str, ...]) -> list[np.ndarray]:
+    """The six face textures of ``--faces``: six files, or one unfolded net."""
+    return net_image(faces[0]) if len(faces) == 1 else [face_image(path) for path in faces]
+
+
 def face_atlas(faces: str | tuple[str, ...], style: str = "randomised") -> np.ndarray:
-    """The object's texture atlas for ``--faces``: die, plain or six image files; the letters style's own."""
+    """The object's texture atlas for ``--faces``: die, plain, six image files or a net; the letters style's own."""
     if style == "letters":
         return cube_atlas(letter_faces())
-    return cube_atlas(faces if isinstance(faces, str) else [face_image(path) for path in faces])
+    return cube_atlas(faces if isinstance(faces, str) else face_images(faces))
 
 
 def background_texture(path: Path) -> np.ndarray:
@@ -441,9 +467,9 @@ def _recorded_options(options: GenerationOptions) -> dict:
     scene = recorded["scene"]
     if options.scene.dimensions == default_dimensions():  # left out, as in folders made before the option: they resume
         del scene["dimensions"]
-    defaults = SceneOptions()
-    for name in ("aspect", "principal_jitter", "objects", "empty_fraction", "style"):  # likewise
-        if _plain(getattr(options.scene, name)) == _plain(getattr(defaults, name)):
+    defaults = asdict(SceneOptions())
+    for name in ("aspect", "principal_jitter", "objects", "empty_fraction", "style", "rig"):  # likewise
+        if _plain(scene[name]) == _plain(defaults[name]):
             del scene[name]
     if options.sequence is None:  # likewise
         del recorded["sequence"]
@@ -679,8 +705,7 @@ def _check_image_size(size: object, why: str) -> None:
 def _check_face_files(faces: str | tuple[str, ...]) -> None:
     """Open each ``--faces`` image once, so an unreadable one is named before anything is written."""
     if not isinstance(faces, str):
-        for path in faces:
-            face_image(path)
+        face_images(faces)
 
 
 def _check_backgrounds(folder: str | None) -> None:

@@ -56,6 +56,66 @@ MAX_PRINCIPAL_JITTER = 0.25  # share of a side: the cube's allowed region (``mar
 
 
 @dataclass(frozen=True)
+class Rig:
+    """A camera fixed over a table as a real cell stands (metres): the object lies on the table top within an arm's
+    reach of the arm's base, seen by a camera ``height`` above that top and ``back`` behind the base.
+
+    The world frame has y up and its origin at the arm's base on the table top; the camera looks along +z,
+    pitched and rolled by the scene options' ``tilt_deg`` and ``roll_deg``. Positions out of view or out of the
+    distance range are drawn again (``PLACEMENT_TRIES``); a camera that sees too little of the reach then
+    places the object where a random pixel's ray meets the table.
+    """
+
+    height: float  # camera's optical centre above the table top
+    back: float  # horizontally from the camera to the arm's base
+    reach: tuple[float, float]  # the object's centre from the arm's base, along the table
+    base: tuple[float, float] = (0.128, 0.09)  # the arm's base, a cylinder: diameter and height
+
+    def camera_position(self) -> np.ndarray:
+        """The camera's optical centre in the world frame."""
+        return np.array([0.0, self.height, -self.back])
+
+    def place(
+        self,
+        rng: np.random.Generator,
+        rotate: np.ndarray,
+        lift: float,
+        view: tuple[np.ndarray, np.ndarray],
+        margin: float,
+        distance: tuple[float, float],
+    ) -> np.ndarray | None:
+        """The object's centre in the camera frame (``rotate``: world to camera; ``lift``: its centre above the
+        table), inside ``margin`` of the view and the ``distance`` range, or None where no place is found."""
+        middle, half = view
+        for _ in range(PLACEMENT_TRIES):
+            angle, radius = rng.uniform(0, 2 * np.pi), rng.uniform(*self.reach)
+            world = np.array([radius * np.sin(angle), lift, radius * np.cos(angle)])
+            centre = rotate @ (world - self.camera_position())
+            if _seen(centre, middle, half * margin, distance):
+                return centre
+        up = rotate @ Y_AXIS
+        plane = up @ (rotate @ (np.array([0.0, lift, 0.0]) - self.camera_position()))  # the centres' plane
+        for _ in range(PLACEMENT_TRIES):
+            ray = np.array([*(rng.uniform(-1, 1, size=2) * half * margin + middle), 1.0])
+            if ray @ up < 0 and _seen(ray * plane / (ray @ up), middle, half * margin, distance):
+                return ray * plane / (ray @ up)
+        return None
+
+    def base_in(self, world_to_camera: np.ndarray) -> Box:
+        """The arm's base standing at the world's origin, in the camera frame (``world_to_camera``: a quaternion)."""
+        diameter, height = self.base
+        centre = quaternion_to_matrix(world_to_camera) @ (np.array([0.0, height / 2, 0.0]) - self.camera_position())
+        size = np.array([diameter, height, diameter])
+        return Box(centre, world_to_camera, size, np.array([0.7, 0.7, 0.72]), "cylinder")
+
+
+def _seen(centre: np.ndarray, middle: np.ndarray, half: np.ndarray, distance: tuple[float, float]) -> bool:
+    """Whether a camera-frame point lies within ``half`` of the view's ``middle`` (slopes) and the distance range."""
+    depth = centre[2]
+    return bool(distance[0] <= depth <= distance[1] and np.all(np.abs(centre[:2] / depth - middle) <= half))
+
+
+@dataclass(frozen=True)
 class SceneOptions:
     """The ranges a preset randomises within (distances in metres, angles in degrees)."""
 
@@ -77,6 +137,7 @@ class SceneOptions:
     aspect: tuple[float, float] = (1.0, 1.0)  # image width / height, drawn per image (range: randomised cameras)
     principal_jitter: float = 0.0  # the principal point moves up to this share of the width and height off centre
     style: str = "randomised"  # the look (cubepose.synth.styles): today's randomisation or a held-apart test look
+    rig: Rig | None = None  # a camera fixed over the table (Unity's UR3 cell): the object is placed on the table
 
     def __post_init__(self) -> None:
         """Refuse impossible ranges when the options are made, so no caller (CLI or Python) renders with them."""
@@ -194,15 +255,16 @@ def check_scene_options(options: SceneOptions) -> None:
 
 
 def _check_faces(faces: str | tuple) -> None:
-    """Refuse faces that are neither a style nor six file names (the files themselves are opened by the generator)."""
+    """Refuse faces that are neither a style nor six file names nor one unfolded net (the files themselves are
+    opened by the generator)."""
     files = isinstance(faces, tuple) and all(isinstance(name, str) for name in faces)
-    if faces in FACE_STYLES or (files and len(faces) == 6):
+    if faces in FACE_STYLES or (files and len(faces) in (1, 6)):
         return
     given = " ".join(map(str, faces)) if isinstance(faces, tuple) else repr(faces)
     count = f" ({len(faces)} files)" if files else ""
     raise ValueError(
-        f"--faces takes {' or '.join(FACE_STYLES)}, or six image files in the order {' '.join(FACE_NAMES)}; "
-        f"got {given}{count}"
+        f"--faces takes {' or '.join(FACE_STYLES)}, six image files in the order {' '.join(FACE_NAMES)}, or one "
+        f"image of the unfolded net (a 4:3 cross); got {given}{count}"
     )
 
 
@@ -228,15 +290,26 @@ def _check_object(dimensions: tuple, nearest: float) -> None:
         )
 
 
+# Unity's UR3 pick-and-place tutorial as its captures record it: the camera 1.74 m above the floor and 1.91 m behind
+# the arm's base, pitched 15 deg down; the table top (the arm's base) 0.77 m up; the cube within 0.2-0.4 m of the
+# base (Unity's RobotArmObjectPositionRandomizer), so 1.7-2.5 m from the camera.
+UR3_CELL = Rig(height=1.74 - 0.77, back=1.91, reach=(0.2, 0.4))
 PRESETS = {
     "default": SceneOptions(),
-    # Unity's UR3 pick-and-place tutorial: cube on a table ~1.7-2.5 m away, camera tilted down ~15 deg
-    "ur3": SceneOptions(distance=(1.7, 2.5), tilt_deg=(12.0, 18.0), roll_deg=1.0, margin=0.5, table_size=10.0),
+    "ur3": SceneOptions(
+        distance=(1.6, 2.6), tilt_deg=(13.0, 17.0), roll_deg=1.0, margin=0.6, table_size=10.0, rig=UR3_CELL
+    ),
+    # The cube anywhere in the view 1.7-2.5 m away on a table under it, the camera pitched 12-18 deg: no cell
+    "ur3-free": SceneOptions(distance=(1.7, 2.5), tilt_deg=(12.0, 18.0), roll_deg=1.0, margin=0.5, table_size=10.0),
 }
 # The camera a preset renders with when no --camera, --image-size or --fov is given (None: 128 px square, 60 deg).
-# Unity's UR3 tutorial renders 650 x 400; its field of view is recorded nowhere we know of, so Unity's default
-# camera's 60 deg vertical field of view stands in.
-PRESET_CAMERAS: dict[str, Camera | None] = {"default": None, "ur3": Camera.from_fov(60.0, 650, 400)}
+# Unity's UR3 tutorial renders 650 x 400 with the tutorial scene's camera of 60 deg vertical field of view (Unity's
+# default); fits of its captures' labels give 49-61 deg: --fov 49 61 --aspect 1.625 --image-size 400 covers them.
+PRESET_CAMERAS: dict[str, Camera | None] = {
+    "default": None,
+    "ur3": Camera.from_fov(60.0, 650, 400),
+    "ur3-free": Camera.from_fov(60.0, 650, 400),
+}
 
 
 @dataclass(frozen=True)
@@ -336,6 +409,12 @@ def sample_scene(
     centre = np.array([x, y, depth])
     quaternion = _object_rotation(rng, options.rotation, world_to_camera)
     lift = shape.dimensions[1] / 2 if options.rotation == "yaw" else shape.radius  # yaw: its y axis is the normal
+    fixtures = []
+    if options.rig is not None:  # its own generator: scenes without a rig keep their draws
+        placing = np.random.default_rng(rng.integers(2**63))
+        placed = options.rig.place(placing, rotate, lift, (middle, half), options.margin, options.distance)
+        centre, depth = (centre, depth) if placed is None else (placed, float(placed[2]))
+        fixtures = [options.rig.base_in(world_to_camera)]
     cube = Box(centre, quaternion, np.array(shape.dimensions), np.ones(3))
     table_centre = centre - up * lift
     objects = [cube]
@@ -364,6 +443,7 @@ def sample_scene(
         noise_seed=int(rng.integers(2**32)),
         distractors=_distractors(rng, options, table_centre, world_to_camera, depth, shape.radius, objects),
         camera=camera,
+        fixtures=fixtures,
     )
 
 

@@ -41,6 +41,26 @@ FACE_VIEWS = {
 }
 
 
+# The unfolded net (a 4 x 3 cross, as 3D tools export a box's texture), seen from outside: the middle row holds
+# the four sides left to right (+x, front +z, -x, -z) upright, the top (+y) above the front and the bottom (-y)
+# below it. Per face: (row, column, quarter turns to apply so it reads as FACE_VIEWS describes it): the top
+# in the net has its top edge away from the front (-z), so it is turned half way round.
+NET_CELLS = {"+x": (1, 0, 0), "-x": (1, 2, 0), "+y": (0, 1, 2), "-y": (2, 1, 0), "+z": (1, 1, 0), "-z": (1, 3, 0)}
+NET_ASPECT = 4 / 3
+
+
+def net_faces(net: np.ndarray) -> list[np.ndarray]:
+    """The six faces (``FACE_NAMES`` order, each as seen from outside, upright as ``FACE_VIEWS``) of an unfolded
+    net image (H, W, 3) of aspect 4:3; each face is the cell's square, W / 4 on a side."""
+    side = net.shape[1] // 4
+    faces = []
+    for name in FACE_NAMES:
+        row, column, turns = NET_CELLS[name]
+        cell = net[row * side : (row + 1) * side, column * side : (column + 1) * side]
+        faces.append(np.rot90(cell, turns).copy())
+    return faces
+
+
 def _face(colour: np.ndarray, pips: int) -> np.ndarray:
     texel = (np.arange(FACE_SIZE) + 0.5) / FACE_SIZE
     v, u = np.meshgrid(texel, texel, indexing="ij")
