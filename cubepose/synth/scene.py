@@ -335,7 +335,7 @@ class Scene:
     table_centre: np.ndarray
     table_texture: np.ndarray  # small uint8 RGB, magnified smoothly by the renderer
     table_tiles: float
-    table_size: float
+    table_size: float | np.ndarray  # metres: the square table's edge, or its (along, across) extent
     background_texture: np.ndarray
     background_index: int  # which user background image, if any
     light_direction: np.ndarray  # towards the light, camera frame

@@ -78,11 +78,8 @@ def _arm(rng: np.random.Generator, foot: np.ndarray, up: np.ndarray) -> list[Box
         )
         joint = np.full(3, diameter * 1.25)
         parts.append(Box(end, _turned(direction), joint, joint_colour))
-        bend = rng.uniform(0.3, 1.4)  # radians from the way up, towards the heading
+        bend = rng.uniform(0.3, 1.4)  # the next link's angle from the table's normal, below 90 deg: it rises
         direction = np.cos(bend) * up + np.sin(bend) * heading
-        direction = (
-            direction if (end + direction * length - foot) @ up > 0.05 else np.cos(0.3) * up + np.sin(0.3) * heading
-        )
         start = end
     return parts
 
