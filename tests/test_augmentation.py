@@ -26,6 +26,14 @@ def test_ranges_of_zero_change_nothing_and_probability_zero_changes_no_image():
     assert torch.equal(PhotometricAugmentation(probability=0.0)(images), images)
 
 
+def test_channels_last_batches_keep_their_memory_format():
+    """The GPU configs' channels-last inputs: changed images keep the layout the network was put in."""
+    images = _images(4, 16).contiguous(memory_format=torch.channels_last)
+    for probability in (1.0, 0.5):
+        changed = PhotometricAugmentation(probability=probability)(images, torch.Generator().manual_seed(1))
+        assert changed.is_contiguous(memory_format=torch.channels_last) and changed.shape == images.shape
+
+
 def test_each_image_draws_its_own_change_within_the_range_and_a_seed_repeats_it():
     images = _images(1).expand(16, -1, -1, -1).contiguous()  # one picture sixteen times
     augment = PhotometricAugmentation(probability=1.0, brightness=0.5, noise=0.0, blur=0.0)

@@ -53,7 +53,7 @@ class PhotometricAugmentation:
         pixels = images[chosen].float()  # [-1, 1]: the affine map below is folded into this range
         matrix, offset = self._colour((pixels.mean(dim=(2, 3)) + 1) / 2, generator)
         offset = matrix.sum(dim=2, keepdim=True) + 2 * offset - 1  # x = 2 p - 1 on both sides of p -> M p + o
-        pixels = torch.baddbmm(offset, matrix, pixels.view(len(chosen), channels, -1)).view(pixels.shape)
+        pixels = torch.baddbmm(offset, matrix, pixels.reshape(len(chosen), channels, -1)).view(pixels.shape)
         blurred = self._some(len(chosen), generator, device) if self.blur > 0 else None
         if blurred is not None and len(blurred):
             sigma = torch.rand(len(blurred), 1, generator=generator, device=device).mul(self.blur).clamp_min(1e-3)
@@ -67,9 +67,8 @@ class PhotometricAugmentation:
             grain = grain.reshape(len(noisy), channels, 2 * half[2], 2 * half[4])[:, :, :height, :width]
             pixels[noisy] += grain
         pixels = pixels.clamp_(-1.0, 1.0).to(images.dtype)
-        if len(chosen) == count:
-            return pixels.contiguous(memory_format=_memory_format(images))
-        return images.index_copy(0, chosen, pixels)
+        changed = pixels if len(chosen) == count else images.index_copy(0, chosen, pixels)
+        return changed.contiguous(memory_format=_memory_format(images))
 
     def _colour(self, means: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per image (N, 3, 3) and (N, 3, 1) on colours in [0, 1], from each image's (N, 3) channel ``means``: white
